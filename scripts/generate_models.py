@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""Writes the ONNX models of the example and test model repositories.
+
+The models are tiny graphs built with `onnx.helper`, so they are committed
+together with this script; `--check` rebuilds them in a temporary folder and
+fails if any committed file differs, which keeps the two in step.
+
+    python scripts/generate_models.py            # rewrite the committed models
+    python scripts/generate_models.py --check    # verify them (CI)
+"""
+
+import argparse
+import filecmp
+import pathlib
+import sys
+import tempfile
+
+import onnx
+from onnx import TensorProto, helper
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples" / "model_repository"
+TEST_MODELS = ROOT / "tests" / "model_repository"
+
+OPSET = 17
+IR_VERSION = 8
+
+# Triton datatype name -> ONNX element type, for the identity test models.
+IDENTITY_TYPES = {
+    "BOOL": TensorProto.BOOL,
+    "UINT8": TensorProto.UINT8,
+    "UINT16": TensorProto.UINT16,
+    "UINT32": TensorProto.UINT32,
+    "UINT64": TensorProto.UINT64,
+    "INT8": TensorProto.INT8,
+    "INT16": TensorProto.INT16,
+    "INT32": TensorProto.INT32,
+    "INT64": TensorProto.INT64,
+    "FP16": TensorProto.FLOAT16,
+    "BF16": TensorProto.BFLOAT16,
+    "FP32": TensorProto.FLOAT,
+    "FP64": TensorProto.DOUBLE,
+    "BYTES": TensorProto.STRING,
+}
+
+
+def save(graph, path: pathlib.Path) -> None:
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        producer_name="tritonrs-generate-models",
+    )
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(model.SerializeToString(deterministic=True))
+
+
+def tensor(name, elem_type, shape):
+    return helper.make_tensor_value_info(name, elem_type, shape)
+
+
+def simple(path):
+    """INT32 [batch, 16] INPUT0, INPUT1 -> OUTPUT0 = sum, OUTPUT1 = difference."""
+    dims = ["batch", 16]
+    graph = helper.make_graph(
+        [
+            helper.make_node("Add", ["INPUT0", "INPUT1"], ["OUTPUT0"]),
+            helper.make_node("Sub", ["INPUT0", "INPUT1"], ["OUTPUT1"]),
+        ],
+        "simple",
+        [tensor("INPUT0", TensorProto.INT32, dims), tensor("INPUT1", TensorProto.INT32, dims)],
+        [tensor("OUTPUT0", TensorProto.INT32, dims), tensor("OUTPUT1", TensorProto.INT32, dims)],
+    )
+    save(graph, path)
+
+
+def simple_string(path):
+    """The BYTES twin of `simple`: decimal strings in, decimal strings out."""
+    dims = ["batch", 16]
+    string, int32 = TensorProto.STRING, TensorProto.INT32
+    graph = helper.make_graph(
+        [
+            helper.make_node("Cast", ["INPUT0"], ["a"], to=int32),
+            helper.make_node("Cast", ["INPUT1"], ["b"], to=int32),
+            helper.make_node("Add", ["a", "b"], ["sum"]),
+            helper.make_node("Sub", ["a", "b"], ["difference"]),
+            helper.make_node("Cast", ["sum"], ["OUTPUT0"], to=string),
+            helper.make_node("Cast", ["difference"], ["OUTPUT1"], to=string),
+        ],
+        "simple_string",
+        [tensor("INPUT0", string, dims), tensor("INPUT1", string, dims)],
+        [tensor("OUTPUT0", string, dims), tensor("OUTPUT1", string, dims)],
+    )
+    save(graph, path)
+
+
+def scale_fp16(path):
+    """FP16 [batch, 4] INPUT -> OUTPUT = INPUT * 0.5; served without a config.pbtxt."""
+    dims = ["batch", 4]
+    half = helper.make_tensor("half", TensorProto.FLOAT16, [], [0.5])
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["INPUT", "half"], ["OUTPUT"])],
+        "scale_fp16",
+        [tensor("INPUT", TensorProto.FLOAT16, dims)],
+        [tensor("OUTPUT", TensorProto.FLOAT16, dims)],
+        initializer=[half],
+    )
+    save(graph, path)
+
+
+def identity(path, elem_type):
+    """[batch, -1] INPUT0 -> OUTPUT0, unchanged: one per datatype."""
+    dims = ["batch", "n"]
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["INPUT0"], ["OUTPUT0"])],
+        "identity",
+        [tensor("INPUT0", elem_type, dims)],
+        [tensor("OUTPUT0", elem_type, dims)],
+    )
+    save(graph, path)
+
+
+def busy_loop(path):
+    """INT64 [1] ITERATIONS -> INT64 [1] COUNT after that many loop steps.
+
+    Its run time grows with ITERATIONS, so tests can hold one model busy for
+    a chosen time and show that other models are not delayed.
+    """
+    int64 = TensorProto.INT64
+    one = helper.make_tensor("one", int64, [1], [1])
+    body = helper.make_graph(
+        [
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+            helper.make_node("Add", ["count_in", "one"], ["count_out"]),
+        ],
+        "body",
+        [
+            tensor("i", int64, []),
+            tensor("cond_in", TensorProto.BOOL, []),
+            tensor("count_in", int64, [1]),
+        ],
+        [tensor("cond_out", TensorProto.BOOL, []), tensor("count_out", int64, [1])],
+        initializer=[one],
+    )
+    zero = helper.make_tensor("zero", int64, [1], [0])
+    true = helper.make_tensor("true", TensorProto.BOOL, [], [True])
+    graph = helper.make_graph(
+        [
+            helper.make_node("Squeeze", ["ITERATIONS"], ["trip_count"]),
+            helper.make_node("Loop", ["trip_count", "true", "zero"], ["COUNT"], body=body),
+        ],
+        "busy_loop",
+        [tensor("ITERATIONS", int64, [1])],
+        [tensor("COUNT", int64, [1])],
+        initializer=[zero, true],
+    )
+    save(graph, path)
+
+
+def write_all(examples: pathlib.Path, test_models: pathlib.Path) -> None:
+    simple(examples / "simple" / "1" / "model.onnx")
+    simple_string(examples / "simple_string" / "1" / "model.onnx")
+    scale_fp16(examples / "scale_fp16" / "1" / "model.onnx")
+    for name, elem_type in IDENTITY_TYPES.items():
+        identity(test_models / f"identity_{name.lower()}" / "1" / "model.onnx", elem_type)
+    busy_loop(test_models / "busy_loop" / "1" / "model.onnx")
+
+
+def onnx_files(root: pathlib.Path):
+    return sorted(p.relative_to(root) for p in root.rglob("*.onnx"))
+
+
+def check() -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        write_all(tmp / "examples", tmp / "tests")
+        stale = []
+        for committed, fresh in ((EXAMPLES, tmp / "examples"), (TEST_MODELS, tmp / "tests")):
+            if onnx_files(committed) != onnx_files(fresh):
+                stale.append(f"{committed}: the set of .onnx files differs")
+                continue
+            for rel in onnx_files(fresh):
+                if not filecmp.cmp(committed / rel, fresh / rel, shallow=False):
+                    stale.append(str(committed / rel))
+    if stale:
+        print("models out of date, run scripts/generate_models.py:", *stale, sep="\n  ")
+        return 1
+    print("committed models match scripts/generate_models.py")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="verify instead of writing")
+    args = parser.parse_args()
+    if args.check:
+        return check()
+    write_all(EXAMPLES, TEST_MODELS)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+//! The ONNX Runtime backend, through the `ort` crate with the library
+//! loaded at run time.
+
+mod library;
+mod session_options;
+mod values;
+
+use std::path::{Path, PathBuf};
+
+use ort::environment::Environment;
+use ort::session::Session;
+use ort::session::builder::SessionBuilder;
+use ort::value::{Outlet, ValueType};
+
+pub use library::{LIBRARY_ENV, LIBRARY_FILENAME, locate_library};
+pub use session_options::SessionOptions;
+
+use super::{Backend, Device, InstanceSettings, ModelInstance, ModelSignature, TensorSpec};
+use crate::error::{Error, Result};
+use crate::model_config::{ONNX_BACKEND, check_against_signature};
+use crate::tensor::Tensor;
+
+/// Runs ONNX models on ONNX Runtime.
+pub struct OnnxRuntimeBackend {
+    environment: Environment,
+    library: PathBuf,
+}
+
+impl OnnxRuntimeBackend {
+    /// Loads the ONNX Runtime library (see [`locate_library`]) and creates
+    /// the process's ONNX Runtime environment. Only one backend may exist per
+    /// process.
+    pub fn load(explicit_library: Option<&Path>) -> Result<Self, String> {
+        let library = locate_library(explicit_library)?;
+        let builder = ort::init_from(&library)
+            .map_err(|error| format!("cannot load the ONNX Runtime library '{}': {error}", library.display()))?;
+        let environment = builder
+            .with_name("tritonrs")
+            .with_telemetry(false)
+            .build()
+            .map_err(|error| format!("cannot create the ONNX Runtime environment: {error}"))?;
+        Ok(Self { environment, library })
+    }
+
+    /// The library in use.
+    pub fn library(&self) -> &Path {
+        &self.library
+    }
+
+    fn session_builder(&self) -> ort::Result<SessionBuilder> {
+        Session::builder(&self.environment)
+    }
+}
+
+impl Backend for OnnxRuntimeBackend {
+    fn name(&self) -> &'static str {
+        ONNX_BACKEND
+    }
+
+    fn signature(&self, model_path: &Path) -> Result<ModelSignature> {
+        // Only the declared inputs and outputs are needed: skip the graph
+        // optimizations that make a full load slow.
+        let session = self
+            .session_builder()
+            .and_then(|builder| builder.with_optimization_level(ort::session::builder::GraphOptimizationLevel::Disable).map_err(Into::into))
+            .and_then(|mut builder| builder.commit_from_file(model_path))
+            .map_err(|error| load_error(model_path, error))?;
+        signature_of(&session).map_err(|message| Error::internal(format!("'{}': {message}", model_path.display())))
+    }
+
+    fn create_instance(&self, settings: &InstanceSettings) -> Result<Box<dyn ModelInstance>> {
+        if let Device::Gpu(gpu) = settings.device {
+            return Err(Error::unavailable(format!(
+                "instance '{}' asks for GPU {gpu}, but this server runs ONNX Runtime on the CPU only",
+                settings.name
+            )));
+        }
+        let options = SessionOptions::from_config(&settings.config, settings.instances_of_model).map_err(Error::invalid_argument)?;
+        let session = self.build_session(&options, &settings.model_path)?;
+        let signature = signature_of(&session).map_err(Error::internal)?;
+        check_against_signature(&settings.config, &signature).map_err(Error::invalid_argument)?;
+        tracing::debug!(instance = %settings.name, ?options, "created ONNX Runtime session");
+        Ok(Box::new(OnnxRuntimeInstance { session }))
+    }
+}
+
+impl OnnxRuntimeBackend {
+    fn build_session(&self, options: &SessionOptions, model_path: &Path) -> Result<Session> {
+        let configure = || -> ort::Result<Session> {
+            let mut builder = self
+                .session_builder()?
+                .with_intra_threads(options.intra_op_threads)?
+                .with_parallel_execution(options.parallel_execution)?
+                .with_optimization_level(options.optimization)?;
+            if options.inter_op_threads > 0 {
+                builder = builder.with_inter_threads(options.inter_op_threads)?;
+            }
+            if let Some(enable) = options.memory_pattern {
+                builder = builder.with_memory_pattern(enable)?;
+            }
+            builder.commit_from_file(model_path)
+        };
+        configure().map_err(|error| load_error(model_path, error))
+    }
+}
+
+fn load_error(model_path: &Path, error: impl std::fmt::Display) -> Error {
+    Error::internal(format!("ONNX Runtime cannot load '{}': {error}", model_path.display()))
+}
+
+fn signature_of(session: &Session) -> Result<ModelSignature, String> {
+    let specs = |outlets: &[Outlet]| -> Result<Vec<TensorSpec>, String> {
+        outlets
+            .iter()
+            .map(|outlet| match outlet.dtype() {
+                ValueType::Tensor { ty, shape, .. } => Ok(TensorSpec {
+                    name: outlet.name().to_string(),
+                    datatype: values::datatype_of(*ty),
+                    dims: shape.to_vec(),
+                }),
+                other => Err(format!("'{}' is a {other}; only tensors are supported", outlet.name())),
+            })
+            .collect()
+    };
+    Ok(ModelSignature { inputs: specs(session.inputs())?, outputs: specs(session.outputs())? })
+}
+
+/// One ONNX Runtime session.
+struct OnnxRuntimeInstance {
+    session: Session,
+}
+
+impl ModelInstance for OnnxRuntimeInstance {
+    fn execute(&mut self, inputs: &[Tensor], outputs: &[String]) -> Result<Vec<Tensor>> {
+        let values = inputs
+            .iter()
+            .map(|tensor| {
+                values::input_value(tensor)
+                    .map(|value| (tensor.name.as_str(), value))
+                    .map_err(|error| Error::invalid_argument(format!("input '{}': {error}", tensor.name)))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let produced = self
+            .session
+            .run(values)
+            .map_err(|error| Error::internal(format!("ONNX Runtime failed to run the model: {error}")))?;
+        outputs
+            .iter()
+            .map(|name| {
+                let value = produced
+                    .get(name)
+                    .ok_or_else(|| Error::internal(format!("the model did not produce output '{name}'")))?;
+                values::output_tensor(name, value).map_err(Error::internal)
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,104 @@
+//! Session settings from a model configuration, with the names and meanings
+//! of Triton's ONNX Runtime backend (`parameters` and
+//! `optimization.graph.level`).
+
+use ort::session::builder::GraphOptimizationLevel;
+
+use crate::model_config::ModelConfig;
+
+/// How to build the ONNX Runtime sessions of one model version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionOptions {
+    /// Threads inside one operator.
+    pub intra_op_threads: usize,
+    /// Threads across operators (parallel execution only); 0 keeps ONNX
+    /// Runtime's default.
+    pub inter_op_threads: usize,
+    /// Run independent graph branches in parallel (`execution_mode: 1`).
+    pub parallel_execution: bool,
+    /// Graph optimization level.
+    pub optimization: GraphOptimizationLevel,
+    /// Memory pattern optimization; `None` keeps ONNX Runtime's default.
+    pub memory_pattern: Option<bool>,
+}
+
+impl SessionOptions {
+    /// Reads the settings of `config`. Without `intra_op_thread_count`, the
+    /// machine's cores are divided between the model's `instances` so that
+    /// instances running side by side do not oversubscribe the CPU.
+    pub fn from_config(config: &ModelConfig, instances: usize) -> Result<Self, String> {
+        let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
+        let intra_op_threads = match parameter::<usize>(config, "intra_op_thread_count")? {
+            Some(threads) if threads > 0 => threads,
+            _ => (cores / instances.max(1)).max(1),
+        };
+        let inter_op_threads = parameter::<usize>(config, "inter_op_thread_count")?.unwrap_or(0);
+        let parallel_execution = match parameter::<u8>(config, "execution_mode")? {
+            None | Some(0) => false,
+            Some(1) => true,
+            Some(other) => return Err(format!("parameter execution_mode must be 0 (sequential) or 1 (parallel), not {other}")),
+        };
+        let level = config.optimization.as_ref().and_then(|optimization| optimization.graph.as_ref()).map_or(0, |graph| graph.level);
+        let optimization = match level {
+            -1 => GraphOptimizationLevel::Level1,
+            1 => GraphOptimizationLevel::Level2,
+            2 => GraphOptimizationLevel::Disable,
+            _ => GraphOptimizationLevel::All,
+        };
+        let memory_pattern = parameter::<u8>(config, "enable_mem_pattern")?.map(|value| value != 0);
+        Ok(Self { intra_op_threads, inter_op_threads, parallel_execution, optimization, memory_pattern })
+    }
+}
+
+fn parameter<T: std::str::FromStr>(config: &ModelConfig, key: &str) -> Result<Option<T>, String> {
+    let Some(value) = config.parameters.get(key) else {
+        return Ok(None);
+    };
+    let text = value.string_value.trim();
+    text.parse::<T>()
+        .map(Some)
+        .map_err(|_| format!("parameter {key} must be a non-negative integer, not '{text}'"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model_config::parse_text_format;
+
+    #[test]
+    fn reads_triton_parameters() {
+        let config = parse_text_format(
+            r#"optimization { graph { level: 2 } }
+               parameters { key: "intra_op_thread_count" value { string_value: "3" } }
+               parameters { key: "inter_op_thread_count" value { string_value: "2" } }
+               parameters { key: "execution_mode" value { string_value: "1" } }
+               parameters { key: "enable_mem_pattern" value { string_value: "0" } }"#,
+        )
+        .unwrap();
+        let options = SessionOptions::from_config(&config, 2).unwrap();
+        assert_eq!(options, SessionOptions {
+            intra_op_threads: 3,
+            inter_op_threads: 2,
+            parallel_execution: true,
+            optimization: GraphOptimizationLevel::Disable,
+            memory_pattern: Some(false),
+        });
+    }
+
+    #[test]
+    fn divides_cores_between_instances_by_default() {
+        let cores = std::thread::available_parallelism().unwrap().get();
+        let options = SessionOptions::from_config(&ModelConfig::default(), 1).unwrap();
+        assert_eq!(options.intra_op_threads, cores);
+        assert_eq!(options.optimization, GraphOptimizationLevel::All);
+        let many = SessionOptions::from_config(&ModelConfig::default(), cores * 4).unwrap();
+        assert_eq!(many.intra_op_threads, 1);
+    }
+
+    #[test]
+    fn rejects_malformed_values() {
+        let config = parse_text_format(r#"parameters { key: "intra_op_thread_count" value { string_value: "many" } }"#).unwrap();
+        let error = SessionOptions::from_config(&config, 1).unwrap_err();
+        assert!(error.contains("intra_op_thread_count") && error.contains("many"), "{error}");
+    }
+}

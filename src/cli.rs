@@ -1,0 +1,254 @@
+//! Command-line flags, spelled as `tritonserver` spells them so existing
+//! launch commands and container specs work unchanged.
+
+use std::ffi::OsString;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, CommandFactory, Parser};
+
+/// Serve a Triton model repository of ONNX models over the KServe v2 /
+/// Triton inference protocol.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "tritonserver", version, about)]
+pub struct Args {
+    /// Model repository directory; repeat for several.
+    #[arg(long = "model-repository", visible_alias = "model-store", value_name = "PATH", required = true)]
+    pub model_repositories: Vec<PathBuf>,
+
+    /// Port of the gRPC service (0 picks a free one).
+    #[arg(long, default_value_t = 8001, value_name = "PORT")]
+    pub grpc_port: u16,
+
+    /// Address the gRPC service listens on.
+    #[arg(long, default_value = "0.0.0.0", value_name = "ADDRESS")]
+    pub grpc_address: IpAddr,
+
+    /// Port of the HTTP/REST service.
+    #[arg(long, default_value_t = 8000, value_name = "PORT")]
+    pub http_port: u16,
+
+    /// Address the HTTP/REST service listens on.
+    #[arg(long, default_value = "0.0.0.0", value_name = "ADDRESS")]
+    pub http_address: IpAddr,
+
+    /// Port of the Prometheus metrics endpoint.
+    #[arg(long, default_value_t = 8002, value_name = "PORT")]
+    pub metrics_port: u16,
+
+    /// Serve gRPC.
+    #[arg(long, default_value = "true", value_parser = BoolishValueParser::new(), action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub allow_grpc: bool,
+
+    /// Serve HTTP/REST.
+    #[arg(long, default_value = "true", value_parser = BoolishValueParser::new(), action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub allow_http: bool,
+
+    /// Serve Prometheus metrics.
+    #[arg(long, default_value = "true", value_parser = BoolishValueParser::new(), action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub allow_metrics: bool,
+
+    /// Never complete a configuration from the model file: every model needs
+    /// a config.pbtxt listing its inputs and outputs.
+    #[arg(long, default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub strict_model_config: bool,
+
+    /// Exit after loading if any model failed to load (Triton's default);
+    /// with false, the other models are served.
+    #[arg(long, default_value = "true", value_parser = BoolishValueParser::new(), action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub exit_on_error: bool,
+
+    /// Seconds to let in-flight requests finish after SIGTERM or SIGINT.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub exit_timeout_secs: u64,
+
+    /// Verbose logging: 0 is off, 1 debug, 2 and up trace.
+    #[arg(long, default_value_t = 0, value_name = "LEVEL")]
+    pub log_verbose: u32,
+
+    /// Server name reported by ServerMetadata.
+    #[arg(long, default_value = "triton", value_name = "NAME")]
+    pub id: String,
+
+    /// Backend setting as `<backend>,<name>=<value>`, for example
+    /// `onnxruntime,library=/opt/ort/libonnxruntime.so.1.31.1` or
+    /// `onnxruntime,default-max-batch-size=8`.
+    #[arg(long, value_name = "SETTING")]
+    pub backend_config: Vec<String>,
+}
+
+/// Settings given through `--backend-config`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendConfig {
+    /// `onnxruntime,library=PATH`: the ONNX Runtime shared library.
+    pub onnxruntime_library: Option<PathBuf>,
+    /// `default-max-batch-size=N`: max_batch_size for auto-completed models
+    /// that can batch.
+    pub default_max_batch_size: i32,
+}
+
+impl Args {
+    /// Interprets `--backend-config` values; settings this server does not
+    /// know are returned as warnings.
+    pub fn backend_config(&self) -> (BackendConfig, Vec<String>) {
+        let mut config = BackendConfig { onnxruntime_library: None, default_max_batch_size: 4 };
+        let mut warnings = Vec::new();
+        for setting in &self.backend_config {
+            let (backend, assignment) = match setting.split_once(',') {
+                Some((backend, assignment)) => (backend, assignment),
+                None => ("", setting.as_str()),
+            };
+            let Some((name, value)) = assignment.split_once('=') else {
+                warnings.push(format!("ignoring --backend-config={setting}: expected <backend>,<name>=<value>"));
+                continue;
+            };
+            match (backend, name) {
+                ("onnxruntime", "library") => config.onnxruntime_library = Some(PathBuf::from(value)),
+                ("" | "onnxruntime", "default-max-batch-size") => match value.parse() {
+                    Ok(size) => config.default_max_batch_size = size,
+                    Err(_) => warnings.push(format!("ignoring --backend-config={setting}: '{value}' is not a number")),
+                },
+                _ => warnings.push(format!("ignoring --backend-config={setting}: not a setting this server uses")),
+            }
+        }
+        (config, warnings)
+    }
+}
+
+/// Parses the command line. Flags of `tritonserver` that this server does
+/// not have are dropped with a warning rather than refused, so a launch
+/// command written for Triton still starts; the warnings are returned.
+pub fn parse<I, T>(argv: I) -> Result<(Args, Vec<String>), clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString>,
+{
+    let argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
+    let command = Args::command();
+    let known: Vec<String> = command
+        .get_arguments()
+        .flat_map(|arg| arg.get_long().into_iter().chain(arg.get_all_aliases().into_iter().flatten()))
+        .map(str::to_string)
+        .chain(["help".to_string(), "version".to_string()])
+        .collect();
+    let mut kept = Vec::with_capacity(argv.len());
+    let mut warnings = Vec::new();
+    let mut tokens = argv.into_iter().peekable();
+    if let Some(program) = tokens.next() {
+        kept.push(program);
+    }
+    while let Some(token) = tokens.next() {
+        let text = token.to_string_lossy();
+        let Some(flag) = text.strip_prefix("--") else {
+            kept.push(token);
+            continue;
+        };
+        let (name, has_value) = match flag.split_once('=') {
+            Some((name, _)) => (name, true),
+            None => (flag, false),
+        };
+        if name.is_empty() || known.iter().any(|known| known == name) {
+            kept.push(token);
+            continue;
+        }
+        // The server takes no positional arguments, so a word after an
+        // unknown flag can only be that flag's value.
+        let value = match tokens.peek() {
+            Some(next) if !has_value && !next.to_string_lossy().starts_with('-') => tokens.next(),
+            _ => None,
+        };
+        let shown = match value {
+            Some(value) => format!("{text} {}", value.to_string_lossy()),
+            None => text.to_string(),
+        };
+        warnings.push(format!("ignoring unsupported tritonserver flag {shown}"));
+    }
+    let args = Args::try_parse_from(kept)?;
+    Ok((args, warnings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn triton_style_flags_parse() {
+        let (args, warnings) = parse([
+            "tritonserver",
+            "--model-repository=/models",
+            "--model-repository",
+            "/more",
+            "--grpc-port=9001",
+            "--strict-model-config=true",
+            "--exit-on-error=false",
+            "--allow-http=0",
+            "--log-verbose=1",
+            "--id=edge",
+        ])
+        .unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(args.model_repositories, [PathBuf::from("/models"), PathBuf::from("/more")]);
+        assert_eq!(args.grpc_port, 9001);
+        assert!(args.strict_model_config);
+        assert!(!args.exit_on_error);
+        assert!(!args.allow_http);
+        assert!(args.allow_grpc);
+        assert_eq!(args.log_verbose, 1);
+        assert_eq!(args.id, "edge");
+    }
+
+    #[test]
+    fn defaults_match_triton() {
+        let (args, _) = parse(["tritonserver", "--model-store=/m"]).unwrap();
+        assert_eq!((args.http_port, args.grpc_port, args.metrics_port), (8000, 8001, 8002));
+        assert!(args.exit_on_error);
+        assert!(!args.strict_model_config);
+        assert_eq!(args.id, "triton");
+    }
+
+    #[test]
+    fn unknown_triton_flags_warn_instead_of_failing() {
+        let (args, warnings) = parse([
+            "tritonserver",
+            "--model-repository=/m",
+            "--pinned-memory-pool-byte-size=0",
+            "--model-control-mode",
+            "explicit",
+            "--disable-auto-complete-config",
+            "--grpc-port=1234",
+        ])
+        .unwrap();
+        assert_eq!(args.grpc_port, 1234);
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert!(warnings[1].contains("--model-control-mode explicit"), "{warnings:?}");
+    }
+
+    #[test]
+    fn model_repository_is_required_and_bad_values_fail() {
+        assert!(parse(["tritonserver"]).is_err());
+        assert!(parse(["tritonserver", "--model-repository=/m", "--grpc-port=http"]).is_err());
+    }
+
+    #[test]
+    fn backend_config_settings() {
+        let (args, _) = parse([
+            "tritonserver",
+            "--model-repository=/m",
+            "--backend-config=onnxruntime,library=/opt/libonnxruntime.so.1.31.1",
+            "--backend-config=default-max-batch-size=16",
+            "--backend-config=tensorflow,version=2",
+        ])
+        .unwrap();
+        let (config, warnings) = args.backend_config();
+        assert_eq!(config.onnxruntime_library, Some(PathBuf::from("/opt/libonnxruntime.so.1.31.1")));
+        assert_eq!(config.default_max_batch_size, 16);
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("tensorflow,version=2"));
+    }
+}

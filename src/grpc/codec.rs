@@ -1,0 +1,311 @@
+//! Translation between the gRPC messages and the core's request, response
+//! and error types. Raw tensor bytes pass through untouched; typed
+//! `contents` are packed into the same little-endian layout.
+
+use std::collections::HashMap;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tonic::{Code, Status};
+
+use crate::error::{Error, ErrorKind};
+use crate::inference::{InferenceRequest, InferenceResponse, ParameterValue, Parameters, RequestedOutput, parse_model_version};
+use crate::proto::inference::infer_parameter::ParameterChoice;
+use crate::proto::inference::model_infer_request::InferInputTensor;
+use crate::proto::inference::model_infer_response::InferOutputTensor;
+use crate::proto::inference::{InferParameter, InferTensorContents, ModelInferRequest, ModelInferResponse};
+use crate::tensor::{DataType, Tensor, encode_byte_strings};
+
+/// The gRPC status for a core error.
+pub fn status_of(error: Error) -> Status {
+    let code = match error.kind() {
+        ErrorKind::InvalidArgument => Code::InvalidArgument,
+        ErrorKind::NotFound => Code::NotFound,
+        ErrorKind::Unavailable => Code::Unavailable,
+        ErrorKind::Unimplemented => Code::Unimplemented,
+        ErrorKind::Internal => Code::Internal,
+    };
+    Status::new(code, error.message())
+}
+
+/// Decodes a `ModelInferRequest`.
+pub fn decode_request(request: ModelInferRequest) -> Result<InferenceRequest, Error> {
+    let model = request.model_name;
+    let invalid = |message: String| Error::invalid_argument(format!("model '{model}': {message}"));
+    let model_version = parse_model_version(&model, &request.model_version)?;
+    let raw = request.raw_input_contents;
+    if !raw.is_empty() && raw.len() != request.inputs.len() {
+        return Err(invalid(format!(
+            "the request has {} inputs but {} raw_input_contents; send raw data for every input or for none",
+            request.inputs.len(),
+            raw.len()
+        )));
+    }
+    let mut raw = raw.into_iter();
+    let inputs = request
+        .inputs
+        .into_iter()
+        .map(|input| {
+            let data = raw.next();
+            decode_input(input, data).map_err(&invalid)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let outputs = request
+        .outputs
+        .into_iter()
+        .map(|output| {
+            reject_unsupported_parameters("output", &output.name, &output.parameters).map_err(|message| {
+                Error::new(ErrorKind::Unimplemented, format!("model '{model}': {message}"))
+            })?;
+            Ok(RequestedOutput { name: output.name, parameters: decode_parameters(output.parameters) })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    Ok(InferenceRequest {
+        model_name: model.clone(),
+        model_version,
+        id: request.id,
+        parameters: decode_parameters(request.parameters),
+        inputs,
+        outputs,
+    })
+}
+
+/// Tensor parameters that ask for features this server does not offer;
+/// ignoring them would return wrong results silently.
+fn reject_unsupported_parameters(what: &str, name: &str, parameters: &HashMap<String, InferParameter>) -> Result<(), String> {
+    for key in ["shared_memory_region", "classification"] {
+        if parameters.contains_key(key) {
+            return Err(format!("{what} '{name}' sets the '{key}' parameter, which this server does not support"));
+        }
+    }
+    Ok(())
+}
+
+fn decode_input(input: InferInputTensor, raw: Option<Bytes>) -> Result<Tensor, String> {
+    let name = input.name;
+    reject_unsupported_parameters("input", &name, &input.parameters)?;
+    let datatype = DataType::from_protocol_name(&input.datatype).ok_or_else(|| {
+        let known: Vec<&str> = DataType::ALL.iter().map(|datatype| datatype.protocol_name()).collect();
+        format!("input '{name}' has unknown datatype '{}'; expected one of {}", input.datatype, known.join(", "))
+    })?;
+    let data = match (raw, input.contents) {
+        (Some(raw), None) => raw,
+        (Some(_), Some(_)) => {
+            return Err(format!("input '{name}' has both contents and raw_input_contents; send one of them"));
+        }
+        (None, Some(contents)) => pack_contents(&name, datatype, contents)?,
+        (None, None) => Bytes::new(),
+    };
+    Ok(Tensor { name, datatype, shape: input.shape, data })
+}
+
+/// Packs typed contents into raw little-endian bytes, checking that they are
+/// in the field the datatype uses and that every value fits the type.
+fn pack_contents(name: &str, datatype: DataType, contents: InferTensorContents) -> Result<Bytes, String> {
+    let field = match datatype {
+        DataType::Bool => "bool_contents",
+        DataType::Int8 | DataType::Int16 | DataType::Int32 => "int_contents",
+        DataType::Int64 => "int64_contents",
+        DataType::Uint8 | DataType::Uint16 | DataType::Uint32 => "uint_contents",
+        DataType::Uint64 => "uint64_contents",
+        DataType::Fp32 => "fp32_contents",
+        DataType::Fp64 => "fp64_contents",
+        DataType::Bytes => "bytes_contents",
+        DataType::Fp16 | DataType::Bf16 => {
+            return Err(format!("input '{name}' is {datatype}, which has no typed contents field; send it in raw_input_contents"));
+        }
+    };
+    let filled: Vec<&str> = [
+        ("bool_contents", contents.bool_contents.is_empty()),
+        ("int_contents", contents.int_contents.is_empty()),
+        ("int64_contents", contents.int64_contents.is_empty()),
+        ("uint_contents", contents.uint_contents.is_empty()),
+        ("uint64_contents", contents.uint64_contents.is_empty()),
+        ("fp32_contents", contents.fp32_contents.is_empty()),
+        ("fp64_contents", contents.fp64_contents.is_empty()),
+        ("bytes_contents", contents.bytes_contents.is_empty()),
+    ]
+    .into_iter()
+    .filter(|&(other, empty)| !empty && other != field)
+    .map(|(other, _)| other)
+    .collect();
+    if let Some(other) = filled.first() {
+        return Err(format!("input '{name}' is {datatype}, so its data belongs in {field}, not {other}"));
+    }
+    let out_of_range = |value: &dyn std::fmt::Display| format!("input '{name}': {value} in {field} does not fit {datatype}");
+    let mut buffer = BytesMut::new();
+    match datatype {
+        DataType::Bool => contents.bool_contents.iter().for_each(|&value| buffer.put_u8(u8::from(value))),
+        DataType::Int8 => {
+            for &value in &contents.int_contents {
+                buffer.put_i8(i8::try_from(value).map_err(|_| out_of_range(&value))?);
+            }
+        }
+        DataType::Int16 => {
+            for &value in &contents.int_contents {
+                buffer.put_i16_le(i16::try_from(value).map_err(|_| out_of_range(&value))?);
+            }
+        }
+        DataType::Int32 => contents.int_contents.iter().for_each(|&value| buffer.put_i32_le(value)),
+        DataType::Int64 => contents.int64_contents.iter().for_each(|&value| buffer.put_i64_le(value)),
+        DataType::Uint8 => {
+            for &value in &contents.uint_contents {
+                buffer.put_u8(u8::try_from(value).map_err(|_| out_of_range(&value))?);
+            }
+        }
+        DataType::Uint16 => {
+            for &value in &contents.uint_contents {
+                buffer.put_u16_le(u16::try_from(value).map_err(|_| out_of_range(&value))?);
+            }
+        }
+        DataType::Uint32 => contents.uint_contents.iter().for_each(|&value| buffer.put_u32_le(value)),
+        DataType::Uint64 => contents.uint64_contents.iter().for_each(|&value| buffer.put_u64_le(value)),
+        DataType::Fp32 => contents.fp32_contents.iter().for_each(|&value| buffer.put_f32_le(value)),
+        DataType::Fp64 => contents.fp64_contents.iter().for_each(|&value| buffer.put_f64_le(value)),
+        DataType::Bytes => return Ok(encode_byte_strings(&contents.bytes_contents)),
+        DataType::Fp16 | DataType::Bf16 => unreachable!("rejected above"),
+    }
+    Ok(buffer.freeze())
+}
+
+fn decode_parameters(parameters: HashMap<String, InferParameter>) -> Parameters {
+    parameters
+        .into_iter()
+        .filter_map(|(key, parameter)| {
+            let value = match parameter.parameter_choice? {
+                ParameterChoice::BoolParam(value) => ParameterValue::Bool(value),
+                ParameterChoice::Int64Param(value) => ParameterValue::Int64(value),
+                ParameterChoice::StringParam(value) => ParameterValue::String(value),
+                ParameterChoice::DoubleParam(value) => ParameterValue::Double(value),
+                ParameterChoice::Uint64Param(value) => ParameterValue::Uint64(value),
+            };
+            Some((key, value))
+        })
+        .collect()
+}
+
+fn encode_parameters(parameters: Parameters) -> HashMap<String, InferParameter> {
+    parameters
+        .into_iter()
+        .map(|(key, value)| {
+            let choice = match value {
+                ParameterValue::Bool(value) => ParameterChoice::BoolParam(value),
+                ParameterValue::Int64(value) => ParameterChoice::Int64Param(value),
+                ParameterValue::String(value) => ParameterChoice::StringParam(value),
+                ParameterValue::Double(value) => ParameterChoice::DoubleParam(value),
+                ParameterValue::Uint64(value) => ParameterChoice::Uint64Param(value),
+            };
+            (key, InferParameter { parameter_choice: Some(choice) })
+        })
+        .collect()
+}
+
+/// Encodes a response with every output in `raw_output_contents`, the form
+/// Triton's clients read.
+pub fn encode_response(response: InferenceResponse) -> ModelInferResponse {
+    let (outputs, raw_output_contents) = response
+        .outputs
+        .into_iter()
+        .map(|tensor| {
+            let output = InferOutputTensor {
+                name: tensor.name,
+                datatype: tensor.datatype.protocol_name().to_string(),
+                shape: tensor.shape,
+                parameters: HashMap::new(),
+                contents: None,
+            };
+            (output, tensor.data)
+        })
+        .unzip();
+    ModelInferResponse {
+        model_name: response.model_name,
+        model_version: response.model_version.to_string(),
+        id: response.id,
+        parameters: encode_parameters(response.parameters),
+        outputs,
+        raw_output_contents,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(name: &str, datatype: &str, shape: Vec<i64>, contents: Option<InferTensorContents>) -> InferInputTensor {
+        InferInputTensor { name: name.into(), datatype: datatype.into(), shape, parameters: HashMap::new(), contents }
+    }
+
+    fn request(inputs: Vec<InferInputTensor>, raw: Vec<Bytes>) -> ModelInferRequest {
+        ModelInferRequest { model_name: "m".into(), inputs, raw_input_contents: raw, ..Default::default() }
+    }
+
+    #[test]
+    fn typed_contents_become_little_endian_bytes() {
+        let contents = InferTensorContents { int_contents: vec![1, -2], ..Default::default() };
+        let decoded = decode_request(request(vec![input("x", "INT16", vec![2], Some(contents))], vec![])).unwrap();
+        assert_eq!(decoded.inputs[0].data[..], [1, 0, 0xfe, 0xff]);
+
+        let contents = InferTensorContents { bytes_contents: vec![b"ab".to_vec()], ..Default::default() };
+        let decoded = decode_request(request(vec![input("s", "BYTES", vec![1], Some(contents))], vec![])).unwrap();
+        assert_eq!(decoded.inputs[0].data[..], *b"\x02\x00\x00\x00ab");
+    }
+
+    #[test]
+    fn raw_contents_pass_through_and_must_cover_every_input() {
+        let raw = Bytes::from_static(&[1, 2, 3, 4]);
+        let decoded = decode_request(request(vec![input("x", "INT32", vec![1], None)], vec![raw.clone()])).unwrap();
+        assert_eq!(decoded.inputs[0].data, raw);
+
+        let error = decode_request(request(
+            vec![input("x", "INT32", vec![1], None), input("y", "INT32", vec![1], None)],
+            vec![raw],
+        ))
+        .unwrap_err();
+        assert!(error.message().contains("2 inputs but 1 raw_input_contents"), "{}", error.message());
+    }
+
+    #[test]
+    fn contents_errors_name_the_input_and_field() {
+        let cases = [
+            (input("x", "FLOAT", vec![1], None), "input 'x' has unknown datatype 'FLOAT'"),
+            (input("x", "FP16", vec![1], Some(InferTensorContents::default())), "send it in raw_input_contents"),
+            (
+                input("x", "FP32", vec![1], Some(InferTensorContents { int_contents: vec![1], ..Default::default() })),
+                "its data belongs in fp32_contents, not int_contents",
+            ),
+            (
+                input("x", "UINT8", vec![1], Some(InferTensorContents { uint_contents: vec![256], ..Default::default() })),
+                "256 in uint_contents does not fit UINT8",
+            ),
+        ];
+        for (tensor, expected) in cases {
+            let error = decode_request(request(vec![tensor], vec![])).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::InvalidArgument);
+            assert!(error.message().contains(expected), "expected '{expected}' in '{}'", error.message());
+        }
+    }
+
+    #[test]
+    fn shared_memory_is_refused_not_ignored() {
+        let mut tensor = input("x", "INT32", vec![1], None);
+        tensor.parameters.insert("shared_memory_region".into(), InferParameter {
+            parameter_choice: Some(ParameterChoice::StringParam("region".into())),
+        });
+        let error = decode_request(request(vec![tensor], vec![])).unwrap_err();
+        assert!(error.message().contains("shared_memory_region"), "{}", error.message());
+    }
+
+    #[test]
+    fn response_outputs_are_raw() {
+        let response = encode_response(InferenceResponse {
+            model_name: "m".into(),
+            model_version: 3,
+            id: "req-1".into(),
+            parameters: Parameters::new(),
+            outputs: vec![Tensor { name: "y".into(), datatype: DataType::Fp32, shape: vec![1], data: Bytes::from_static(&[0, 0, 128, 63]) }],
+        });
+        assert_eq!(response.model_version, "3");
+        assert_eq!(response.id, "req-1");
+        assert_eq!(response.outputs[0].datatype, "FP32");
+        assert_eq!(response.raw_output_contents[0][..], [0, 0, 128, 63]);
+    }
+}

@@ -1,0 +1,239 @@
+//! `inference.GRPCInferenceService`: health, metadata, configuration and
+//! inference over the core model manager.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::codec::{decode_request, encode_response, status_of};
+use crate::inference::parse_model_version;
+use crate::model_manager::{ModelManager, TensorMetadata};
+use crate::proto::inference::grpc_inference_service_server::GrpcInferenceService;
+use crate::proto::inference::model_metadata_response::TensorMetadata as ProtoTensorMetadata;
+use crate::proto::inference::*;
+
+/// How many stream requests may run ahead of the response being sent; more
+/// than this and the stream stops reading until responses drain.
+const STREAM_WINDOW: usize = 256;
+
+/// What ServerMetadata reports.
+#[derive(Debug, Clone)]
+pub struct ServerIdentity {
+    /// `--id`, "triton" by default as Triton's clients expect.
+    pub name: String,
+    /// This server's version.
+    pub version: String,
+    /// Protocol extensions actually supported.
+    pub extensions: Vec<String>,
+}
+
+/// The gRPC inference service.
+pub struct InferenceService {
+    manager: Arc<ModelManager>,
+    identity: ServerIdentity,
+}
+
+impl InferenceService {
+    /// A service over `manager`.
+    pub fn new(manager: Arc<ModelManager>, identity: ServerIdentity) -> Self {
+        Self { manager, identity }
+    }
+}
+
+fn unimplemented(method: &str) -> Status {
+    Status::unimplemented(format!("inference.GRPCInferenceService/{method} is not implemented by this server"))
+}
+
+fn tensor_metadata(tensors: Vec<TensorMetadata>) -> Vec<ProtoTensorMetadata> {
+    tensors
+        .into_iter()
+        .map(|tensor| ProtoTensorMetadata {
+            name: tensor.name,
+            datatype: tensor.datatype.protocol_name().to_string(),
+            shape: tensor.shape,
+        })
+        .collect()
+}
+
+type ResponseStream = Pin<Box<dyn Stream<Item = Result<ModelStreamInferResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl GrpcInferenceService for InferenceService {
+    async fn server_live(&self, _: Request<ServerLiveRequest>) -> Result<Response<ServerLiveResponse>, Status> {
+        Ok(Response::new(ServerLiveResponse { live: true }))
+    }
+
+    async fn server_ready(&self, _: Request<ServerReadyRequest>) -> Result<Response<ServerReadyResponse>, Status> {
+        Ok(Response::new(ServerReadyResponse { ready: self.manager.server_ready() }))
+    }
+
+    async fn model_ready(&self, request: Request<ModelReadyRequest>) -> Result<Response<ModelReadyResponse>, Status> {
+        let request = request.into_inner();
+        let version = parse_model_version(&request.name, &request.version).map_err(status_of)?;
+        Ok(Response::new(ModelReadyResponse { ready: self.manager.model_ready(&request.name, version) }))
+    }
+
+    async fn server_metadata(&self, _: Request<ServerMetadataRequest>) -> Result<Response<ServerMetadataResponse>, Status> {
+        Ok(Response::new(ServerMetadataResponse {
+            name: self.identity.name.clone(),
+            version: self.identity.version.clone(),
+            extensions: self.identity.extensions.clone(),
+        }))
+    }
+
+    async fn model_metadata(&self, request: Request<ModelMetadataRequest>) -> Result<Response<ModelMetadataResponse>, Status> {
+        let request = request.into_inner();
+        let version = parse_model_version(&request.name, &request.version).map_err(status_of)?;
+        let metadata = self.manager.model_metadata(&request.name, version).map_err(status_of)?;
+        Ok(Response::new(ModelMetadataResponse {
+            name: metadata.name,
+            versions: metadata.versions.iter().map(i64::to_string).collect(),
+            platform: metadata.platform,
+            inputs: tensor_metadata(metadata.inputs),
+            outputs: tensor_metadata(metadata.outputs),
+        }))
+    }
+
+    async fn model_infer(&self, request: Request<ModelInferRequest>) -> Result<Response<ModelInferResponse>, Status> {
+        let request = decode_request(request.into_inner()).map_err(status_of)?;
+        let response = self.manager.infer(request).await.map_err(status_of)?;
+        Ok(Response::new(encode_response(response)))
+    }
+
+    type ModelStreamInferStream = ResponseStream;
+
+    /// Requests on one stream run concurrently; their responses are sent in
+    /// the order the requests arrived, and a failed request becomes an
+    /// `error_message` on the stream, which stays open.
+    async fn model_stream_infer(
+        &self,
+        request: Request<Streaming<ModelInferRequest>>,
+    ) -> Result<Response<Self::ModelStreamInferStream>, Status> {
+        let mut incoming = request.into_inner();
+        let (pending, queued) = mpsc::channel(STREAM_WINDOW);
+        let manager = Arc::clone(&self.manager);
+        tokio::spawn(async move {
+            while let Some(message) = incoming.next().await {
+                let Ok(message) = message else {
+                    // The client cancelled or the connection broke: nothing
+                    // more to read, and nobody to answer.
+                    break;
+                };
+                let manager = Arc::clone(&manager);
+                let task = tokio::spawn(async move { stream_response(&manager, message).await });
+                if pending.send(task).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let responses = ReceiverStream::new(queued).then(|task| async move {
+            Ok(task.await.unwrap_or_else(|error| ModelStreamInferResponse {
+                error_message: format!("the request failed inside the server: {error}"),
+                infer_response: None,
+            }))
+        });
+        Ok(Response::new(Box::pin(responses)))
+    }
+
+    async fn model_config(&self, request: Request<ModelConfigRequest>) -> Result<Response<ModelConfigResponse>, Status> {
+        let request = request.into_inner();
+        let version = parse_model_version(&request.name, &request.version).map_err(status_of)?;
+        let config = self.manager.model_config(&request.name, version).map_err(status_of)?;
+        Ok(Response::new(ModelConfigResponse { config: Some((*config).clone()) }))
+    }
+
+    async fn model_statistics(&self, _: Request<ModelStatisticsRequest>) -> Result<Response<ModelStatisticsResponse>, Status> {
+        Err(unimplemented("ModelStatistics"))
+    }
+
+    async fn repository_index(&self, _: Request<RepositoryIndexRequest>) -> Result<Response<RepositoryIndexResponse>, Status> {
+        Err(unimplemented("RepositoryIndex"))
+    }
+
+    async fn repository_model_load(
+        &self,
+        _: Request<RepositoryModelLoadRequest>,
+    ) -> Result<Response<RepositoryModelLoadResponse>, Status> {
+        Err(unimplemented("RepositoryModelLoad"))
+    }
+
+    async fn repository_model_unload(
+        &self,
+        _: Request<RepositoryModelUnloadRequest>,
+    ) -> Result<Response<RepositoryModelUnloadResponse>, Status> {
+        Err(unimplemented("RepositoryModelUnload"))
+    }
+
+    async fn system_shared_memory_status(
+        &self,
+        _: Request<SystemSharedMemoryStatusRequest>,
+    ) -> Result<Response<SystemSharedMemoryStatusResponse>, Status> {
+        Err(unimplemented("SystemSharedMemoryStatus"))
+    }
+
+    async fn system_shared_memory_register(
+        &self,
+        _: Request<SystemSharedMemoryRegisterRequest>,
+    ) -> Result<Response<SystemSharedMemoryRegisterResponse>, Status> {
+        Err(unimplemented("SystemSharedMemoryRegister"))
+    }
+
+    async fn system_shared_memory_unregister(
+        &self,
+        _: Request<SystemSharedMemoryUnregisterRequest>,
+    ) -> Result<Response<SystemSharedMemoryUnregisterResponse>, Status> {
+        Err(unimplemented("SystemSharedMemoryUnregister"))
+    }
+
+    async fn cuda_shared_memory_status(
+        &self,
+        _: Request<CudaSharedMemoryStatusRequest>,
+    ) -> Result<Response<CudaSharedMemoryStatusResponse>, Status> {
+        Err(unimplemented("CudaSharedMemoryStatus"))
+    }
+
+    async fn cuda_shared_memory_register(
+        &self,
+        _: Request<CudaSharedMemoryRegisterRequest>,
+    ) -> Result<Response<CudaSharedMemoryRegisterResponse>, Status> {
+        Err(unimplemented("CudaSharedMemoryRegister"))
+    }
+
+    async fn cuda_shared_memory_unregister(
+        &self,
+        _: Request<CudaSharedMemoryUnregisterRequest>,
+    ) -> Result<Response<CudaSharedMemoryUnregisterResponse>, Status> {
+        Err(unimplemented("CudaSharedMemoryUnregister"))
+    }
+
+    async fn trace_setting(&self, _: Request<TraceSettingRequest>) -> Result<Response<TraceSettingResponse>, Status> {
+        Err(unimplemented("TraceSetting"))
+    }
+
+    async fn log_settings(&self, _: Request<LogSettingsRequest>) -> Result<Response<LogSettingsResponse>, Status> {
+        Err(unimplemented("LogSettings"))
+    }
+}
+
+/// Runs one streamed request. Errors keep the request's model, version and
+/// id so the client can tell which request failed.
+async fn stream_response(manager: &ModelManager, message: ModelInferRequest) -> ModelStreamInferResponse {
+    let echo = ModelInferResponse {
+        model_name: message.model_name.clone(),
+        model_version: message.model_version.clone(),
+        id: message.id.clone(),
+        ..Default::default()
+    };
+    let outcome = match decode_request(message) {
+        Ok(request) => manager.infer(request).await,
+        Err(error) => Err(error),
+    };
+    match outcome {
+        Ok(response) => ModelStreamInferResponse { error_message: String::new(), infer_response: Some(encode_response(response)) },
+        Err(error) => ModelStreamInferResponse { error_message: error.message().to_string(), infer_response: Some(echo) },
+    }
+}

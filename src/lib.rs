@@ -1,0 +1,21 @@
+//! A drop-in for NVIDIA Triton Inference Server that serves a Triton model
+//! repository of ONNX models over the KServe v2 / Triton gRPC protocol.
+//!
+//! Data flows one way: a frontend ([`grpc`]) decodes wire messages into an
+//! [`inference::InferenceRequest`], the [`model_manager`] validates it and
+//! hands it to the model's [`scheduler`], whose instances run it on a
+//! [`backend`], and the response travels back the same way.
+
+pub mod backend;
+pub mod cli;
+pub mod error;
+pub mod grpc;
+pub mod inference;
+pub mod model_config;
+pub mod model_manager;
+pub mod proto;
+pub mod repository;
+pub mod scheduler;
+pub mod server;
+pub mod tensor;
+pub mod validation;

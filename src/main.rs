@@ -1,0 +1,38 @@
+//! The `tritonrs` binary; install or link it as `tritonserver` and launch
+//! commands written for Triton work unchanged.
+
+use std::process::ExitCode;
+
+use tracing_subscriber::EnvFilter;
+use tritonrs::{cli, server};
+
+fn main() -> ExitCode {
+    let (args, warnings) = match cli::parse(std::env::args_os()) {
+        Ok(parsed) => parsed,
+        Err(error) => error.exit(),
+    };
+    init_logging(args.log_verbose);
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(server::run(args))
+}
+
+/// `RUST_LOG` wins when set; otherwise `--log-verbose` picks the level.
+fn init_logging(verbose: u32) {
+    let level = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let default = format!("{level},h2=info,hyper=info,tower=info,ort=warn");
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}

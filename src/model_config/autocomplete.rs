@@ -1,0 +1,364 @@
+//! Filling in what a configuration leaves out, the way Triton and its ONNX
+//! Runtime backend do: backend fields and file name, inputs and outputs
+//! with max_batch_size from the model file, then Triton's defaults for
+//! version policy, instance groups and optimization.
+
+use super::{DEFAULT_ONNX_FILENAME, ModelConfig, ONNX_BACKEND, ONNX_PLATFORM};
+use crate::backend::{ModelSignature, TensorSpec};
+use crate::proto::inference::{
+    ModelInput, ModelInstanceGroup, ModelOutput, ModelTensorReshape, ModelVersionPolicy,
+    model_config::SchedulingChoice,
+    model_instance_group::Kind,
+    model_optimization_policy::PinnedMemoryBuffer,
+    model_version_policy::{Latest, PolicyChoice},
+};
+use crate::tensor::{DataType, format_shape};
+
+/// Settings of the auto-complete step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AutocompleteOptions {
+    /// `--strict-model-config`: never read inputs and outputs from the model.
+    pub strict: bool,
+    /// max_batch_size given to models that can batch but whose configuration
+    /// does not say (Triton's `default-max-batch-size`, 4).
+    pub default_max_batch_size: i32,
+}
+
+impl Default for AutocompleteOptions {
+    fn default() -> Self {
+        Self { strict: false, default_max_batch_size: 4 }
+    }
+}
+
+impl AutocompleteOptions {
+    /// Whether `config` needs the model's signature to be completed.
+    pub fn needs_signature(&self, config: &ModelConfig) -> bool {
+        !self.strict && (config.input.is_empty() || config.output.is_empty())
+    }
+}
+
+/// Completes `config` for the model in directory `model_name`. `signature`
+/// is the model file's inputs and outputs, required when
+/// [`AutocompleteOptions::needs_signature`] says so.
+pub fn autocomplete(
+    mut config: ModelConfig,
+    model_name: &str,
+    signature: Option<&ModelSignature>,
+    options: AutocompleteOptions,
+) -> Result<ModelConfig, String> {
+    if config.name.is_empty() {
+        config.name = model_name.to_string();
+    } else if config.name != model_name {
+        return Err(format!(
+            "the configuration names the model '{}' but its directory is '{model_name}'",
+            config.name
+        ));
+    }
+    complete_backend_fields(&mut config)?;
+    if options.needs_signature(&config) {
+        let signature = signature.ok_or_else(|| "the model file's inputs and outputs are unknown".to_string())?;
+        complete_from_signature(&mut config, signature, options.default_max_batch_size)?;
+    }
+    normalize(&mut config);
+    Ok(config)
+}
+
+fn complete_backend_fields(config: &mut ModelConfig) -> Result<(), String> {
+    let platform_ok = config.platform.is_empty() || config.platform == ONNX_PLATFORM;
+    let backend_ok = config.backend.is_empty() || config.backend == ONNX_BACKEND;
+    if !platform_ok || !backend_ok {
+        let what = if !backend_ok {
+            format!("backend '{}'", config.backend)
+        } else {
+            format!("platform '{}'", config.platform)
+        };
+        return Err(format!(
+            "{what} is not supported; this server runs ONNX models (platform '{ONNX_PLATFORM}', backend '{ONNX_BACKEND}')"
+        ));
+    }
+    config.platform = ONNX_PLATFORM.to_string();
+    config.backend = ONNX_BACKEND.to_string();
+    if config.default_model_filename.is_empty() {
+        config.default_model_filename = DEFAULT_ONNX_FILENAME.to_string();
+    }
+    Ok(())
+}
+
+/// What Triton's ONNX Runtime backend does: a model whose every input and
+/// output has a dynamic first dimension can batch; then missing inputs and
+/// outputs are listed without that dimension.
+fn complete_from_signature(
+    config: &mut ModelConfig,
+    signature: &ModelSignature,
+    default_max_batch_size: i32,
+) -> Result<(), String> {
+    let all = signature.inputs.iter().chain(&signature.outputs);
+    let can_batch = all.clone().all(|spec| spec.dims.first() == Some(&-1));
+    if can_batch {
+        if config.max_batch_size == 0 {
+            config.max_batch_size = default_max_batch_size.max(0);
+            tracing::warn!(
+                model = %config.name,
+                max_batch_size = config.max_batch_size,
+                "auto-completed max_batch_size: the model can batch but its configuration sets no max_batch_size"
+            );
+        }
+    } else if config.max_batch_size != 0 {
+        return Err(format!(
+            "max_batch_size is {} but the model cannot batch: not every input and output has a dynamic first dimension",
+            config.max_batch_size
+        ));
+    }
+    let batching = config.max_batch_size > 0;
+    if config.input.is_empty() {
+        config.input = signature
+            .inputs
+            .iter()
+            .map(|spec| {
+                let (data_type, dims, reshape) = config_shape(spec, batching)?;
+                Ok(ModelInput { name: spec.name.clone(), data_type, dims, reshape, ..Default::default() })
+            })
+            .collect::<Result<_, String>>()?;
+    }
+    if config.output.is_empty() {
+        config.output = signature
+            .outputs
+            .iter()
+            .map(|spec| {
+                let (data_type, dims, reshape) = config_shape(spec, batching)?;
+                Ok(ModelOutput { name: spec.name.clone(), data_type, dims, reshape, ..Default::default() })
+            })
+            .collect::<Result<_, String>>()?;
+    }
+    Ok(())
+}
+
+/// Data type, dims and reshape of one auto-completed tensor. A scalar (no
+/// dims left) is listed as `[1]`, reshaped to `[]` for a batching model.
+fn config_shape(spec: &TensorSpec, batching: bool) -> Result<(i32, Vec<i64>, Option<ModelTensorReshape>), String> {
+    let datatype = spec
+        .datatype
+        .ok_or_else(|| format!("tensor '{}' has an element type the protocol cannot carry", spec.name))?;
+    let dims: Vec<i64> = spec.dims.iter().skip(usize::from(batching)).copied().collect();
+    if dims.is_empty() {
+        let reshape = batching.then(|| ModelTensorReshape { shape: Vec::new() });
+        return Ok((datatype.to_config() as i32, vec![1], reshape));
+    }
+    Ok((datatype.to_config() as i32, dims, None))
+}
+
+/// Triton's defaults for fields no configuration needs to spell out.
+fn normalize(config: &mut ModelConfig) {
+    if config.version_policy.is_none() {
+        config.version_policy =
+            Some(ModelVersionPolicy { policy_choice: Some(PolicyChoice::Latest(Latest { num_versions: 1 })) });
+    }
+    if let Some(SchedulingChoice::DynamicBatching(batching)) = &mut config.scheduling_choice
+        && batching.preferred_batch_size.is_empty()
+        && config.max_batch_size > 0
+    {
+        batching.preferred_batch_size.push(config.max_batch_size);
+    }
+    let optimization = config.optimization.get_or_insert_with(Default::default);
+    optimization.input_pinned_memory.get_or_insert(PinnedMemoryBuffer { enable: true });
+    optimization.output_pinned_memory.get_or_insert(PinnedMemoryBuffer { enable: true });
+
+    if config.instance_group.is_empty() {
+        config.instance_group.push(ModelInstanceGroup { name: config.name.clone(), ..Default::default() });
+    }
+    for (index, group) in config.instance_group.iter_mut().enumerate() {
+        if group.name.is_empty() {
+            group.name = format!("{}_{index}", config.name);
+        }
+        // No GPU is used unless a group asks for one: KIND_AUTO means CPU.
+        if group.kind() == Kind::Auto {
+            group.set_kind(Kind::Cpu);
+        }
+        if group.count < 1 {
+            // Triton gives ONNX Runtime models two CPU instances by default.
+            group.count = if group.kind() == Kind::Cpu { 2 } else { 1 };
+        }
+    }
+}
+
+/// Checks that a configuration fits the model file it will run: the same
+/// input and output names, element types and compatible shapes.
+pub fn check_against_signature(config: &ModelConfig, signature: &ModelSignature) -> Result<(), String> {
+    let batching = config.max_batch_size > 0;
+    let configured_inputs = config.input.iter().map(|input| {
+        let shape = input.reshape.as_ref().map_or(&input.dims, |reshape| &reshape.shape);
+        (&input.name, input.data_type, shape)
+    });
+    check_tensors("input", configured_inputs, &signature.inputs, batching)?;
+    let configured_outputs = config.output.iter().map(|output| {
+        let shape = output.reshape.as_ref().map_or(&output.dims, |reshape| &reshape.shape);
+        (&output.name, output.data_type, shape)
+    });
+    check_tensors("output", configured_outputs, &signature.outputs, batching)
+}
+
+fn check_tensors<'a>(
+    what: &str,
+    configured: impl Iterator<Item = (&'a String, i32, &'a Vec<i64>)>,
+    declared: &[TensorSpec],
+    batching: bool,
+) -> Result<(), String> {
+    let names = || declared.iter().map(|spec| spec.name.as_str()).collect::<Vec<_>>().join(", ");
+    for (name, data_type, dims) in configured {
+        let Some(spec) = declared.iter().find(|spec| &spec.name == name) else {
+            return Err(format!("configuration {what} '{name}' is not in the model, whose {what}s are: {}", names()));
+        };
+        let datatype = DataType::from_config(data_type);
+        if spec.datatype != datatype || datatype.is_none() {
+            let configured = datatype.map_or_else(|| data_type.to_string(), |datatype| datatype.to_string());
+            let actual = spec.datatype.map_or_else(|| "an unsupported type".to_string(), |datatype| datatype.to_string());
+            return Err(format!("{what} '{name}' is configured as {configured} but the model declares {actual}"));
+        }
+        let mut expected = Vec::with_capacity(dims.len() + 1);
+        if batching {
+            expected.push(-1);
+        }
+        expected.extend_from_slice(dims);
+        let compatible = expected.len() == spec.dims.len()
+            && expected.iter().zip(&spec.dims).all(|(&configured, &actual)| actual == -1 || configured == actual);
+        if !compatible {
+            let batch_note = if batching { " with the batch dimension" } else { "" };
+            return Err(format!(
+                "{what} '{name}' is configured with shape {}{batch_note} but the model declares {}",
+                format_shape(&expected),
+                format_shape(&spec.dims)
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::inference::{DataType as ConfigDataType, ModelDynamicBatching};
+
+    fn spec(name: &str, datatype: DataType, dims: &[i64]) -> TensorSpec {
+        TensorSpec { name: name.into(), datatype: Some(datatype), dims: dims.to_vec() }
+    }
+
+    fn batching_signature() -> ModelSignature {
+        ModelSignature {
+            inputs: vec![spec("x", DataType::Fp16, &[-1, 4])],
+            outputs: vec![spec("y", DataType::Fp16, &[-1, 4]), spec("score", DataType::Fp32, &[-1])],
+        }
+    }
+
+    #[test]
+    fn fills_an_empty_config_like_triton() {
+        let config =
+            autocomplete(ModelConfig::default(), "m", Some(&batching_signature()), AutocompleteOptions::default())
+                .unwrap();
+        assert_eq!(config.name, "m");
+        assert_eq!(config.platform, "onnxruntime_onnx");
+        assert_eq!(config.backend, "onnxruntime");
+        assert_eq!(config.default_model_filename, "model.onnx");
+        assert_eq!(config.max_batch_size, 4);
+        assert_eq!(config.input[0].name, "x");
+        assert_eq!(config.input[0].data_type, ConfigDataType::TypeFp16 as i32);
+        assert_eq!(config.input[0].dims, vec![4]);
+        // A [batch] output becomes dims [1] reshaped to [] (a scalar per item).
+        assert_eq!(config.output[1].dims, vec![1]);
+        assert_eq!(config.output[1].reshape, Some(ModelTensorReshape { shape: vec![] }));
+        assert_eq!(config.instance_group.len(), 1);
+        assert_eq!(config.instance_group[0].name, "m");
+        assert_eq!(config.instance_group[0].kind(), Kind::Cpu);
+        assert_eq!(config.instance_group[0].count, 2);
+        match config.version_policy.unwrap().policy_choice {
+            Some(PolicyChoice::Latest(latest)) => assert_eq!(latest.num_versions, 1),
+            other => panic!("{other:?}"),
+        }
+        assert!(config.optimization.unwrap().input_pinned_memory.unwrap().enable);
+        check_against_signature(
+            &autocomplete(ModelConfig::default(), "m", Some(&batching_signature()), AutocompleteOptions::default())
+                .unwrap(),
+            &batching_signature(),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn fixed_first_dimension_means_no_batching() {
+        let signature = ModelSignature {
+            inputs: vec![spec("n", DataType::Int64, &[1])],
+            outputs: vec![spec("count", DataType::Int64, &[1])],
+        };
+        let config = autocomplete(ModelConfig::default(), "m", Some(&signature), AutocompleteOptions::default()).unwrap();
+        assert_eq!(config.max_batch_size, 0);
+        assert_eq!(config.input[0].dims, vec![1]);
+
+        let asks_for_batching = ModelConfig { max_batch_size: 8, ..Default::default() };
+        let error = autocomplete(asks_for_batching, "m", Some(&signature), AutocompleteOptions::default()).unwrap_err();
+        assert!(error.contains("cannot batch"), "{error}");
+    }
+
+    #[test]
+    fn keeps_what_the_config_says() {
+        let config = ModelConfig {
+            max_batch_size: 16,
+            input: vec![ModelInput {
+                name: "x".into(),
+                data_type: ConfigDataType::TypeFp16 as i32,
+                dims: vec![4],
+                ..Default::default()
+            }],
+            scheduling_choice: Some(SchedulingChoice::DynamicBatching(ModelDynamicBatching::default())),
+            ..Default::default()
+        };
+        let config = autocomplete(config, "m", Some(&batching_signature()), AutocompleteOptions::default()).unwrap();
+        assert_eq!(config.max_batch_size, 16);
+        assert_eq!(config.input.len(), 1);
+        assert_eq!(config.output.len(), 2);
+        match config.scheduling_choice {
+            Some(SchedulingChoice::DynamicBatching(batching)) => assert_eq!(batching.preferred_batch_size, vec![16]),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn strict_mode_never_reads_the_model() {
+        let options = AutocompleteOptions { strict: true, ..Default::default() };
+        assert!(!options.needs_signature(&ModelConfig::default()));
+        let config = autocomplete(ModelConfig::default(), "m", None, options).unwrap();
+        assert!(config.input.is_empty());
+        assert_eq!(config.max_batch_size, 0);
+    }
+
+    #[test]
+    fn rejects_other_backends_and_mismatched_names() {
+        let python = ModelConfig { backend: "python".into(), ..Default::default() };
+        let error = autocomplete(python, "m", None, AutocompleteOptions { strict: true, ..Default::default() })
+            .unwrap_err();
+        assert!(error.contains("backend 'python' is not supported"), "{error}");
+
+        let renamed = ModelConfig { name: "other".into(), ..Default::default() };
+        let error = autocomplete(renamed, "m", None, AutocompleteOptions::default()).unwrap_err();
+        assert!(error.contains("'other'") && error.contains("'m'"), "{error}");
+    }
+
+    #[test]
+    fn signature_check_names_the_mismatch() {
+        let signature = batching_signature();
+        let mut config =
+            autocomplete(ModelConfig::default(), "m", Some(&signature), AutocompleteOptions::default()).unwrap();
+
+        config.input[0].name = "z".into();
+        let error = check_against_signature(&config, &signature).unwrap_err();
+        assert!(error.contains("input 'z' is not in the model") && error.contains("x"), "{error}");
+
+        config.input[0].name = "x".into();
+        config.input[0].data_type = ConfigDataType::TypeFp32 as i32;
+        let error = check_against_signature(&config, &signature).unwrap_err();
+        assert!(error.contains("FP32") && error.contains("FP16"), "{error}");
+
+        config.input[0].data_type = ConfigDataType::TypeFp16 as i32;
+        config.input[0].dims = vec![5];
+        let error = check_against_signature(&config, &signature).unwrap_err();
+        assert!(error.contains("[-1,5]") && error.contains("[-1,4]"), "{error}");
+    }
+}

@@ -1,0 +1,139 @@
+//! Checks that a completed configuration is one the server can run, with
+//! messages that point at the offending field.
+
+use std::collections::HashSet;
+
+use super::ModelConfig;
+use crate::proto::inference::{ModelTensorReshape, model_version_policy::PolicyChoice};
+use crate::tensor::{DataType, format_shape};
+
+/// Validates a completed configuration (after [`super::autocomplete`]).
+pub fn check_config(config: &ModelConfig) -> Result<(), String> {
+    if config.max_batch_size < 0 {
+        return Err(format!("max_batch_size must be 0 or more, not {}", config.max_batch_size));
+    }
+    if config.input.is_empty() {
+        return Err("the configuration lists no inputs".to_string());
+    }
+    if config.output.is_empty() {
+        return Err("the configuration lists no outputs".to_string());
+    }
+    let inputs = config.input.iter().map(|input| (input.name.as_str(), input.data_type, &input.dims, &input.reshape));
+    check_tensors("input", inputs, config.max_batch_size)?;
+    let outputs =
+        config.output.iter().map(|output| (output.name.as_str(), output.data_type, &output.dims, &output.reshape));
+    check_tensors("output", outputs, config.max_batch_size)?;
+
+    if let Some(PolicyChoice::Latest(latest)) = config.version_policy.as_ref().and_then(|p| p.policy_choice.as_ref())
+        && latest.num_versions == 0
+    {
+        return Err("version_policy latest must keep at least 1 version (num_versions: 0)".to_string());
+    }
+    for group in &config.instance_group {
+        if group.count < 1 {
+            return Err(format!("instance_group '{}' must have count 1 or more, not {}", group.name, group.count));
+        }
+    }
+    Ok(())
+}
+
+fn check_tensors<'a>(
+    what: &str,
+    tensors: impl Iterator<Item = (&'a str, i32, &'a Vec<i64>, &'a Option<ModelTensorReshape>)>,
+    max_batch_size: i32,
+) -> Result<(), String> {
+    let mut seen = HashSet::new();
+    for (name, data_type, dims, reshape) in tensors {
+        if name.is_empty() {
+            return Err(format!("an {what} has no name"));
+        }
+        if !seen.insert(name) {
+            return Err(format!("{what} '{name}' is listed twice"));
+        }
+        if DataType::from_config(data_type).is_none() {
+            return Err(format!("{what} '{name}' must set data_type to a valid TYPE_* value"));
+        }
+        if dims.is_empty() {
+            return Err(format!("{what} '{name}' must specify dims"));
+        }
+        if dims.iter().any(|&dim| dim < 1 && dim != -1) {
+            return Err(format!(
+                "{what} '{name}' has dims {}; each dimension must be 1 or more, or -1 for a variable size",
+                format_shape(dims)
+            ));
+        }
+        if let Some(reshape) = reshape {
+            check_reshape(what, name, dims, &reshape.shape, max_batch_size)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_reshape(what: &str, name: &str, dims: &[i64], reshape: &[i64], max_batch_size: i32) -> Result<(), String> {
+    if reshape.is_empty() && max_batch_size == 0 {
+        return Err(format!("{what} '{name}' cannot have an empty reshape in a model that does not batch"));
+    }
+    if reshape.iter().any(|&dim| dim < 1 && dim != -1) {
+        return Err(format!("{what} '{name}' has reshape {}; each dimension must be 1 or more, or -1", format_shape(reshape)));
+    }
+    let variable = |shape: &[i64]| shape.contains(&-1);
+    let size = |shape: &[i64]| shape.iter().product::<i64>();
+    let consistent = match (variable(dims), variable(reshape)) {
+        (false, false) => size(dims) == size(reshape),
+        (true, true) => true,
+        _ => false,
+    };
+    if !consistent {
+        return Err(format!(
+            "{what} '{name}' has dims {} and reshape {}, which hold different numbers of elements",
+            format_shape(dims),
+            format_shape(reshape)
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model_config::parse_text_format;
+
+    fn config(text: &str) -> ModelConfig {
+        parse_text_format(text).unwrap()
+    }
+
+    const VALID: &str = r#"
+        name: "m" max_batch_size: 4
+        input { name: "x" data_type: TYPE_FP32 dims: [ 2, 3 ] reshape { shape: [ 6 ] } }
+        output { name: "y" data_type: TYPE_FP32 dims: [ 1 ] reshape { shape: [ ] } }
+    "#;
+
+    #[test]
+    fn accepts_a_valid_config() {
+        check_config(&config(VALID)).unwrap();
+    }
+
+    #[test]
+    fn names_each_kind_of_mistake() {
+        let cases = [
+            (VALID.replace("max_batch_size: 4", "max_batch_size: -1"), "max_batch_size must be 0 or more"),
+            (VALID.replace("dims: [ 2, 3 ]", "dims: [ 2, 0 ]"), "input 'x' has dims [2,0]"),
+            (VALID.replace("shape: [ 6 ]", "shape: [ 5 ]"), "hold different numbers of elements"),
+            (VALID.replace("data_type: TYPE_FP32 dims: [ 1 ]", "dims: [ 1 ]"), "output 'y' must set data_type"),
+            (VALID.replace("name: \"y\"", "name: \"x\" ") + "output { name: \"x\" data_type: TYPE_FP32 dims: [1] }",
+                "output 'x' is listed twice"),
+            (VALID.replace("max_batch_size: 4", "max_batch_size: 0"), "cannot have an empty reshape"),
+            (VALID.replace("dims: [ 2, 3 ] reshape { shape: [ 6 ] }", ""), "input 'x' must specify dims"),
+        ];
+        for (text, expected) in cases {
+            let error = check_config(&config(&text)).unwrap_err();
+            assert!(error.contains(expected), "expected '{expected}' in '{error}'");
+        }
+    }
+
+    #[test]
+    fn requires_inputs_and_outputs() {
+        let error = check_config(&config("name: \"m\"")).unwrap_err();
+        assert!(error.contains("no inputs"), "{error}");
+    }
+}

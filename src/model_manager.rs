@@ -1,0 +1,473 @@
+//! The models the server knows: loading them from the repositories, their
+//! state per version, and routing requests to the right loaded version.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::watch;
+
+use crate::backend::{Backend, Device, InstanceSettings, ModelInstance};
+use crate::error::{Error, Result};
+use crate::inference::{InferenceRequest, InferenceResponse};
+use crate::model_config::{AutocompleteOptions, ModelConfig, autocomplete, check_config, parse_text_format};
+use crate::proto::inference::model_instance_group::Kind;
+use crate::repository::{CONFIG_FILENAME, ModelDirectory, available_versions, scan_repositories, select_versions};
+use crate::scheduler::Scheduler;
+use crate::tensor::DataType;
+use crate::validation::ModelIo;
+
+/// The lifecycle state of one model version, as the repository index
+/// reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionState {
+    /// Being loaded.
+    Loading,
+    /// Serving.
+    Ready,
+    /// Failed to load; the reason says why.
+    Unavailable(String),
+}
+
+impl VersionState {
+    /// Triton's name for the state.
+    pub fn name(&self) -> &'static str {
+        match self {
+            VersionState::Loading => "LOADING",
+            VersionState::Ready => "READY",
+            VersionState::Unavailable(_) => "UNAVAILABLE",
+        }
+    }
+}
+
+/// One row of the model index: a model version (or a model that failed
+/// before any version was known) and its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelIndexEntry {
+    /// Model name.
+    pub name: String,
+    /// Version, or `None` when the model failed before versions were known.
+    pub version: Option<i64>,
+    /// State.
+    pub state: VersionState,
+}
+
+impl ModelIndexEntry {
+    /// The reason behind an unavailable state; empty otherwise.
+    pub fn reason(&self) -> &str {
+        match &self.state {
+            VersionState::Unavailable(reason) => reason,
+            _ => "",
+        }
+    }
+}
+
+/// A tensor as model metadata describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorMetadata {
+    /// Tensor name.
+    pub name: String,
+    /// Element type.
+    pub datatype: DataType,
+    /// Shape with -1 for variable dimensions, the batch dimension included.
+    pub shape: Vec<i64>,
+}
+
+/// What the metadata RPCs report about a model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelMetadata {
+    /// Model name.
+    pub name: String,
+    /// Ready versions, ascending.
+    pub versions: Vec<i64>,
+    /// Platform, such as `onnxruntime_onnx`.
+    pub platform: String,
+    /// Inputs in configuration order.
+    pub inputs: Vec<TensorMetadata>,
+    /// Outputs in configuration order.
+    pub outputs: Vec<TensorMetadata>,
+}
+
+/// A model version that is loaded and serving.
+pub struct LoadedVersion {
+    version: i64,
+    config: Arc<ModelConfig>,
+    io: ModelIo,
+    scheduler: Scheduler,
+}
+
+struct VersionRecord {
+    state: VersionState,
+    loaded: Option<Arc<LoadedVersion>>,
+}
+
+#[derive(Default)]
+struct ModelRecord {
+    config: Option<Arc<ModelConfig>>,
+    versions: BTreeMap<i64, VersionRecord>,
+    /// A failure that stopped the whole model (bad configuration, no
+    /// version directories, ...).
+    failure: Option<String>,
+}
+
+/// How models are loaded.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ManagerOptions {
+    /// Auto-complete settings.
+    pub autocomplete: AutocompleteOptions,
+}
+
+/// The outcome of loading the repositories.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    /// Model versions that are ready.
+    pub ready: usize,
+    /// `model: reason` for every model or version that failed.
+    pub failures: Vec<String>,
+}
+
+/// Every model the server knows and its loaded versions.
+pub struct ModelManager {
+    backend: std::result::Result<Arc<dyn Backend>, String>,
+    options: ManagerOptions,
+    models: RwLock<BTreeMap<String, ModelRecord>>,
+    loading_done: AtomicBool,
+    readiness: watch::Sender<bool>,
+}
+
+impl ModelManager {
+    /// A manager with no models yet. `backend` is the ONNX Runtime backend,
+    /// or why it could not be loaded (then every model fails with that
+    /// reason).
+    pub fn new(backend: std::result::Result<Arc<dyn Backend>, String>, options: ManagerOptions) -> Self {
+        let (readiness, _) = watch::channel(false);
+        Self { backend, options, models: RwLock::new(BTreeMap::new()), loading_done: AtomicBool::new(false), readiness }
+    }
+
+    /// Follows server readiness, for health watchers.
+    pub fn subscribe_readiness(&self) -> watch::Receiver<bool> {
+        self.readiness.subscribe()
+    }
+
+    /// Loads every model of the repositories, models in parallel. A failing
+    /// model is recorded and does not stop the others.
+    pub async fn load_repositories(self: &Arc<Self>, repositories: &[PathBuf]) -> std::result::Result<LoadReport, String> {
+        let scan = scan_repositories(repositories)?;
+        {
+            let mut models = self.write_models();
+            for (name, paths) in &scan.duplicates {
+                let places: Vec<String> = paths.iter().map(|path| path.display().to_string()).collect();
+                models.insert(name.clone(), ModelRecord {
+                    failure: Some(format!("model '{name}' is in more than one repository: {}", places.join(", "))),
+                    ..Default::default()
+                });
+            }
+            for model in &scan.models {
+                models.insert(model.name.clone(), ModelRecord::default());
+            }
+        }
+        let loads: Vec<_> = scan
+            .models
+            .into_iter()
+            .map(|model| {
+                let manager = Arc::clone(self);
+                tokio::task::spawn_blocking(move || manager.load_model(&model))
+            })
+            .collect();
+        for load in loads {
+            if let Err(error) = load.await {
+                tracing::error!(%error, "a model loading task failed");
+            }
+        }
+        self.loading_done.store(true, Ordering::SeqCst);
+        self.readiness.send_replace(self.server_ready());
+        Ok(self.report())
+    }
+
+    fn read_models(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, ModelRecord>> {
+        // A panic while holding the lock cannot leave a record half-written
+        // (records are replaced whole), so a poisoned lock is still usable.
+        self.models.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write_models(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, ModelRecord>> {
+        self.models.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn fail_model(&self, name: &str, reason: String) {
+        tracing::error!(model = name, "failed to load: {reason}");
+        let mut models = self.write_models();
+        let record = models.entry(name.to_string()).or_default();
+        record.failure = Some(reason);
+    }
+
+    fn load_model(&self, model: &ModelDirectory) {
+        let name = model.name.as_str();
+        let config = match self.prepare_config(model) {
+            Ok(config) => Arc::new(config),
+            Err(reason) => return self.fail_model(name, reason),
+        };
+        let available = match available_versions(&model.path) {
+            Ok(available) => available,
+            Err(reason) => return self.fail_model(name, reason),
+        };
+        let (selected, missing) = select_versions(config.version_policy.as_ref(), &available);
+        if selected.is_empty() && missing.is_empty() {
+            return self.fail_model(name, format!("no version directory in '{}' is selected by its version policy", model.path.display()));
+        }
+        {
+            let mut models = self.write_models();
+            let record = models.entry(name.to_string()).or_default();
+            record.config = Some(Arc::clone(&config));
+            for &version in &selected {
+                record.versions.insert(version, VersionRecord { state: VersionState::Loading, loaded: None });
+            }
+            for &version in &missing {
+                let reason = format!("version {version} is named by the version policy but has no directory");
+                record.versions.insert(version, VersionRecord { state: VersionState::Unavailable(reason), loaded: None });
+            }
+        }
+        for version in selected {
+            let record = match self.load_version(&model.path, &config, version) {
+                Ok(loaded) => {
+                    tracing::info!(model = name, version, "loaded");
+                    VersionRecord { state: VersionState::Ready, loaded: Some(Arc::new(loaded)) }
+                }
+                Err(error) => {
+                    tracing::error!(model = name, version, "failed to load: {error}");
+                    VersionRecord { state: VersionState::Unavailable(error.message().to_string()), loaded: None }
+                }
+            };
+            self.write_models().entry(name.to_string()).or_default().versions.insert(version, record);
+        }
+    }
+
+    /// Reads, auto-completes and checks a model's configuration.
+    fn prepare_config(&self, model: &ModelDirectory) -> std::result::Result<ModelConfig, String> {
+        let config_path = model.path.join(CONFIG_FILENAME);
+        let config = if config_path.is_file() {
+            let text = std::fs::read_to_string(&config_path)
+                .map_err(|error| format!("cannot read '{}': {error}", config_path.display()))?;
+            parse_text_format(&text).map_err(|error| format!("'{}': {error}", config_path.display()))?
+        } else {
+            ModelConfig::default()
+        };
+        let options = self.options.autocomplete;
+        let signature = if options.needs_signature(&config) {
+            let backend = self.backend.as_ref().map_err(Clone::clone)?;
+            let available = available_versions(&model.path)?;
+            let latest = available
+                .last()
+                .ok_or_else(|| format!("'{}' has no version directory to auto-complete the configuration from", model.path.display()))?;
+            let filename = if config.default_model_filename.is_empty() {
+                crate::model_config::DEFAULT_ONNX_FILENAME
+            } else {
+                &config.default_model_filename
+            };
+            let model_file = model.path.join(latest.to_string()).join(filename);
+            Some(backend.signature(&model_file).map_err(|error| error.message().to_string())?)
+        } else {
+            None
+        };
+        let config = autocomplete(config, &model.name, signature.as_ref(), options)?;
+        check_config(&config)?;
+        Ok(config)
+    }
+
+    fn load_version(&self, model_dir: &Path, config: &Arc<ModelConfig>, version: i64) -> Result<LoadedVersion> {
+        let backend = self.backend.as_ref().map_err(|reason| Error::unavailable(reason.clone()))?;
+        let model_path = model_dir.join(version.to_string()).join(&config.default_model_filename);
+        if !model_path.is_file() {
+            return Err(Error::unavailable(format!("model file '{}' does not exist", model_path.display())));
+        }
+        let placements = instance_placements(config);
+        let mut instances: Vec<(String, Box<dyn ModelInstance>)> = Vec::with_capacity(placements.len());
+        for (name, device) in &placements {
+            let settings = InstanceSettings {
+                name: name.clone(),
+                model_path: model_path.clone(),
+                config: Arc::clone(config),
+                device: *device,
+                instances_of_model: placements.len(),
+            };
+            instances.push((name.clone(), backend.create_instance(&settings)?));
+        }
+        let label = format!("model '{}' version {version}", config.name);
+        Ok(LoadedVersion { version, config: Arc::clone(config), io: ModelIo::from_config(config), scheduler: Scheduler::start(&label, instances)? })
+    }
+
+    fn report(&self) -> LoadReport {
+        let mut report = LoadReport::default();
+        for entry in self.index() {
+            match &entry.state {
+                VersionState::Ready => report.ready += 1,
+                VersionState::Unavailable(reason) => report.failures.push(match entry.version {
+                    Some(version) => format!("{} version {version}: {reason}", entry.name),
+                    None => format!("{}: {reason}", entry.name),
+                }),
+                VersionState::Loading => {}
+            }
+        }
+        report
+    }
+
+    /// Every model version the server knows and its state, by name and
+    /// version.
+    pub fn index(&self) -> Vec<ModelIndexEntry> {
+        let models = self.read_models();
+        let mut entries = Vec::new();
+        for (name, record) in models.iter() {
+            if let Some(failure) = &record.failure {
+                entries.push(ModelIndexEntry { name: name.clone(), version: None, state: VersionState::Unavailable(failure.clone()) });
+                continue;
+            }
+            if record.versions.is_empty() {
+                entries.push(ModelIndexEntry { name: name.clone(), version: None, state: VersionState::Loading });
+            }
+            for (&version, version_record) in &record.versions {
+                entries.push(ModelIndexEntry { name: name.clone(), version: Some(version), state: version_record.state.clone() });
+            }
+        }
+        entries
+    }
+
+    /// Ready means loading has finished and every model version is ready
+    /// (Triton's strict readiness).
+    pub fn server_ready(&self) -> bool {
+        self.loading_done.load(Ordering::SeqCst) && self.index().iter().all(|entry| entry.state == VersionState::Ready)
+    }
+
+    /// Whether a model version can serve; an unknown model is simply not
+    /// ready.
+    pub fn model_ready(&self, name: &str, version: Option<i64>) -> bool {
+        self.resolve(name, version).is_ok()
+    }
+
+    /// The version that serves `name` at `version` (the highest ready one
+    /// when `None`).
+    fn resolve(&self, name: &str, version: Option<i64>) -> Result<Arc<LoadedVersion>> {
+        let models = self.read_models();
+        let record = models
+            .get(name)
+            .ok_or_else(|| Error::not_found(format!("model '{name}' is not in the model repository")))?;
+        if let Some(failure) = &record.failure {
+            return Err(Error::unavailable(format!("model '{name}' is not ready: {failure}")));
+        }
+        match version {
+            Some(version) => {
+                let version_record = record.versions.get(&version).ok_or_else(|| {
+                    let known: Vec<String> = record.versions.keys().map(i64::to_string).collect();
+                    Error::not_found(format!("model '{name}' has no version {version}; its versions are: {}", known.join(", ")))
+                })?;
+                version_record.loaded.clone().ok_or_else(|| match &version_record.state {
+                    VersionState::Unavailable(reason) => {
+                        Error::unavailable(format!("model '{name}' version {version} is not ready: {reason}"))
+                    }
+                    _ => Error::unavailable(format!("model '{name}' version {version} is still loading")),
+                })
+            }
+            None => record.versions.values().rev().find_map(|record| record.loaded.clone()).ok_or_else(|| {
+                let reasons: Vec<&str> = record
+                    .versions
+                    .values()
+                    .filter_map(|record| match &record.state {
+                        VersionState::Unavailable(reason) => Some(reason.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                if reasons.is_empty() {
+                    Error::unavailable(format!("model '{name}' is still loading"))
+                } else {
+                    Error::unavailable(format!("model '{name}' has no ready version: {}", reasons.join("; ")))
+                }
+            }),
+        }
+    }
+
+    /// The completed configuration of a model. Configurations are per model,
+    /// so any known version gives the same one.
+    pub fn model_config(&self, name: &str, version: Option<i64>) -> Result<Arc<ModelConfig>> {
+        if version.is_some() {
+            return self.resolve(name, version).map(|loaded| Arc::clone(&loaded.config));
+        }
+        let models = self.read_models();
+        let record = models
+            .get(name)
+            .ok_or_else(|| Error::not_found(format!("model '{name}' is not in the model repository")))?;
+        match (&record.config, &record.failure) {
+            (Some(config), None) => Ok(Arc::clone(config)),
+            (_, Some(failure)) => Err(Error::unavailable(format!("model '{name}' is not ready: {failure}"))),
+            (None, None) => Err(Error::unavailable(format!("model '{name}' is still loading"))),
+        }
+    }
+
+    /// Name, ready versions, platform and tensors of a model.
+    pub fn model_metadata(&self, name: &str, version: Option<i64>) -> Result<ModelMetadata> {
+        let loaded = self.resolve(name, version)?;
+        let versions = match version {
+            Some(version) => vec![version],
+            None => {
+                let models = self.read_models();
+                models
+                    .get(name)
+                    .map(|record| record.versions.iter().filter(|(_, record)| record.loaded.is_some()).map(|(&v, _)| v).collect())
+                    .unwrap_or_default()
+            }
+        };
+        let io = &loaded.io;
+        let describe = |contracts: &[crate::validation::TensorContract]| {
+            contracts
+                .iter()
+                .map(|contract| {
+                    let batch = (io.max_batch_size > 0).then_some(-1);
+                    TensorMetadata {
+                        name: contract.name.clone(),
+                        datatype: contract.datatype,
+                        shape: batch.into_iter().chain(contract.dims.iter().copied()).collect(),
+                    }
+                })
+                .collect()
+        };
+        Ok(ModelMetadata {
+            name: name.to_string(),
+            versions,
+            platform: loaded.config.platform.clone(),
+            inputs: describe(&io.inputs),
+            outputs: describe(&io.outputs),
+        })
+    }
+
+    /// Runs one inference request.
+    pub async fn infer(&self, request: InferenceRequest) -> Result<InferenceResponse> {
+        let loaded = self.resolve(&request.model_name, request.model_version)?;
+        let model_name = request.model_name.clone();
+        let id = request.id.clone();
+        let validated = loaded.io.validate(request)?;
+        let mut outputs = loaded.scheduler.execute(validated).await?;
+        for output in &mut outputs {
+            output.shape = loaded.io.response_shape(&output.name, std::mem::take(&mut output.shape));
+        }
+        Ok(InferenceResponse { model_name, model_version: loaded.version, id, parameters: Default::default(), outputs })
+    }
+}
+
+/// Names and devices of the instances a configuration asks for:
+/// `count` per group on the CPU, or `count` per listed GPU.
+fn instance_placements(config: &ModelConfig) -> Vec<(String, Device)> {
+    let mut placements = Vec::new();
+    for group in &config.instance_group {
+        let count = usize::try_from(group.count).unwrap_or(0);
+        let devices: Vec<Device> = match group.kind() {
+            Kind::Gpu if group.gpus.is_empty() => vec![Device::Gpu(0)],
+            Kind::Gpu => group.gpus.iter().map(|&gpu| Device::Gpu(gpu)).collect(),
+            _ => vec![Device::Cpu],
+        };
+        for device in devices {
+            for _ in 0..count {
+                placements.push((format!("{}_{}", group.name, placements.len()), device));
+            }
+        }
+    }
+    placements
+}

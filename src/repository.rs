@@ -1,0 +1,158 @@
+//! The Triton model repository layout on disk: one directory per model
+//! holding an optional `config.pbtxt` and numbered version directories.
+//!
+//! ```text
+//! <repository>/<model>/config.pbtxt
+//! <repository>/<model>/<version>/model.onnx
+//! ```
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::proto::inference::ModelVersionPolicy;
+use crate::proto::inference::model_version_policy::PolicyChoice;
+
+/// File name of a model's configuration inside its directory.
+pub const CONFIG_FILENAME: &str = "config.pbtxt";
+
+/// A model directory found in a repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelDirectory {
+    /// Model name: the directory's name.
+    pub name: String,
+    /// The directory.
+    pub path: PathBuf,
+}
+
+/// What scanning the repositories found.
+#[derive(Debug, Default)]
+pub struct RepositoryScan {
+    /// Models found exactly once, ordered by name.
+    pub models: Vec<ModelDirectory>,
+    /// Names found in more than one repository, with every place they were
+    /// found; Triton refuses to guess which one is meant, and so do we.
+    pub duplicates: BTreeMap<String, Vec<PathBuf>>,
+}
+
+/// Lists the model directories of every repository. A repository that
+/// cannot be read is an error; hidden entries and plain files are skipped.
+pub fn scan_repositories(repositories: &[PathBuf]) -> Result<RepositoryScan, String> {
+    let mut found: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+    for repository in repositories {
+        let entries = fs::read_dir(repository)
+            .map_err(|error| format!("cannot read model repository '{}': {error}", repository.display()))?;
+        for entry in entries {
+            let entry =
+                entry.map_err(|error| format!("cannot read model repository '{}': {error}", repository.display()))?;
+            let Ok(name) = entry.file_name().into_string() else {
+                tracing::warn!(path = %entry.path().display(), "skipping a model directory whose name is not UTF-8");
+                continue;
+            };
+            if name.starts_with('.') || !entry.path().is_dir() {
+                continue;
+            }
+            found.entry(name).or_default().push(entry.path());
+        }
+    }
+    let mut scan = RepositoryScan::default();
+    for (name, mut paths) in found {
+        if paths.len() == 1 {
+            let path = paths.remove(0);
+            scan.models.push(ModelDirectory { name, path });
+        } else {
+            scan.duplicates.insert(name, paths);
+        }
+    }
+    Ok(scan)
+}
+
+/// The version numbers present in a model directory: subdirectories named by
+/// a positive decimal number without leading zeros, ascending. Other entries
+/// are ignored, as Triton ignores them.
+pub fn available_versions(model_dir: &Path) -> Result<Vec<i64>, String> {
+    let entries =
+        fs::read_dir(model_dir).map_err(|error| format!("cannot read model directory '{}': {error}", model_dir.display()))?;
+    let mut versions: Vec<i64> = entries
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.path().is_dir())
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter(|name| !name.starts_with('0') && name.bytes().all(|byte| byte.is_ascii_digit()))
+        .filter_map(|name| name.parse::<i64>().ok())
+        .collect();
+    versions.sort_unstable();
+    Ok(versions)
+}
+
+/// Versions a policy selects from those available, ascending, and the
+/// versions it names that do not exist (only a `specific` policy names
+/// versions).
+pub fn select_versions(policy: Option<&ModelVersionPolicy>, available: &[i64]) -> (Vec<i64>, Vec<i64>) {
+    match policy.and_then(|policy| policy.policy_choice.as_ref()) {
+        Some(PolicyChoice::All(_)) => (available.to_vec(), Vec::new()),
+        Some(PolicyChoice::Specific(specific)) => {
+            let mut wanted = specific.versions.clone();
+            wanted.sort_unstable();
+            wanted.dedup();
+            wanted.into_iter().partition(|version| available.contains(version))
+        }
+        Some(PolicyChoice::Latest(latest)) => {
+            let keep = (latest.num_versions as usize).min(available.len());
+            (available[available.len() - keep..].to_vec(), Vec::new())
+        }
+        None => (available.last().copied().into_iter().collect(), Vec::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::inference::model_version_policy::{All, Latest, Specific};
+
+    fn policy(choice: PolicyChoice) -> ModelVersionPolicy {
+        ModelVersionPolicy { policy_choice: Some(choice) }
+    }
+
+    #[test]
+    fn version_policies_select_like_triton() {
+        let available = [1, 2, 5];
+        assert_eq!(select_versions(None, &available), (vec![5], vec![]));
+        assert_eq!(select_versions(Some(&policy(PolicyChoice::Latest(Latest { num_versions: 2 }))), &available), (
+            vec![2, 5],
+            vec![]
+        ));
+        assert_eq!(select_versions(Some(&policy(PolicyChoice::Latest(Latest { num_versions: 9 }))), &available), (
+            vec![1, 2, 5],
+            vec![]
+        ));
+        assert_eq!(select_versions(Some(&policy(PolicyChoice::All(All {}))), &available), (vec![1, 2, 5], vec![]));
+        let specific = policy(PolicyChoice::Specific(Specific { versions: vec![5, 3, 1] }));
+        assert_eq!(select_versions(Some(&specific), &available), (vec![1, 5], vec![3]));
+        assert_eq!(select_versions(None, &[]), (vec![], vec![]));
+    }
+
+    #[test]
+    fn scans_models_versions_and_duplicates() {
+        let first = tempfile::tempdir().unwrap();
+        let second = tempfile::tempdir().unwrap();
+        for dir in ["a/1", "a/3", "a/03", "a/x", "a/12", "b/1", ".hidden/1"] {
+            fs::create_dir_all(first.path().join(dir)).unwrap();
+        }
+        fs::write(first.path().join("README.md"), "not a model").unwrap();
+        fs::create_dir_all(second.path().join("b/2")).unwrap();
+        fs::create_dir_all(second.path().join("c")).unwrap();
+
+        let scan = scan_repositories(&[first.path().to_path_buf(), second.path().to_path_buf()]).unwrap();
+        let names: Vec<&str> = scan.models.iter().map(|model| model.name.as_str()).collect();
+        assert_eq!(names, ["a", "c"]);
+        assert_eq!(scan.duplicates["b"].len(), 2);
+        assert_eq!(available_versions(&first.path().join("a")).unwrap(), vec![1, 3, 12]);
+        assert_eq!(available_versions(&second.path().join("c")).unwrap(), Vec::<i64>::new());
+    }
+
+    #[test]
+    fn missing_repository_is_an_error() {
+        let error = scan_repositories(&[PathBuf::from("/definitely/not/here")]).unwrap_err();
+        assert!(error.contains("/definitely/not/here"), "{error}");
+    }
+}

@@ -1,0 +1,167 @@
+//! Wiring the server together: the backend, the model manager, the network
+//! endpoints, and an orderly shutdown on SIGTERM or SIGINT.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::backend::Backend;
+use crate::backend::onnxruntime::OnnxRuntimeBackend;
+use crate::cli::Args;
+use crate::grpc::{self, ServerIdentity};
+use crate::model_config::AutocompleteOptions;
+use crate::model_manager::{ManagerOptions, ModelManager};
+
+/// Protocol extensions this server implements, as ServerMetadata lists them.
+pub const EXTENSIONS: &[&str] = &["model_configuration"];
+
+/// Runs the server until it is told to stop; returns the process exit code.
+pub async fn run(args: Args) -> ExitCode {
+    let (backend_config, warnings) = args.backend_config();
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    let backend: Result<Arc<dyn Backend>, String> = match OnnxRuntimeBackend::load(backend_config.onnxruntime_library.as_deref()) {
+        Ok(backend) => {
+            tracing::info!(library = %backend.library().display(), "loaded ONNX Runtime");
+            Ok(Arc::new(backend))
+        }
+        Err(reason) => {
+            tracing::error!("{reason}");
+            Err(reason)
+        }
+    };
+    let options = ManagerOptions {
+        autocomplete: AutocompleteOptions {
+            strict: args.strict_model_config,
+            default_max_batch_size: backend_config.default_max_batch_size,
+        },
+    };
+    let manager = Arc::new(ModelManager::new(backend, options));
+
+    let (stop, stopped) = watch::channel(false);
+    let mut endpoints = Vec::new();
+    if args.allow_grpc {
+        let address = SocketAddr::new(args.grpc_address, args.grpc_port);
+        let listener = match TcpListener::bind(address).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::error!("cannot listen for gRPC on {address}: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let bound = listener.local_addr().unwrap_or(address);
+        tracing::info!("Started GRPCInferenceService at {bound}");
+        let identity = ServerIdentity {
+            name: args.id.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            extensions: EXTENSIONS.iter().map(|extension| extension.to_string()).collect(),
+        };
+        let shutdown = wait_for_stop(stopped.clone());
+        let manager = Arc::clone(&manager);
+        endpoints.push(tokio::spawn(async move {
+            if let Err(error) = grpc::serve(listener, manager, identity, shutdown).await {
+                tracing::error!("gRPC server failed: {error}");
+            }
+        }));
+    }
+    if args.allow_http {
+        tracing::warn!("the HTTP/REST endpoint is not available in this version; serving gRPC only");
+    }
+    tokio::spawn(forward_signals(stop.clone()));
+
+    let mut exit = ExitCode::SUCCESS;
+    match manager.load_repositories(&args.model_repositories).await {
+        Ok(report) => {
+            log_model_table(&manager);
+            if !report.failures.is_empty() && args.exit_on_error {
+                tracing::error!(
+                    "{} model(s) failed to load; exiting because --exit-on-error=true (pass --exit-on-error=false to serve the others)",
+                    report.failures.len()
+                );
+                exit = ExitCode::FAILURE;
+                stop.send_replace(true);
+            } else if manager.server_ready() {
+                tracing::info!("server is ready: {} model version(s) loaded", report.ready);
+            } else {
+                tracing::warn!("server is serving, but not ready: some models failed to load");
+            }
+        }
+        Err(reason) => {
+            tracing::error!("{reason}");
+            exit = ExitCode::FAILURE;
+            stop.send_replace(true);
+        }
+    }
+
+    wait_for_stop(stopped).await;
+    let drain = futures::future::join_all(endpoints);
+    if tokio::time::timeout(Duration::from_secs(args.exit_timeout_secs), drain).await.is_err() {
+        tracing::warn!("requests still in flight after {} s; exiting anyway", args.exit_timeout_secs);
+    }
+    tracing::info!("server stopped");
+    exit
+}
+
+async fn wait_for_stop(mut stopped: watch::Receiver<bool>) {
+    // An error means the sender is gone, which only happens at exit.
+    let _ = stopped.wait_for(|&stop| stop).await;
+}
+
+/// Turns the first SIGTERM or SIGINT into a stop: endpoints stop accepting
+/// connections and answer the requests already in flight.
+async fn forward_signals(stop: watch::Sender<bool>) {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!("cannot listen for SIGTERM: {error}");
+                futures::future::pending::<()>().await;
+            }
+        }
+    };
+    let name = tokio::select! {
+        _ = terminate => "SIGTERM",
+        result = tokio::signal::ctrl_c() => match result {
+            Ok(()) => "SIGINT",
+            Err(error) => {
+                tracing::warn!("cannot listen for SIGINT: {error}");
+                return;
+            }
+        },
+    };
+    tracing::info!("received {name}: finishing in-flight requests, then exiting");
+    stop.send_replace(true);
+}
+
+/// Logs the model table Triton users know from its start-up output.
+fn log_model_table(manager: &ModelManager) {
+    let rows: Vec<(String, String, String)> = manager
+        .index()
+        .into_iter()
+        .map(|entry| {
+            let version = entry.version.map_or_else(|| "-".to_string(), |version| version.to_string());
+            let status = match entry.reason() {
+                "" => entry.state.name().to_string(),
+                reason => format!("{}: {reason}", entry.state.name()),
+            };
+            (entry.name, version, status)
+        })
+        .collect();
+    let width = |pick: fn(&(String, String, String)) -> usize, title: &str| rows.iter().map(pick).max().unwrap_or(0).max(title.len());
+    let (name_width, version_width, status_width) =
+        (width(|row| row.0.len(), "Model"), width(|row| row.1.len(), "Version"), width(|row| row.2.len(), "Status"));
+    let line = format!("+-{}-+-{}-+-{}-+", "-".repeat(name_width), "-".repeat(version_width), "-".repeat(status_width));
+    let mut table = vec![line.clone(), format!("| {:name_width$} | {:version_width$} | {:status_width$} |", "Model", "Version", "Status"), line.clone()];
+    for (name, version, status) in &rows {
+        table.push(format!("| {name:name_width$} | {version:version_width$} | {status:status_width$} |"));
+    }
+    table.push(line);
+    tracing::info!("\n{}", table.join("\n"));
+}
