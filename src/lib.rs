@@ -6,6 +6,8 @@
 //! hands it to the model's [`scheduler`], whose instances run it on a
 //! [`backend`], and the response travels back the same way.
 
+#![warn(missing_docs)]
+
 pub mod backend;
 pub mod cli;
 pub mod error;
@@ -17,5 +19,6 @@ pub mod proto;
 pub mod repository;
 pub mod scheduler;
 pub mod server;
+pub mod shutdown;
 pub mod tensor;
 pub mod validation;

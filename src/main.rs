@@ -1,6 +1,7 @@
 //! The `tritonrs` binary; install or link it as `tritonserver` and launch
 //! commands written for Triton work unchanged.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use tracing_subscriber::EnvFilter;
@@ -34,5 +35,7 @@ fn init_logging(verbose: u32) {
     };
     let default = format!("{level},h2=info,hyper=info,tower=info,ort=warn");
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colours only for a person at a terminal; container logs stay plain.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
 }

@@ -152,16 +152,22 @@ impl ModelManager {
 
     /// Loads every model of the repositories, models in parallel. A failing
     /// model is recorded and does not stop the others.
-    pub async fn load_repositories(self: &Arc<Self>, repositories: &[PathBuf]) -> std::result::Result<LoadReport, String> {
+    pub async fn load_repositories(
+        self: &Arc<Self>,
+        repositories: &[PathBuf],
+    ) -> std::result::Result<LoadReport, String> {
         let scan = scan_repositories(repositories)?;
         {
             let mut models = self.write_models();
             for (name, paths) in &scan.duplicates {
                 let places: Vec<String> = paths.iter().map(|path| path.display().to_string()).collect();
-                models.insert(name.clone(), ModelRecord {
-                    failure: Some(format!("model '{name}' is in more than one repository: {}", places.join(", "))),
-                    ..Default::default()
-                });
+                models.insert(
+                    name.clone(),
+                    ModelRecord {
+                        failure: Some(format!("model '{name}' is in more than one repository: {}", places.join(", "))),
+                        ..Default::default()
+                    },
+                );
             }
             for model in &scan.models {
                 models.insert(model.name.clone(), ModelRecord::default());
@@ -214,7 +220,10 @@ impl ModelManager {
         };
         let (selected, missing) = select_versions(config.version_policy.as_ref(), &available);
         if selected.is_empty() && missing.is_empty() {
-            return self.fail_model(name, format!("no version directory in '{}' is selected by its version policy", model.path.display()));
+            return self.fail_model(
+                name,
+                format!("no version directory in '{}' is selected by its version policy", model.path.display()),
+            );
         }
         {
             let mut models = self.write_models();
@@ -225,7 +234,9 @@ impl ModelManager {
             }
             for &version in &missing {
                 let reason = format!("version {version} is named by the version policy but has no directory");
-                record.versions.insert(version, VersionRecord { state: VersionState::Unavailable(reason), loaded: None });
+                record
+                    .versions
+                    .insert(version, VersionRecord { state: VersionState::Unavailable(reason), loaded: None });
             }
         }
         for version in selected {
@@ -257,9 +268,9 @@ impl ModelManager {
         let signature = if options.needs_signature(&config) {
             let backend = self.backend.as_ref().map_err(Clone::clone)?;
             let available = available_versions(&model.path)?;
-            let latest = available
-                .last()
-                .ok_or_else(|| format!("'{}' has no version directory to auto-complete the configuration from", model.path.display()))?;
+            let latest = available.last().ok_or_else(|| {
+                format!("'{}' has no version directory to auto-complete the configuration from", model.path.display())
+            })?;
             let filename = if config.default_model_filename.is_empty() {
                 crate::model_config::DEFAULT_ONNX_FILENAME
             } else {
@@ -294,7 +305,12 @@ impl ModelManager {
             instances.push((name.clone(), backend.create_instance(&settings)?));
         }
         let label = format!("model '{}' version {version}", config.name);
-        Ok(LoadedVersion { version, config: Arc::clone(config), io: ModelIo::from_config(config), scheduler: Scheduler::start(&label, instances)? })
+        Ok(LoadedVersion {
+            version,
+            config: Arc::clone(config),
+            io: ModelIo::from_config(config),
+            scheduler: Scheduler::start(&label, instances)?,
+        })
     }
 
     fn report(&self) -> LoadReport {
@@ -319,14 +335,22 @@ impl ModelManager {
         let mut entries = Vec::new();
         for (name, record) in models.iter() {
             if let Some(failure) = &record.failure {
-                entries.push(ModelIndexEntry { name: name.clone(), version: None, state: VersionState::Unavailable(failure.clone()) });
+                entries.push(ModelIndexEntry {
+                    name: name.clone(),
+                    version: None,
+                    state: VersionState::Unavailable(failure.clone()),
+                });
                 continue;
             }
             if record.versions.is_empty() {
                 entries.push(ModelIndexEntry { name: name.clone(), version: None, state: VersionState::Loading });
             }
             for (&version, version_record) in &record.versions {
-                entries.push(ModelIndexEntry { name: name.clone(), version: Some(version), state: version_record.state.clone() });
+                entries.push(ModelIndexEntry {
+                    name: name.clone(),
+                    version: Some(version),
+                    state: version_record.state.clone(),
+                });
             }
         }
         entries
@@ -358,7 +382,10 @@ impl ModelManager {
             Some(version) => {
                 let version_record = record.versions.get(&version).ok_or_else(|| {
                     let known: Vec<String> = record.versions.keys().map(i64::to_string).collect();
-                    Error::not_found(format!("model '{name}' has no version {version}; its versions are: {}", known.join(", ")))
+                    Error::not_found(format!(
+                        "model '{name}' has no version {version}; its versions are: {}",
+                        known.join(", ")
+                    ))
                 })?;
                 version_record.loaded.clone().ok_or_else(|| match &version_record.state {
                     VersionState::Unavailable(reason) => {
@@ -411,7 +438,9 @@ impl ModelManager {
                 let models = self.read_models();
                 models
                     .get(name)
-                    .map(|record| record.versions.iter().filter(|(_, record)| record.loaded.is_some()).map(|(&v, _)| v).collect())
+                    .map(|record| {
+                        record.versions.iter().filter(|(_, record)| record.loaded.is_some()).map(|(&v, _)| v).collect()
+                    })
                     .unwrap_or_default()
             }
         };

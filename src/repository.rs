@@ -71,8 +71,8 @@ pub fn scan_repositories(repositories: &[PathBuf]) -> Result<RepositoryScan, Str
 /// a positive decimal number without leading zeros, ascending. Other entries
 /// are ignored, as Triton ignores them.
 pub fn available_versions(model_dir: &Path) -> Result<Vec<i64>, String> {
-    let entries =
-        fs::read_dir(model_dir).map_err(|error| format!("cannot read model directory '{}': {error}", model_dir.display()))?;
+    let entries = fs::read_dir(model_dir)
+        .map_err(|error| format!("cannot read model directory '{}': {error}", model_dir.display()))?;
     let mut versions: Vec<i64> = entries
         .filter_map(|entry| entry.ok())
         .filter(|entry| entry.path().is_dir())
@@ -117,14 +117,14 @@ mod tests {
     fn version_policies_select_like_triton() {
         let available = [1, 2, 5];
         assert_eq!(select_versions(None, &available), (vec![5], vec![]));
-        assert_eq!(select_versions(Some(&policy(PolicyChoice::Latest(Latest { num_versions: 2 }))), &available), (
-            vec![2, 5],
-            vec![]
-        ));
-        assert_eq!(select_versions(Some(&policy(PolicyChoice::Latest(Latest { num_versions: 9 }))), &available), (
-            vec![1, 2, 5],
-            vec![]
-        ));
+        assert_eq!(
+            select_versions(Some(&policy(PolicyChoice::Latest(Latest { num_versions: 2 }))), &available),
+            (vec![2, 5], vec![])
+        );
+        assert_eq!(
+            select_versions(Some(&policy(PolicyChoice::Latest(Latest { num_versions: 9 }))), &available),
+            (vec![1, 2, 5], vec![])
+        );
         assert_eq!(select_versions(Some(&policy(PolicyChoice::All(All {}))), &available), (vec![1, 2, 5], vec![]));
         let specific = policy(PolicyChoice::Specific(Specific { versions: vec![5, 3, 1] }));
         assert_eq!(select_versions(Some(&specific), &available), (vec![1, 5], vec![3]));

@@ -105,7 +105,12 @@ mod tests {
     fn request(value: u8) -> ValidatedRequest {
         ValidatedRequest {
             batch_size: 1,
-            inputs: vec![Tensor { name: "x".into(), datatype: DataType::Uint8, shape: vec![1], data: Bytes::from(vec![value]) }],
+            inputs: vec![Tensor {
+                name: "x".into(),
+                datatype: DataType::Uint8,
+                shape: vec![1],
+                data: Bytes::from(vec![value]),
+            }],
             outputs: vec!["x".into()],
         }
     }
@@ -125,9 +130,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_instance_reports_an_error_and_keeps_serving() {
-        let scheduler =
-            Scheduler::start("model 'p' version 1", vec![("p_0".into(), Box::new(PanickingInstance) as Box<dyn ModelInstance>)])
-                .unwrap();
+        let scheduler = Scheduler::start(
+            "model 'p' version 1",
+            vec![("p_0".into(), Box::new(PanickingInstance) as Box<dyn ModelInstance>)],
+        )
+        .unwrap();
         for _ in 0..2 {
             let error = scheduler.execute(request(0)).await.unwrap_err();
             assert!(error.message().contains("panicked"), "{}", error.message());

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::backend::Backend;
 use crate::backend::onnxruntime::OnnxRuntimeBackend;
@@ -15,6 +14,7 @@ use crate::cli::Args;
 use crate::grpc::{self, ServerIdentity};
 use crate::model_config::AutocompleteOptions;
 use crate::model_manager::{ManagerOptions, ModelManager};
+use crate::shutdown::{self, ShutdownTrigger};
 
 /// Protocol extensions this server implements, as ServerMetadata lists them.
 pub const EXTENSIONS: &[&str] = &["model_configuration"];
@@ -25,16 +25,17 @@ pub async fn run(args: Args) -> ExitCode {
     for warning in warnings {
         tracing::warn!("{warning}");
     }
-    let backend: Result<Arc<dyn Backend>, String> = match OnnxRuntimeBackend::load(backend_config.onnxruntime_library.as_deref()) {
-        Ok(backend) => {
-            tracing::info!(library = %backend.library().display(), "loaded ONNX Runtime");
-            Ok(Arc::new(backend))
-        }
-        Err(reason) => {
-            tracing::error!("{reason}");
-            Err(reason)
-        }
-    };
+    let backend: Result<Arc<dyn Backend>, String> =
+        match OnnxRuntimeBackend::load(backend_config.onnxruntime_library.as_deref()) {
+            Ok(backend) => {
+                tracing::info!(library = %backend.library().display(), "loaded ONNX Runtime");
+                Ok(Arc::new(backend))
+            }
+            Err(reason) => {
+                tracing::error!("{reason}");
+                Err(reason)
+            }
+        };
     let options = ManagerOptions {
         autocomplete: AutocompleteOptions {
             strict: args.strict_model_config,
@@ -43,7 +44,7 @@ pub async fn run(args: Args) -> ExitCode {
     };
     let manager = Arc::new(ModelManager::new(backend, options));
 
-    let (stop, stopped) = watch::channel(false);
+    let (stop, stopped) = shutdown::channel();
     let mut endpoints = Vec::new();
     if args.allow_grpc {
         let address = SocketAddr::new(args.grpc_address, args.grpc_port);
@@ -61,10 +62,10 @@ pub async fn run(args: Args) -> ExitCode {
             version: env!("CARGO_PKG_VERSION").to_string(),
             extensions: EXTENSIONS.iter().map(|extension| extension.to_string()).collect(),
         };
-        let shutdown = wait_for_stop(stopped.clone());
         let manager = Arc::clone(&manager);
+        let stopped = stopped.clone();
         endpoints.push(tokio::spawn(async move {
-            if let Err(error) = grpc::serve(listener, manager, identity, shutdown).await {
+            if let Err(error) = grpc::serve(listener, manager, identity, stopped).await {
                 tracing::error!("gRPC server failed: {error}");
             }
         }));
@@ -84,7 +85,7 @@ pub async fn run(args: Args) -> ExitCode {
                     report.failures.len()
                 );
                 exit = ExitCode::FAILURE;
-                stop.send_replace(true);
+                stop.trigger();
             } else if manager.server_ready() {
                 tracing::info!("server is ready: {} model version(s) loaded", report.ready);
             } else {
@@ -94,11 +95,11 @@ pub async fn run(args: Args) -> ExitCode {
         Err(reason) => {
             tracing::error!("{reason}");
             exit = ExitCode::FAILURE;
-            stop.send_replace(true);
+            stop.trigger();
         }
     }
 
-    wait_for_stop(stopped).await;
+    stopped.fired().await;
     let drain = futures::future::join_all(endpoints);
     if tokio::time::timeout(Duration::from_secs(args.exit_timeout_secs), drain).await.is_err() {
         tracing::warn!("requests still in flight after {} s; exiting anyway", args.exit_timeout_secs);
@@ -107,14 +108,9 @@ pub async fn run(args: Args) -> ExitCode {
     exit
 }
 
-async fn wait_for_stop(mut stopped: watch::Receiver<bool>) {
-    // An error means the sender is gone, which only happens at exit.
-    let _ = stopped.wait_for(|&stop| stop).await;
-}
-
 /// Turns the first SIGTERM or SIGINT into a stop: endpoints stop accepting
 /// connections and answer the requests already in flight.
-async fn forward_signals(stop: watch::Sender<bool>) {
+async fn forward_signals(stop: ShutdownTrigger) {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut signal) => {
@@ -137,7 +133,7 @@ async fn forward_signals(stop: watch::Sender<bool>) {
         },
     };
     tracing::info!("received {name}: finishing in-flight requests, then exiting");
-    stop.send_replace(true);
+    stop.trigger();
 }
 
 /// Logs the model table Triton users know from its start-up output.
@@ -154,11 +150,17 @@ fn log_model_table(manager: &ModelManager) {
             (entry.name, version, status)
         })
         .collect();
-    let width = |pick: fn(&(String, String, String)) -> usize, title: &str| rows.iter().map(pick).max().unwrap_or(0).max(title.len());
+    let width = |pick: fn(&(String, String, String)) -> usize, title: &str| {
+        rows.iter().map(pick).max().unwrap_or(0).max(title.len())
+    };
     let (name_width, version_width, status_width) =
         (width(|row| row.0.len(), "Model"), width(|row| row.1.len(), "Version"), width(|row| row.2.len(), "Status"));
     let line = format!("+-{}-+-{}-+-{}-+", "-".repeat(name_width), "-".repeat(version_width), "-".repeat(status_width));
-    let mut table = vec![line.clone(), format!("| {:name_width$} | {:version_width$} | {:status_width$} |", "Model", "Version", "Status"), line.clone()];
+    let mut table = vec![
+        line.clone(),
+        format!("| {:name_width$} | {:version_width$} | {:status_width$} |", "Model", "Version", "Status"),
+        line.clone(),
+    ];
     for (name, version, status) in &rows {
         table.push(format!("| {name:name_width$} | {version:version_width$} | {status:status_width$} |"));
     }

@@ -136,12 +136,17 @@ impl ModelIo {
             }
             inputs.push(tensor);
         }
-        if let Some(missing) = self.inputs.iter().find(|contract| !contract.optional && !seen.contains(&contract.name)) {
+        if let Some(missing) = self.inputs.iter().find(|contract| !contract.optional && !seen.contains(&contract.name))
+        {
             return Err(self.invalid(format_args!(
                 "missing input '{}'; expected {} {} of shape {}",
                 missing.name,
                 missing.datatype,
-                if self.inputs.iter().filter(|contract| !contract.optional).count() > 1 { "among its inputs" } else { "input" },
+                if self.inputs.iter().filter(|contract| !contract.optional).count() > 1 {
+                    "among its inputs"
+                } else {
+                    "input"
+                },
                 format_shape(&self.expected_shape(missing))
             )));
         }
@@ -183,8 +188,9 @@ impl ModelIo {
         } else {
             None
         };
-        let count = element_count(&tensor.shape)
-            .ok_or_else(|| self.invalid(format_args!("input '{name}' has shape {} whose size overflows", format_shape(&tensor.shape))))?;
+        let count = element_count(&tensor.shape).ok_or_else(|| {
+            self.invalid(format_args!("input '{name}' has shape {} whose size overflows", format_shape(&tensor.shape)))
+        })?;
         match contract.datatype.element_size() {
             Some(size) => {
                 let want = count.checked_mul(size);
@@ -294,7 +300,12 @@ mod tests {
 
     fn int32_input(name: &str, shape: &[i64]) -> Tensor {
         let count = element_count(shape).unwrap();
-        Tensor { name: name.into(), datatype: DataType::Int32, shape: shape.to_vec(), data: Bytes::from(vec![0u8; count * 4]) }
+        Tensor {
+            name: name.into(),
+            datatype: DataType::Int32,
+            shape: shape.to_vec(),
+            data: Bytes::from(vec![0u8; count * 4]),
+        }
     }
 
     fn request(inputs: Vec<Tensor>) -> InferenceRequest {
@@ -328,15 +339,36 @@ mod tests {
     fn every_invalid_request_class_names_the_input() {
         let good = || int32_input("INPUT1", &[1, 16]);
         let cases: Vec<(InferenceRequest, &str)> = vec![
-            (request(vec![int32_input("INPUT0", &[1, 16]), good(), int32_input("EXTRA", &[1, 16])]), "unexpected input 'EXTRA'; the model's inputs are: INPUT0, INPUT1"),
+            (
+                request(vec![int32_input("INPUT0", &[1, 16]), good(), int32_input("EXTRA", &[1, 16])]),
+                "unexpected input 'EXTRA'; the model's inputs are: INPUT0, INPUT1",
+            ),
             (request(vec![good()]), "missing input 'INPUT0'"),
-            (request(vec![Tensor { datatype: DataType::Fp32, ..int32_input("INPUT0", &[1, 16]) }, good()]), "input 'INPUT0' has datatype FP32, expected INT32"),
-            (request(vec![int32_input("INPUT0", &[1, 15]), good()]), "input 'INPUT0' has shape [1,15], expected [-1,16]"),
+            (
+                request(vec![Tensor { datatype: DataType::Fp32, ..int32_input("INPUT0", &[1, 16]) }, good()]),
+                "input 'INPUT0' has datatype FP32, expected INT32",
+            ),
+            (
+                request(vec![int32_input("INPUT0", &[1, 15]), good()]),
+                "input 'INPUT0' has shape [1,15], expected [-1,16]",
+            ),
             (request(vec![int32_input("INPUT0", &[16]), good()]), "input 'INPUT0' has shape [16], expected [-1,16]"),
-            (request(vec![int32_input("INPUT0", &[9, 16]), int32_input("INPUT1", &[9, 16])]), "input 'INPUT0' has batch size 9, expected 1 to max_batch_size 8"),
-            (request(vec![int32_input("INPUT0", &[2, 16]), good()]), "input 'INPUT1' has batch size 1 but input 'INPUT0' has batch size 2"),
-            (request(vec![Tensor { data: Bytes::from(vec![0u8; 60]), ..int32_input("INPUT0", &[1, 16]) }, good()]), "input 'INPUT0' has 60 bytes of data, expected 64 (16 INT32 elements of shape [1,16])"),
-            (request(vec![int32_input("INPUT0", &[1, 16]), int32_input("INPUT0", &[1, 16])]), "input 'INPUT0' appears more than once"),
+            (
+                request(vec![int32_input("INPUT0", &[9, 16]), int32_input("INPUT1", &[9, 16])]),
+                "input 'INPUT0' has batch size 9, expected 1 to max_batch_size 8",
+            ),
+            (
+                request(vec![int32_input("INPUT0", &[2, 16]), good()]),
+                "input 'INPUT1' has batch size 1 but input 'INPUT0' has batch size 2",
+            ),
+            (
+                request(vec![Tensor { data: Bytes::from(vec![0u8; 60]), ..int32_input("INPUT0", &[1, 16]) }, good()]),
+                "input 'INPUT0' has 60 bytes of data, expected 64 (16 INT32 elements of shape [1,16])",
+            ),
+            (
+                request(vec![int32_input("INPUT0", &[1, 16]), int32_input("INPUT0", &[1, 16])]),
+                "input 'INPUT0' appears more than once",
+            ),
         ];
         for (request, expected) in cases {
             let message = error_of(request);
@@ -361,14 +393,18 @@ mod tests {
             .unwrap(),
         );
         let tensor = |data: Bytes| Tensor { name: "T".into(), datatype: DataType::Bytes, shape: vec![2], data };
-        let good = InferenceRequest { model_name: "s".into(), ..request(vec![tensor(encode_byte_strings(["a", "bc"]))]) };
+        let good =
+            InferenceRequest { model_name: "s".into(), ..request(vec![tensor(encode_byte_strings(["a", "bc"]))]) };
         assert_eq!(io.validate(good).unwrap().batch_size, 1);
 
         let short = InferenceRequest { model_name: "s".into(), ..request(vec![tensor(encode_byte_strings(["a"]))]) };
         let message = io.validate(short).unwrap_err().message().to_string();
         assert!(message.contains("input 'T' has 1 BYTES elements, expected 2"), "{message}");
 
-        let cut = InferenceRequest { model_name: "s".into(), ..request(vec![tensor(Bytes::from_static(b"\x09\x00\x00\x00ab"))]) };
+        let cut = InferenceRequest {
+            model_name: "s".into(),
+            ..request(vec![tensor(Bytes::from_static(b"\x09\x00\x00\x00ab"))])
+        };
         let message = io.validate(cut).unwrap_err().message().to_string();
         assert!(message.contains("input 'T' has malformed BYTES data: element 0 declares 9 bytes"), "{message}");
     }
@@ -383,7 +419,12 @@ mod tests {
             )
             .unwrap(),
         );
-        let x = Tensor { name: "x".into(), datatype: DataType::Fp32, shape: vec![2, 2, 3], data: Bytes::from(vec![0u8; 48]) };
+        let x = Tensor {
+            name: "x".into(),
+            datatype: DataType::Fp32,
+            shape: vec![2, 2, 3],
+            data: Bytes::from(vec![0u8; 48]),
+        };
         let validated = io.validate(InferenceRequest { model_name: "r".into(), ..request(vec![x]) }).unwrap();
         assert_eq!(validated.inputs[0].shape, vec![2, 6]);
         assert_eq!(io.response_shape("y", vec![2]), vec![2, 1]);

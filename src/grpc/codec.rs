@@ -8,7 +8,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tonic::{Code, Status};
 
 use crate::error::{Error, ErrorKind};
-use crate::inference::{InferenceRequest, InferenceResponse, ParameterValue, Parameters, RequestedOutput, parse_model_version};
+use crate::inference::{
+    InferenceRequest, InferenceResponse, ParameterValue, Parameters, RequestedOutput, parse_model_version,
+};
 use crate::proto::inference::infer_parameter::ParameterChoice;
 use crate::proto::inference::model_infer_request::InferInputTensor;
 use crate::proto::inference::model_infer_response::InferOutputTensor;
@@ -53,9 +55,8 @@ pub fn decode_request(request: ModelInferRequest) -> Result<InferenceRequest, Er
         .outputs
         .into_iter()
         .map(|output| {
-            reject_unsupported_parameters("output", &output.name, &output.parameters).map_err(|message| {
-                Error::new(ErrorKind::Unimplemented, format!("model '{model}': {message}"))
-            })?;
+            reject_unsupported_parameters("output", &output.name, &output.parameters)
+                .map_err(|message| Error::new(ErrorKind::Unimplemented, format!("model '{model}': {message}")))?;
             Ok(RequestedOutput { name: output.name, parameters: decode_parameters(output.parameters) })
         })
         .collect::<Result<Vec<_>, Error>>()?;
@@ -71,7 +72,11 @@ pub fn decode_request(request: ModelInferRequest) -> Result<InferenceRequest, Er
 
 /// Tensor parameters that ask for features this server does not offer;
 /// ignoring them would return wrong results silently.
-fn reject_unsupported_parameters(what: &str, name: &str, parameters: &HashMap<String, InferParameter>) -> Result<(), String> {
+fn reject_unsupported_parameters(
+    what: &str,
+    name: &str,
+    parameters: &HashMap<String, InferParameter>,
+) -> Result<(), String> {
     for key in ["shared_memory_region", "classification"] {
         if parameters.contains_key(key) {
             return Err(format!("{what} '{name}' sets the '{key}' parameter, which this server does not support"));
@@ -111,7 +116,9 @@ fn pack_contents(name: &str, datatype: DataType, contents: InferTensorContents) 
         DataType::Fp64 => "fp64_contents",
         DataType::Bytes => "bytes_contents",
         DataType::Fp16 | DataType::Bf16 => {
-            return Err(format!("input '{name}' is {datatype}, which has no typed contents field; send it in raw_input_contents"));
+            return Err(format!(
+                "input '{name}' is {datatype}, which has no typed contents field; send it in raw_input_contents"
+            ));
         }
     };
     let filled: Vec<&str> = [
@@ -131,7 +138,8 @@ fn pack_contents(name: &str, datatype: DataType, contents: InferTensorContents) 
     if let Some(other) = filled.first() {
         return Err(format!("input '{name}' is {datatype}, so its data belongs in {field}, not {other}"));
     }
-    let out_of_range = |value: &dyn std::fmt::Display| format!("input '{name}': {value} in {field} does not fit {datatype}");
+    let out_of_range =
+        |value: &dyn std::fmt::Display| format!("input '{name}': {value} in {field} does not fit {datatype}");
     let mut buffer = BytesMut::new();
     match datatype {
         DataType::Bool => contents.bool_contents.iter().for_each(|&value| buffer.put_u8(u8::from(value))),
@@ -273,7 +281,12 @@ mod tests {
                 "its data belongs in fp32_contents, not int_contents",
             ),
             (
-                input("x", "UINT8", vec![1], Some(InferTensorContents { uint_contents: vec![256], ..Default::default() })),
+                input(
+                    "x",
+                    "UINT8",
+                    vec![1],
+                    Some(InferTensorContents { uint_contents: vec![256], ..Default::default() }),
+                ),
                 "256 in uint_contents does not fit UINT8",
             ),
         ];
@@ -287,9 +300,10 @@ mod tests {
     #[test]
     fn shared_memory_is_refused_not_ignored() {
         let mut tensor = input("x", "INT32", vec![1], None);
-        tensor.parameters.insert("shared_memory_region".into(), InferParameter {
-            parameter_choice: Some(ParameterChoice::StringParam("region".into())),
-        });
+        tensor.parameters.insert(
+            "shared_memory_region".into(),
+            InferParameter { parameter_choice: Some(ParameterChoice::StringParam("region".into())) },
+        );
         let error = decode_request(request(vec![tensor], vec![])).unwrap_err();
         assert!(error.message().contains("shared_memory_region"), "{}", error.message());
     }
@@ -301,7 +315,12 @@ mod tests {
             model_version: 3,
             id: "req-1".into(),
             parameters: Parameters::new(),
-            outputs: vec![Tensor { name: "y".into(), datatype: DataType::Fp32, shape: vec![1], data: Bytes::from_static(&[0, 0, 128, 63]) }],
+            outputs: vec![Tensor {
+                name: "y".into(),
+                datatype: DataType::Fp32,
+                shape: vec![1],
+                data: Bytes::from_static(&[0, 0, 128, 63]),
+            }],
         });
         assert_eq!(response.model_version, "3");
         assert_eq!(response.id, "req-1");

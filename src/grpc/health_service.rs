@@ -12,6 +12,7 @@ use crate::model_manager::ModelManager;
 use crate::proto::health::health_check_response::ServingStatus;
 use crate::proto::health::health_server::Health;
 use crate::proto::health::{HealthCheckRequest, HealthCheckResponse};
+use crate::shutdown::ShutdownSignal;
 
 /// Services a health request may name: the whole server (empty name) or
 /// the inference service.
@@ -20,12 +21,14 @@ const KNOWN_SERVICES: [&str; 2] = ["", "inference.GRPCInferenceService"];
 /// The gRPC health service.
 pub struct HealthService {
     manager: Arc<ModelManager>,
+    shutdown: ShutdownSignal,
 }
 
 impl HealthService {
-    /// A health service reporting `manager`'s readiness.
-    pub fn new(manager: Arc<ModelManager>) -> Self {
-        Self { manager }
+    /// A health service reporting `manager`'s readiness; its Watch streams
+    /// end when `shutdown` fires so they do not hold the server open.
+    pub fn new(manager: Arc<ModelManager>, shutdown: ShutdownSignal) -> Self {
+        Self { manager, shutdown }
     }
 }
 
@@ -52,10 +55,14 @@ impl Health for HealthService {
             // The health protocol answers an unknown service on the stream
             // and keeps it open, in case the service appears later.
             let unknown = HealthCheckResponse { status: ServingStatus::ServiceUnknown as i32 };
-            let stream = futures::stream::once(async move { Ok(unknown) }).chain(futures::stream::pending());
+            let stream = futures::stream::once(async move { Ok(unknown) })
+                .chain(futures::stream::pending())
+                .take_until(self.shutdown.clone().fired());
             return Ok(Response::new(Box::pin(stream)));
         }
-        let updates = WatchStream::new(self.manager.subscribe_readiness()).map(|ready| Ok(status_of(ready)));
+        let updates = WatchStream::new(self.manager.subscribe_readiness())
+            .map(|ready| Ok(status_of(ready)))
+            .take_until(self.shutdown.clone().fired());
         Ok(Response::new(Box::pin(updates)))
     }
 }

@@ -15,6 +15,7 @@ use crate::model_manager::{ModelManager, TensorMetadata};
 use crate::proto::inference::grpc_inference_service_server::GrpcInferenceService;
 use crate::proto::inference::model_metadata_response::TensorMetadata as ProtoTensorMetadata;
 use crate::proto::inference::*;
+use crate::shutdown::ShutdownSignal;
 
 /// How many stream requests may run ahead of the response being sent; more
 /// than this and the stream stops reading until responses drain.
@@ -35,12 +36,14 @@ pub struct ServerIdentity {
 pub struct InferenceService {
     manager: Arc<ModelManager>,
     identity: ServerIdentity,
+    shutdown: ShutdownSignal,
 }
 
 impl InferenceService {
-    /// A service over `manager`.
-    pub fn new(manager: Arc<ModelManager>, identity: ServerIdentity) -> Self {
-        Self { manager, identity }
+    /// A service over `manager`. Once `shutdown` fires, streams stop reading
+    /// new requests, answer the ones they have, and end.
+    pub fn new(manager: Arc<ModelManager>, identity: ServerIdentity, shutdown: ShutdownSignal) -> Self {
+        Self { manager, identity, shutdown }
     }
 }
 
@@ -77,7 +80,10 @@ impl GrpcInferenceService for InferenceService {
         Ok(Response::new(ModelReadyResponse { ready: self.manager.model_ready(&request.name, version) }))
     }
 
-    async fn server_metadata(&self, _: Request<ServerMetadataRequest>) -> Result<Response<ServerMetadataResponse>, Status> {
+    async fn server_metadata(
+        &self,
+        _: Request<ServerMetadataRequest>,
+    ) -> Result<Response<ServerMetadataResponse>, Status> {
         Ok(Response::new(ServerMetadataResponse {
             name: self.identity.name.clone(),
             version: self.identity.version.clone(),
@@ -85,7 +91,10 @@ impl GrpcInferenceService for InferenceService {
         }))
     }
 
-    async fn model_metadata(&self, request: Request<ModelMetadataRequest>) -> Result<Response<ModelMetadataResponse>, Status> {
+    async fn model_metadata(
+        &self,
+        request: Request<ModelMetadataRequest>,
+    ) -> Result<Response<ModelMetadataResponse>, Status> {
         let request = request.into_inner();
         let version = parse_model_version(&request.name, &request.version).map_err(status_of)?;
         let metadata = self.manager.model_metadata(&request.name, version).map_err(status_of)?;
@@ -113,11 +122,13 @@ impl GrpcInferenceService for InferenceService {
         &self,
         request: Request<Streaming<ModelInferRequest>>,
     ) -> Result<Response<Self::ModelStreamInferStream>, Status> {
-        let mut incoming = request.into_inner();
+        let incoming = request.into_inner();
         let (pending, queued) = mpsc::channel(STREAM_WINDOW);
         let manager = Arc::clone(&self.manager);
+        let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
-            while let Some(message) = incoming.next().await {
+            let mut messages = std::pin::pin!(incoming.take_until(shutdown.fired()));
+            while let Some(message) = messages.next().await {
                 let Ok(message) = message else {
                     // The client cancelled or the connection broke: nothing
                     // more to read, and nobody to answer.
@@ -139,18 +150,27 @@ impl GrpcInferenceService for InferenceService {
         Ok(Response::new(Box::pin(responses)))
     }
 
-    async fn model_config(&self, request: Request<ModelConfigRequest>) -> Result<Response<ModelConfigResponse>, Status> {
+    async fn model_config(
+        &self,
+        request: Request<ModelConfigRequest>,
+    ) -> Result<Response<ModelConfigResponse>, Status> {
         let request = request.into_inner();
         let version = parse_model_version(&request.name, &request.version).map_err(status_of)?;
         let config = self.manager.model_config(&request.name, version).map_err(status_of)?;
         Ok(Response::new(ModelConfigResponse { config: Some((*config).clone()) }))
     }
 
-    async fn model_statistics(&self, _: Request<ModelStatisticsRequest>) -> Result<Response<ModelStatisticsResponse>, Status> {
+    async fn model_statistics(
+        &self,
+        _: Request<ModelStatisticsRequest>,
+    ) -> Result<Response<ModelStatisticsResponse>, Status> {
         Err(unimplemented("ModelStatistics"))
     }
 
-    async fn repository_index(&self, _: Request<RepositoryIndexRequest>) -> Result<Response<RepositoryIndexResponse>, Status> {
+    async fn repository_index(
+        &self,
+        _: Request<RepositoryIndexRequest>,
+    ) -> Result<Response<RepositoryIndexResponse>, Status> {
         Err(unimplemented("RepositoryIndex"))
     }
 
@@ -233,7 +253,11 @@ async fn stream_response(manager: &ModelManager, message: ModelInferRequest) -> 
         Err(error) => Err(error),
     };
     match outcome {
-        Ok(response) => ModelStreamInferResponse { error_message: String::new(), infer_response: Some(encode_response(response)) },
-        Err(error) => ModelStreamInferResponse { error_message: error.message().to_string(), infer_response: Some(echo) },
+        Ok(response) => {
+            ModelStreamInferResponse { error_message: String::new(), infer_response: Some(encode_response(response)) }
+        }
+        Err(error) => {
+            ModelStreamInferResponse { error_message: error.message().to_string(), infer_response: Some(echo) }
+        }
     }
 }

@@ -5,7 +5,6 @@ mod codec;
 mod health_service;
 mod inference_service;
 
-use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -20,26 +19,29 @@ use crate::model_manager::ModelManager;
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::health::health_server::HealthServer;
 use crate::proto::inference::grpc_inference_service_server::GrpcInferenceServiceServer;
+use crate::shutdown::ShutdownSignal;
 
-/// Serves gRPC on `listener` until `shutdown` completes, then stops taking
-/// connections and returns once the requests in flight are answered.
+/// Serves gRPC on `listener` until `shutdown` fires, then stops taking
+/// connections and new stream messages, and returns once the requests in
+/// flight are answered.
 pub async fn serve(
     listener: TcpListener,
     manager: Arc<ModelManager>,
     identity: ServerIdentity,
-    shutdown: impl Future<Output = ()> + Send,
+    shutdown: ShutdownSignal,
 ) -> Result<(), tonic::transport::Error> {
     // Triton accepts messages of any size; tensors of hundreds of megabytes
     // are normal. Compressed requests are accepted (tritonclient's
     // `compression_algorithm`); responses go uncompressed, as Triton sends
     // them by default, since compressing tensors costs more than it saves on
     // the networks servers run on.
-    let inference = GrpcInferenceServiceServer::new(InferenceService::new(Arc::clone(&manager), identity))
-        .max_decoding_message_size(usize::MAX)
-        .max_encoding_message_size(usize::MAX)
-        .accept_compressed(CompressionEncoding::Gzip)
-        .accept_compressed(CompressionEncoding::Deflate);
-    let health = HealthServer::new(HealthService::new(manager));
+    let inference =
+        GrpcInferenceServiceServer::new(InferenceService::new(Arc::clone(&manager), identity, shutdown.clone()))
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX)
+            .accept_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Deflate);
+    let health = HealthServer::new(HealthService::new(manager, shutdown.clone()));
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .build_v1()
@@ -55,6 +57,6 @@ pub async fn serve(
         .add_service(health)
         .add_service(reflection)
         .add_service(reflection_v1alpha)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.fired())
         .await
 }

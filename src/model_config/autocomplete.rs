@@ -49,10 +49,7 @@ pub fn autocomplete(
     if config.name.is_empty() {
         config.name = model_name.to_string();
     } else if config.name != model_name {
-        return Err(format!(
-            "the configuration names the model '{}' but its directory is '{model_name}'",
-            config.name
-        ));
+        return Err(format!("the configuration names the model '{}' but its directory is '{model_name}'", config.name));
     }
     complete_backend_fields(&mut config)?;
     if options.needs_signature(&config) {
@@ -136,9 +133,8 @@ fn complete_from_signature(
 /// Data type, dims and reshape of one auto-completed tensor. A scalar (no
 /// dims left) is listed as `[1]`, reshaped to `[]` for a batching model.
 fn config_shape(spec: &TensorSpec, batching: bool) -> Result<(i32, Vec<i64>, Option<ModelTensorReshape>), String> {
-    let datatype = spec
-        .datatype
-        .ok_or_else(|| format!("tensor '{}' has an element type the protocol cannot carry", spec.name))?;
+    let datatype =
+        spec.datatype.ok_or_else(|| format!("tensor '{}' has an element type the protocol cannot carry", spec.name))?;
     let dims: Vec<i64> = spec.dims.iter().skip(usize::from(batching)).copied().collect();
     if dims.is_empty() {
         let reshape = batching.then(|| ModelTensorReshape { shape: Vec::new() });
@@ -211,7 +207,8 @@ fn check_tensors<'a>(
         let datatype = DataType::from_config(data_type);
         if spec.datatype != datatype || datatype.is_none() {
             let configured = datatype.map_or_else(|| data_type.to_string(), |datatype| datatype.to_string());
-            let actual = spec.datatype.map_or_else(|| "an unsupported type".to_string(), |datatype| datatype.to_string());
+            let actual =
+                spec.datatype.map_or_else(|| "an unsupported type".to_string(), |datatype| datatype.to_string());
             return Err(format!("{what} '{name}' is configured as {configured} but the model declares {actual}"));
         }
         let mut expected = Vec::with_capacity(dims.len() + 1);
@@ -288,7 +285,8 @@ mod tests {
             inputs: vec![spec("n", DataType::Int64, &[1])],
             outputs: vec![spec("count", DataType::Int64, &[1])],
         };
-        let config = autocomplete(ModelConfig::default(), "m", Some(&signature), AutocompleteOptions::default()).unwrap();
+        let config =
+            autocomplete(ModelConfig::default(), "m", Some(&signature), AutocompleteOptions::default()).unwrap();
         assert_eq!(config.max_batch_size, 0);
         assert_eq!(config.input[0].dims, vec![1]);
 
@@ -332,8 +330,8 @@ mod tests {
     #[test]
     fn rejects_other_backends_and_mismatched_names() {
         let python = ModelConfig { backend: "python".into(), ..Default::default() };
-        let error = autocomplete(python, "m", None, AutocompleteOptions { strict: true, ..Default::default() })
-            .unwrap_err();
+        let error =
+            autocomplete(python, "m", None, AutocompleteOptions { strict: true, ..Default::default() }).unwrap_err();
         assert!(error.contains("backend 'python' is not supported"), "{error}");
 
         let renamed = ModelConfig { name: "other".into(), ..Default::default() };

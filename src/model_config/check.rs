@@ -74,7 +74,10 @@ fn check_reshape(what: &str, name: &str, dims: &[i64], reshape: &[i64], max_batc
         return Err(format!("{what} '{name}' cannot have an empty reshape in a model that does not batch"));
     }
     if reshape.iter().any(|&dim| dim < 1 && dim != -1) {
-        return Err(format!("{what} '{name}' has reshape {}; each dimension must be 1 or more, or -1", format_shape(reshape)));
+        return Err(format!(
+            "{what} '{name}' has reshape {}; each dimension must be 1 or more, or -1",
+            format_shape(reshape)
+        ));
     }
     let variable = |shape: &[i64]| shape.contains(&-1);
     let size = |shape: &[i64]| shape.iter().product::<i64>();
@@ -120,8 +123,10 @@ mod tests {
             (VALID.replace("dims: [ 2, 3 ]", "dims: [ 2, 0 ]"), "input 'x' has dims [2,0]"),
             (VALID.replace("shape: [ 6 ]", "shape: [ 5 ]"), "hold different numbers of elements"),
             (VALID.replace("data_type: TYPE_FP32 dims: [ 1 ]", "dims: [ 1 ]"), "output 'y' must set data_type"),
-            (VALID.replace("name: \"y\"", "name: \"x\" ") + "output { name: \"x\" data_type: TYPE_FP32 dims: [1] }",
-                "output 'x' is listed twice"),
+            (
+                VALID.replace("name: \"y\"", "name: \"x\" ") + "output { name: \"x\" data_type: TYPE_FP32 dims: [1] }",
+                "output 'x' is listed twice",
+            ),
             (VALID.replace("max_batch_size: 4", "max_batch_size: 0"), "cannot have an empty reshape"),
             (VALID.replace("dims: [ 2, 3 ] reshape { shape: [ 6 ] }", ""), "input 'x' must specify dims"),
         ];

@@ -30,10 +30,9 @@ impl fmt::Display for ByteStringsError {
             ByteStringsError::TruncatedLength { element } => {
                 write!(f, "element {element} has an incomplete 4-byte length prefix")
             }
-            ByteStringsError::TruncatedElement { element, declared, remaining } => write!(
-                f,
-                "element {element} declares {declared} bytes but only {remaining} remain"
-            ),
+            ByteStringsError::TruncatedElement { element, declared, remaining } => {
+                write!(f, "element {element} declares {declared} bytes but only {remaining} remain")
+            }
         }
     }
 }

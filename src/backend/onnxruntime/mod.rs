@@ -62,7 +62,11 @@ impl Backend for OnnxRuntimeBackend {
         // optimizations that make a full load slow.
         let session = self
             .session_builder()
-            .and_then(|builder| builder.with_optimization_level(ort::session::builder::GraphOptimizationLevel::Disable).map_err(Into::into))
+            .and_then(|builder| {
+                builder
+                    .with_optimization_level(ort::session::builder::GraphOptimizationLevel::Disable)
+                    .map_err(Into::into)
+            })
             .and_then(|mut builder| builder.commit_from_file(model_path))
             .map_err(|error| load_error(model_path, error))?;
         signature_of(&session).map_err(|message| Error::internal(format!("'{}': {message}", model_path.display())))
@@ -75,7 +79,8 @@ impl Backend for OnnxRuntimeBackend {
                 settings.name
             )));
         }
-        let options = SessionOptions::from_config(&settings.config, settings.instances_of_model).map_err(Error::invalid_argument)?;
+        let options = SessionOptions::from_config(&settings.config, settings.instances_of_model)
+            .map_err(Error::invalid_argument)?;
         let session = self.build_session(&options, &settings.model_path)?;
         let signature = signature_of(&session).map_err(Error::internal)?;
         check_against_signature(&settings.config, &signature).map_err(Error::invalid_argument)?;

@@ -36,9 +36,15 @@ impl SessionOptions {
         let parallel_execution = match parameter::<u8>(config, "execution_mode")? {
             None | Some(0) => false,
             Some(1) => true,
-            Some(other) => return Err(format!("parameter execution_mode must be 0 (sequential) or 1 (parallel), not {other}")),
+            Some(other) => {
+                return Err(format!("parameter execution_mode must be 0 (sequential) or 1 (parallel), not {other}"));
+            }
         };
-        let level = config.optimization.as_ref().and_then(|optimization| optimization.graph.as_ref()).map_or(0, |graph| graph.level);
+        let level = config
+            .optimization
+            .as_ref()
+            .and_then(|optimization| optimization.graph.as_ref())
+            .map_or(0, |graph| graph.level);
         let optimization = match level {
             -1 => GraphOptimizationLevel::Level1,
             1 => GraphOptimizationLevel::Level2,
@@ -55,9 +61,7 @@ fn parameter<T: std::str::FromStr>(config: &ModelConfig, key: &str) -> Result<Op
         return Ok(None);
     };
     let text = value.string_value.trim();
-    text.parse::<T>()
-        .map(Some)
-        .map_err(|_| format!("parameter {key} must be a non-negative integer, not '{text}'"))
+    text.parse::<T>().map(Some).map_err(|_| format!("parameter {key} must be a non-negative integer, not '{text}'"))
 }
 
 #[cfg(test)]
@@ -76,13 +80,16 @@ mod tests {
         )
         .unwrap();
         let options = SessionOptions::from_config(&config, 2).unwrap();
-        assert_eq!(options, SessionOptions {
-            intra_op_threads: 3,
-            inter_op_threads: 2,
-            parallel_execution: true,
-            optimization: GraphOptimizationLevel::Disable,
-            memory_pattern: Some(false),
-        });
+        assert_eq!(
+            options,
+            SessionOptions {
+                intra_op_threads: 3,
+                inter_op_threads: 2,
+                parallel_execution: true,
+                optimization: GraphOptimizationLevel::Disable,
+                memory_pattern: Some(false),
+            }
+        );
     }
 
     #[test]
@@ -97,7 +104,8 @@ mod tests {
 
     #[test]
     fn rejects_malformed_values() {
-        let config = parse_text_format(r#"parameters { key: "intra_op_thread_count" value { string_value: "many" } }"#).unwrap();
+        let config =
+            parse_text_format(r#"parameters { key: "intra_op_thread_count" value { string_value: "many" } }"#).unwrap();
         let error = SessionOptions::from_config(&config, 1).unwrap_err();
         assert!(error.contains("intra_op_thread_count") && error.contains("many"), "{error}");
     }

@@ -9,7 +9,9 @@ use half::{bf16, f16};
 use ort::AsPointer;
 use ort::memory::Allocator;
 use ort::session::SessionInputValue;
-use ort::value::{DynTensor, DynValue, PrimitiveTensorElementType, Tensor as OrtTensor, TensorElementType, TensorRef, ValueType};
+use ort::value::{
+    DynTensor, DynValue, PrimitiveTensorElementType, Tensor as OrtTensor, TensorElementType, TensorRef, ValueType,
+};
 
 use crate::tensor::{DataType, Tensor, encode_byte_strings, split_byte_strings};
 
@@ -109,7 +111,8 @@ pub fn output_tensor(name: &str, value: &DynValue) -> Result<Tensor, String> {
     let ValueType::Tensor { ty, shape, .. } = value.dtype() else {
         return Err(format!("output '{name}' is a {}, not a tensor", value.dtype()));
     };
-    let datatype = datatype_of(*ty).ok_or_else(|| format!("output '{name}' has element type {ty:?}, which the protocol cannot carry"))?;
+    let datatype = datatype_of(*ty)
+        .ok_or_else(|| format!("output '{name}' has element type {ty:?}, which the protocol cannot carry"))?;
     let data = match datatype {
         DataType::Bool => primitive_output::<bool>(value, |values| values.iter().map(|&b| u8::from(b)).collect()),
         DataType::Uint8 => primitive_output::<u8>(value, bytes_of),
@@ -134,7 +137,10 @@ fn bytes_of<T: bytemuck::Pod>(values: &[T]) -> Vec<u8> {
     bytemuck::cast_slice(values).to_vec()
 }
 
-fn primitive_output<T: PrimitiveTensorElementType>(value: &DynValue, to_bytes: impl Fn(&[T]) -> Vec<u8>) -> ort::Result<Bytes> {
+fn primitive_output<T: PrimitiveTensorElementType>(
+    value: &DynValue,
+    to_bytes: impl Fn(&[T]) -> Vec<u8>,
+) -> ort::Result<Bytes> {
     let (_, values) = value.try_extract_tensor::<T>()?;
     Ok(Bytes::from(to_bytes(values)))
 }
