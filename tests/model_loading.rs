@@ -1,0 +1,87 @@
+//! How the server loads a model repository and reports models that fail.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestServer, copy_model, examples, simple_request};
+use tonic::Code;
+use tritonrs::proto::inference::{ModelMetadataRequest, ModelReadyRequest, ServerReadyRequest};
+
+fn metadata(name: &str) -> ModelMetadataRequest {
+    ModelMetadataRequest { name: name.into(), version: String::new() }
+}
+
+#[tokio::test]
+async fn a_missing_onnx_runtime_library_is_explained() {
+    let repository = format!("--model-repository={}", examples().display());
+    let server = TestServer::start(&[
+        &repository,
+        "--exit-on-error=false",
+        "--backend-config=onnxruntime,library=/nonexistent/libonnxruntime.so.1.31.1",
+    ]);
+    server.wait_loaded().await;
+    let mut client = server.client().await;
+    assert!(!client.server_ready(ServerReadyRequest {}).await.unwrap().into_inner().ready);
+    let error = client.model_metadata(metadata("simple")).await.unwrap_err();
+    assert_eq!(error.code(), Code::Unavailable);
+    assert!(error.message().contains("/nonexistent/libonnxruntime.so.1.31.1"), "{}", error.message());
+    assert!(server.log().contains("does not exist"), "{}", server.log());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_model_stops_the_server_unless_told_otherwise() {
+    let repository = tempfile::tempdir().unwrap();
+    copy_model(&examples().join("simple"), repository.path(), "simple");
+    copy_model(&examples().join("simple"), repository.path(), "broken");
+    std::fs::write(repository.path().join("broken/config.pbtxt"), "name: \"broken\"\nmax_batch_size: eight\n").unwrap();
+    let flag = format!("--model-repository={}", repository.path().display());
+
+    // Triton's default, --exit-on-error=true: load everything, then exit 1.
+    let mut strict = TestServer::start(&[&flag]);
+    let status = strict.wait_exit(Duration::from_secs(30)).await.expect("the server exits by itself");
+    assert_eq!(status.code(), Some(1), "log:\n{}", strict.log());
+    assert!(strict.log().contains("broken/config.pbtxt"), "{}", strict.log());
+
+    let server = TestServer::start(&[&flag, "--exit-on-error=false"]);
+    server.wait_loaded().await;
+    let mut client = server.client().await;
+    let response = client.model_infer(simple_request(1)).await.unwrap().into_inner();
+    common::assert_simple_response(&response, 1);
+    let ready = ModelReadyRequest { name: "broken".into(), version: String::new() };
+    assert!(!client.model_ready(ready).await.unwrap().into_inner().ready);
+    let error = client.model_metadata(metadata("broken")).await.unwrap_err();
+    assert_eq!(error.code(), Code::Unavailable);
+    assert!(error.message().contains("line 2"), "{}", error.message());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_model_in_two_repositories_is_refused() {
+    let first = tempfile::tempdir().unwrap();
+    let second = tempfile::tempdir().unwrap();
+    copy_model(&examples().join("simple"), first.path(), "simple");
+    copy_model(&examples().join("simple"), second.path(), "simple");
+    copy_model(&examples().join("scale_fp16"), second.path(), "scale_fp16");
+    let server = TestServer::start(&[
+        &format!("--model-repository={}", first.path().display()),
+        &format!("--model-repository={}", second.path().display()),
+        "--exit-on-error=false",
+    ]);
+    server.wait_loaded().await;
+    let mut client = server.client().await;
+    let error = client.model_metadata(metadata("simple")).await.unwrap_err();
+    assert_eq!(error.code(), Code::Unavailable);
+    assert!(error.message().contains("more than one repository"), "{}", error.message());
+    assert!(client.model_metadata(metadata("scale_fp16")).await.is_ok());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_missing_repository_is_a_startup_error() {
+    let mut server = TestServer::start(&["--model-repository=/nonexistent/models"]);
+    let status = server.wait_exit(Duration::from_secs(30)).await.expect("the server exits by itself");
+    assert_eq!(status.code(), Some(1));
+    assert!(server.log().contains("cannot read model repository '/nonexistent/models'"), "{}", server.log());
+}
