@@ -42,6 +42,10 @@ pub fn decode_request(request: ModelInferRequest) -> Result<InferenceRequest, Er
             raw.len()
         )));
     }
+    let unsupported = |message: String| Error::new(ErrorKind::Unimplemented, format!("model '{model}': {message}"));
+    for input in &request.inputs {
+        reject_unsupported_parameters("input", &input.name, &input.parameters).map_err(unsupported)?;
+    }
     let mut raw = raw.into_iter();
     let inputs = request
         .inputs
@@ -87,7 +91,6 @@ fn reject_unsupported_parameters(
 
 fn decode_input(input: InferInputTensor, raw: Option<Bytes>) -> Result<Tensor, String> {
     let name = input.name;
-    reject_unsupported_parameters("input", &name, &input.parameters)?;
     let datatype = DataType::from_protocol_name(&input.datatype).ok_or_else(|| {
         let known: Vec<&str> = DataType::ALL.iter().map(|datatype| datatype.protocol_name()).collect();
         format!("input '{name}' has unknown datatype '{}'; expected one of {}", input.datatype, known.join(", "))
@@ -305,7 +308,8 @@ mod tests {
             InferParameter { parameter_choice: Some(ParameterChoice::StringParam("region".into())) },
         );
         let error = decode_request(request(vec![tensor], vec![])).unwrap_err();
-        assert!(error.message().contains("shared_memory_region"), "{}", error.message());
+        assert_eq!(error.kind(), ErrorKind::Unimplemented);
+        assert!(error.message().contains("input 'x' sets the 'shared_memory_region' parameter"), "{}", error.message());
     }
 
     #[test]

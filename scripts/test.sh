@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every test of the project, the way CI does:
+#   formatting and lints, the committed models against their generator,
+#   Rust unit and integration tests (the real binary over gRPC with tonic),
+#   and the Python tests with Triton's own client and grpcurl.
+# Installs what it needs into git-ignored folders: .deps/ (ONNX Runtime,
+# grpcurl) and .venv/ (Python packages from tests/python/requirements.txt).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "fetching ONNX Runtime and grpcurl"
+scripts/fetch-onnxruntime.sh
+scripts/fetch-grpcurl.sh
+
+step "preparing the Python environment (.venv)"
+if ! cmp -s tests/python/requirements.txt .venv/installed-requirements.txt; then
+  python3 -m venv .venv
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -r tests/python/requirements.txt
+  cp tests/python/requirements.txt .venv/installed-requirements.txt
+fi
+
+step "checking formatting, lints and generated models"
+cargo fmt --check
+cargo clippy --locked --all-targets -- -D warnings
+.venv/bin/python scripts/generate_models.py --check
+
+step "Rust unit and integration tests"
+cargo test --locked
+
+step "Python tests (tritonclient, grpcurl)"
+TRITONRS_BIN=target/debug/tritonrs .venv/bin/python -m pytest tests/python -q

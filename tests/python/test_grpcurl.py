@@ -1,0 +1,104 @@
+"""grpcurl, knowing nothing but what server reflection tells it (no proto
+files), can list, describe and call the server. The binary comes from
+scripts/fetch-grpcurl.sh."""
+
+import base64
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+from server_process import REPO_ROOT
+
+GRPCURL = REPO_ROOT / ".deps" / "grpcurl" / "grpcurl"
+
+pytestmark = pytest.mark.skipif(not GRPCURL.is_file(), reason=f"{GRPCURL} is missing; run scripts/fetch-grpcurl.sh")
+
+
+def run_grpcurl(url, *args, body=None):
+    command = [str(GRPCURL), "-plaintext", "-max-time", "20"]
+    if body is not None:
+        command += ["-d", json.dumps(body)]
+    command += [url, *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=30)
+
+
+def grpcurl(url, *args, body=None):
+    """Runs grpcurl against the server; returns its standard output."""
+    finished = run_grpcurl(url, *args, body=body)
+    assert finished.returncode == 0, f"grpcurl {args} failed ({finished.returncode}):\n{finished.stderr}"
+    return finished.stdout
+
+
+def test_list_services(url):
+    services = grpcurl(url, "list").split()
+    assert "inference.GRPCInferenceService" in services
+    assert "grpc.health.v1.Health" in services
+    # grpcurl 1.8 speaks the v1alpha reflection protocol.
+    assert "grpc.reflection.v1alpha.ServerReflection" in services
+
+
+def test_describe_inference_service(url):
+    description = grpcurl(url, "describe", "inference.GRPCInferenceService")
+    assert "service GRPCInferenceService {" in description
+    assert "rpc ModelInfer ( .inference.ModelInferRequest ) returns ( .inference.ModelInferResponse );" in description
+    streaming = (
+        "rpc ModelStreamInfer ( stream .inference.ModelInferRequest )"
+        " returns ( stream .inference.ModelStreamInferResponse );"
+    )
+    assert streaming in description
+
+
+def test_describe_a_message(url):
+    description = grpcurl(url, "describe", "inference.ModelInferRequest.InferInputTensor")
+    assert "InferTensorContents contents = 5;" in description
+
+
+def test_model_metadata_as_json(url):
+    metadata = json.loads(grpcurl(url, "inference.GRPCInferenceService/ModelMetadata", body={"name": "simple"}))
+    assert metadata["name"] == "simple"
+    assert metadata["platform"] == "onnxruntime_onnx"
+    assert metadata["inputs"] == [
+        {"name": "INPUT0", "datatype": "INT32", "shape": ["-1", "16"]},
+        {"name": "INPUT1", "datatype": "INT32", "shape": ["-1", "16"]},
+    ]
+
+
+def test_model_infer_with_typed_json_contents(url):
+    a = list(range(16))
+    b = [100 - 7 * n for n in range(16)]
+    body = {
+        "modelName": "simple",
+        "id": "from-grpcurl",
+        "inputs": [
+            {"name": name, "datatype": "INT32", "shape": [1, 16], "contents": {"intContents": values}}
+            for name, values in (("INPUT0", a), ("INPUT1", b))
+        ],
+    }
+    response = json.loads(grpcurl(url, "inference.GRPCInferenceService/ModelInfer", body=body))
+    assert response["id"] == "from-grpcurl"
+    assert [output["name"] for output in response["outputs"]] == ["OUTPUT0", "OUTPUT1"]
+    sums, differences = (
+        np.frombuffer(base64.b64decode(raw), dtype="<i4").tolist() for raw in response["rawOutputContents"]
+    )
+    assert sums == [x + y for x, y in zip(a, b, strict=True)]
+    assert differences == [x - y for x, y in zip(a, b, strict=True)]
+
+
+def test_health_check(url):
+    assert json.loads(grpcurl(url, "grpc.health.v1.Health/Check")) == {"status": "SERVING"}
+    named = json.loads(grpcurl(url, "grpc.health.v1.Health/Check", body={"service": "inference.GRPCInferenceService"}))
+    assert named == {"status": "SERVING"}
+
+
+def test_health_check_of_an_unknown_service(url):
+    finished = run_grpcurl(url, "grpc.health.v1.Health/Check", body={"service": "no.such.Service"})
+    assert finished.returncode != 0
+    assert "NotFound" in finished.stderr, finished.stderr
+
+
+def test_error_status_reaches_grpcurl(url):
+    finished = run_grpcurl(url, "inference.GRPCInferenceService/ModelMetadata", body={"name": "no_such_model"})
+    assert finished.returncode != 0
+    assert "NotFound" in finished.stderr and "no_such_model" in finished.stderr, finished.stderr

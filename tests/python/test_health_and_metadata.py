@@ -1,0 +1,100 @@
+"""Health, readiness and metadata as tritonclient reads them."""
+
+import pytest
+
+from model_requests import expect_rpc_error
+
+ALL_MODELS = [
+    "simple",
+    "simple_string",
+    "scale_fp16",
+    "busy_loop",
+    *(
+        f"identity_{name}"
+        for name in (
+            "bool",
+            "uint8",
+            "uint16",
+            "uint32",
+            "uint64",
+            "int8",
+            "int16",
+            "int32",
+            "int64",
+            "fp16",
+            "bf16",
+            "fp32",
+            "fp64",
+            "bytes",
+        )
+    ),
+]
+
+
+def test_server_is_live_and_ready(client):
+    assert client.is_server_live() is True
+    assert client.is_server_ready() is True
+
+
+@pytest.mark.parametrize("model", ALL_MODELS)
+def test_loaded_models_are_ready(client, model):
+    assert client.is_model_ready(model) is True
+    assert client.is_model_ready(model, "1") is True
+
+
+def test_unknown_models_and_versions_are_not_ready(client):
+    assert client.is_model_ready("no_such_model") is False
+    assert client.is_model_ready("simple", "2") is False
+
+
+def test_readiness_of_a_malformed_version_is_an_invalid_argument(client):
+    expect_rpc_error(lambda: client.is_model_ready("simple", "abc"), "INVALID_ARGUMENT", "simple", "'abc'")
+
+
+def test_server_metadata(client):
+    metadata = client.get_server_metadata(as_json=True)
+    assert metadata["name"] == "triton"
+    assert metadata["version"]
+    extensions = metadata["extensions"]
+    assert "model_configuration" in extensions
+    # Clients decide what to call from this list, so it must not promise
+    # extensions whose RPCs answer UNIMPLEMENTED.
+    unimplemented = {"model_repository", "statistics", "system_shared_memory", "cuda_shared_memory", "trace", "logging"}
+    assert not unimplemented & set(extensions), extensions
+
+
+def test_simple_metadata(client):
+    metadata = client.get_model_metadata("simple", as_json=True)
+    assert metadata["name"] == "simple"
+    assert metadata["versions"] == ["1"]
+    assert metadata["platform"] == "onnxruntime_onnx"
+    # int64 fields are strings in protobuf's JSON mapping.
+    assert metadata["inputs"] == [
+        {"name": "INPUT0", "datatype": "INT32", "shape": ["-1", "16"]},
+        {"name": "INPUT1", "datatype": "INT32", "shape": ["-1", "16"]},
+    ]
+    assert metadata["outputs"] == [
+        {"name": "OUTPUT0", "datatype": "INT32", "shape": ["-1", "16"]},
+        {"name": "OUTPUT1", "datatype": "INT32", "shape": ["-1", "16"]},
+    ]
+
+
+def test_metadata_of_an_explicit_version(client):
+    metadata = client.get_model_metadata("simple", "1")
+    assert metadata.name == "simple"
+    assert list(metadata.versions) == ["1"]
+    assert [tensor.name for tensor in metadata.inputs] == ["INPUT0", "INPUT1"]
+
+
+def test_autocompleted_metadata_without_batching(client):
+    metadata = client.get_model_metadata("busy_loop")
+    assert [(t.name, t.datatype, list(t.shape)) for t in metadata.inputs] == [("ITERATIONS", "INT64", [1])]
+    assert [(t.name, t.datatype, list(t.shape)) for t in metadata.outputs] == [("COUNT", "INT64", [1])]
+
+
+def test_unknown_model_metadata_is_not_found(client):
+    expect_rpc_error(lambda: client.get_model_metadata("no_such_model"), "NOT_FOUND", "no_such_model")
+
+
+def test_unknown_version_metadata_is_not_found(client):
+    expect_rpc_error(lambda: client.get_model_metadata("simple", "7"), "NOT_FOUND", "simple", "7")

@@ -1,0 +1,147 @@
+"""How repositories load: a broken model with and without --exit-on-error,
+--strict-model-config, and version policies. Each test starts its own
+server on a temporary repository."""
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+
+from model_requests import RPC_TIMEOUT_S, check_simple_result, expect_rpc_error, simple_data, simple_inputs
+from server_process import EXAMPLE_MODELS, copy_model
+
+SIMPLE = EXAMPLE_MODELS / "simple"
+SIMPLE_CONFIG = (SIMPLE / "config.pbtxt").read_text()
+
+
+def simple_config(name, extra=""):
+    """simple's config.pbtxt for a copy named `name`, plus `extra` text."""
+    config = SIMPLE_CONFIG.replace('name: "simple"', f'name: "{name}"')
+    assert config != SIMPLE_CONFIG, "simple's config.pbtxt no longer names the model as expected"
+    return config + extra
+
+
+def assert_serves_simple(client, model="simple", version="", expected_version="1"):
+    a, b = simple_data(3, seed=len(model))
+    result = client.infer(model, simple_inputs(a, b), model_version=version, client_timeout=RPC_TIMEOUT_S)
+    check_simple_result(result, a, b)
+    assert result.get_response().model_version == expected_version
+
+
+@pytest.fixture
+def broken_repository(tmp_path):
+    repository = tmp_path / "models"
+    copy_model(SIMPLE, repository)
+    copy_model(SIMPLE, repository, name="broken", config='name: "broken"\nmax_batch_size: eight\n')
+    return repository
+
+
+def test_broken_model_does_not_stop_the_others(launch_server, broken_repository):
+    server = launch_server(broken_repository, extra=["--exit-on-error=false"], wait="loaded")
+    with server.client() as client:
+        assert client.is_server_live()
+        # Triton's readiness is strict: one failed model makes the server not ready.
+        assert client.is_server_ready() is False
+        assert client.is_model_ready("simple") is True
+        assert client.is_model_ready("broken") is False
+        assert_serves_simple(client)
+        expect_rpc_error(lambda: client.get_model_metadata("broken"), "UNAVAILABLE", "broken", "config.pbtxt")
+        expect_rpc_error(
+            lambda: client.infer("broken", simple_inputs(*simple_data()), client_timeout=RPC_TIMEOUT_S),
+            "UNAVAILABLE",
+            "broken",
+        )
+        assert_serves_simple(client)
+    assert server.wait_for_line(r"\| broken .*UNAVAILABLE")
+
+
+def test_broken_model_stops_the_server_by_default(launch_server, broken_repository):
+    # No --exit-on-error flag: true by default, as in Triton.
+    server = launch_server(broken_repository, wait="nothing")
+    code = server.wait_exit(timeout=30)
+    assert code != 0, f"exit code {code}; output:\n{server.log}"
+    assert "exit-on-error" in server.log
+
+
+def test_strict_model_config_needs_a_config_file(launch_server, tmp_path):
+    repository = tmp_path / "models"
+    copy_model(SIMPLE, repository)
+    copy_model(EXAMPLE_MODELS / "scale_fp16", repository)
+    assert not (repository / "scale_fp16" / "config.pbtxt").exists()
+    server = launch_server(repository, extra=["--strict-model-config=true", "--exit-on-error=false"], wait="loaded")
+    with server.client() as client:
+        assert client.is_model_ready("scale_fp16") is False
+        assert client.is_model_ready("simple") is True
+        expect_rpc_error(lambda: client.get_model_config("scale_fp16"), "UNAVAILABLE", "scale_fp16", "input")
+        assert_serves_simple(client)
+
+
+def test_without_strict_model_config_the_same_repository_loads(launch_server, tmp_path):
+    repository = tmp_path / "models"
+    copy_model(EXAMPLE_MODELS / "scale_fp16", repository)
+    server = launch_server(repository, extra=["--strict-model-config=false"])
+    with server.client() as client:
+        assert client.is_model_ready("scale_fp16") is True
+        assert client.get_model_config("scale_fp16").config.max_batch_size == 4
+
+
+# model name: (extra config text, the versions that must be ready)
+VERSION_POLICIES = {
+    "policy_default": ("", [3]),
+    "policy_all": ("version_policy: { all: {} }\n", [1, 2, 3]),
+    "policy_specific": ("version_policy: { specific: { versions: [ 1, 3 ] } }\n", [1, 3]),
+    "policy_latest_two": ("version_policy: { latest: { num_versions: 2 } }\n", [2, 3]),
+}
+
+
+def test_version_policies(launch_server, tmp_path):
+    repository = tmp_path / "models"
+    for name, (policy, _) in VERSION_POLICIES.items():
+        copy_model(SIMPLE, repository, name=name, versions=(1, 2, 3), config=simple_config(name, policy))
+    server = launch_server(repository)
+    with server.client() as client:
+        for name, (_, ready_versions) in VERSION_POLICIES.items():
+            readiness = {version: client.is_model_ready(name, str(version)) for version in (1, 2, 3)}
+            assert readiness == {version: version in ready_versions for version in (1, 2, 3)}, name
+            metadata = client.get_model_metadata(name)
+            assert list(metadata.versions) == [str(version) for version in ready_versions], name
+            # Without a version the highest ready one answers.
+            assert_serves_simple(client, name, expected_version="3")
+            for version in ready_versions:
+                assert_serves_simple(client, name, version=str(version), expected_version=str(version))
+        expect_rpc_error(
+            lambda: client.infer(
+                "policy_specific", simple_inputs(*simple_data()), model_version="2", client_timeout=RPC_TIMEOUT_S
+            ),
+            "NOT_FOUND",
+            "policy_specific",
+            "2",
+        )
+
+
+def test_configuration_name_must_match_its_directory(launch_server, tmp_path):
+    repository = tmp_path / "models"
+    copy_model(SIMPLE, repository)
+    copy_model(SIMPLE, repository, name="renamed")  # its config.pbtxt still says "simple"
+    server = launch_server(repository, extra=["--exit-on-error=false"], wait="loaded")
+    with server.client() as client:
+        assert client.is_model_ready("renamed") is False
+        expect_rpc_error(lambda: client.get_model_metadata("renamed"), "UNAVAILABLE", "renamed")
+        assert_serves_simple(client)
+
+
+def test_model_in_two_repositories_is_refused(launch_server, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    copy_model(SIMPLE, first)
+    copy_model(SIMPLE, second)
+    copy_model(EXAMPLE_MODELS / "scale_fp16", second)
+    server = launch_server(first, second, extra=["--exit-on-error=false"], wait="loaded")
+    with server.client() as client:
+        assert client.is_model_ready("simple") is False
+        assert client.is_model_ready("scale_fp16") is True
+        expect_rpc_error(
+            lambda: client.get_model_metadata("simple"), "UNAVAILABLE", "simple", "more than one repository"
+        )
+        half = np.ones((1, 4), np.float16)
+        tensor = grpcclient.InferInput("INPUT", [1, 4], "FP16").set_data_from_numpy(half)
+        result = client.infer("scale_fp16", [tensor], client_timeout=RPC_TIMEOUT_S)
+        np.testing.assert_array_equal(result.as_numpy("OUTPUT"), half / 2)

@@ -1,0 +1,96 @@
+"""SIGTERM stops the server in order: requests already running are
+answered, idle connections do not hold it up, and --exit-timeout-secs
+bounds the wait."""
+
+import os
+import queue
+import signal
+import time
+
+import pytest
+
+from model_requests import RPC_TIMEOUT_S, busy_loop_inputs, collect_into
+from server_process import TEST_MODELS, copy_model
+
+# About a second of work on the machines this runs on (see test_concurrency).
+BUSY_ITERATIONS = 1_000_000
+
+
+@pytest.fixture
+def busy_repository(tmp_path):
+    repository = tmp_path / "models"
+    copy_model(TEST_MODELS / "busy_loop", repository)
+    return repository
+
+
+def wait_until_running(server):
+    # The request reaches ONNX Runtime almost at once; a little slack makes
+    # sure SIGTERM arrives while it runs rather than before it is read.
+    time.sleep(0.3)
+    assert server.process.poll() is None
+
+
+def test_in_flight_request_is_answered_before_exit(launch_server, busy_repository):
+    server = launch_server(busy_repository)
+    answers = queue.Queue()
+    with server.client() as client:
+        client.async_infer(
+            "busy_loop",
+            busy_loop_inputs(BUSY_ITERATIONS),
+            callback=collect_into(answers),
+            client_timeout=60,
+        )
+        wait_until_running(server)
+        assert server.stop(timeout=30) == 0
+        result, error = answers.get(timeout=RPC_TIMEOUT_S)
+    assert error is None, error
+    assert result.as_numpy("COUNT").tolist() == [BUSY_ITERATIONS]
+    assert "received SIGTERM" in server.log
+
+
+def test_in_flight_stream_request_is_answered_before_exit(launch_server, busy_repository):
+    server = launch_server(busy_repository)
+    answers = queue.Queue()
+    with server.client() as client:
+        client.start_stream(callback=collect_into(answers), stream_timeout=60)
+        try:
+            client.async_stream_infer("busy_loop", busy_loop_inputs(BUSY_ITERATIONS), request_id="last")
+            wait_until_running(server)
+            assert server.stop(timeout=30) == 0
+            result, error = answers.get(timeout=RPC_TIMEOUT_S)
+        finally:
+            client.stop_stream()
+    assert error is None, error
+    assert result.get_response().id == "last"
+    assert result.as_numpy("COUNT").tolist() == [BUSY_ITERATIONS]
+
+
+def test_idle_stream_does_not_delay_exit(launch_server, busy_repository):
+    server = launch_server(busy_repository)
+    answers = queue.Queue()
+    with server.client() as client:
+        client.start_stream(callback=collect_into(answers), stream_timeout=60)
+        try:
+            client.async_stream_infer("busy_loop", busy_loop_inputs(10), request_id="quick")
+            result, error = answers.get(timeout=RPC_TIMEOUT_S)
+            assert error is None and result.as_numpy("COUNT").tolist() == [10]
+            started = time.monotonic()
+            assert server.stop(timeout=10) == 0
+            assert time.monotonic() - started < 5
+        finally:
+            client.stop_stream()
+
+
+def test_exit_timeout_bounds_the_wait(launch_server, busy_repository):
+    server = launch_server(busy_repository, extra=["--exit-timeout-secs=1"])
+    with server.client() as client:
+        # Far longer than the exit timeout; its answer is abandoned.
+        client.async_infer(
+            "busy_loop", busy_loop_inputs(50 * BUSY_ITERATIONS), callback=lambda result, error: None, client_timeout=60
+        )
+        wait_until_running(server)
+        started = time.monotonic()
+        os.kill(server.pid, signal.SIGTERM)
+        server.wait_exit(timeout=15)
+        assert time.monotonic() - started < 10
+    assert server.wait_for_line("still in flight after 1 s", timeout=1)
