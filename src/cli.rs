@@ -25,13 +25,31 @@ pub struct Args {
     #[arg(long, default_value = "0.0.0.0", value_name = "ADDRESS")]
     pub grpc_address: IpAddr,
 
-    /// Port of the HTTP/REST service.
-    #[arg(long, default_value_t = 8000, value_name = "PORT")]
+    /// Port of the HTTP/REST service (0 picks a free one).
+    #[arg(long, env = "TRITONRS_HTTP_PORT", default_value_t = 8000, value_name = "PORT")]
     pub http_port: u16,
 
     /// Address the HTTP/REST service listens on.
     #[arg(long, default_value = "0.0.0.0", value_name = "ADDRESS")]
     pub http_address: IpAddr,
+
+    /// Largest HTTP request body accepted, in bytes, after decompression
+    /// (larger ones get 413).
+    #[arg(long, default_value_t = 64 * 1024 * 1024, value_name = "BYTES")]
+    pub http_max_input_size: usize,
+
+    /// Path of the cloud health check route (200 when ready, else 503).
+    #[arg(long, env = "TRITONRS_HEALTH_ROUTE", default_value = "/health", value_name = "PATH", value_parser = route_path)]
+    pub health_route: String,
+
+    /// Path of the cloud predict route.
+    #[arg(long, env = "TRITONRS_PREDICT_ROUTE", default_value = "/predict", value_name = "PATH", value_parser = route_path)]
+    pub predict_route: String,
+
+    /// Model the predict route serves when the request names none (with the
+    /// `model_name` header); by default the repository's only model.
+    #[arg(long, env = "TRITONRS_PREDICT_MODEL", value_name = "NAME")]
+    pub predict_model: Option<String>,
 
     /// Port of the Prometheus metrics endpoint.
     #[arg(long, default_value_t = 8002, value_name = "PORT")]
@@ -81,6 +99,21 @@ pub struct Args {
     /// `onnxruntime,default-max-batch-size=8`.
     #[arg(long, value_name = "SETTING")]
     pub backend_config: Vec<String>,
+}
+
+/// A route path must be absolute and must not collide with the KServe v2
+/// routes.
+fn route_path(path: &str) -> Result<String, String> {
+    if !path.starts_with('/') {
+        return Err(format!("'{path}' must start with /"));
+    }
+    if path == "/v2" || path.starts_with("/v2/") {
+        return Err(format!("'{path}' would shadow the KServe v2 routes under /v2"));
+    }
+    if path.contains(['{', '}', '*']) {
+        return Err(format!("'{path}' must be a plain path without patterns"));
+    }
+    Ok(path.to_string())
 }
 
 /// Settings given through `--backend-config`.
@@ -233,6 +266,20 @@ mod tests {
     fn model_repository_is_required_and_bad_values_fail() {
         assert!(parse(["tritonserver"]).is_err());
         assert!(parse(["tritonserver", "--model-repository=/m", "--grpc-port=http"]).is_err());
+    }
+
+    #[test]
+    fn cloud_routes_are_configurable_and_checked() {
+        let (args, _) = parse(["tritonserver", "--model-repository=/m"]).unwrap();
+        assert_eq!((args.health_route.as_str(), args.predict_route.as_str()), ("/health", "/predict"));
+        assert_eq!(args.http_max_input_size, 64 * 1024 * 1024);
+        let (args, _) =
+            parse(["tritonserver", "--model-repository=/m", "--predict-route=/score", "--predict-model=simple"])
+                .unwrap();
+        assert_eq!(args.predict_route, "/score");
+        assert_eq!(args.predict_model.as_deref(), Some("simple"));
+        assert!(parse(["tritonserver", "--model-repository=/m", "--health-route=health"]).is_err());
+        assert!(parse(["tritonserver", "--model-repository=/m", "--predict-route=/v2/predict"]).is_err());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! A drop-in for NVIDIA Triton Inference Server that serves a Triton model
 //! repository of ONNX models over the KServe v2 / Triton gRPC protocol.
 //!
-//! Data flows one way: a frontend ([`grpc`]) decodes wire messages into an
+//! Data flows one way: a frontend ([`grpc`], [`http`]) decodes wire messages into an
 //! [`inference::InferenceRequest`], the [`model_manager`] validates it and
 //! hands it to the model's [`scheduler`], whose instances run it on a
 //! [`backend`], and the response travels back the same way.
@@ -12,6 +12,8 @@ pub mod backend;
 pub mod cli;
 pub mod error;
 pub mod grpc;
+pub mod http;
+pub mod identity;
 pub mod inference;
 pub mod model_config;
 pub mod model_manager;

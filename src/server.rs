@@ -11,13 +11,12 @@ use tokio::net::TcpListener;
 use crate::backend::Backend;
 use crate::backend::onnxruntime::OnnxRuntimeBackend;
 use crate::cli::Args;
-use crate::grpc::{self, ServerIdentity};
+use crate::grpc;
+use crate::http::{self, HttpSettings};
+use crate::identity::ServerIdentity;
 use crate::model_config::AutocompleteOptions;
 use crate::model_manager::{ManagerOptions, ModelManager};
 use crate::shutdown::{self, ShutdownTrigger};
-
-/// Protocol extensions this server implements, as ServerMetadata lists them.
-pub const EXTENSIONS: &[&str] = &["model_configuration"];
 
 /// Runs the server until it is told to stop; returns the process exit code.
 pub async fn run(args: Args) -> ExitCode {
@@ -45,25 +44,14 @@ pub async fn run(args: Args) -> ExitCode {
     let manager = Arc::new(ModelManager::new(backend, options));
 
     let (stop, stopped) = shutdown::channel();
+    let identity = ServerIdentity::new(&args.id);
     let mut endpoints = Vec::new();
     if args.allow_grpc {
-        let address = SocketAddr::new(args.grpc_address, args.grpc_port);
-        let listener = match TcpListener::bind(address).await {
-            Ok(listener) => listener,
-            Err(error) => {
-                tracing::error!("cannot listen for gRPC on {address}: {error}");
-                return ExitCode::FAILURE;
-            }
+        let Some(listener) = listen("gRPC", SocketAddr::new(args.grpc_address, args.grpc_port)).await else {
+            return ExitCode::FAILURE;
         };
-        let bound = listener.local_addr().unwrap_or(address);
-        tracing::info!("Started GRPCInferenceService at {bound}");
-        let identity = ServerIdentity {
-            name: args.id.clone(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            extensions: EXTENSIONS.iter().map(|extension| extension.to_string()).collect(),
-        };
-        let manager = Arc::clone(&manager);
-        let stopped = stopped.clone();
+        tracing::info!("Started GRPCInferenceService at {}", local_address(&listener));
+        let (manager, identity, stopped) = (Arc::clone(&manager), identity.clone(), stopped.clone());
         endpoints.push(tokio::spawn(async move {
             if let Err(error) = grpc::serve(listener, manager, identity, stopped).await {
                 tracing::error!("gRPC server failed: {error}");
@@ -71,7 +59,25 @@ pub async fn run(args: Args) -> ExitCode {
         }));
     }
     if args.allow_http {
-        tracing::warn!("the HTTP/REST endpoint is not available in this version; serving gRPC only");
+        let Some(listener) = listen("HTTP", SocketAddr::new(args.http_address, args.http_port)).await else {
+            return ExitCode::FAILURE;
+        };
+        tracing::info!("Started HTTPService at {}", local_address(&listener));
+        let settings = HttpSettings {
+            max_input_size: args.http_max_input_size,
+            health_route: args.health_route.clone(),
+            predict_route: args.predict_route.clone(),
+            predict_model: args.predict_model.clone(),
+        };
+        let (manager, identity, stopped) = (Arc::clone(&manager), identity.clone(), stopped.clone());
+        endpoints.push(tokio::spawn(async move {
+            if let Err(error) = http::serve(listener, manager, identity, settings, stopped).await {
+                tracing::error!("HTTP server failed: {error}");
+            }
+        }));
+    }
+    if args.allow_metrics {
+        tracing::warn!("the Prometheus metrics endpoint is not available in this version");
     }
     tokio::spawn(forward_signals(stop.clone()));
 
@@ -106,6 +112,21 @@ pub async fn run(args: Args) -> ExitCode {
     }
     tracing::info!("server stopped");
     exit
+}
+
+/// Binds an endpoint's listener; the error is logged.
+async fn listen(protocol: &str, address: SocketAddr) -> Option<TcpListener> {
+    match TcpListener::bind(address).await {
+        Ok(listener) => Some(listener),
+        Err(error) => {
+            tracing::error!("cannot listen for {protocol} on {address}: {error}");
+            None
+        }
+    }
+}
+
+fn local_address(listener: &TcpListener) -> String {
+    listener.local_addr().map_or_else(|error| format!("an unknown address ({error})"), |address| address.to_string())
 }
 
 /// Turns the first SIGTERM or SIGINT into a stop: endpoints stop accepting

@@ -10,6 +10,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::codec::{decode_request, encode_response, status_of};
+use crate::identity::ServerIdentity;
 use crate::inference::parse_model_version;
 use crate::model_manager::{ModelManager, TensorMetadata};
 use crate::proto::inference::grpc_inference_service_server::GrpcInferenceService;
@@ -20,17 +21,6 @@ use crate::shutdown::ShutdownSignal;
 /// How many stream requests may run ahead of the response being sent; more
 /// than this and the stream stops reading until responses drain.
 const STREAM_WINDOW: usize = 256;
-
-/// What ServerMetadata reports.
-#[derive(Debug, Clone)]
-pub struct ServerIdentity {
-    /// `--id`, "triton" by default as Triton's clients expect.
-    pub name: String,
-    /// This server's version.
-    pub version: String,
-    /// Protocol extensions actually supported.
-    pub extensions: Vec<String>,
-}
 
 /// The gRPC inference service.
 pub struct InferenceService {

@@ -13,8 +13,9 @@ use tonic::codec::CompressionEncoding;
 use tonic::transport::Server;
 
 pub use health_service::HealthService;
-pub use inference_service::{InferenceService, ServerIdentity};
+pub use inference_service::InferenceService;
 
+use crate::identity::ServerIdentity;
 use crate::model_manager::ModelManager;
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::health::health_server::HealthServer;

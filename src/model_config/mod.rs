@@ -7,7 +7,7 @@ mod text_format;
 
 pub use autocomplete::{AutocompleteOptions, autocomplete, check_against_signature};
 pub use check::check_config;
-pub use text_format::parse_text_format;
+pub use text_format::{model_config_descriptor, parse_text_format};
 
 pub use crate::proto::inference::ModelConfig;
 

@@ -1,0 +1,155 @@
+//! Reading request bodies within the size limit, and writing inference
+//! responses whose binary outputs follow the JSON without being copied.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use http_body::{Frame, SizeHint};
+
+use super::error::ApiError;
+use super::infer_codec::{EncodedResponse, HEADER_LENGTH};
+
+/// Reads a whole request body (already decompressed), refusing more than
+/// `limit` bytes with 413.
+pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than the limit of {limit} bytes (--http-max-input-size)"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    // A compressed body's declared length says nothing about its size once
+    // decompressed, so only an uncompressed one can be refused up front.
+    if headers.get(header::CONTENT_ENCODING).is_none() && declared.is_some_and(|length| length > limit) {
+        return Err(too_large());
+    }
+    let mut chunks = Vec::new();
+    let mut total = 0usize;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|error| ApiError::bad_request(format!("cannot read the request body: {error}")))?;
+        total += chunk.len();
+        if total > limit {
+            return Err(too_large());
+        }
+        chunks.push(chunk);
+    }
+    // A body that arrived in one piece is kept as it is; tensors sliced
+    // from it then reach the backend without a copy.
+    if chunks.len() == 1 {
+        return Ok(chunks.remove(0));
+    }
+    let mut buffer = BytesMut::with_capacity(total);
+    chunks.iter().for_each(|chunk| buffer.extend_from_slice(chunk));
+    Ok(buffer.freeze())
+}
+
+/// The `Inference-Header-Content-Length` of a request, if it has one.
+pub fn header_length(headers: &HeaderMap) -> Result<Option<usize>, ApiError> {
+    headers
+        .get(HEADER_LENGTH)
+        .map(|value| {
+            value.to_str().ok().and_then(|text| text.trim().parse::<usize>().ok()).ok_or_else(|| {
+                ApiError::bad_request(format!("Inference-Header-Content-Length must be a byte count, not {value:?}"))
+            })
+        })
+        .transpose()
+}
+
+/// The HTTP response for an encoded inference response: plain JSON, or JSON
+/// followed by binary outputs with `Inference-Header-Content-Length`.
+pub fn infer_response(encoded: EncodedResponse) -> Response {
+    if encoded.binary.is_empty() {
+        return ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], encoded.json).into_response();
+    }
+    let json_length = encoded.json.len();
+    let mut chunks = VecDeque::with_capacity(encoded.binary.len() + 1);
+    chunks.push_back(Bytes::from(encoded.json));
+    chunks.extend(encoded.binary.into_iter().filter(|chunk| !chunk.is_empty()));
+    let mut response = Body::new(ChunkedBody::new(chunks)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    headers.insert(HEADER_LENGTH, HeaderValue::from(json_length));
+    response
+}
+
+/// A body of several buffers sent one after another, with its exact length
+/// known so the response carries a Content-Length.
+struct ChunkedBody {
+    chunks: VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl ChunkedBody {
+    fn new(chunks: VecDeque<Bytes>) -> Self {
+        let remaining = chunks.iter().map(|chunk| chunk.len() as u64).sum();
+        Self { chunks, remaining }
+    }
+}
+
+impl http_body::Body for ChunkedBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let chunk = self.chunks.pop_front();
+        if let Some(chunk) = &chunk {
+            self.remaining -= chunk.len() as u64;
+        }
+        Poll::Ready(chunk.map(|chunk| Ok(Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn binary_responses_carry_both_lengths() {
+        let response = infer_response(EncodedResponse {
+            json: b"{\"outputs\":[]}".to_vec(),
+            binary: vec![Bytes::from_static(b"abc"), Bytes::from_static(b"de")],
+        });
+        assert_eq!(response.headers()[HEADER_LENGTH], "14");
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/octet-stream");
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        assert_eq!(&body[..], b"{\"outputs\":[]}abcde");
+    }
+
+    #[tokio::test]
+    async fn oversized_bodies_are_refused() {
+        let error = read_body(&HeaderMap::new(), Body::from(vec![0u8; 11]), 10).await.unwrap_err();
+        assert_eq!(error.status, StatusCode::PAYLOAD_TOO_LARGE);
+        let body = read_body(&HeaderMap::new(), Body::from(vec![1u8; 10]), 10).await.unwrap();
+        assert_eq!(body.len(), 10);
+    }
+
+    #[test]
+    fn header_length_must_be_a_number() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(header_length(&headers).unwrap(), None);
+        headers.insert(HEADER_LENGTH, HeaderValue::from_static("12"));
+        assert_eq!(header_length(&headers).unwrap(), Some(12));
+        headers.insert(HEADER_LENGTH, HeaderValue::from_static("twelve"));
+        assert_eq!(header_length(&headers).unwrap_err().status, StatusCode::BAD_REQUEST);
+    }
+}

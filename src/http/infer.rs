@@ -1,0 +1,55 @@
+//! `POST /v2/models/{model}[/versions/{version}]/infer`.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+
+use super::body::{header_length, infer_response, read_body};
+use super::error::ApiError;
+use super::infer_codec::{OutputEncoding, decode_request, encode_response, raw_binary_request, split_body};
+use super::{AppState, ModelPath};
+use crate::error::Error;
+
+/// Runs one inference from a KServe v2 request body.
+pub async fn infer(
+    State(state): State<AppState>,
+    Path(path): Path<ModelPath>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let version = path.version()?;
+    let body = read_body(&headers, body, state.settings.max_input_size).await?;
+    run_v2_request(&state, &path.model, version, &headers, body).await
+}
+
+/// Decodes a v2 request body (JSON, JSON plus binary data, or raw binary),
+/// runs it and encodes the response; shared with the predict route.
+pub async fn run_v2_request(
+    state: &AppState,
+    model: &str,
+    version: Option<i64>,
+    headers: &HeaderMap,
+    body: bytes::Bytes,
+) -> Result<Response, ApiError> {
+    let (request, encoding) = match header_length(headers)? {
+        Some(0) => {
+            let metadata = state.manager.model_metadata(model, version)?;
+            let [input] = metadata.inputs.as_slice() else {
+                return Err(Error::invalid_argument(format!(
+                    "model '{model}': a raw binary request (Inference-Header-Content-Length: 0) needs a model with one input, and this one has {}",
+                    metadata.inputs.len()
+                ))
+                .into());
+            };
+            let batching = state.manager.model_config(model, version)?.max_batch_size > 0;
+            (raw_binary_request(model, version, input, batching, body)?, OutputEncoding::all_binary())
+        }
+        length => {
+            let (json, binary) = split_body(body, length)?;
+            decode_request(model, version, &json, binary)?
+        }
+    };
+    let response = state.manager.infer(request).await?;
+    Ok(infer_response(encode_response(response, &encoding)?))
+}

@@ -1,0 +1,213 @@
+//! Tensor data as JSON values: the `data` of KServe v2 requests and
+//! responses (flat or nested, row-major) and the rows of `instances`.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use half::{bf16, f16};
+use serde_json::{Number, Value};
+
+use crate::tensor::{DataType, Tensor, encode_byte_strings, split_byte_strings};
+
+/// Collects the leaves of nested JSON arrays in row-major order.
+pub fn flatten<'a>(value: &'a Value, leaves: &mut Vec<&'a Value>) {
+    match value {
+        Value::Array(items) => items.iter().for_each(|item| flatten(item, leaves)),
+        leaf => leaves.push(leaf),
+    }
+}
+
+/// The shape of a nested JSON array (`[]` for a single value); ragged
+/// nesting is an error.
+pub fn shape_of(value: &Value) -> Result<Vec<i64>, String> {
+    let Value::Array(items) = value else {
+        return Ok(Vec::new());
+    };
+    let Some(first) = items.first() else {
+        return Ok(vec![0]);
+    };
+    let inner = shape_of(first)?;
+    for item in &items[1..] {
+        if shape_of(item)? != inner {
+            return Err("nested arrays have different lengths".to_string());
+        }
+    }
+    let mut shape = vec![items.len() as i64];
+    shape.extend(inner);
+    Ok(shape)
+}
+
+/// Packs JSON values into the tensor byte layout of `datatype`.
+pub fn encode_values(datatype: DataType, values: &[&Value]) -> Result<Bytes, String> {
+    let mismatch = |index: usize, value: &Value, expected: &str| {
+        format!("element {index} is {value}, expected {expected} for {datatype}")
+    };
+    if datatype == DataType::Bytes {
+        let strings = values
+            .iter()
+            .enumerate()
+            .map(|(index, value)| value.as_str().ok_or_else(|| mismatch(index, value, "a string")))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(encode_byte_strings(strings));
+    }
+    let mut buffer = BytesMut::with_capacity(values.len() * datatype.element_size().unwrap_or(1));
+    for (index, &value) in values.iter().enumerate() {
+        let integer = || -> Result<i128, String> {
+            value
+                .as_i64()
+                .map(i128::from)
+                .or_else(|| value.as_u64().map(i128::from))
+                .ok_or_else(|| mismatch(index, value, "an integer"))
+        };
+        let out_of_range = || format!("element {index} is {value}, which does not fit {datatype}");
+        let float = || value.as_f64().ok_or_else(|| mismatch(index, value, "a number"));
+        match datatype {
+            DataType::Bool => {
+                buffer.put_u8(u8::from(value.as_bool().ok_or_else(|| mismatch(index, value, "true or false"))?))
+            }
+            DataType::Uint8 => buffer.put_u8(u8::try_from(integer()?).map_err(|_| out_of_range())?),
+            DataType::Uint16 => buffer.put_u16_le(u16::try_from(integer()?).map_err(|_| out_of_range())?),
+            DataType::Uint32 => buffer.put_u32_le(u32::try_from(integer()?).map_err(|_| out_of_range())?),
+            DataType::Uint64 => buffer.put_u64_le(u64::try_from(integer()?).map_err(|_| out_of_range())?),
+            DataType::Int8 => buffer.put_i8(i8::try_from(integer()?).map_err(|_| out_of_range())?),
+            DataType::Int16 => buffer.put_i16_le(i16::try_from(integer()?).map_err(|_| out_of_range())?),
+            DataType::Int32 => buffer.put_i32_le(i32::try_from(integer()?).map_err(|_| out_of_range())?),
+            DataType::Int64 => buffer.put_i64_le(i64::try_from(integer()?).map_err(|_| out_of_range())?),
+            DataType::Fp16 => buffer.put_u16_le(f16::from_f64(float()?).to_bits()),
+            DataType::Bf16 => buffer.put_u16_le(bf16::from_f64(float()?).to_bits()),
+            DataType::Fp32 => buffer.put_f32_le(float()? as f32),
+            DataType::Fp64 => buffer.put_f64_le(float()?),
+            DataType::Bytes => unreachable!("handled above"),
+        }
+    }
+    Ok(buffer.freeze())
+}
+
+/// The elements of a tensor as flat JSON values. Floats that JSON cannot
+/// express (NaN, infinities) become `null`; BYTES elements must be UTF-8.
+pub fn decode_values(tensor: &Tensor) -> Result<Vec<Value>, String> {
+    fn chunks<const N: usize>(data: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
+        data.chunks_exact(N).map(|chunk| chunk.try_into().expect("chunks_exact yields N bytes"))
+    }
+    let float = |value: f64| Number::from_f64(value).map_or(Value::Null, Value::Number);
+    // Printed through the single-precision value's shortest decimal form, so
+    // 0.1f32 reads 0.1 in the JSON rather than 0.10000000149011612.
+    let single = |value: f32| float(value.to_string().parse().unwrap_or(f64::NAN));
+    let data = &tensor.data;
+    Ok(match tensor.datatype {
+        DataType::Bool => data.iter().map(|&byte| Value::Bool(byte != 0)).collect(),
+        DataType::Uint8 => data.iter().map(|&byte| Value::from(byte)).collect(),
+        DataType::Int8 => data.iter().map(|&byte| Value::from(byte as i8)).collect(),
+        DataType::Uint16 => chunks::<2>(data).map(|b| Value::from(u16::from_le_bytes(b))).collect(),
+        DataType::Int16 => chunks::<2>(data).map(|b| Value::from(i16::from_le_bytes(b))).collect(),
+        DataType::Uint32 => chunks::<4>(data).map(|b| Value::from(u32::from_le_bytes(b))).collect(),
+        DataType::Int32 => chunks::<4>(data).map(|b| Value::from(i32::from_le_bytes(b))).collect(),
+        DataType::Uint64 => chunks::<8>(data).map(|b| Value::from(u64::from_le_bytes(b))).collect(),
+        DataType::Int64 => chunks::<8>(data).map(|b| Value::from(i64::from_le_bytes(b))).collect(),
+        DataType::Fp16 => chunks::<2>(data).map(|b| single(f16::from_le_bytes(b).to_f32())).collect(),
+        DataType::Bf16 => chunks::<2>(data).map(|b| single(bf16::from_le_bytes(b).to_f32())).collect(),
+        DataType::Fp32 => chunks::<4>(data).map(|b| single(f32::from_le_bytes(b))).collect(),
+        DataType::Fp64 => chunks::<8>(data).map(|b| float(f64::from_le_bytes(b))).collect(),
+        DataType::Bytes => split_byte_strings(data)
+            .map_err(|error| error.to_string())?
+            .into_iter()
+            .enumerate()
+            .map(|(index, element)| {
+                std::str::from_utf8(element).map(|text| Value::String(text.to_string())).map_err(|_| {
+                    format!("element {index} is not UTF-8 text, which JSON cannot carry; ask for binary data instead")
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+/// Nests flat row-major values by `dims` (a scalar when `dims` is empty).
+pub fn nest(values: Vec<Value>, dims: &[i64]) -> Value {
+    let Some((&outer, inner)) = dims.split_first() else {
+        return values.into_iter().next().unwrap_or(Value::Null);
+    };
+    if inner.is_empty() {
+        return Value::Array(values);
+    }
+    let outer = usize::try_from(outer).unwrap_or(0);
+    let stride = if outer == 0 { 0 } else { values.len() / outer };
+    let mut rest = values.into_iter();
+    Value::Array((0..outer).map(|_| nest(rest.by_ref().take(stride).collect(), inner)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn leaves(value: &Value) -> Vec<&Value> {
+        let mut leaves = Vec::new();
+        flatten(value, &mut leaves);
+        leaves
+    }
+
+    fn tensor(datatype: DataType, data: Bytes) -> Tensor {
+        Tensor { name: "t".into(), datatype, shape: vec![], data }
+    }
+
+    #[test]
+    fn nested_and_flat_data_encode_alike() {
+        let nested = json!([[1, 2], [3, 4]]);
+        let flat = json!([1, 2, 3, 4]);
+        let a = encode_values(DataType::Int16, &leaves(&nested)).unwrap();
+        assert_eq!(a, encode_values(DataType::Int16, &leaves(&flat)).unwrap());
+        assert_eq!(a[..], [1, 0, 2, 0, 3, 0, 4, 0]);
+        assert_eq!(shape_of(&nested).unwrap(), vec![2, 2]);
+        assert_eq!(shape_of(&json!(5)).unwrap(), Vec::<i64>::new());
+        assert!(shape_of(&json!([[1, 2], [3]])).is_err());
+    }
+
+    #[test]
+    fn every_datatype_round_trips() {
+        let cases = [
+            (DataType::Bool, json!([true, false])),
+            (DataType::Uint8, json!([0, 255])),
+            (DataType::Uint16, json!([0, 65535])),
+            (DataType::Uint32, json!([0, 4294967295u32])),
+            (DataType::Uint64, json!([0, u64::MAX])),
+            (DataType::Int8, json!([-128, 127])),
+            (DataType::Int16, json!([-32768, 32767])),
+            (DataType::Int32, json!([i32::MIN, i32::MAX])),
+            (DataType::Int64, json!([i64::MIN, i64::MAX])),
+            (DataType::Fp16, json!([1.5, -2.0])),
+            (DataType::Bf16, json!([1.5, -256.0])),
+            (DataType::Fp32, json!([0.25, -1e30, 0.1])),
+            (DataType::Fp64, json!([0.1, -1e300])),
+            (DataType::Bytes, json!(["", "héllo"])),
+        ];
+        for (datatype, values) in cases {
+            let data = encode_values(datatype, &leaves(&values)).unwrap();
+            assert_eq!(Value::Array(decode_values(&tensor(datatype, data)).unwrap()), values, "{datatype}");
+        }
+    }
+
+    #[test]
+    fn wrong_values_are_named() {
+        let error = encode_values(DataType::Int8, &leaves(&json!([1, 300]))).unwrap_err();
+        assert_eq!(error, "element 1 is 300, which does not fit INT8");
+        let error = encode_values(DataType::Fp32, &leaves(&json!([1, "x"]))).unwrap_err();
+        assert_eq!(error, "element 1 is \"x\", expected a number for FP32");
+        let error = encode_values(DataType::Int32, &leaves(&json!([1.5]))).unwrap_err();
+        assert_eq!(error, "element 0 is 1.5, expected an integer for INT32");
+    }
+
+    #[test]
+    fn nan_becomes_null_and_binary_strings_are_refused() {
+        let nan = tensor(DataType::Fp32, Bytes::copy_from_slice(&f32::NAN.to_le_bytes()));
+        assert_eq!(decode_values(&nan).unwrap(), vec![Value::Null]);
+        let binary = tensor(DataType::Bytes, encode_byte_strings([b"\xff".as_slice()]));
+        assert!(decode_values(&binary).unwrap_err().contains("not UTF-8"));
+    }
+
+    #[test]
+    fn nest_restores_shapes() {
+        let values: Vec<Value> = (1..=6).map(Value::from).collect();
+        assert_eq!(nest(values.clone(), &[2, 3]), json!([[1, 2, 3], [4, 5, 6]]));
+        assert_eq!(nest(values, &[6]), json!([1, 2, 3, 4, 5, 6]));
+        assert_eq!(nest(vec![json!(7)], &[]), json!(7));
+    }
+}

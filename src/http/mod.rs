@@ -1,0 +1,142 @@
+//! The HTTP/REST frontend: the KServe v2 REST API with Triton's binary
+//! tensor data extension, plus the health and predict routes of cloud model
+//! deployments, over the same core as gRPC.
+
+mod body;
+mod config_json;
+mod error;
+mod health;
+mod infer;
+mod infer_codec;
+mod json_tensor;
+mod metadata;
+mod predict;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{Method, StatusCode};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tower_http::compression::CompressionLayer;
+use tower_http::decompression::RequestDecompressionLayer;
+
+pub use error::ApiError;
+
+use crate::identity::ServerIdentity;
+use crate::inference::parse_model_version;
+use crate::model_manager::ModelManager;
+use crate::shutdown::ShutdownSignal;
+
+/// Settings of the HTTP endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// Largest request body accepted, after decompression.
+    pub max_input_size: usize,
+    /// Path of the cloud health check route.
+    pub health_route: String,
+    /// Path of the cloud predict route.
+    pub predict_route: String,
+    /// Model the predict route serves when the request does not name one.
+    pub predict_model: Option<String>,
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    manager: Arc<ModelManager>,
+    identity: Arc<ServerIdentity>,
+    settings: Arc<HttpSettings>,
+}
+
+/// The model and optional version of a `/v2/models/...` path.
+#[derive(Debug, Deserialize)]
+pub struct ModelPath {
+    model: String,
+    #[serde(default)]
+    version: Option<String>,
+}
+
+impl ModelPath {
+    fn version(&self) -> Result<Option<i64>, ApiError> {
+        Ok(parse_model_version(&self.model, self.version.as_deref().unwrap_or(""))?)
+    }
+}
+
+/// The routes, with request decompression and response compression as
+/// `Content-Encoding` and `Accept-Encoding` ask.
+pub fn router(manager: Arc<ModelManager>, identity: ServerIdentity, settings: HttpSettings) -> Router {
+    let state = AppState { manager, identity: Arc::new(identity), settings: Arc::new(settings.clone()) };
+    let mut router = Router::new()
+        .route("/v2", get(metadata::server_metadata))
+        .route("/v2/health/live", get(health::live))
+        .route("/v2/health/ready", get(health::ready))
+        .route("/v2/models/{model}", get(metadata::model_metadata))
+        .route("/v2/models/{model}/versions/{version}", get(metadata::model_metadata))
+        .route("/v2/models/{model}/ready", get(health::model_ready))
+        .route("/v2/models/{model}/versions/{version}/ready", get(health::model_ready))
+        .route("/v2/models/{model}/config", get(metadata::model_config))
+        .route("/v2/models/{model}/versions/{version}/config", get(metadata::model_config))
+        .route("/v2/models/{model}/infer", post(infer::infer))
+        .route("/v2/models/{model}/versions/{version}/infer", post(infer::infer))
+        .route(&settings.health_route, get(health::cloud_health))
+        .route(&settings.predict_route, post(predict::predict));
+    // Routes of protocol extensions this server does not offer yet answer
+    // 501 with their name rather than a bare 404.
+    for path in [
+        "/v2/models/stats",
+        "/v2/models/{model}/stats",
+        "/v2/models/{model}/versions/{version}/stats",
+        "/v2/repository/index",
+        "/v2/repository/models/{model}/load",
+        "/v2/repository/models/{model}/unload",
+        "/v2/systemsharedmemory/status",
+        "/v2/systemsharedmemory/region/{region}/status",
+        "/v2/systemsharedmemory/region/{region}/register",
+        "/v2/systemsharedmemory/region/{region}/unregister",
+        "/v2/systemsharedmemory/unregister",
+        "/v2/cudasharedmemory/status",
+        "/v2/cudasharedmemory/region/{region}/status",
+        "/v2/cudasharedmemory/region/{region}/register",
+        "/v2/cudasharedmemory/region/{region}/unregister",
+        "/v2/cudasharedmemory/unregister",
+        "/v2/trace/setting",
+        "/v2/models/{model}/trace/setting",
+        "/v2/logging",
+    ] {
+        router = router.route(path, axum::routing::any(not_implemented));
+    }
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(CompressionLayer::new())
+        .layer(RequestDecompressionLayer::new())
+}
+
+async fn not_implemented(request: Request) -> ApiError {
+    ApiError::new(StatusCode::NOT_IMPLEMENTED, format!("{} is not implemented by this server", request.uri().path()))
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("no route for {} {}", request.method(), request.uri().path()))
+}
+
+async fn method_not_allowed(method: Method, request: Request) -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("{method} is not allowed on {}", request.uri().path()))
+}
+
+/// Serves HTTP on `listener` until `shutdown` fires, then stops taking
+/// connections and returns once the requests in flight are answered.
+pub async fn serve(
+    listener: TcpListener,
+    manager: Arc<ModelManager>,
+    identity: ServerIdentity,
+    settings: HttpSettings,
+    shutdown: ShutdownSignal,
+) -> std::io::Result<()> {
+    let app = router(manager, identity, settings);
+    axum::serve(listener, app).with_graceful_shutdown(shutdown.fired()).await
+}
