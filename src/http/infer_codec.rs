@@ -320,7 +320,7 @@ pub fn raw_binary_request(
             if let Some(&index) = variable.first() {
                 let known: usize = shape.iter().filter(|&&dim| dim >= 0).map(|&dim| dim as usize).product();
                 let per_step = known * size;
-                if per_step == 0 || body.len() % per_step != 0 {
+                if per_step == 0 || !body.len().is_multiple_of(per_step) {
                     return Err(invalid(format!(
                         "{} bytes of raw binary data do not fill input '{}' of shape {} with {} elements",
                         body.len(),

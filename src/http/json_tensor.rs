@@ -128,7 +128,7 @@ pub fn nest(values: Vec<Value>, dims: &[i64]) -> Value {
         return Value::Array(values);
     }
     let outer = usize::try_from(outer).unwrap_or(0);
-    let stride = if outer == 0 { 0 } else { values.len() / outer };
+    let stride = values.len().checked_div(outer).unwrap_or(0);
     let mut rest = values.into_iter();
     Value::Array((0..outer).map(|_| nest(rest.by_ref().take(stride).collect(), inner)).collect())
 }
