@@ -44,9 +44,15 @@ pub async fn cloud_health(State(state): State<AppState>) -> Response {
         .index()
         .into_iter()
         .filter(|entry| entry.state != VersionState::Ready)
-        .map(|entry| match entry.version {
-            Some(version) => format!("{} version {version} is {}", entry.name, entry.state.name()),
-            None => format!("{} is {}", entry.name, entry.state.name()),
+        .map(|entry| {
+            let what = match entry.version {
+                Some(version) => format!("{} version {version} is {}", entry.name, entry.state.name()),
+                None => format!("{} is {}", entry.name, entry.state.name()),
+            };
+            match entry.reason() {
+                "" => what,
+                reason => format!("{what} ({reason})"),
+            }
         })
         .collect();
     let message = if waiting.is_empty() {

@@ -37,12 +37,15 @@ pub struct TestServer {
     child: Child,
     /// `127.0.0.1:PORT` of the gRPC endpoint.
     pub grpc_address: String,
+    /// `127.0.0.1:PORT` of the HTTP endpoint.
+    pub http_address: String,
     log: Arc<Mutex<Vec<String>>>,
 }
 
 impl TestServer {
-    /// Starts the binary with the given extra arguments on an ephemeral
-    /// port and waits until the gRPC endpoint is up (not necessarily ready).
+    /// Starts the binary with the given extra arguments on ephemeral ports
+    /// and waits until the gRPC and HTTP endpoints are up (not necessarily
+    /// ready).
     pub fn start(args: &[&str]) -> Self {
         Self::start_binary(Path::new(env!("CARGO_BIN_EXE_tritonrs")), args)
     }
@@ -50,7 +53,7 @@ impl TestServer {
     /// Like [`TestServer::start`] with another path to the binary.
     pub fn start_binary(binary: &Path, args: &[&str]) -> Self {
         let mut child = Command::new(binary)
-            .args(["--grpc-address=127.0.0.1", "--grpc-port=0", "--allow-http=false"])
+            .args(["--grpc-address=127.0.0.1", "--grpc-port=0", "--http-address=127.0.0.1", "--http-port=0"])
             .args(args)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -65,20 +68,28 @@ impl TestServer {
         // Keep reading stderr for the whole run so the pipe never fills up.
         thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(address) = line.split("Started GRPCInferenceService at ").nth(1) {
-                    let _ = address_tx.send(address.trim().to_string());
+                for (protocol, marker) in
+                    [("grpc", "Started GRPCInferenceService at "), ("http", "Started HTTPService at ")]
+                {
+                    if let Some(address) = line.split(marker).nth(1) {
+                        let _ = address_tx.send((protocol, address.trim().to_string()));
+                    }
                 }
                 lines.lock().unwrap().push(line);
             }
         });
-        let grpc_address = match address_rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(address) => address,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("the server did not start listening; log:\n{}", log.lock().unwrap().join("\n"));
+        let (mut grpc_address, mut http_address) = (String::new(), String::new());
+        while grpc_address.is_empty() || http_address.is_empty() {
+            match address_rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(("grpc", address)) => grpc_address = address,
+                Ok((_, address)) => http_address = address,
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("the server did not start listening; log:\n{}", log.lock().unwrap().join("\n"));
+                }
             }
-        };
-        Self { child, grpc_address, log }
+        }
+        Self { child, grpc_address, http_address, log }
     }
 
     /// Starts a server on the example and test repositories and waits until
@@ -105,6 +116,11 @@ impl TestServer {
             .connect()
             .await
             .expect("the server accepts connections")
+    }
+
+    /// The URL of `path` on the HTTP endpoint.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http_address)
     }
 
     /// Waits up to 30 s for ServerReady.
