@@ -1,8 +1,10 @@
-//! Reading request bodies within the size limit, and writing inference
+//! Reading request bodies within the size limit (decompressing gzip and
+//! deflate bodies, as tritonclient sends them), and writing inference
 //! responses whose binary outputs follow the JSON without being copied.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::io::Read;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -16,22 +18,78 @@ use http_body::{Frame, SizeHint};
 use super::error::ApiError;
 use super::infer_codec::{EncodedResponse, HEADER_LENGTH};
 
-/// Reads a whole request body (already decompressed), refusing more than
-/// `limit` bytes with 413.
-pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the request body is larger than the limit of {limit} bytes (--http-max-input-size)"),
-        )
+/// How a request body is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ContentEncoding {
+    Identity,
+    Gzip,
+    /// HTTP's "deflate" is the zlib format.
+    Deflate,
+}
+
+fn content_encoding(headers: &HeaderMap) -> Result<ContentEncoding, ApiError> {
+    let Some(value) = headers.get(header::CONTENT_ENCODING) else {
+        return Ok(ContentEncoding::Identity);
     };
+    let text = value.to_str().unwrap_or("").trim().to_ascii_lowercase();
+    match text.as_str() {
+        "" | "identity" => Ok(ContentEncoding::Identity),
+        "gzip" | "x-gzip" => Ok(ContentEncoding::Gzip),
+        "deflate" => Ok(ContentEncoding::Deflate),
+        _ => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Content-Encoding {value:?} is not supported; send gzip, deflate or identity"),
+        )),
+    }
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the request body is larger than the limit of {limit} bytes (--http-max-input-size)"),
+    )
+}
+
+/// Reads a whole request body, decompressing it as its Content-Encoding
+/// says; more than `limit` bytes, before or after decompression, is 413.
+pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let encoding = content_encoding(headers)?;
+    let raw = read_raw_body(headers, body, limit).await?;
+    if encoding == ContentEncoding::Identity {
+        return Ok(raw);
+    }
+    // Inflating many megabytes is CPU work; keep it off the async threads.
+    tokio::task::spawn_blocking(move || inflate(encoding, &raw, limit))
+        .await
+        .map_err(|error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("decompression failed: {error}")))?
+}
+
+fn inflate(encoding: ContentEncoding, compressed: &[u8], limit: usize) -> Result<Bytes, ApiError> {
+    let (name, reader): (&str, Box<dyn Read + '_>) = match encoding {
+        ContentEncoding::Gzip => ("gzip", Box::new(flate2::read::MultiGzDecoder::new(compressed))),
+        ContentEncoding::Deflate => ("deflate", Box::new(flate2::read::ZlibDecoder::new(compressed))),
+        ContentEncoding::Identity => return Ok(Bytes::copy_from_slice(compressed)),
+    };
+    let mut inflated = Vec::new();
+    // One byte past the limit is enough to know the body is too large,
+    // without inflating a decompression bomb any further.
+    reader
+        .take(limit as u64 + 1)
+        .read_to_end(&mut inflated)
+        .map_err(|error| ApiError::bad_request(format!("the {name} request body cannot be decompressed: {error}")))?;
+    if inflated.len() > limit {
+        return Err(too_large(limit));
+    }
+    Ok(Bytes::from(inflated))
+}
+
+async fn read_raw_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || too_large(limit);
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<usize>().ok());
-    // A compressed body's declared length says nothing about its size once
-    // decompressed, so only an uncompressed one can be refused up front.
-    if headers.get(header::CONTENT_ENCODING).is_none() && declared.is_some_and(|length| length > limit) {
+    if declared.is_some_and(|length| length > limit) {
         return Err(too_large());
     }
     let mut chunks = Vec::new();
@@ -141,6 +199,25 @@ mod tests {
         assert_eq!(error.status, StatusCode::PAYLOAD_TOO_LARGE);
         let body = read_body(&HeaderMap::new(), Body::from(vec![1u8; 10]), 10).await.unwrap();
         assert_eq!(body.len(), 10);
+    }
+
+    #[tokio::test]
+    async fn compressed_bodies_are_inflated_within_the_limit() {
+        use std::io::Write;
+        let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(&[7u8; 100]).unwrap();
+        let compressed = encoder.finish().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("deflate"));
+        let body = read_body(&headers, Body::from(compressed.clone()), 100).await.unwrap();
+        assert_eq!(&body[..], &[7u8; 100][..]);
+        let error = read_body(&headers, Body::from(compressed), 99).await.unwrap_err();
+        assert_eq!(error.status, StatusCode::PAYLOAD_TOO_LARGE);
+        let error = read_body(&headers, Body::from(vec![1, 2, 3]), 100).await.unwrap_err();
+        assert_eq!(error.status, StatusCode::BAD_REQUEST);
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("br"));
+        let error = read_body(&headers, Body::from(vec![1, 2, 3]), 100).await.unwrap_err();
+        assert_eq!(error.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::json_tensor::{decode_values, encode_values, flatten};
+use super::json_tensor::{data_array_text, encode_values, flatten, quote_non_finite_tokens};
 use crate::error::{Error, ErrorKind, Result};
 use crate::inference::{InferenceRequest, InferenceResponse, ParameterValue, Parameters, RequestedOutput};
 use crate::tensor::{DataType, Tensor, element_count, format_shape};
@@ -94,7 +94,7 @@ pub fn decode_request(
     let invalid = |message: String| Error::invalid_argument(format!("model '{model_name}': {message}"));
     let unsupported =
         |message: String| Error::new(ErrorKind::Unimplemented, format!("model '{model_name}': {message}"));
-    let body: RequestJson = serde_json::from_slice(json)
+    let body: RequestJson = serde_json::from_slice(&quote_non_finite_tokens(json))
         .map_err(|error| invalid(format!("the request body is not a valid inference request: {error}")))?;
 
     let mut offset = 0usize;
@@ -245,6 +245,7 @@ pub struct EncodedResponse {
 /// Encodes a response, putting each output in the JSON or after it as
 /// `encoding` asks.
 pub fn encode_response(response: InferenceResponse, encoding: &OutputEncoding) -> Result<EncodedResponse> {
+    let encoding_error = |error: serde_json::Error| Error::internal(format!("cannot encode the response: {error}"));
     let mut binary = Vec::new();
     let mut outputs = Vec::with_capacity(response.outputs.len());
     for tensor in response.outputs {
@@ -255,30 +256,39 @@ pub fn encode_response(response: InferenceResponse, encoding: &OutputEncoding) -
         });
         if encoding.is_binary(&tensor.name) {
             output["parameters"] = json!({ "binary_data_size": tensor.data.len() });
+            outputs.push(serde_json::to_string(&output).map_err(encoding_error)?);
             binary.push(tensor.data);
         } else {
-            let values = decode_values(&tensor).map_err(|error| {
+            // The data array is written as text of its own, since it may hold
+            // NaN or infinities, which no JSON value can.
+            let data = data_array_text(&tensor).map_err(|error| {
                 Error::invalid_argument(format!("model '{}': output '{}': {error}", response.model_name, tensor.name))
             })?;
-            output["data"] = Value::Array(values);
+            outputs.push(with_member(serde_json::to_string(&output).map_err(encoding_error)?, "data", &data));
         }
-        outputs.push(output);
     }
-    let mut body = json!({
+    let mut head = json!({
         "model_name": response.model_name,
         "model_version": response.model_version.to_string(),
-        "outputs": outputs,
     });
     if !response.id.is_empty() {
-        body["id"] = Value::String(response.id);
+        head["id"] = Value::String(response.id);
     }
     if !response.parameters.is_empty() {
-        body["parameters"] =
+        head["parameters"] =
             Value::Object(response.parameters.into_iter().map(|(key, value)| (key, encode_parameter(value))).collect());
     }
-    let json =
-        serde_json::to_vec(&body).map_err(|error| Error::internal(format!("cannot encode the response: {error}")))?;
-    Ok(EncodedResponse { json, binary })
+    let outputs = format!("[{}]", outputs.join(","));
+    let json = with_member(serde_json::to_string(&head).map_err(encoding_error)?, "outputs", &outputs);
+    Ok(EncodedResponse { json: json.into_bytes(), binary })
+}
+
+/// Appends a member whose value is ready-made JSON text to the text of a
+/// non-empty JSON object.
+fn with_member(mut object: String, key: &str, value: &str) -> String {
+    object.pop();
+    object.push_str(&format!(",\"{key}\":{value}}}"));
+    object
 }
 
 /// Builds the request of Triton's raw binary form (an

@@ -1,5 +1,12 @@
 //! Tensor data as JSON values: the `data` of KServe v2 requests and
 //! responses (flat or nested, row-major) and the rows of `instances`.
+//!
+//! Strict JSON has no NaN or infinities, but Triton reads and writes them as
+//! the bare tokens `NaN`, `Infinity` and `-Infinity`, and Python's `json`
+//! (which tritonclient uses) does the same; so does this server.
+
+use std::borrow::Cow;
+use std::fmt::Write;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use half::{bf16, f16};
@@ -58,7 +65,10 @@ pub fn encode_values(datatype: DataType, values: &[&Value]) -> Result<Bytes, Str
                 .ok_or_else(|| mismatch(index, value, "an integer"))
         };
         let out_of_range = || format!("element {index} is {value}, which does not fit {datatype}");
-        let float = || value.as_f64().ok_or_else(|| mismatch(index, value, "a number"));
+        let float = || match value {
+            Value::String(token) => non_finite(token).ok_or_else(|| mismatch(index, value, "a number")),
+            _ => value.as_f64().ok_or_else(|| mismatch(index, value, "a number")),
+        };
         match datatype {
             DataType::Bool => {
                 buffer.put_u8(u8::from(value.as_bool().ok_or_else(|| mismatch(index, value, "true or false"))?))
@@ -81,16 +91,103 @@ pub fn encode_values(datatype: DataType, values: &[&Value]) -> Result<Bytes, Str
     Ok(buffer.freeze())
 }
 
-/// The elements of a tensor as flat JSON values. Floats that JSON cannot
-/// express (NaN, infinities) become `null`; BYTES elements must be UTF-8.
+fn non_finite(token: &str) -> Option<f64> {
+    match token {
+        "NaN" => Some(f64::NAN),
+        "Infinity" => Some(f64::INFINITY),
+        "-Infinity" => Some(f64::NEG_INFINITY),
+        _ => None,
+    }
+}
+
+/// Puts the bare tokens `NaN`, `Infinity` and `-Infinity` of a request body
+/// in quotes so a strict JSON parser accepts them; [`encode_values`] reads
+/// the quoted forms back as floats. Strings are left alone.
+pub fn quote_non_finite_tokens(json: &[u8]) -> Cow<'_, [u8]> {
+    let mentions = |token: &[u8]| json.windows(token.len()).any(|window| window == token);
+    if !mentions(b"NaN") && !mentions(b"Infinity") {
+        return Cow::Borrowed(json);
+    }
+    let mut quoted = Vec::with_capacity(json.len() + 16);
+    let mut in_string = false;
+    let mut index = 0;
+    while index < json.len() {
+        let byte = json[index];
+        if in_string {
+            quoted.push(byte);
+            if byte == b'\\' && index + 1 < json.len() {
+                quoted.push(json[index + 1]);
+                index += 1;
+            } else if byte == b'"' {
+                in_string = false;
+            }
+        } else if byte == b'"' {
+            in_string = true;
+            quoted.push(byte);
+        } else if let Some(token) =
+            [&b"-Infinity"[..], b"Infinity", b"NaN"].into_iter().find(|token| json[index..].starts_with(token))
+        {
+            quoted.push(b'"');
+            quoted.extend_from_slice(token);
+            quoted.push(b'"');
+            index += token.len();
+            continue;
+        } else {
+            quoted.push(byte);
+        }
+        index += 1;
+    }
+    Cow::Owned(quoted)
+}
+
+/// The elements of a tensor as the text of a flat JSON array, with NaN and
+/// infinities as Triton writes them; BYTES elements must be UTF-8.
+pub fn data_array_text(tensor: &Tensor) -> Result<String, String> {
+    fn chunks<const N: usize>(data: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
+        data.chunks_exact(N).map(|chunk| chunk.try_into().expect("chunks_exact yields N bytes"))
+    }
+    let floats: Vec<f64> = match tensor.datatype {
+        DataType::Fp16 => chunks::<2>(&tensor.data).map(|b| shortest(f16::from_le_bytes(b).to_f32())).collect(),
+        DataType::Bf16 => chunks::<2>(&tensor.data).map(|b| shortest(bf16::from_le_bytes(b).to_f32())).collect(),
+        DataType::Fp32 => chunks::<4>(&tensor.data).map(|b| shortest(f32::from_le_bytes(b))).collect(),
+        DataType::Fp64 => chunks::<8>(&tensor.data).map(f64::from_le_bytes).collect(),
+        _ => return serde_json::to_string(&decode_values(tensor)?).map_err(|error| error.to_string()),
+    };
+    let mut text = String::with_capacity(floats.len() * 8 + 2);
+    text.push('[');
+    for (index, value) in floats.into_iter().enumerate() {
+        if index > 0 {
+            text.push(',');
+        }
+        match value {
+            value if value.is_nan() => text.push_str("NaN"),
+            f64::INFINITY => text.push_str("Infinity"),
+            f64::NEG_INFINITY => text.push_str("-Infinity"),
+            value => {
+                let number = Number::from_f64(value).expect("finite");
+                write!(text, "{number}").expect("writing to a String cannot fail");
+            }
+        }
+    }
+    text.push(']');
+    Ok(text)
+}
+
+/// A single-precision value as the double nearest its shortest decimal
+/// form, so 0.1f32 reads 0.1 in JSON rather than 0.10000000149011612.
+fn shortest(value: f32) -> f64 {
+    if value.is_finite() { value.to_string().parse().unwrap_or(f64::NAN) } else { f64::from(value) }
+}
+
+/// The elements of a tensor as flat JSON values. Floats that strict JSON
+/// cannot express (NaN, infinities) become `null`; BYTES elements must be
+/// UTF-8.
 pub fn decode_values(tensor: &Tensor) -> Result<Vec<Value>, String> {
     fn chunks<const N: usize>(data: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
         data.chunks_exact(N).map(|chunk| chunk.try_into().expect("chunks_exact yields N bytes"))
     }
     let float = |value: f64| Number::from_f64(value).map_or(Value::Null, Value::Number);
-    // Printed through the single-precision value's shortest decimal form, so
-    // 0.1f32 reads 0.1 in the JSON rather than 0.10000000149011612.
-    let single = |value: f32| float(value.to_string().parse().unwrap_or(f64::NAN));
+    let single = |value: f32| float(shortest(value));
     let data = &tensor.data;
     Ok(match tensor.datatype {
         DataType::Bool => data.iter().map(|&byte| Value::Bool(byte != 0)).collect(),
@@ -201,6 +298,27 @@ mod tests {
         assert_eq!(decode_values(&nan).unwrap(), vec![Value::Null]);
         let binary = tensor(DataType::Bytes, encode_byte_strings([b"\xff".as_slice()]));
         assert!(decode_values(&binary).unwrap_err().contains("not UTF-8"));
+    }
+
+    #[test]
+    fn non_finite_floats_use_tritons_tokens() {
+        let body = br#"{"data":[NaN,-Infinity,Infinity,1.5],"note":"NaN stays a string"}"#;
+        let quoted = quote_non_finite_tokens(body);
+        let parsed: Value = serde_json::from_slice(&quoted).unwrap();
+        assert_eq!(parsed["note"], "NaN stays a string");
+        let data = encode_values(DataType::Fp32, &leaves(&parsed["data"])).unwrap();
+        let tensor = tensor(DataType::Fp32, data);
+        assert_eq!(data_array_text(&tensor).unwrap(), "[NaN,-Infinity,Infinity,1.5]");
+        assert!(matches!(quote_non_finite_tokens(b"[1, 2]"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn doubles_keep_every_digit() {
+        let value = json!([950.8318268926117f64, 0.1]);
+        let data = encode_values(DataType::Fp64, &leaves(&value)).unwrap();
+        assert_eq!(data_array_text(&tensor(DataType::Fp64, data)).unwrap(), "[950.8318268926117,0.1]");
+        let parsed: Value = serde_json::from_str("[950.8318268926117]").unwrap();
+        assert_eq!(parsed[0].as_f64(), Some(950.8318268926117));
     }
 
     #[test]

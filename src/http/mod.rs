@@ -21,7 +21,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tower_http::compression::CompressionLayer;
-use tower_http::decompression::RequestDecompressionLayer;
+use tower_http::compression::predicate::{DefaultPredicate, Predicate};
 
 pub use error::ApiError;
 
@@ -65,10 +65,17 @@ impl ModelPath {
     }
 }
 
-/// The routes, with request decompression and response compression as
-/// `Content-Encoding` and `Accept-Encoding` ask.
+/// The routes. Request bodies are decompressed as their Content-Encoding
+/// says; successful inference responses are compressed when
+/// Accept-Encoding asks, and nothing else is, as with Triton (clients such
+/// as tritonclient only decompress inference results).
 pub fn router(manager: Arc<ModelManager>, identity: ServerIdentity, settings: HttpSettings) -> Router {
     let state = AppState { manager, identity: Arc::new(identity), settings: Arc::new(settings.clone()) };
+    let successful = |status: StatusCode,
+                      _: axum::http::Version,
+                      _: &axum::http::HeaderMap,
+                      _: &axum::http::Extensions| { status.is_success() };
+    let compression = CompressionLayer::new().compress_when(DefaultPredicate::new().and(successful));
     let mut router = Router::new()
         .route("/v2", get(metadata::server_metadata))
         .route("/v2/health/live", get(health::live))
@@ -79,10 +86,10 @@ pub fn router(manager: Arc<ModelManager>, identity: ServerIdentity, settings: Ht
         .route("/v2/models/{model}/versions/{version}/ready", get(health::model_ready))
         .route("/v2/models/{model}/config", get(metadata::model_config))
         .route("/v2/models/{model}/versions/{version}/config", get(metadata::model_config))
-        .route("/v2/models/{model}/infer", post(infer::infer))
-        .route("/v2/models/{model}/versions/{version}/infer", post(infer::infer))
+        .route("/v2/models/{model}/infer", post(infer::infer).layer(compression.clone()))
+        .route("/v2/models/{model}/versions/{version}/infer", post(infer::infer).layer(compression.clone()))
         .route(&settings.health_route, get(health::cloud_health))
-        .route(&settings.predict_route, post(predict::predict));
+        .route(&settings.predict_route, post(predict::predict).layer(compression));
     // Routes of protocol extensions this server does not offer yet answer
     // 501 with their name rather than a bare 404.
     for path in [
@@ -108,12 +115,7 @@ pub fn router(manager: Arc<ModelManager>, identity: ServerIdentity, settings: Ht
     ] {
         router = router.route(path, axum::routing::any(not_implemented));
     }
-    router
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
-        .layer(CompressionLayer::new())
-        .layer(RequestDecompressionLayer::new())
+    router.fallback(not_found).method_not_allowed_fallback(method_not_allowed).with_state(state)
 }
 
 async fn not_implemented(request: Request) -> ApiError {

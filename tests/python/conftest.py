@@ -1,14 +1,25 @@
-"""Fixtures: one shared server for the whole session, and a factory for
-extra servers with their own flags and model repositories."""
+"""Fixtures: one shared server for the whole session, serving gRPC and HTTP,
+and a factory for extra servers with their own flags and model repositories.
+
+Tests that take `client` (or `protocol`) run once per protocol; tests that
+take `wire` run once per way of sending a request (see protocols.WIRES),
+or over the wires given by `@pytest.mark.wires(...)`."""
 
 import pytest
-import tritonclient.grpc as grpcclient
 
-from server_process import ServerProcess, server_args, start_server
+from protocols import PROTOCOLS, WIRES, connect
+from server_process import SHARED_REPOSITORIES, ServerProcess, server_args, start_server
 
-# Relative to the repository root, where every server runs, as a launch
-# command in this checkout would spell them.
-SHARED_REPOSITORIES = ("examples/model_repository", "tests/model_repository")
+
+def pytest_generate_tests(metafunc):
+    """Parametrizes `protocol` (and with it `client`) over both protocols,
+    and `wire` over the wires, each wire with its own protocol."""
+    if "wire" in metafunc.fixturenames:
+        marker = metafunc.definition.get_closest_marker("wires")
+        wires = marker.args if marker else WIRES
+        metafunc.parametrize(("protocol", "wire"), [(wire.protocol, wire) for wire in wires], ids=[w.id for w in wires])
+    elif "protocol" in metafunc.fixturenames:
+        metafunc.parametrize("protocol", PROTOCOLS)
 
 
 @pytest.fixture(scope="session")
@@ -21,31 +32,57 @@ def server():
 
 
 @pytest.fixture(scope="session")
-def url(server):
-    return server.url
+def grpc_url(server):
+    return server.grpc_url
+
+
+@pytest.fixture(scope="session")
+def http_url(server):
+    return server.http_url
 
 
 @pytest.fixture
-def client(url):
-    with grpcclient.InferenceServerClient(url=url) as triton:
+def url(server, protocol):
+    """The shared server's address for the test's protocol."""
+    return server.url_for(protocol)
+
+
+@pytest.fixture
+def client(url, protocol):
+    """A tritonclient.grpc or tritonclient.http client of the shared server."""
+    with connect(protocol, url) as triton:
+        yield triton
+
+
+@pytest.fixture
+def grpc_client(grpc_url):
+    """For what only gRPC has: streaming, typed contents."""
+    with connect("grpc", grpc_url) as triton:
+        yield triton
+
+
+@pytest.fixture
+def http_client(http_url):
+    with connect("http", http_url) as triton:
         yield triton
 
 
 @pytest.fixture
 def launch_server():
     """Starts extra servers: `launch_server(*repositories, extra=[...],
-    binary=None, wait="ready")`, where `wait` is "ready", "loaded" (loading
-    finished, whatever its outcome), "listening" or "nothing". Each one is
-    stopped by PID when the test ends."""
+    binary=None, wait="ready", env=None, http_port=0)`, where `wait` is
+    "ready", "loaded" (loading finished, whatever its outcome), "listening"
+    or "nothing", and `env` adds environment variables. Each one is stopped
+    by PID when the test ends."""
     started = []
 
-    def launch(*repositories, extra=(), binary=None, wait="ready"):
-        args = server_args(*repositories, extra=extra)
+    def launch(*repositories, extra=(), binary=None, wait="ready", env=None, http_port=0):
+        args = server_args(*repositories, extra=extra, http_port=http_port)
         if wait == "nothing":
-            server = ServerProcess(args, binary)
+            server = ServerProcess(args, binary, env)
             started.append(server)
             return server
-        server = start_server(args, binary=binary, wait_ready=wait == "ready")
+        server = start_server(args, binary=binary, wait_ready=wait == "ready", env=env)
         started.append(server)
         if wait == "loaded":
             server.wait_models_loaded()

@@ -1,16 +1,26 @@
-"""Requests to the models most tests use, and checks of their results.
+"""Requests to the models most tests use, and checks of their results, over
+either protocol (see protocols.py).
 
 `simple`: INT32 [batch, 16] INPUT0, INPUT1 -> OUTPUT0 = sum, OUTPUT1 =
 difference; most modules use it to prove the server still answers
 correctly. `busy_loop`: INT64 [1] ITERATIONS -> COUNT after that many loop
 steps, to keep a model busy for a chosen time."""
 
+import queue
+import threading
+import time
+
 import numpy as np
 import pytest
-import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-RPC_TIMEOUT_S = 20
+from protocols import GRPC, HTTP, as_numpy, connect, protocol_of
+from protocols import RPC_TIMEOUT_S  # noqa: F401 (the tests import it from here)
+
+
+def default_wire(client):
+    """tritonclient's defaults for the client's protocol (binary tensors over HTTP)."""
+    return GRPC if protocol_of(client) == "grpc" else HTTP
 
 
 def simple_data(batch=1, seed=0):
@@ -21,32 +31,48 @@ def simple_data(batch=1, seed=0):
     return a, b
 
 
-def simple_inputs(a, b):
-    inputs = []
-    for name, data in (("INPUT0", a), ("INPUT1", b)):
-        tensor = grpcclient.InferInput(name, list(data.shape), "INT32")
-        tensor.set_data_from_numpy(data)
-        inputs.append(tensor)
-    return inputs
+def simple_inputs(a, b, wire=GRPC):
+    return [wire.input("INPUT0", a, "INT32"), wire.input("INPUT1", b, "INT32")]
 
 
 def check_simple_result(result, a, b):
-    np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a + b)
-    np.testing.assert_array_equal(result.as_numpy("OUTPUT1"), a - b)
+    np.testing.assert_array_equal(as_numpy(result, "OUTPUT0"), a + b)
+    np.testing.assert_array_equal(as_numpy(result, "OUTPUT1"), a - b)
 
 
 def assert_simple_works(client, seed=12345):
     """The server is live and ready, and `simple` computes correctly."""
     assert client.is_server_live()
     assert client.is_server_ready()
+    wire = default_wire(client)
     a, b = simple_data(batch=2, seed=seed)
-    result = client.infer("simple", simple_inputs(a, b), client_timeout=RPC_TIMEOUT_S)
+    result = wire.infer(client, "simple", simple_inputs(a, b, wire))
     check_simple_result(result, a, b)
 
 
-def busy_loop_inputs(iterations):
-    data = np.array([iterations], dtype=np.int64)
-    return [grpcclient.InferInput("ITERATIONS", [1], "INT64").set_data_from_numpy(data)]
+def busy_loop_inputs(iterations, wire=GRPC):
+    return [wire.input("ITERATIONS", np.array([iterations], dtype=np.int64))]
+
+
+def in_background(protocol, url, call, network_timeout=120):
+    """Runs `call(client)` on a thread of its own with a client of its own
+    (a tritonclient.http client belongs to the thread that made it), so a
+    long request runs while the test goes on. Returns a queue that receives
+    (finish time, result, error)."""
+    finished = queue.Queue()
+    options = {"network_timeout": network_timeout} if protocol == "http" else {}
+
+    def run():
+        with connect(protocol, url, **options) as client:
+            try:
+                result = call(client)
+            except Exception as error:  # handed to the test, which decides
+                finished.put((time.monotonic(), None, error))
+            else:
+                finished.put((time.monotonic(), result, None))
+
+    threading.Thread(target=run, name=f"{protocol}-background-request", daemon=True).start()
+    return finished
 
 
 def collect_into(answers):

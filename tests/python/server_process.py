@@ -1,7 +1,8 @@
 """Starting and stopping the real `tritonrs` binary for the tests.
 
-Every server listens on 127.0.0.1 with an ephemeral port (`--grpc-port=0`);
-the port is read from the log line the server prints once it listens.
+Every server listens on 127.0.0.1 with ephemeral ports (`--grpc-port=0`,
+`--http-port=0`); the ports are read from the log lines the server prints
+once it listens.
 """
 
 import contextlib
@@ -15,19 +16,28 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 
-import tritonclient.grpc as grpcclient
+from protocols import connect
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLE_MODELS = REPO_ROOT / "examples" / "model_repository"
 TEST_MODELS = REPO_ROOT / "tests" / "model_repository"
+# The shared server's repositories: relative to the repository root, where
+# every server runs, as a launch command in this checkout would spell them.
+SHARED_REPOSITORIES = ("examples/model_repository", "tests/model_repository")
 
 START_TIMEOUT_S = 30
 READY_TIMEOUT_S = 30
 STOP_TIMEOUT_S = 10
 
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-_LISTENING = re.compile(r"Started GRPCInferenceService at 127\.0\.0\.1:(\d+)")
+# The line each endpoint prints once it listens, by protocol.
+LISTENING = {
+    "grpc": r"Started GRPCInferenceService at 127\.0\.0\.1:(\d+)",
+    "http": r"Started HTTPService at 127\.0\.0\.1:(\d+)",
+}
 
 
 # Looked up once here: between fork and exec the child should do as little
@@ -49,28 +59,48 @@ def binary_path() -> pathlib.Path:
     return path if path.is_absolute() else REPO_ROOT / path
 
 
-def server_args(*repositories, extra=()):
-    """Flags for a server on a local ephemeral port with the given repositories."""
+def server_args(*repositories, extra=(), http_port=0):
+    """Flags for a server on local ephemeral gRPC and HTTP ports with the
+    given repositories. `http_port=None` leaves out --http-port, so that
+    TRITONRS_HTTP_PORT can choose it."""
     args = [f"--model-repository={repository}" for repository in repositories]
-    args += ["--grpc-address=127.0.0.1", "--grpc-port=0", "--allow-http=false"]
+    args += ["--grpc-address=127.0.0.1", "--grpc-port=0", "--http-address=127.0.0.1"]
+    if http_port is not None:
+        args.append(f"--http-port={http_port}")
     return args + list(extra)
+
+
+def _endpoints(args):
+    """The protocols a server started with `args` serves (turned off as
+    these tests spell it: --allow-grpc=false, --allow-http=false)."""
+    disabled = {
+        protocol
+        for protocol in ("grpc", "http")
+        if any(arg in args for arg in (f"--allow-{protocol}=false", f"--allow-{protocol}=0"))
+    }
+    return [protocol for protocol in ("grpc", "http") if protocol not in disabled]
 
 
 class ServerProcess:
     """One running server. Its combined output is drained into `lines` by a
     background thread, so the pipe never fills and tests can wait for lines."""
 
-    def __init__(self, args, binary=None):
+    def __init__(self, args, binary=None, env=None):
         self.binary = pathlib.Path(binary or binary_path())
         if not self.binary.is_file():
             raise FileNotFoundError(f"{self.binary} does not exist; run `cargo build` or set TRITONRS_BIN")
-        env = dict(os.environ, NO_COLOR="1")
-        # A RUST_LOG from the caller could hide the line that gives the port.
-        env.pop("RUST_LOG", None)
+        self.endpoints = _endpoints(args)
+        environment = dict(os.environ, NO_COLOR="1")
+        # A RUST_LOG from the caller could hide the lines that give the ports,
+        # and TRITONRS_* settings from the caller would change the server.
+        for name in list(environment):
+            if name == "RUST_LOG" or (name.startswith("TRITONRS_") and name != "TRITONRS_BIN"):
+                del environment[name]
+        environment.update(env or {})
         self.process = subprocess.Popen(
             [str(self.binary), *args],
             cwd=REPO_ROOT,
-            env=env,
+            env=environment,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -82,7 +112,7 @@ class ServerProcess:
         self._output_closed = False
         self._reader = threading.Thread(target=self._drain, name=f"tritonrs-{self.pid}-output", daemon=True)
         self._reader.start()
-        self.port = None
+        self.ports = {}
 
     def _drain(self):
         for raw in iter(self.process.stdout.readline, b""):
@@ -99,10 +129,18 @@ class ServerProcess:
         with self._changed:
             return "\n".join(self.lines)
 
+    def url_for(self, protocol) -> str:
+        """host:port of the endpoint for "grpc" or "http"."""
+        assert protocol in self.ports, f"the server has not reported a {protocol} port"
+        return f"127.0.0.1:{self.ports[protocol]}"
+
     @property
-    def url(self) -> str:
-        assert self.port is not None, "the server has not reported its port"
-        return f"127.0.0.1:{self.port}"
+    def grpc_url(self) -> str:
+        return self.url_for("grpc")
+
+    @property
+    def http_url(self) -> str:
+        return self.url_for("http")
 
     def wait_for_line(self, pattern, timeout=START_TIMEOUT_S):
         """The first match of `pattern` in the output; fails if the output
@@ -127,29 +165,41 @@ class ServerProcess:
                 self._changed.wait(min(remaining, 0.5))
 
     def wait_listening(self):
-        self.port = int(self.wait_for_line(_LISTENING.pattern).group(1))
+        for protocol in self.endpoints:
+            self.ports[protocol] = int(self.wait_for_line(LISTENING[protocol]).group(1))
         return self
 
-    def client(self):
-        return grpcclient.InferenceServerClient(url=self.url)
+    def client(self, protocol="grpc"):
+        """A tritonclient client of this server for "grpc" or "http"."""
+        return connect(protocol, self.url_for(protocol))
+
+    def _answers_ready(self):
+        if "grpc" in self.endpoints:
+            with self.client() as client:
+                return client.is_server_ready(client_timeout=2)
+        try:
+            with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready", timeout=2) as response:
+                return response.status == 200
+        except urllib.error.HTTPError:
+            return False
 
     def wait_ready(self, timeout=READY_TIMEOUT_S):
-        """Polls ServerReady until it answers true."""
+        """Polls the server's readiness (over gRPC when it serves gRPC)
+        until it answers true."""
         deadline = time.monotonic() + timeout
-        with self.client() as client:
-            while True:
-                try:
-                    if client.is_server_ready(client_timeout=2):
-                        return self
-                except Exception:
-                    # The listener may not accept yet; keep polling.
-                    pass
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(
-                        f"server {self.pid} did not become ready within {timeout} s "
-                        f"(exit code {self.process.poll()}); output:\n{self.log}"
-                    )
-                time.sleep(0.1)
+        while True:
+            try:
+                if self._answers_ready():
+                    return self
+            except Exception:
+                # The listener may not accept yet; keep polling.
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(
+                    f"server {self.pid} did not become ready within {timeout} s "
+                    f"(exit code {self.process.poll()}); output:\n{self.log}"
+                )
+            time.sleep(0.1)
 
     def wait_models_loaded(self, timeout=START_TIMEOUT_S):
         """Waits for the end of loading, whether or not every model loaded."""
@@ -179,9 +229,9 @@ class ServerProcess:
         return self.process.returncode
 
 
-def start_server(args, binary=None, wait_ready=True):
-    """Starts a server and waits for its port (and readiness, by default)."""
-    server = ServerProcess(args, binary)
+def start_server(args, binary=None, wait_ready=True, env=None):
+    """Starts a server and waits for its ports (and readiness, by default)."""
+    server = ServerProcess(args, binary, env)
     try:
         server.wait_listening()
         if wait_ready:

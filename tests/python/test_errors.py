@@ -1,102 +1,112 @@
 """Every class of bad request gets the right status code and a message
 naming the model, the tensor and what was expected, and leaves the server
-serving: after each one, `simple` must still answer correctly."""
+serving: after each one, `simple` must still answer correctly. The
+request-level cases run over gRPC and HTTP (binary and JSON tensors); the
+raw-message cases are gRPC's own."""
 
 import struct
 
 import grpc
 import numpy as np
 import pytest
-import tritonclient.grpc as grpcclient
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-from model_requests import RPC_TIMEOUT_S, assert_simple_works, expect_rpc_error, simple_data, simple_inputs
-
-
-def int32_input(name, data):
-    tensor = grpcclient.InferInput(name, list(data.shape), "INT32")
-    tensor.set_data_from_numpy(data)
-    return tensor
-
-
-def infer_simple(inputs, **kwargs):
-    return lambda client: client.infer("simple", inputs, client_timeout=RPC_TIMEOUT_S, **kwargs)
-
+from model_requests import RPC_TIMEOUT_S, assert_simple_works, simple_data, simple_inputs
+from protocols import GRPC, HTTP, HTTP_DEFLATE, HTTP_GZIP, HTTP_JSON, as_numpy, expect_error
 
 A, B = simple_data(1, seed=3)
 A9, B9 = simple_data(9, seed=4)
-FP32_INPUT = grpcclient.InferInput("INPUT0", [1, 16], "FP32").set_data_from_numpy(A.astype(np.float32))
+
+
+def infer_simple(inputs, outputs=None, **kwargs):
+    """A request to `simple`: `inputs(wire)` builds its inputs, `outputs(wire)` its requested outputs."""
+    return lambda client, wire: wire.infer(
+        client, "simple", inputs(wire), outputs=outputs(wire) if outputs else None, **kwargs
+    )
+
 
 # id: (request, status, fragments the message must contain)
 CLIENT_CASES = {
     "unknown-input": (
-        infer_simple([int32_input("INPUT0", A), int32_input("INPUTX", B)]),
+        infer_simple(lambda wire: [wire.input("INPUT0", A), wire.input("INPUTX", B)]),
         "INVALID_ARGUMENT",
         ["simple", "INPUTX", "INPUT0, INPUT1"],
     ),
     "missing-input": (
-        infer_simple([int32_input("INPUT0", A)]),
+        infer_simple(lambda wire: [wire.input("INPUT0", A)]),
         "INVALID_ARGUMENT",
         ["simple", "missing input 'INPUT1'", "INT32", "[-1,16]"],
     ),
     "wrong-datatype": (
-        infer_simple([FP32_INPUT, int32_input("INPUT1", B)]),
+        infer_simple(lambda wire: [wire.input("INPUT0", A.astype(np.float32)), wire.input("INPUT1", B)]),
         "INVALID_ARGUMENT",
         ["simple", "INPUT0", "FP32", "expected INT32"],
     ),
     "wrong-shape": (
-        infer_simple([int32_input("INPUT0", A[:, :15]), int32_input("INPUT1", B[:, :15])]),
+        infer_simple(lambda wire: simple_inputs(A[:, :15], B[:, :15], wire)),
         "INVALID_ARGUMENT",
         ["simple", "INPUT0", "[1,15]", "expected [-1,16]"],
     ),
     "batch-too-large": (
-        infer_simple(simple_inputs(A9, B9)),
+        infer_simple(lambda wire: simple_inputs(A9, B9, wire)),
         "INVALID_ARGUMENT",
         ["simple", "INPUT0", "batch size 9", "max_batch_size 8"],
     ),
     "duplicate-input": (
-        infer_simple([int32_input("INPUT0", A), int32_input("INPUT1", B), int32_input("INPUT0", A)]),
+        infer_simple(lambda wire: [wire.input("INPUT0", A), wire.input("INPUT1", B), wire.input("INPUT0", A)]),
         "INVALID_ARGUMENT",
         ["simple", "INPUT0", "more than once"],
     ),
     "batch-sizes-differ": (
-        infer_simple([int32_input("INPUT0", A9[:2]), int32_input("INPUT1", B)]),
+        infer_simple(lambda wire: [wire.input("INPUT0", A9[:2]), wire.input("INPUT1", B)]),
         "INVALID_ARGUMENT",
         ["simple", "INPUT1", "batch size 1", "batch size 2"],
     ),
     "unknown-requested-output": (
-        infer_simple(simple_inputs(A, B), outputs=[grpcclient.InferRequestedOutput("OUTPUT9")]),
+        infer_simple(lambda wire: simple_inputs(A, B, wire), outputs=lambda wire: wire.outputs("OUTPUT9")),
         "INVALID_ARGUMENT",
         ["simple", "OUTPUT9", "OUTPUT0, OUTPUT1"],
     ),
     "malformed-version": (
-        infer_simple(simple_inputs(A, B), model_version="abc"),
+        infer_simple(lambda wire: simple_inputs(A, B, wire), model_version="abc"),
         "INVALID_ARGUMENT",
         ["simple", "'abc'"],
     ),
     "unknown-model": (
-        lambda client: client.infer("no_such_model", simple_inputs(A, B), client_timeout=RPC_TIMEOUT_S),
+        lambda client, wire: wire.infer(client, "no_such_model", simple_inputs(A, B, wire)),
         "NOT_FOUND",
         ["no_such_model"],
     ),
     "unknown-version": (
-        infer_simple(simple_inputs(A, B), model_version="7"),
+        infer_simple(lambda wire: simple_inputs(A, B, wire), model_version="7"),
         "NOT_FOUND",
         ["simple", "version 7"],
     ),
 }
 
 
+@pytest.mark.wires(GRPC, HTTP, HTTP_JSON)
 @pytest.mark.parametrize("case", CLIENT_CASES)
-def test_bad_request_is_reported_and_server_keeps_serving(client, case):
+def test_bad_request_is_reported_and_server_keeps_serving(client, wire, case):
     call, status, fragments = CLIENT_CASES[case]
-    expect_rpc_error(lambda: call(client), status, *fragments)
+    expect_error(client, lambda: call(client, wire), status, *fragments)
+    assert_simple_works(client)
+
+
+@pytest.mark.wires(HTTP_GZIP, HTTP_DEFLATE)
+def test_error_messages_survive_response_compression(client, wire):
+    # tritonclient.http decodes an error body as plain JSON, whatever its
+    # Content-Encoding, and Triton sends error bodies uncompressed; a
+    # compressed error reaches the caller as undecodable bytes instead of
+    # the server's message.
+    call, status, fragments = CLIENT_CASES["wrong-shape"]
+    expect_error(client, lambda: call(client, wire), status, *fragments)
     assert_simple_works(client)
 
 
 @pytest.fixture(scope="module")
-def stub(url):
-    with grpc.insecure_channel(url) as channel:
+def stub(grpc_url):
+    with grpc.insecure_channel(grpc_url) as channel:
         yield service_pb2_grpc.GRPCInferenceServiceStub(channel)
 
 
@@ -116,46 +126,46 @@ def expect_stub_error(stub, request, *fragments):
         assert fragment in caught.value.details(), caught.value.details()
 
 
-def test_raw_byte_size_mismatch(stub, client):
+def test_raw_byte_size_mismatch(stub, grpc_client):
     request = raw_request("simple", "INT32", {"INPUT0": bytes(60), "INPUT1": bytes(64)})
     expect_stub_error(stub, request, "simple", "INPUT0", "60 bytes", "expected 64")
-    assert_simple_works(client)
+    assert_simple_works(grpc_client)
 
 
-def test_bytes_length_prefix_beyond_the_data(stub, client):
+def test_bytes_length_prefix_beyond_the_data(stub, grpc_client):
     good = b"".join(struct.pack("<I", 1) + b"1" for _ in range(16))
     # The first element claims 100 bytes but only 2 follow.
     truncated = struct.pack("<I", 100) + b"12"
     request = raw_request("simple_string", "BYTES", {"INPUT0": truncated, "INPUT1": good})
     expect_stub_error(stub, request, "simple_string", "INPUT0", "malformed BYTES", "100")
-    assert_simple_works(client)
+    assert_simple_works(grpc_client)
 
 
-def test_too_few_bytes_elements(stub, client):
+def test_too_few_bytes_elements(stub, grpc_client):
     fifteen = b"".join(struct.pack("<I", 1) + b"1" for _ in range(15))
     sixteen = fifteen + struct.pack("<I", 1) + b"1"
     request = raw_request("simple_string", "BYTES", {"INPUT0": fifteen, "INPUT1": sixteen})
     expect_stub_error(stub, request, "simple_string", "INPUT0", "15 BYTES elements", "expected 16")
-    assert_simple_works(client)
+    assert_simple_works(grpc_client)
 
 
-def test_raw_contents_for_only_some_inputs(stub, client):
+def test_raw_contents_for_only_some_inputs(stub, grpc_client):
     request = raw_request("simple", "INT32", {"INPUT0": bytes(64)})
     request.inputs.add(name="INPUT1", datatype="INT32", shape=[1, 16])
     expect_stub_error(stub, request, "simple", "2 inputs but 1 raw_input_contents")
-    assert_simple_works(client)
+    assert_simple_works(grpc_client)
 
 
-def test_unknown_datatype_name(stub, client):
+def test_unknown_datatype_name(stub, grpc_client):
     request = raw_request("simple", "FLOAT32", {"INPUT0": bytes(64), "INPUT1": bytes(64)})
     expect_stub_error(stub, request, "simple", "INPUT0", "FLOAT32")
-    assert_simple_works(client)
+    assert_simple_works(grpc_client)
 
 
-def test_negative_dimension_in_a_request(stub, client):
+def test_negative_dimension_in_a_request(stub, grpc_client):
     request = raw_request("simple", "INT32", {"INPUT0": bytes(64), "INPUT1": bytes(64)}, shape=(-1, 16))
     expect_stub_error(stub, request, "simple", "INPUT0", "[-1,16]")
-    assert_simple_works(client)
+    assert_simple_works(grpc_client)
 
 
 @pytest.mark.parametrize(
@@ -163,50 +173,62 @@ def test_negative_dimension_in_a_request(stub, client):
     [((1, 2**62), "[1,4611686018427387904]"), ((4, 2**62), "overflows")],
     ids=["byte-size-overflows", "element-count-overflows"],
 )
-def test_absurd_shapes_are_refused(stub, client, shape, fragment):
+def test_absurd_shapes_are_refused(stub, grpc_client, shape, fragment):
     request = raw_request("identity_int32", "INT32", {"INPUT0": bytes(16)}, shape=shape)
     expect_stub_error(stub, request, "identity_int32", "INPUT0", fragment)
-    assert_simple_works(client)
+    assert_simple_works(grpc_client)
 
 
-def test_bad_requests_on_other_models_leave_them_serving(client):
+@pytest.mark.wires(GRPC, HTTP, HTTP_JSON)
+def test_bad_requests_on_other_models_leave_them_serving(client, wire):
     data = np.ones((1, 4), dtype=np.float32)
-    wrong = grpcclient.InferInput("INPUT", [1, 4], "FP32").set_data_from_numpy(data)
-    expect_rpc_error(
-        lambda: client.infer("scale_fp16", [wrong], client_timeout=RPC_TIMEOUT_S),
+    expect_error(
+        client,
+        lambda: wire.infer(client, "scale_fp16", [wire.input("INPUT", data)]),
         "INVALID_ARGUMENT",
         "scale_fp16",
         "INPUT",
         "expected FP16",
     )
     # busy_loop does not batch, so a leading batch dimension is a wrong shape.
-    iterations = grpcclient.InferInput("ITERATIONS", [1, 1], "INT64").set_data_from_numpy(np.ones((1, 1), np.int64))
-    expect_rpc_error(
-        lambda: client.infer("busy_loop", [iterations], client_timeout=RPC_TIMEOUT_S),
+    iterations = wire.input("ITERATIONS", np.ones((1, 1), np.int64))
+    expect_error(
+        client,
+        lambda: wire.infer(client, "busy_loop", [iterations]),
         "INVALID_ARGUMENT",
         "busy_loop",
         "ITERATIONS",
         "expected [1]",
     )
-    good = grpcclient.InferInput("INPUT", [1, 4], "FP16").set_data_from_numpy(data.astype(np.float16))
-    result = client.infer("scale_fp16", [good], client_timeout=RPC_TIMEOUT_S)
-    np.testing.assert_array_equal(result.as_numpy("OUTPUT"), np.full((1, 4), 0.5, np.float16))
+    result = wire.infer(client, "scale_fp16", [wire.input("INPUT", data.astype(np.float16))])
+    np.testing.assert_array_equal(as_numpy(result, "OUTPUT"), np.full((1, 4), 0.5, np.float16))
     assert_simple_works(client)
 
 
-def test_unimplemented_rpcs_say_so(client):
-    expect_rpc_error(lambda: client.get_model_repository_index(), "UNIMPLEMENTED", "RepositoryIndex")
-    expect_rpc_error(lambda: client.get_inference_statistics("simple"), "UNIMPLEMENTED", "ModelStatistics")
+# What each protocol names in its answer to an extension this server lacks:
+# the gRPC method, or the HTTP route.
+UNIMPLEMENTED_NAMES = {
+    "grpc": ("RepositoryIndex", "ModelStatistics"),
+    "http": ("/v2/repository/index", "/v2/models/simple/stats"),
+}
+
+
+def test_unimplemented_extensions_say_so(client, protocol):
+    index, statistics = UNIMPLEMENTED_NAMES[protocol]
+    expect_error(client, lambda: client.get_model_repository_index(), "UNIMPLEMENTED", index)
+    expect_error(client, lambda: client.get_inference_statistics("simple"), "UNIMPLEMENTED", statistics)
     assert_simple_works(client)
 
 
-def test_classification_is_refused_rather_than_ignored(client):
+@pytest.mark.wires(GRPC, HTTP, HTTP_JSON)
+def test_classification_is_refused_rather_than_ignored(client, wire):
     # Ignoring class_count would return raw tensors where the caller expects
     # labels, so the server must say it does not classify.
     a, b = simple_data(1, seed=5)
-    outputs = [grpcclient.InferRequestedOutput("OUTPUT0", class_count=2)]
-    expect_rpc_error(
-        lambda: client.infer("simple", simple_inputs(a, b), outputs=outputs, client_timeout=RPC_TIMEOUT_S),
+    outputs = wire.outputs("OUTPUT0", class_count=2)
+    expect_error(
+        client,
+        lambda: wire.infer(client, "simple", simple_inputs(a, b, wire), outputs=outputs),
         "UNIMPLEMENTED",
         "simple",
         "OUTPUT0",

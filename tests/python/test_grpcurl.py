@@ -31,16 +31,16 @@ def grpcurl(url, *args, body=None):
     return finished.stdout
 
 
-def test_list_services(url):
-    services = grpcurl(url, "list").split()
+def test_list_services(grpc_url):
+    services = grpcurl(grpc_url, "list").split()
     assert "inference.GRPCInferenceService" in services
     assert "grpc.health.v1.Health" in services
     # grpcurl 1.8 speaks the v1alpha reflection protocol.
     assert "grpc.reflection.v1alpha.ServerReflection" in services
 
 
-def test_describe_inference_service(url):
-    description = grpcurl(url, "describe", "inference.GRPCInferenceService")
+def test_describe_inference_service(grpc_url):
+    description = grpcurl(grpc_url, "describe", "inference.GRPCInferenceService")
     assert "service GRPCInferenceService {" in description
     assert "rpc ModelInfer ( .inference.ModelInferRequest ) returns ( .inference.ModelInferResponse );" in description
     streaming = (
@@ -50,13 +50,13 @@ def test_describe_inference_service(url):
     assert streaming in description
 
 
-def test_describe_a_message(url):
-    description = grpcurl(url, "describe", "inference.ModelInferRequest.InferInputTensor")
+def test_describe_a_message(grpc_url):
+    description = grpcurl(grpc_url, "describe", "inference.ModelInferRequest.InferInputTensor")
     assert "InferTensorContents contents = 5;" in description
 
 
-def test_model_metadata_as_json(url):
-    metadata = json.loads(grpcurl(url, "inference.GRPCInferenceService/ModelMetadata", body={"name": "simple"}))
+def test_model_metadata_as_json(grpc_url):
+    metadata = json.loads(grpcurl(grpc_url, "inference.GRPCInferenceService/ModelMetadata", body={"name": "simple"}))
     assert metadata["name"] == "simple"
     assert metadata["platform"] == "onnxruntime_onnx"
     assert metadata["inputs"] == [
@@ -65,7 +65,7 @@ def test_model_metadata_as_json(url):
     ]
 
 
-def test_model_infer_with_typed_json_contents(url):
+def test_model_infer_with_typed_json_contents(grpc_url):
     a = list(range(16))
     b = [100 - 7 * n for n in range(16)]
     body = {
@@ -76,7 +76,7 @@ def test_model_infer_with_typed_json_contents(url):
             for name, values in (("INPUT0", a), ("INPUT1", b))
         ],
     }
-    response = json.loads(grpcurl(url, "inference.GRPCInferenceService/ModelInfer", body=body))
+    response = json.loads(grpcurl(grpc_url, "inference.GRPCInferenceService/ModelInfer", body=body))
     assert response["id"] == "from-grpcurl"
     assert [output["name"] for output in response["outputs"]] == ["OUTPUT0", "OUTPUT1"]
     sums, differences = (
@@ -86,19 +86,20 @@ def test_model_infer_with_typed_json_contents(url):
     assert differences == [x - y for x, y in zip(a, b, strict=True)]
 
 
-def test_health_check(url):
-    assert json.loads(grpcurl(url, "grpc.health.v1.Health/Check")) == {"status": "SERVING"}
-    named = json.loads(grpcurl(url, "grpc.health.v1.Health/Check", body={"service": "inference.GRPCInferenceService"}))
+def test_health_check(grpc_url):
+    assert json.loads(grpcurl(grpc_url, "grpc.health.v1.Health/Check")) == {"status": "SERVING"}
+    body = {"service": "inference.GRPCInferenceService"}
+    named = json.loads(grpcurl(grpc_url, "grpc.health.v1.Health/Check", body=body))
     assert named == {"status": "SERVING"}
 
 
-def test_health_check_of_an_unknown_service(url):
-    finished = run_grpcurl(url, "grpc.health.v1.Health/Check", body={"service": "no.such.Service"})
+def test_health_check_of_an_unknown_service(grpc_url):
+    finished = run_grpcurl(grpc_url, "grpc.health.v1.Health/Check", body={"service": "no.such.Service"})
     assert finished.returncode != 0
     assert "NotFound" in finished.stderr, finished.stderr
 
 
-def test_error_status_reaches_grpcurl(url):
-    finished = run_grpcurl(url, "inference.GRPCInferenceService/ModelMetadata", body={"name": "no_such_model"})
+def test_error_status_reaches_grpcurl(grpc_url):
+    finished = run_grpcurl(grpc_url, "inference.GRPCInferenceService/ModelMetadata", body={"name": "no_such_model"})
     assert finished.returncode != 0
     assert "NotFound" in finished.stderr and "no_such_model" in finished.stderr, finished.stderr

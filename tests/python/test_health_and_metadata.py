@@ -1,8 +1,10 @@
-"""Health, readiness and metadata as tritonclient reads them."""
+"""Health, readiness and metadata as tritonclient reads them, over gRPC
+and HTTP."""
 
 import pytest
 
-from model_requests import expect_rpc_error
+from http_requests import expect_error_response, http_request
+from protocols import expect_error, model_metadata, server_metadata
 
 ALL_MODELS = [
     "simple",
@@ -47,12 +49,19 @@ def test_unknown_models_and_versions_are_not_ready(client):
     assert client.is_model_ready("simple", "2") is False
 
 
-def test_readiness_of_a_malformed_version_is_an_invalid_argument(client):
-    expect_rpc_error(lambda: client.is_model_ready("simple", "abc"), "INVALID_ARGUMENT", "simple", "'abc'")
+def test_readiness_of_a_malformed_version_is_an_invalid_argument(client, protocol, url):
+    if protocol == "grpc":
+        expect_error(client, lambda: client.is_model_ready("simple", "abc"), "INVALID_ARGUMENT", "simple", "'abc'")
+        return
+    # tritonclient.http reads any answer but 200 as "not ready" and drops
+    # the message; the server's answer itself says what is wrong.
+    assert client.is_model_ready("simple", "abc") is False
+    response = http_request(url, "GET", "/v2/models/simple/versions/abc/ready")
+    expect_error_response(response, 400, "simple", "'abc'")
 
 
 def test_server_metadata(client):
-    metadata = client.get_server_metadata(as_json=True)
+    metadata = server_metadata(client)
     assert metadata["name"] == "triton"
     assert metadata["version"]
     extensions = metadata["extensions"]
@@ -64,37 +73,43 @@ def test_server_metadata(client):
 
 
 def test_simple_metadata(client):
-    metadata = client.get_model_metadata("simple", as_json=True)
+    metadata = model_metadata(client, "simple")
     assert metadata["name"] == "simple"
     assert metadata["versions"] == ["1"]
     assert metadata["platform"] == "onnxruntime_onnx"
-    # int64 fields are strings in protobuf's JSON mapping.
     assert metadata["inputs"] == [
-        {"name": "INPUT0", "datatype": "INT32", "shape": ["-1", "16"]},
-        {"name": "INPUT1", "datatype": "INT32", "shape": ["-1", "16"]},
+        {"name": "INPUT0", "datatype": "INT32", "shape": [-1, 16]},
+        {"name": "INPUT1", "datatype": "INT32", "shape": [-1, 16]},
     ]
     assert metadata["outputs"] == [
-        {"name": "OUTPUT0", "datatype": "INT32", "shape": ["-1", "16"]},
-        {"name": "OUTPUT1", "datatype": "INT32", "shape": ["-1", "16"]},
+        {"name": "OUTPUT0", "datatype": "INT32", "shape": [-1, 16]},
+        {"name": "OUTPUT1", "datatype": "INT32", "shape": [-1, 16]},
     ]
+
+
+def test_grpc_metadata_shapes_are_int64(grpc_client):
+    # int64 fields are strings in protobuf's JSON mapping: the gRPC message
+    # really carries int64 shapes.
+    metadata = grpc_client.get_model_metadata("simple", as_json=True)
+    assert metadata["inputs"][0]["shape"] == ["-1", "16"]
 
 
 def test_metadata_of_an_explicit_version(client):
-    metadata = client.get_model_metadata("simple", "1")
-    assert metadata.name == "simple"
-    assert list(metadata.versions) == ["1"]
-    assert [tensor.name for tensor in metadata.inputs] == ["INPUT0", "INPUT1"]
+    metadata = model_metadata(client, "simple", "1")
+    assert metadata["name"] == "simple"
+    assert metadata["versions"] == ["1"]
+    assert [tensor["name"] for tensor in metadata["inputs"]] == ["INPUT0", "INPUT1"]
 
 
 def test_autocompleted_metadata_without_batching(client):
-    metadata = client.get_model_metadata("busy_loop")
-    assert [(t.name, t.datatype, list(t.shape)) for t in metadata.inputs] == [("ITERATIONS", "INT64", [1])]
-    assert [(t.name, t.datatype, list(t.shape)) for t in metadata.outputs] == [("COUNT", "INT64", [1])]
+    metadata = model_metadata(client, "busy_loop")
+    assert metadata["inputs"] == [{"name": "ITERATIONS", "datatype": "INT64", "shape": [1]}]
+    assert metadata["outputs"] == [{"name": "COUNT", "datatype": "INT64", "shape": [1]}]
 
 
 def test_unknown_model_metadata_is_not_found(client):
-    expect_rpc_error(lambda: client.get_model_metadata("no_such_model"), "NOT_FOUND", "no_such_model")
+    expect_error(client, lambda: model_metadata(client, "no_such_model"), "NOT_FOUND", "no_such_model")
 
 
 def test_unknown_version_metadata_is_not_found(client):
-    expect_rpc_error(lambda: client.get_model_metadata("simple", "7"), "NOT_FOUND", "simple", "7")
+    expect_error(client, lambda: model_metadata(client, "simple", "7"), "NOT_FOUND", "simple", "7")

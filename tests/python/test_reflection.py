@@ -17,8 +17,8 @@ def list_services(url, version):
 
 
 @pytest.mark.parametrize("version", ["v1", "v1alpha"])
-def test_reflection_lists_the_services(url, version):
-    response = list_services(url, version)
+def test_reflection_lists_the_services(grpc_url, version):
+    response = list_services(grpc_url, version)
     # The names travel as plain strings inside ListServiceResponse.
     for service in (b"inference.GRPCInferenceService", b"grpc.health.v1.Health"):
         assert service in response, response

@@ -1,7 +1,8 @@
 """SIGTERM stops the server in order: requests already running are
-answered, idle connections do not hold it up, and --exit-timeout-secs
-bounds the wait."""
+answered (over gRPC and HTTP), idle connections and streams do not hold it
+up, and --exit-timeout-secs bounds the wait."""
 
+import http.client
 import os
 import queue
 import signal
@@ -9,7 +10,8 @@ import time
 
 import pytest
 
-from model_requests import RPC_TIMEOUT_S, busy_loop_inputs, collect_into
+from model_requests import RPC_TIMEOUT_S, busy_loop_inputs, collect_into, default_wire, in_background
+from protocols import as_numpy
 from server_process import TEST_MODELS, copy_model
 
 # About a second of work on the machines this runs on (see test_concurrency).
@@ -30,22 +32,37 @@ def wait_until_running(server):
     assert server.process.poll() is None
 
 
-def test_in_flight_request_is_answered_before_exit(launch_server, busy_repository):
+def test_in_flight_request_is_answered_before_exit(launch_server, busy_repository, protocol):
     server = launch_server(busy_repository)
-    answers = queue.Queue()
-    with server.client() as client:
-        client.async_infer(
-            "busy_loop",
-            busy_loop_inputs(BUSY_ITERATIONS),
-            callback=collect_into(answers),
-            client_timeout=60,
-        )
-        wait_until_running(server)
-        assert server.stop(timeout=30) == 0
-        result, error = answers.get(timeout=RPC_TIMEOUT_S)
+
+    def busy(client):
+        wire = default_wire(client)
+        return wire.infer(client, "busy_loop", busy_loop_inputs(BUSY_ITERATIONS, wire), client_timeout=60)
+
+    answers = in_background(protocol, server.url_for(protocol), busy)
+    wait_until_running(server)
+    assert server.stop(timeout=30) == 0
+    _, result, error = answers.get(timeout=RPC_TIMEOUT_S)
     assert error is None, error
-    assert result.as_numpy("COUNT").tolist() == [BUSY_ITERATIONS]
+    assert as_numpy(result, "COUNT").tolist() == [BUSY_ITERATIONS]
     assert "received SIGTERM" in server.log
+
+
+def test_idle_http_connection_does_not_delay_exit(launch_server, busy_repository):
+    server = launch_server(busy_repository)
+    host, port = server.http_url.rsplit(":", 1)
+    # A keep-alive connection that has been used once and then sits idle.
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.request("GET", "/v2/health/ready")
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 200 and not response.will_close
+        started = time.monotonic()
+        assert server.stop(timeout=10) == 0
+        assert time.monotonic() - started < 5
+    finally:
+        connection.close()
 
 
 def test_in_flight_stream_request_is_answered_before_exit(launch_server, busy_repository):

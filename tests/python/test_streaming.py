@@ -35,26 +35,26 @@ def collect(events, count):
     return received
 
 
-def test_stream_keeps_order_and_survives_bad_requests(client):
+def test_stream_keeps_order_and_survives_bad_requests(grpc_client):
     events = queue.Queue()
-    client.start_stream(callback=collect_into(events), stream_timeout=60)
+    grpc_client.start_stream(callback=collect_into(events), stream_timeout=60)
     try:
         # Each entry: ("good", request id, operands) or ("bad", fragment the error must contain).
         sent = []
         for n in range(GOOD_REQUESTS):
             a, b = simple_data(batch=1 + n % 8, seed=1000 + n)
             request_id = f"stream-{n}"
-            client.async_stream_infer("simple", simple_inputs(a, b), request_id=request_id)
+            grpc_client.async_stream_infer("simple", simple_inputs(a, b), request_id=request_id)
             sent.append(("good", request_id, (a, b)))
             if n % 10 == 3:
-                client.async_stream_infer("simple", bad_shape_inputs(), request_id=f"bad-shape-{n}")
+                grpc_client.async_stream_infer("simple", bad_shape_inputs(), request_id=f"bad-shape-{n}")
                 sent.append(("bad", "'simple': input 'INPUT0' has shape [1,15]"))
             if n % 10 == 7:
-                client.async_stream_infer("no_such_model", simple_inputs(a, b), request_id=f"bad-model-{n}")
+                grpc_client.async_stream_infer("no_such_model", simple_inputs(a, b), request_id=f"bad-model-{n}")
                 sent.append(("bad", "no_such_model"))
         received = collect(events, len(sent))
     finally:
-        client.stop_stream()
+        grpc_client.stop_stream()
 
     for expected, (result, error) in zip(sent, received, strict=True):
         if expected[0] == "good":
@@ -65,43 +65,43 @@ def test_stream_keeps_order_and_survives_bad_requests(client):
         else:
             assert result is None
             assert expected[1] in error.message(), error.message()
-    assert_simple_works(client)
+    assert_simple_works(grpc_client)
 
 
-def test_stream_longer_than_the_server_window(client):
+def test_stream_longer_than_the_server_window(grpc_client):
     # More requests than the server lets run ahead of its responses (256),
     # sent without waiting, so its back-pressure is exercised.
     count = 600
     events = queue.Queue()
     a, b = simple_data(1, seed=77)
-    client.start_stream(callback=collect_into(events), stream_timeout=60)
+    grpc_client.start_stream(callback=collect_into(events), stream_timeout=60)
     try:
         for n in range(count):
-            client.async_stream_infer("simple", simple_inputs(a + n, b), request_id=str(n))
+            grpc_client.async_stream_infer("simple", simple_inputs(a + n, b), request_id=str(n))
         received = collect(events, count)
     finally:
-        client.stop_stream()
+        grpc_client.stop_stream()
     for n, (result, error) in enumerate(received):
         assert error is None, error
         assert result.get_response().id == str(n)
         np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a + n + b)
 
 
-def test_stream_of_bytes_and_fp16_models(client):
+def test_stream_of_bytes_and_fp16_models(grpc_client):
     events = queue.Queue()
-    client.start_stream(callback=collect_into(events), stream_timeout=60)
+    grpc_client.start_stream(callback=collect_into(events), stream_timeout=60)
     try:
         text = np.array([[b"\x00bin\xff", b""]], dtype=np.object_)
         bytes_input = grpcclient.InferInput("INPUT0", [1, 2], "BYTES")
         bytes_input.set_data_from_numpy(text)
-        client.async_stream_infer("identity_bytes", [bytes_input], request_id="bytes")
+        grpc_client.async_stream_infer("identity_bytes", [bytes_input], request_id="bytes")
         halves = np.array([[2.0, 4.0, -8.0, 1.0]], dtype=np.float16)
         fp16_input = grpcclient.InferInput("INPUT", [1, 4], "FP16")
         fp16_input.set_data_from_numpy(halves)
-        client.async_stream_infer("scale_fp16", [fp16_input], request_id="fp16")
+        grpc_client.async_stream_infer("scale_fp16", [fp16_input], request_id="fp16")
         (bytes_result, bytes_error), (fp16_result, fp16_error) = collect(events, 2)
     finally:
-        client.stop_stream()
+        grpc_client.stop_stream()
     assert bytes_error is None and fp16_error is None
     assert bytes_result.get_response().id == "bytes"
     assert bytes_result.as_numpy("OUTPUT0").tolist() == text.tolist()
@@ -109,16 +109,16 @@ def test_stream_of_bytes_and_fp16_models(client):
     np.testing.assert_array_equal(fp16_result.as_numpy("OUTPUT"), halves / 2)
 
 
-def test_stream_can_be_restarted(client):
+def test_stream_can_be_restarted(grpc_client):
     for round_number in range(3):
         events = queue.Queue()
-        client.start_stream(callback=collect_into(events), stream_timeout=30)
+        grpc_client.start_stream(callback=collect_into(events), stream_timeout=30)
         try:
             a, b = simple_data(2, seed=round_number)
-            client.async_stream_infer("simple", simple_inputs(a, b), request_id=f"round-{round_number}")
+            grpc_client.async_stream_infer("simple", simple_inputs(a, b), request_id=f"round-{round_number}")
             ((result, error),) = collect(events, 1)
         finally:
-            client.stop_stream()
+            grpc_client.stop_stream()
         assert error is None
         assert result.get_response().id == f"round-{round_number}"
         check_simple_result(result, a, b)

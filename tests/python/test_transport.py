@@ -1,58 +1,88 @@
-"""What the wire allows: compressed requests and messages far beyond gRPC's
-default 4 MB limit."""
+"""What the wire allows: compressed requests and responses, and messages far
+beyond gRPC's default 4 MB limit, over gRPC and HTTP. HTTP bodies are
+limited by --http-max-input-size (64 MiB by default, after decompression;
+see test_http_limits.py for what happens past it)."""
 
 import queue
 import time
 
 import numpy as np
 import pytest
-import tritonclient.grpc as grpcclient
 
-from model_requests import check_simple_result, collect_into, simple_data, simple_inputs
+from model_requests import check_simple_result, collect_into, default_wire, simple_data, simple_inputs
+from protocols import GRPC, HTTP, Wire, as_numpy
+
+DEFAULT_HTTP_LIMIT = 64 * 1024 * 1024
 
 
+def compressed(wire, algorithm):
+    """`wire` with `algorithm` for requests, and over HTTP for responses too."""
+    if wire.protocol == "grpc":
+        return wire
+    return Wire("http", wire.binary_inputs, wire.binary_outputs, algorithm, algorithm)
+
+
+def compression_arguments(protocol, algorithm):
+    return {"compression_algorithm": algorithm} if protocol == "grpc" else {}
+
+
+@pytest.mark.wires(GRPC, HTTP, Wire("http", binary_inputs=False, binary_outputs=False))
 @pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
-def test_compressed_requests(client, algorithm):
+def test_compressed_requests(client, wire, algorithm):
+    wire = compressed(wire, algorithm)
     a, b = simple_data(8, seed=21)
-    result = client.infer("simple", simple_inputs(a, b), compression_algorithm=algorithm, client_timeout=20)
+    result = wire.infer(
+        client, "simple", simple_inputs(a, b, wire), **compression_arguments(wire.protocol, algorithm)
+    )
     check_simple_result(result, a, b)
 
 
 @pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
-def test_compressed_large_bytes_request(client, algorithm):
-    # Repetitive text compresses well, so the compressed frame is small while
-    # the decompressed message is over 4 MB.
+def test_compressed_large_bytes_request(client, protocol, algorithm):
+    # Repetitive text compresses well, so the compressed body is small while
+    # the decompressed one is over 4 MB.
+    wire = compressed(default_wire(client), algorithm)
     elements = np.array([[b"abc" * 200_000, b"\x00" * 5_000_000]], dtype=np.object_)
-    tensor = grpcclient.InferInput("INPUT0", [1, 2], "BYTES").set_data_from_numpy(elements)
-    result = client.infer("identity_bytes", [tensor], compression_algorithm=algorithm, client_timeout=60)
-    assert result.as_numpy("OUTPUT0").tolist() == elements.tolist()
+    result = wire.infer(
+        client,
+        "identity_bytes",
+        [wire.input("INPUT0", elements, "BYTES")],
+        client_timeout=60,
+        **compression_arguments(protocol, algorithm),
+    )
+    assert as_numpy(result, "OUTPUT0").tolist() == elements.tolist()
 
 
-def test_compressed_stream(client):
+def test_compressed_stream(grpc_client):
     answers = queue.Queue()
-    client.start_stream(callback=collect_into(answers), stream_timeout=30, compression_algorithm="gzip")
+    grpc_client.start_stream(callback=collect_into(answers), stream_timeout=30, compression_algorithm="gzip")
     try:
         operands = [simple_data(2, seed=30 + n) for n in range(5)]
         for n, (a, b) in enumerate(operands):
-            client.async_stream_infer("simple", simple_inputs(a, b), request_id=str(n))
+            grpc_client.async_stream_infer("simple", simple_inputs(a, b), request_id=str(n))
         received = [answers.get(timeout=20) for _ in operands]
     finally:
-        client.stop_stream()
+        grpc_client.stop_stream()
     for n, ((result, error), (a, b)) in enumerate(zip(received, operands, strict=True)):
         assert error is None, error
         assert result.get_response().id == str(n)
         check_simple_result(result, a, b)
 
 
-def test_64_mb_tensor_round_trips(client):
-    count = 16 * 1024 * 1024
+# 64 MB over gRPC. Over HTTP the body also holds the JSON header, and the
+# whole body must stay within the default 64 MiB limit: 16 KiB less data.
+LARGE_ELEMENTS = {"grpc": 16 * 1024 * 1024, "http": (DEFAULT_HTTP_LIMIT - 16 * 1024) // 4}
+
+
+def test_64_mb_tensor_round_trips(client, protocol):
+    count = LARGE_ELEMENTS[protocol]
+    wire = default_wire(client)
     # Distinct values everywhere, so a dropped or repeated chunk shows.
     data = np.arange(count, dtype=np.float32).reshape(1, count)
-    tensor = grpcclient.InferInput("INPUT0", [1, count], "FP32").set_data_from_numpy(data)
     started = time.monotonic()
-    result = client.infer("identity_fp32", [tensor], client_timeout=120)
+    result = wire.infer(client, "identity_fp32", [wire.input("INPUT0", data)], client_timeout=120)
     elapsed = time.monotonic() - started
-    output = result.as_numpy("OUTPUT0")
+    output = as_numpy(result, "OUTPUT0")
     assert output.shape == (1, count)
     np.testing.assert_array_equal(output, data)
-    assert elapsed < 60, f"a 64 MB round trip took {elapsed:.1f} s"
+    assert elapsed < 60, f"a {data.nbytes / 2**20:.0f} MiB round trip took {elapsed:.1f} s"

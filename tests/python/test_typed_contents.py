@@ -12,8 +12,8 @@ from model_requests import RPC_TIMEOUT_S
 
 
 @pytest.fixture(scope="module")
-def stub(url):
-    with grpc.insecure_channel(url) as channel:
+def stub(grpc_url):
+    with grpc.insecure_channel(grpc_url) as channel:
         yield service_pb2_grpc.GRPCInferenceServiceStub(channel)
 
 

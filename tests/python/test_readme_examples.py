@@ -1,0 +1,169 @@
+"""README.md's examples, run as written against the shared server: every
+curl and grpcurl command of its shell blocks and every Python block, with
+only the addresses (localhost:8000, localhost:8001) and the grpcurl path
+changed. Each must succeed, and each inference must return what its own
+request implies (sums and differences for simple and simple_string, halves
+for scale_fp16)."""
+
+import base64
+import json
+import re
+import shlex
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from server_process import REPO_ROOT
+
+README = REPO_ROOT / "README.md"
+GRPCURL = REPO_ROOT / ".deps" / "grpcurl" / "grpcurl"
+COMMAND_TIMEOUT_S = 30
+
+
+def fenced_blocks(text):
+    """(language, body) of each fenced code block."""
+    return [(match[1], match[2]) for match in re.finditer(r"^```(\w*)\n(.*?)^```", text, re.M | re.S)]
+
+
+def shell_commands(block, program):
+    """The `program` commands of a shell block. A command goes on over lines
+    that end in a backslash, or while a single-quoted argument is open."""
+    commands, current = [], None
+    for line in block.splitlines():
+        if current is None:
+            if not line.startswith(program + " "):
+                continue
+            current = line
+        else:
+            current += "\n" + line
+        if not current.endswith("\\") and current.count("'") % 2 == 0:
+            commands.append(current)
+            current = None
+    assert current is None, f"an unfinished {program} command in README.md:\n{current}"
+    return commands
+
+
+BLOCKS = fenced_blocks(README.read_text())
+CURL_COMMANDS = [cmd for lang, body in BLOCKS if lang == "sh" for cmd in shell_commands(body, "curl")]
+GRPCURL_COMMANDS = [cmd for lang, body in BLOCKS if lang == "sh" for cmd in shell_commands(body, "grpcurl")]
+PYTHON_BLOCKS = [body for lang, body in BLOCKS if lang == "python"]
+
+
+def test_the_readme_has_the_examples_these_tests_expect():
+    # Guards the extraction: a change in README.md's formatting must not
+    # silently leave examples untested.
+    assert len(CURL_COMMANDS) >= 8, CURL_COMMANDS
+    assert len(GRPCURL_COMMANDS) >= 4, GRPCURL_COMMANDS
+    assert len(PYTHON_BLOCKS) >= 2
+    assert any("\n" in command for command in CURL_COMMANDS), "no multi-line curl command found"
+    assert any("\\\n" in command for command in GRPCURL_COMMANDS), "no backslash-continued grpcurl command found"
+
+
+def command_id(command):
+    """The address, method and headers of a command: enough to tell them apart."""
+    words = shlex.split(command)[1:]
+    return " ".join(word for word in words if word.strip() and not word.startswith(("-", "{")) and word != "POST")
+
+
+def run_shell(command):
+    finished = subprocess.run(
+        ["bash", "-c", command], capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, cwd=REPO_ROOT
+    )
+    assert finished.returncode == 0, f"{command}\nexit {finished.returncode}\n{finished.stdout}\n{finished.stderr}"
+    return finished.stdout
+
+
+def option_values(words, *names):
+    return [words[index + 1] for index, word in enumerate(words[:-1]) if word in names]
+
+
+# --- what each answer must be, from its own request ---------------------------
+
+
+def expected_v2_outputs(model, request):
+    """The outputs (name -> flat data) a v2 request to an example model must give."""
+    inputs = {tensor["name"]: tensor for tensor in request["inputs"]}
+    if model == "simple":
+        a, b = (np.array(inputs[name]["data"]).flatten() for name in ("INPUT0", "INPUT1"))
+        return {"OUTPUT0": (a + b).tolist(), "OUTPUT1": (a - b).tolist()}
+    if model == "simple_string":
+        a, b = (np.array(inputs[name]["data"]).flatten().astype(int) for name in ("INPUT0", "INPUT1"))
+        return {"OUTPUT0": [str(n) for n in a + b], "OUTPUT1": [str(n) for n in a - b]}
+    raise AssertionError(f"no expectation for a v2 request to {model}")
+
+
+def check_curl_answer(words, answer):
+    url = next(word for word in words if "127.0.0.1" in word)
+    path = url.split("/", 1)[1] if "/" in url else ""
+    headers = dict(value.split(": ", 1) for value in option_values(words, "-H"))
+    data = option_values(words, "-d", "--data", "--data-binary")
+    request = json.loads(data[0]) if data else None
+    if path in ("v2/health/ready", "v2/health/live"):
+        assert answer == ""
+    elif path == "health":
+        assert json.loads(answer) == {"status": "ready"}
+    elif re.fullmatch(r"v2/models/\w+", path):
+        assert json.loads(answer)["name"] == path.rsplit("/", 1)[1]
+    elif re.fullmatch(r"v2/models/\w+/config", path):
+        assert json.loads(answer)["name"] == path.split("/")[2]
+    elif path.endswith("/infer") or (path == "predict" and "inputs" in request):
+        model = headers["model_name"] if path == "predict" else path.split("/")[2]
+        outputs = {output["name"]: output["data"] for output in json.loads(answer)["outputs"]}
+        assert outputs == expected_v2_outputs(model, request)
+    elif path == "predict":
+        assert headers["model_name"] == "scale_fp16", "no expectation for instances of another model"
+        halves = [[value * 0.5 for value in row] for row in request["instances"]]
+        assert json.loads(answer) == {"predictions": halves}
+    else:
+        raise AssertionError(f"no expectation for the README's {' '.join(words)}")
+
+
+@pytest.mark.parametrize("command", CURL_COMMANDS, ids=command_id)
+def test_curl_example(http_url, command):
+    command = command.replace("localhost:8000", http_url)
+    # --fail-with-body: any status of 400 or more fails the command.
+    runnable = re.sub(r"^curl ", "curl -sS --fail-with-body --max-time 20 ", command)
+    answer = run_shell(runnable)
+    check_curl_answer(shlex.split(command), answer)
+
+
+def check_grpcurl_answer(words, answer):
+    method = next((word for word in words if "/" in word and not word.startswith("-")), None)
+    if "list" in words:
+        services = answer.split()
+        assert "inference.GRPCInferenceService" in services and "grpc.health.v1.Health" in services
+    elif method == "grpc.health.v1.Health/Check":
+        assert json.loads(answer) == {"status": "SERVING"}
+    elif method == "inference.GRPCInferenceService/ModelMetadata":
+        assert json.loads(answer)["name"] == json.loads(option_values(words, "-d")[0])["name"]
+    elif method == "inference.GRPCInferenceService/ModelInfer":
+        request = json.loads(option_values(words, "-d")[0])
+        assert request["model_name"] == "simple"
+        as_v2 = {"inputs": [{"name": t["name"], "data": t["contents"]["int_contents"]} for t in request["inputs"]]}
+        response = json.loads(answer)
+        raw = [np.frombuffer(base64.b64decode(data), dtype="<i4").tolist() for data in response["rawOutputContents"]]
+        names = [output["name"] for output in response["outputs"]]
+        assert dict(zip(names, raw, strict=True)) == expected_v2_outputs("simple", as_v2)
+    else:
+        raise AssertionError(f"no expectation for the README's {' '.join(words)}")
+
+
+@pytest.mark.skipif(not GRPCURL.is_file(), reason=f"{GRPCURL} is missing; run scripts/fetch-grpcurl.sh")
+@pytest.mark.parametrize("command", GRPCURL_COMMANDS, ids=command_id)
+def test_grpcurl_example(grpc_url, command):
+    command = command.replace("localhost:8001", grpc_url)
+    runnable = re.sub(r"^grpcurl ", f"{shlex.quote(str(GRPCURL))} -max-time 20 ", command)
+    check_grpcurl_answer(shlex.split(command), run_shell(runnable))
+
+
+@pytest.mark.parametrize("block", PYTHON_BLOCKS, ids=lambda block: re.search(r"import tritonclient\.(\w+)", block)[1])
+def test_python_example(server, block):
+    code = block.replace("localhost:8000", server.http_url).replace("localhost:8001", server.grpc_url)
+    finished = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, cwd=REPO_ROOT
+    )
+    assert finished.returncode == 0, f"exit {finished.returncode}\n{finished.stdout}\n{finished.stderr}"
+    # Each example prints simple's OUTPUT0 for INPUT0 0..15 and INPUT1 ones.
+    assert finished.stdout.splitlines()[0] == str(np.arange(1, 17).reshape(1, 16))
