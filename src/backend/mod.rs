@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::error::Result;
 use crate::model_config::ModelConfig;
+use crate::statistics::ExecutionTimes;
 use crate::tensor::{DataType, Tensor};
 
 /// An input or output as the model file declares it.
@@ -74,6 +75,7 @@ pub trait Backend: Send + Sync {
 pub trait ModelInstance: Send {
     /// Runs the model. `inputs` have passed validation and carry the shapes
     /// the model expects; the result holds the outputs named in `outputs`, in
-    /// that order, with the shapes the model produced.
-    fn execute(&mut self, inputs: &[Tensor], outputs: &[String]) -> Result<Vec<Tensor>>;
+    /// that order, with the shapes the model produced. The time spent making
+    /// backend inputs, running, and reading outputs is added to `times`.
+    fn execute(&mut self, inputs: &[Tensor], outputs: &[String], times: &mut ExecutionTimes) -> Result<Vec<Tensor>>;
 }

@@ -100,6 +100,11 @@ fn complete_from_signature(
                 "auto-completed max_batch_size: the model can batch but its configuration sets no max_batch_size"
             );
         }
+        // Like Triton's ONNX Runtime backend: a model found able to batch
+        // gets the dynamic batcher unless another scheduler is configured.
+        if config.max_batch_size > 1 && config.scheduling_choice.is_none() {
+            config.scheduling_choice = Some(SchedulingChoice::DynamicBatching(Default::default()));
+        }
     } else if config.max_batch_size != 0 {
         return Err(format!(
             "max_batch_size is {} but the model cannot batch: not every input and output has a dynamic first dimension",
@@ -256,6 +261,10 @@ mod tests {
         assert_eq!(config.backend, "onnxruntime");
         assert_eq!(config.default_model_filename, "model.onnx");
         assert_eq!(config.max_batch_size, 4);
+        match &config.scheduling_choice {
+            Some(SchedulingChoice::DynamicBatching(batching)) => assert_eq!(batching.preferred_batch_size, vec![4]),
+            other => panic!("expected the dynamic batcher, got {other:?}"),
+        }
         assert_eq!(config.input[0].name, "x");
         assert_eq!(config.input[0].data_type, ConfigDataType::TypeFp16 as i32);
         assert_eq!(config.input[0].dims, vec![4]);

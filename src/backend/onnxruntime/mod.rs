@@ -6,6 +6,7 @@ mod session_options;
 mod values;
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use ort::environment::Environment;
 use ort::session::Session;
@@ -18,6 +19,7 @@ pub use session_options::SessionOptions;
 use super::{Backend, Device, InstanceSettings, ModelInstance, ModelSignature, TensorSpec};
 use crate::error::{Error, Result};
 use crate::model_config::{ONNX_BACKEND, check_against_signature};
+use crate::statistics::ExecutionTimes;
 use crate::tensor::Tensor;
 
 /// Runs ONNX models on ONNX Runtime.
@@ -136,7 +138,8 @@ struct OnnxRuntimeInstance {
 }
 
 impl ModelInstance for OnnxRuntimeInstance {
-    fn execute(&mut self, inputs: &[Tensor], outputs: &[String]) -> Result<Vec<Tensor>> {
+    fn execute(&mut self, inputs: &[Tensor], outputs: &[String], times: &mut ExecutionTimes) -> Result<Vec<Tensor>> {
+        let phase = Instant::now();
         let values = inputs
             .iter()
             .map(|tensor| {
@@ -145,11 +148,15 @@ impl ModelInstance for OnnxRuntimeInstance {
                     .map_err(|error| Error::invalid_argument(format!("input '{}': {error}", tensor.name)))
             })
             .collect::<Result<Vec<_>>>()?;
+        times.input += phase.elapsed();
+        let phase = Instant::now();
         let produced = self
             .session
             .run(values)
             .map_err(|error| Error::internal(format!("ONNX Runtime failed to run the model: {error}")))?;
-        outputs
+        times.infer += phase.elapsed();
+        let phase = Instant::now();
+        let tensors = outputs
             .iter()
             .map(|name| {
                 let value = produced
@@ -157,6 +164,8 @@ impl ModelInstance for OnnxRuntimeInstance {
                     .ok_or_else(|| Error::internal(format!("the model did not produce output '{name}'")))?;
                 values::output_tensor(name, value).map_err(Error::internal)
             })
-            .collect()
+            .collect();
+        times.output += phase.elapsed();
+        tensors
     }
 }
