@@ -517,7 +517,6 @@ fn instance_placements(config: &ModelConfig) -> Vec<(String, Device)> {
     for group in &config.instance_group {
         let count = usize::try_from(group.count).unwrap_or(0);
         let devices: Vec<Device> = match group.kind() {
-            Kind::Gpu if group.gpus.is_empty() => vec![Device::Gpu(0)],
             Kind::Gpu => group.gpus.iter().map(|&gpu| Device::Gpu(gpu)).collect(),
             _ => vec![Device::Cpu],
         };

@@ -64,6 +64,12 @@ pub trait Backend: Send + Sync {
     /// The backend name used in model configurations (`backend: "..."`).
     fn name(&self) -> &'static str;
 
+    /// Whether instances can run on a GPU (a `KIND_AUTO` instance group then
+    /// means GPU 0).
+    fn gpu_available(&self) -> bool {
+        false
+    }
+
     /// Reads the inputs and outputs that a model file declares.
     fn signature(&self, model_path: &std::path::Path) -> Result<ModelSignature>;
 

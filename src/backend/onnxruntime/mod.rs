@@ -1,6 +1,7 @@
 //! The ONNX Runtime backend, through the `ort` crate with the library
 //! loaded at run time.
 
+mod cuda;
 mod library;
 mod session_options;
 mod values;
@@ -59,6 +60,10 @@ impl Backend for OnnxRuntimeBackend {
         ONNX_BACKEND
     }
 
+    fn gpu_available(&self) -> bool {
+        cuda::available()
+    }
+
     fn signature(&self, model_path: &Path) -> Result<ModelSignature> {
         // Only the declared inputs and outputs are needed: skip the graph
         // optimizations that make a full load slow.
@@ -75,15 +80,11 @@ impl Backend for OnnxRuntimeBackend {
     }
 
     fn create_instance(&self, settings: &InstanceSettings) -> Result<Box<dyn ModelInstance>> {
-        if let Device::Gpu(gpu) = settings.device {
-            return Err(Error::unavailable(format!(
-                "instance '{}' asks for GPU {gpu}, but this server runs ONNX Runtime on the CPU only",
-                settings.name
-            )));
-        }
         let options = SessionOptions::from_config(&settings.config, settings.instances_of_model)
             .map_err(Error::invalid_argument)?;
-        let session = self.build_session(&options, &settings.model_path)?;
+        let session = self
+            .build_session(&options, settings.device, &settings.model_path)
+            .map_err(|error| Error::new(error.kind(), format!("instance '{}': {}", settings.name, error.message())))?;
         let signature = signature_of(&session).map_err(Error::internal)?;
         check_against_signature(&settings.config, &signature).map_err(Error::invalid_argument)?;
         tracing::debug!(instance = %settings.name, ?options, "created ONNX Runtime session");
@@ -92,7 +93,11 @@ impl Backend for OnnxRuntimeBackend {
 }
 
 impl OnnxRuntimeBackend {
-    fn build_session(&self, options: &SessionOptions, model_path: &Path) -> Result<Session> {
+    fn build_session(&self, options: &SessionOptions, device: Device, model_path: &Path) -> Result<Session> {
+        let execution_provider = match device {
+            Device::Cpu => None,
+            Device::Gpu(gpu) => Some(cuda::execution_provider(gpu, &self.library)?),
+        };
         let configure = || -> ort::Result<Session> {
             let mut builder = self
                 .session_builder()?
@@ -104,6 +109,9 @@ impl OnnxRuntimeBackend {
             }
             if let Some(enable) = options.memory_pattern {
                 builder = builder.with_memory_pattern(enable)?;
+            }
+            if let Some(provider) = &execution_provider {
+                builder = builder.with_execution_providers([provider.clone()])?;
             }
             builder.commit_from_file(model_path)
         };
