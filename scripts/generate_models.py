@@ -158,6 +158,47 @@ def busy_loop(path):
     save(graph, path)
 
 
+def batch_busy_loop(path):
+    """INT64 [batch, 1] ITERATIONS and FP32 [batch, n] PAYLOAD -> COUNT equal
+    to ITERATIONS and PAYLOAD_OUT equal to PAYLOAD, after looping as many
+    times as the largest ITERATIONS of the batch.
+
+    A batchable model whose run time the test chooses: the scheduling tests
+    keep its instance busy while requests pile up in the queue, and tell
+    batches apart by their PAYLOAD widths.
+    """
+    int64 = TensorProto.INT64
+    one = helper.make_tensor("one", int64, [1], [1])
+    body = helper.make_graph(
+        [
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+            helper.make_node("Add", ["count_in", "one"], ["count_out"]),
+        ],
+        "body",
+        [tensor("i", int64, []), tensor("cond_in", TensorProto.BOOL, []), tensor("count_in", int64, [1])],
+        [tensor("cond_out", TensorProto.BOOL, []), tensor("count_out", int64, [1])],
+        initializer=[one],
+    )
+    zero = helper.make_tensor("zero", int64, [1], [0])
+    true = helper.make_tensor("true", TensorProto.BOOL, [], [True])
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceMax", ["ITERATIONS"], ["trip_count"], keepdims=0),
+            helper.make_node("Loop", ["trip_count", "true", "zero"], ["steps"], body=body),
+            # COUNT = ITERATIONS + (steps - trip_count): equal to ITERATIONS,
+            # but only once the loop has run.
+            helper.make_node("Sub", ["steps", "trip_count"], ["nothing"]),
+            helper.make_node("Add", ["ITERATIONS", "nothing"], ["COUNT"]),
+            helper.make_node("Identity", ["PAYLOAD"], ["PAYLOAD_OUT"]),
+        ],
+        "batch_busy_loop",
+        [tensor("ITERATIONS", int64, ["batch", 1]), tensor("PAYLOAD", TensorProto.FLOAT, ["batch", "n"])],
+        [tensor("COUNT", int64, ["batch", 1]), tensor("PAYLOAD_OUT", TensorProto.FLOAT, ["batch", "n"])],
+        initializer=[zero, true],
+    )
+    save(graph, path)
+
+
 def write_all(examples: pathlib.Path, test_models: pathlib.Path) -> None:
     simple(examples / "simple" / "1" / "model.onnx")
     simple_string(examples / "simple_string" / "1" / "model.onnx")
@@ -165,6 +206,7 @@ def write_all(examples: pathlib.Path, test_models: pathlib.Path) -> None:
     for name, elem_type in IDENTITY_TYPES.items():
         identity(test_models / f"identity_{name.lower()}" / "1" / "model.onnx", elem_type)
     busy_loop(test_models / "busy_loop" / "1" / "model.onnx")
+    batch_busy_loop(test_models / "batch_busy_loop" / "1" / "model.onnx")
 
 
 def onnx_files(root: pathlib.Path):

@@ -25,10 +25,14 @@ fi
 step "checking formatting, lints and generated models"
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
+cargo clippy --locked --all-targets --features cuda -- -D warnings
 .venv/bin/python scripts/generate_models.py --check
 
 step "Rust unit and integration tests"
 cargo test --locked
+
+step "Rust tests again with the cuda feature (GPU code built, CPU tests run)"
+cargo test --locked --features cuda
 
 step "Python tests (tritonclient, grpcurl)"
 TRITONRS_BIN=target/debug/tritonrs .venv/bin/python -m pytest tests/python -q

@@ -22,5 +22,6 @@ pub mod repository;
 pub mod scheduler;
 pub mod server;
 pub mod shutdown;
+pub mod statistics;
 pub mod tensor;
 pub mod validation;

@@ -14,7 +14,8 @@ use crate::inference::{InferenceRequest, InferenceResponse};
 use crate::model_config::{AutocompleteOptions, ModelConfig, autocomplete, check_config, parse_text_format};
 use crate::proto::inference::model_instance_group::Kind;
 use crate::repository::{CONFIG_FILENAME, ModelDirectory, available_versions, scan_repositories, select_versions};
-use crate::scheduler::Scheduler;
+use crate::scheduler::{RequestOptions, Scheduler, SchedulingPolicy};
+use crate::statistics::{ModelStatistics, StatisticsRecorder};
 use crate::tensor::DataType;
 use crate::validation::ModelIo;
 
@@ -95,6 +96,7 @@ pub struct LoadedVersion {
     config: Arc<ModelConfig>,
     io: ModelIo,
     scheduler: Scheduler,
+    statistics: Arc<StatisticsRecorder>,
 }
 
 struct VersionRecord {
@@ -305,11 +307,15 @@ impl ModelManager {
             instances.push((name.clone(), backend.create_instance(&settings)?));
         }
         let label = format!("model '{}' version {version}", config.name);
+        let statistics = Arc::new(StatisticsRecorder::new(&config.name, version));
+        let scheduler =
+            Scheduler::start(&label, SchedulingPolicy::from_config(config), instances, Arc::clone(&statistics))?;
         Ok(LoadedVersion {
             version,
             config: Arc::clone(config),
             io: ModelIo::from_config(config),
-            scheduler: Scheduler::start(&label, instances)?,
+            scheduler,
+            statistics,
         })
     }
 
@@ -429,6 +435,28 @@ impl ModelManager {
         }
     }
 
+    /// Statistics of every ready version of `name` (of every model when
+    /// `None`), or of one version, ordered by name and version.
+    pub fn statistics(&self, name: Option<&str>, version: Option<i64>) -> Result<Vec<ModelStatistics>> {
+        if let Some(name) = name {
+            if version.is_some() {
+                return Ok(vec![self.resolve(name, version)?.statistics.snapshot()]);
+            }
+            if !self.read_models().contains_key(name) {
+                return Err(Error::not_found(format!("model '{name}' is not in the model repository")));
+            }
+        } else if version.is_some() {
+            return Err(Error::invalid_argument("a version needs a model name"));
+        }
+        let models = self.read_models();
+        Ok(models
+            .iter()
+            .filter(|(model, _)| name.is_none_or(|name| name == model.as_str()))
+            .flat_map(|(_, record)| record.versions.values().filter_map(|version| version.loaded.as_ref()))
+            .map(|loaded| loaded.statistics.snapshot())
+            .collect())
+    }
+
     /// Name, ready versions, platform and tensors of a model.
     pub fn model_metadata(&self, name: &str, version: Option<i64>) -> Result<ModelMetadata> {
         let loaded = self.resolve(name, version)?;
@@ -472,8 +500,9 @@ impl ModelManager {
         let loaded = self.resolve(&request.model_name, request.model_version)?;
         let model_name = request.model_name.clone();
         let id = request.id.clone();
+        let options = RequestOptions::from_parameters(&model_name, &request.parameters)?;
         let validated = loaded.io.validate(request)?;
-        let mut outputs = loaded.scheduler.execute(validated).await?;
+        let mut outputs = loaded.scheduler.execute(validated, options).await?;
         for output in &mut outputs {
             output.shape = loaded.io.response_shape(&output.name, std::mem::take(&mut output.shape));
         }
@@ -488,7 +517,6 @@ fn instance_placements(config: &ModelConfig) -> Vec<(String, Device)> {
     for group in &config.instance_group {
         let count = usize::try_from(group.count).unwrap_or(0);
         let devices: Vec<Device> = match group.kind() {
-            Kind::Gpu if group.gpus.is_empty() => vec![Device::Gpu(0)],
             Kind::Gpu => group.gpus.iter().map(|&gpu| Device::Gpu(gpu)).collect(),
             _ => vec![Device::Cpu],
         };

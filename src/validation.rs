@@ -43,7 +43,8 @@ pub struct ModelIo {
 pub struct ValidatedRequest {
     /// Rows in the request's batch; 1 for a model that does not batch.
     pub batch_size: usize,
-    /// Inputs with the shapes the model expects (after any reshape).
+    /// Inputs with the shapes the model expects (after any reshape), in
+    /// configuration order.
     pub inputs: Vec<Tensor>,
     /// Outputs to produce, in response order.
     pub outputs: Vec<String>,
@@ -151,6 +152,9 @@ impl ModelIo {
             )));
         }
         let outputs = self.requested_outputs(&request.outputs)?;
+        // Inputs in configuration order, so requests that can share a batch
+        // line up input by input.
+        inputs.sort_by_key(|tensor| self.inputs.iter().position(|contract| contract.name == tensor.name));
         Ok(ValidatedRequest { batch_size: batch_size.map_or(1, |(rows, _)| rows), inputs, outputs })
     }
 

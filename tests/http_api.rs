@@ -42,7 +42,10 @@ async fn metadata_health_and_config() {
     let (status, metadata) = get_json(&server, "/v2").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(metadata["name"], "triton");
-    assert_eq!(metadata["extensions"], json!(["model_configuration", "binary_tensor_data"]));
+    assert_eq!(
+        metadata["extensions"],
+        json!(["model_configuration", "binary_tensor_data", "statistics", "schedule_policy"])
+    );
     for path in ["/v2/health/live", "/v2/health/ready", "/v2/models/simple/ready", "/v2/models/simple/versions/1/ready"]
     {
         assert_eq!(client().get(server.url(path)).send().await.unwrap().status(), StatusCode::OK, "{path}");
@@ -65,9 +68,9 @@ async fn metadata_health_and_config() {
     let (status, error) = get_json(&server, "/v2/models/no_such_model").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(error["error"].as_str().unwrap().contains("no_such_model"), "{error}");
-    let (status, error) = get_json(&server, "/v2/models/stats").await;
+    let (status, error) = get_json(&server, "/v2/repository/index").await;
     assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
-    assert!(error["error"].as_str().unwrap().contains("/v2/models/stats"), "{error}");
+    assert!(error["error"].as_str().unwrap().contains("/v2/repository/index"), "{error}");
     server.stop().await;
 }
 

@@ -79,6 +79,27 @@ async fn a_model_in_two_repositories_is_refused() {
 }
 
 #[tokio::test]
+async fn gpu_instances_without_a_usable_gpu_fail_with_the_reason() {
+    let repository = tempfile::tempdir().unwrap();
+    copy_model(&examples().join("simple"), repository.path(), "simple");
+    copy_model(&examples().join("simple"), repository.path(), "on_gpu");
+    let config = std::fs::read_to_string(repository.path().join("on_gpu/config.pbtxt")).unwrap();
+    let config = config.replace("\"simple\"", "\"on_gpu\"") + "instance_group [ { kind: KIND_GPU count: 1 } ]\n";
+    std::fs::write(repository.path().join("on_gpu/config.pbtxt"), config).unwrap();
+    let server =
+        TestServer::start(&[&format!("--model-repository={}", repository.path().display()), "--exit-on-error=false"]);
+    server.wait_loaded().await;
+    let mut client = server.client().await;
+    let error = client.model_metadata(metadata("on_gpu")).await.unwrap_err();
+    assert_eq!(error.code(), Code::Unavailable);
+    assert!(error.message().contains("KIND_GPU instances need"), "{}", error.message());
+    // KIND_AUTO on a server without a GPU means the CPU.
+    let response = client.model_infer(simple_request(1)).await.unwrap().into_inner();
+    common::assert_simple_response(&response, 1);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_missing_repository_is_a_startup_error() {
     let mut server = TestServer::start(&["--model-repository=/nonexistent/models"]);
     let status = server.wait_exit(Duration::from_secs(30)).await.expect("the server exits by itself");

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::error::Result;
 use crate::model_config::ModelConfig;
+use crate::statistics::ExecutionTimes;
 use crate::tensor::{DataType, Tensor};
 
 /// An input or output as the model file declares it.
@@ -63,6 +64,12 @@ pub trait Backend: Send + Sync {
     /// The backend name used in model configurations (`backend: "..."`).
     fn name(&self) -> &'static str;
 
+    /// Whether instances can run on a GPU (a `KIND_AUTO` instance group then
+    /// means GPU 0).
+    fn gpu_available(&self) -> bool {
+        false
+    }
+
     /// Reads the inputs and outputs that a model file declares.
     fn signature(&self, model_path: &std::path::Path) -> Result<ModelSignature>;
 
@@ -74,6 +81,7 @@ pub trait Backend: Send + Sync {
 pub trait ModelInstance: Send {
     /// Runs the model. `inputs` have passed validation and carry the shapes
     /// the model expects; the result holds the outputs named in `outputs`, in
-    /// that order, with the shapes the model produced.
-    fn execute(&mut self, inputs: &[Tensor], outputs: &[String]) -> Result<Vec<Tensor>>;
+    /// that order, with the shapes the model produced. The time spent making
+    /// backend inputs, running, and reading outputs is added to `times`.
+    fn execute(&mut self, inputs: &[Tensor], outputs: &[String], times: &mut ExecutionTimes) -> Result<Vec<Tensor>>;
 }

@@ -14,7 +14,11 @@ use crate::inference::{
 use crate::proto::inference::infer_parameter::ParameterChoice;
 use crate::proto::inference::model_infer_request::InferInputTensor;
 use crate::proto::inference::model_infer_response::InferOutputTensor;
-use crate::proto::inference::{InferParameter, InferTensorContents, ModelInferRequest, ModelInferResponse};
+use crate::proto::inference::{
+    InferBatchStatistics, InferParameter, InferStatistics, InferTensorContents, ModelInferRequest, ModelInferResponse,
+    ModelStatistics as ProtoModelStatistics, ModelStatisticsResponse, StatisticDuration,
+};
+use crate::statistics::{Duration64, ModelStatistics};
 use crate::tensor::{DataType, Tensor, encode_byte_strings};
 
 /// The gRPC status for a core error.
@@ -235,6 +239,47 @@ pub fn encode_response(response: InferenceResponse) -> ModelInferResponse {
         outputs,
         raw_output_contents,
     }
+}
+
+/// Encodes model statistics.
+pub fn encode_statistics(statistics: Vec<ModelStatistics>) -> ModelStatisticsResponse {
+    let duration = |value: Duration64| Some(StatisticDuration { count: value.count, ns: value.ns });
+    let model_stats = statistics
+        .into_iter()
+        .map(|model| {
+            let stats = model.inference_stats;
+            ProtoModelStatistics {
+                name: model.name,
+                version: model.version.to_string(),
+                last_inference: model.last_inference,
+                inference_count: model.inference_count,
+                execution_count: model.execution_count,
+                inference_stats: Some(InferStatistics {
+                    success: duration(stats.success),
+                    fail: duration(stats.fail),
+                    queue: duration(stats.queue),
+                    compute_input: duration(stats.compute_input),
+                    compute_infer: duration(stats.compute_infer),
+                    compute_output: duration(stats.compute_output),
+                    cache_hit: duration(Duration64::default()),
+                    cache_miss: duration(Duration64::default()),
+                }),
+                batch_stats: model
+                    .batch_stats
+                    .into_iter()
+                    .map(|(batch_size, batch)| InferBatchStatistics {
+                        batch_size,
+                        compute_input: duration(batch.compute_input),
+                        compute_infer: duration(batch.compute_infer),
+                        compute_output: duration(batch.compute_output),
+                    })
+                    .collect(),
+                memory_usage: Vec::new(),
+                response_stats: HashMap::new(),
+            }
+        })
+        .collect();
+    ModelStatisticsResponse { model_stats }
 }
 
 #[cfg(test)]

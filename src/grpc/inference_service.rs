@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::codec::{decode_request, encode_response, status_of};
+use super::codec::{decode_request, encode_response, encode_statistics, status_of};
 use crate::identity::ServerIdentity;
 use crate::inference::parse_model_version;
 use crate::model_manager::{ModelManager, TensorMetadata};
@@ -152,9 +152,13 @@ impl GrpcInferenceService for InferenceService {
 
     async fn model_statistics(
         &self,
-        _: Request<ModelStatisticsRequest>,
+        request: Request<ModelStatisticsRequest>,
     ) -> Result<Response<ModelStatisticsResponse>, Status> {
-        Err(unimplemented("ModelStatistics"))
+        let request = request.into_inner();
+        let version = parse_model_version(&request.name, &request.version).map_err(status_of)?;
+        let name = Some(request.name.as_str()).filter(|name| !name.is_empty());
+        let statistics = self.manager.statistics(name, version).map_err(status_of)?;
+        Ok(Response::new(encode_statistics(statistics)))
     }
 
     async fn repository_index(

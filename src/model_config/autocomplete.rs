@@ -22,11 +22,14 @@ pub struct AutocompleteOptions {
     /// max_batch_size given to models that can batch but whose configuration
     /// does not say (Triton's `default-max-batch-size`, 4).
     pub default_max_batch_size: i32,
+    /// Whether the backend can run instances on a GPU; decides what
+    /// `KIND_AUTO` means.
+    pub gpu_available: bool,
 }
 
 impl Default for AutocompleteOptions {
     fn default() -> Self {
-        Self { strict: false, default_max_batch_size: 4 }
+        Self { strict: false, default_max_batch_size: 4, gpu_available: false }
     }
 }
 
@@ -56,7 +59,7 @@ pub fn autocomplete(
         let signature = signature.ok_or_else(|| "the model file's inputs and outputs are unknown".to_string())?;
         complete_from_signature(&mut config, signature, options.default_max_batch_size)?;
     }
-    normalize(&mut config);
+    normalize(&mut config, options.gpu_available);
     Ok(config)
 }
 
@@ -99,6 +102,11 @@ fn complete_from_signature(
                 max_batch_size = config.max_batch_size,
                 "auto-completed max_batch_size: the model can batch but its configuration sets no max_batch_size"
             );
+        }
+        // Like Triton's ONNX Runtime backend: a model found able to batch
+        // gets the dynamic batcher unless another scheduler is configured.
+        if config.max_batch_size > 1 && config.scheduling_choice.is_none() {
+            config.scheduling_choice = Some(SchedulingChoice::DynamicBatching(Default::default()));
         }
     } else if config.max_batch_size != 0 {
         return Err(format!(
@@ -144,7 +152,7 @@ fn config_shape(spec: &TensorSpec, batching: bool) -> Result<(i32, Vec<i64>, Opt
 }
 
 /// Triton's defaults for fields no configuration needs to spell out.
-fn normalize(config: &mut ModelConfig) {
+fn normalize(config: &mut ModelConfig, gpu_available: bool) {
     if config.version_policy.is_none() {
         config.version_policy =
             Some(ModelVersionPolicy { policy_choice: Some(PolicyChoice::Latest(Latest { num_versions: 1 })) });
@@ -166,9 +174,13 @@ fn normalize(config: &mut ModelConfig) {
         if group.name.is_empty() {
             group.name = format!("{}_{index}", config.name);
         }
-        // No GPU is used unless a group asks for one: KIND_AUTO means CPU.
+        // KIND_AUTO is the GPU when the server can use one, else the CPU.
         if group.kind() == Kind::Auto {
-            group.set_kind(Kind::Cpu);
+            group.set_kind(if gpu_available { Kind::Gpu } else { Kind::Cpu });
+        }
+        // Without a device count, an unlisted GPU means the first one.
+        if group.kind() == Kind::Gpu && group.gpus.is_empty() {
+            group.gpus.push(0);
         }
         if group.count < 1 {
             // Triton gives ONNX Runtime models two CPU instances by default.
@@ -256,6 +268,10 @@ mod tests {
         assert_eq!(config.backend, "onnxruntime");
         assert_eq!(config.default_model_filename, "model.onnx");
         assert_eq!(config.max_batch_size, 4);
+        match &config.scheduling_choice {
+            Some(SchedulingChoice::DynamicBatching(batching)) => assert_eq!(batching.preferred_batch_size, vec![4]),
+            other => panic!("expected the dynamic batcher, got {other:?}"),
+        }
         assert_eq!(config.input[0].name, "x");
         assert_eq!(config.input[0].data_type, ConfigDataType::TypeFp16 as i32);
         assert_eq!(config.input[0].dims, vec![4]);
@@ -316,6 +332,17 @@ mod tests {
             Some(SchedulingChoice::DynamicBatching(batching)) => assert_eq!(batching.preferred_batch_size, vec![16]),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn kind_auto_means_gpu_only_when_one_is_usable() {
+        let config = |gpu_available| {
+            let options = AutocompleteOptions { gpu_available, ..Default::default() };
+            let config = autocomplete(ModelConfig::default(), "m", Some(&batching_signature()), options).unwrap();
+            (config.instance_group[0].kind(), config.instance_group[0].gpus.clone(), config.instance_group[0].count)
+        };
+        assert_eq!(config(false), (Kind::Cpu, vec![], 2));
+        assert_eq!(config(true), (Kind::Gpu, vec![0], 1));
     }
 
     #[test]

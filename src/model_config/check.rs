@@ -4,7 +4,8 @@
 use std::collections::HashSet;
 
 use super::ModelConfig;
-use crate::proto::inference::{ModelTensorReshape, model_version_policy::PolicyChoice};
+use crate::proto::inference::model_config::SchedulingChoice;
+use crate::proto::inference::{ModelDynamicBatching, ModelTensorReshape, model_version_policy::PolicyChoice};
 use crate::tensor::{DataType, format_shape};
 
 /// Validates a completed configuration (after [`super::autocomplete`]).
@@ -29,10 +30,37 @@ pub fn check_config(config: &ModelConfig) -> Result<(), String> {
     {
         return Err("version_policy latest must keep at least 1 version (num_versions: 0)".to_string());
     }
+    if let Some(SchedulingChoice::DynamicBatching(batching)) = &config.scheduling_choice {
+        check_dynamic_batching(batching, config.max_batch_size)?;
+    }
     for group in &config.instance_group {
         if group.count < 1 {
             return Err(format!("instance_group '{}' must have count 1 or more, not {}", group.name, group.count));
         }
+    }
+    Ok(())
+}
+
+fn check_dynamic_batching(batching: &ModelDynamicBatching, max_batch_size: i32) -> Result<(), String> {
+    if max_batch_size == 0 {
+        return Err("dynamic_batching needs a model that batches (max_batch_size above 0)".to_string());
+    }
+    if let Some(&size) = batching.preferred_batch_size.iter().find(|&&size| size < 1 || size > max_batch_size) {
+        return Err(format!(
+            "dynamic_batching preferred_batch_size {size} must be between 1 and max_batch_size {max_batch_size}"
+        ));
+    }
+    let levels = batching.priority_levels;
+    if levels > 0 && !(1..=levels).contains(&batching.default_priority_level) {
+        return Err(format!(
+            "dynamic_batching default_priority_level must be between 1 and priority_levels {levels}, not {}",
+            batching.default_priority_level
+        ));
+    }
+    if let Some(level) = batching.priority_queue_policy.keys().find(|&&level| level < 1 || level > levels) {
+        return Err(format!(
+            "dynamic_batching priority_queue_policy names level {level}, outside 1 to priority_levels {levels}"
+        ));
     }
     Ok(())
 }
@@ -129,6 +157,18 @@ mod tests {
             ),
             (VALID.replace("max_batch_size: 4", "max_batch_size: 0"), "cannot have an empty reshape"),
             (VALID.replace("dims: [ 2, 3 ] reshape { shape: [ 6 ] }", ""), "input 'x' must specify dims"),
+            (
+                VALID.to_string() + "dynamic_batching { preferred_batch_size: [ 8 ] }",
+                "preferred_batch_size 8 must be between 1 and max_batch_size 4",
+            ),
+            (
+                VALID.to_string() + "dynamic_batching { priority_levels: 2 }",
+                "default_priority_level must be between 1 and priority_levels 2",
+            ),
+            (
+                VALID.replace("max_batch_size: 4", "").replace("reshape { shape: [ ] }", "") + "dynamic_batching { }",
+                "needs a model that batches",
+            ),
         ];
         for (text, expected) in cases {
             let error = check_config(&config(&text)).unwrap_err();

@@ -1,11 +1,13 @@
 //! The ONNX Runtime backend, through the `ort` crate with the library
 //! loaded at run time.
 
+mod cuda;
 mod library;
 mod session_options;
 mod values;
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use ort::environment::Environment;
 use ort::session::Session;
@@ -18,6 +20,7 @@ pub use session_options::SessionOptions;
 use super::{Backend, Device, InstanceSettings, ModelInstance, ModelSignature, TensorSpec};
 use crate::error::{Error, Result};
 use crate::model_config::{ONNX_BACKEND, check_against_signature};
+use crate::statistics::ExecutionTimes;
 use crate::tensor::Tensor;
 
 /// Runs ONNX models on ONNX Runtime.
@@ -57,6 +60,10 @@ impl Backend for OnnxRuntimeBackend {
         ONNX_BACKEND
     }
 
+    fn gpu_available(&self) -> bool {
+        cuda::available()
+    }
+
     fn signature(&self, model_path: &Path) -> Result<ModelSignature> {
         // Only the declared inputs and outputs are needed: skip the graph
         // optimizations that make a full load slow.
@@ -73,15 +80,11 @@ impl Backend for OnnxRuntimeBackend {
     }
 
     fn create_instance(&self, settings: &InstanceSettings) -> Result<Box<dyn ModelInstance>> {
-        if let Device::Gpu(gpu) = settings.device {
-            return Err(Error::unavailable(format!(
-                "instance '{}' asks for GPU {gpu}, but this server runs ONNX Runtime on the CPU only",
-                settings.name
-            )));
-        }
         let options = SessionOptions::from_config(&settings.config, settings.instances_of_model)
             .map_err(Error::invalid_argument)?;
-        let session = self.build_session(&options, &settings.model_path)?;
+        let session = self
+            .build_session(&options, settings.device, &settings.model_path)
+            .map_err(|error| Error::new(error.kind(), format!("instance '{}': {}", settings.name, error.message())))?;
         let signature = signature_of(&session).map_err(Error::internal)?;
         check_against_signature(&settings.config, &signature).map_err(Error::invalid_argument)?;
         tracing::debug!(instance = %settings.name, ?options, "created ONNX Runtime session");
@@ -90,7 +93,11 @@ impl Backend for OnnxRuntimeBackend {
 }
 
 impl OnnxRuntimeBackend {
-    fn build_session(&self, options: &SessionOptions, model_path: &Path) -> Result<Session> {
+    fn build_session(&self, options: &SessionOptions, device: Device, model_path: &Path) -> Result<Session> {
+        let execution_provider = match device {
+            Device::Cpu => None,
+            Device::Gpu(gpu) => Some(cuda::execution_provider(gpu, &self.library)?),
+        };
         let configure = || -> ort::Result<Session> {
             let mut builder = self
                 .session_builder()?
@@ -102,6 +109,9 @@ impl OnnxRuntimeBackend {
             }
             if let Some(enable) = options.memory_pattern {
                 builder = builder.with_memory_pattern(enable)?;
+            }
+            if let Some(provider) = &execution_provider {
+                builder = builder.with_execution_providers([provider.clone()])?;
             }
             builder.commit_from_file(model_path)
         };
@@ -136,7 +146,8 @@ struct OnnxRuntimeInstance {
 }
 
 impl ModelInstance for OnnxRuntimeInstance {
-    fn execute(&mut self, inputs: &[Tensor], outputs: &[String]) -> Result<Vec<Tensor>> {
+    fn execute(&mut self, inputs: &[Tensor], outputs: &[String], times: &mut ExecutionTimes) -> Result<Vec<Tensor>> {
+        let phase = Instant::now();
         let values = inputs
             .iter()
             .map(|tensor| {
@@ -145,11 +156,15 @@ impl ModelInstance for OnnxRuntimeInstance {
                     .map_err(|error| Error::invalid_argument(format!("input '{}': {error}", tensor.name)))
             })
             .collect::<Result<Vec<_>>>()?;
+        times.input += phase.elapsed();
+        let phase = Instant::now();
         let produced = self
             .session
             .run(values)
             .map_err(|error| Error::internal(format!("ONNX Runtime failed to run the model: {error}")))?;
-        outputs
+        times.infer += phase.elapsed();
+        let phase = Instant::now();
+        let tensors = outputs
             .iter()
             .map(|name| {
                 let value = produced
@@ -157,6 +172,8 @@ impl ModelInstance for OnnxRuntimeInstance {
                     .ok_or_else(|| Error::internal(format!("the model did not produce output '{name}'")))?;
                 values::output_tensor(name, value).map_err(Error::internal)
             })
-            .collect()
+            .collect();
+        times.output += phase.elapsed();
+        tensors
     }
 }

@@ -1,0 +1,170 @@
+//! Inference statistics per model version, with the fields and meanings of
+//! Triton's statistics extension (which `perf_analyzer` reads to split
+//! latency into queue and compute time).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A count and the total time those events took.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Duration64 {
+    /// How many times it happened.
+    pub count: u64,
+    /// Total nanoseconds.
+    pub ns: u64,
+}
+
+impl Duration64 {
+    fn add(&mut self, count: u64, elapsed: Duration) {
+        self.count += count;
+        self.ns += u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+    }
+}
+
+/// Per-request figures: each request in a batch is charged the batch's
+/// compute times, as Triton does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InferenceStatistics {
+    /// Requests answered successfully, and their time from arrival to answer.
+    pub success: Duration64,
+    /// Requests that failed (including rejections), and their time.
+    pub fail: Duration64,
+    /// Time requests waited in the queue.
+    pub queue: Duration64,
+    /// Time preparing inputs.
+    pub compute_input: Duration64,
+    /// Time running the model.
+    pub compute_infer: Duration64,
+    /// Time extracting outputs.
+    pub compute_output: Duration64,
+}
+
+/// Per executed batch size: how many executions of that size and their
+/// compute times.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchStatistics {
+    /// Time preparing inputs.
+    pub compute_input: Duration64,
+    /// Time running the model.
+    pub compute_infer: Duration64,
+    /// Time extracting outputs.
+    pub compute_output: Duration64,
+}
+
+/// A snapshot of one model version's statistics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModelStatistics {
+    /// Model name.
+    pub name: String,
+    /// Version.
+    pub version: i64,
+    /// Milliseconds since the Unix epoch of the last successful inference;
+    /// 0 if none.
+    pub last_inference: u64,
+    /// Successful inferences, counting every item of a batch.
+    pub inference_count: u64,
+    /// Successful model executions; a batch counts once.
+    pub execution_count: u64,
+    /// Per-request figures.
+    pub inference_stats: InferenceStatistics,
+    /// Per executed batch size, ascending.
+    pub batch_stats: BTreeMap<u64, BatchStatistics>,
+}
+
+/// How long the phases of one execution took.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExecutionTimes {
+    /// Preparing inputs (merging requests, making backend tensors).
+    pub input: Duration,
+    /// Running the model.
+    pub infer: Duration,
+    /// Extracting outputs and splitting them per request.
+    pub output: Duration,
+}
+
+/// The live statistics of one model version.
+#[derive(Debug)]
+pub struct StatisticsRecorder {
+    inner: Mutex<ModelStatistics>,
+}
+
+impl StatisticsRecorder {
+    /// Empty statistics for a model version.
+    pub fn new(name: &str, version: i64) -> Self {
+        Self { inner: Mutex::new(ModelStatistics { name: name.to_string(), version, ..Default::default() }) }
+    }
+
+    fn update(&self, change: impl FnOnce(&mut ModelStatistics)) {
+        // Counters stay meaningful even if a panic interrupted an earlier
+        // update, so a poisoned lock is used as it is.
+        let mut statistics = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        change(&mut statistics);
+    }
+
+    /// Records one successful execution of `batch_size` items made of
+    /// requests that waited `queue_times` and took `totals` from arrival to
+    /// answer.
+    pub fn record_execution(
+        &self,
+        batch_size: u64,
+        times: ExecutionTimes,
+        queue_times: &[Duration],
+        totals: &[Duration],
+    ) {
+        let requests = queue_times.len() as u64;
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_millis() as u64);
+        self.update(|statistics| {
+            statistics.last_inference = now_ms;
+            statistics.inference_count += batch_size;
+            statistics.execution_count += 1;
+            let batch = statistics.batch_stats.entry(batch_size).or_default();
+            batch.compute_input.add(1, times.input);
+            batch.compute_infer.add(1, times.infer);
+            batch.compute_output.add(1, times.output);
+            let stats = &mut statistics.inference_stats;
+            queue_times.iter().for_each(|&queued| stats.queue.add(1, queued));
+            totals.iter().for_each(|&total| stats.success.add(1, total));
+            stats.compute_input.add(requests, times.input * requests as u32);
+            stats.compute_infer.add(requests, times.infer * requests as u32);
+            stats.compute_output.add(requests, times.output * requests as u32);
+        });
+    }
+
+    /// Records a request that failed after `elapsed` (rejected, timed out,
+    /// or failed to execute).
+    pub fn record_failure(&self, elapsed: Duration) {
+        self.update(|statistics| statistics.inference_stats.fail.add(1, elapsed));
+    }
+
+    /// The statistics so far.
+    pub fn snapshot(&self) -> ModelStatistics {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_counts_once_per_execution_and_once_per_item() {
+        let recorder = StatisticsRecorder::new("m", 1);
+        let ms = Duration::from_millis;
+        let times = ExecutionTimes { input: ms(1), infer: ms(10), output: ms(2) };
+        recorder.record_execution(5, times, &[ms(3), ms(4)], &[ms(20), ms(21)]);
+        recorder.record_execution(1, times, &[ms(0)], &[ms(13)]);
+        recorder.record_failure(ms(7));
+        let snapshot = recorder.snapshot();
+        assert_eq!(snapshot.inference_count, 6);
+        assert_eq!(snapshot.execution_count, 2);
+        assert!(snapshot.last_inference > 0);
+        let stats = snapshot.inference_stats;
+        assert_eq!(stats.success, Duration64 { count: 3, ns: 54_000_000 });
+        assert_eq!(stats.queue, Duration64 { count: 3, ns: 7_000_000 });
+        assert_eq!(stats.compute_infer, Duration64 { count: 3, ns: 30_000_000 });
+        assert_eq!(stats.fail, Duration64 { count: 1, ns: 7_000_000 });
+        assert_eq!(snapshot.batch_stats[&5].compute_infer, Duration64 { count: 1, ns: 10_000_000 });
+        assert_eq!(snapshot.batch_stats.keys().copied().collect::<Vec<_>>(), vec![1, 5]);
+    }
+}

@@ -1,0 +1,396 @@
+//! Instance groups, the dynamic batcher, queue policies and statistics,
+//! end to end. Each test serves `batch_busy_loop` (its run time chosen by
+//! the request) under a configuration of its own, keeps the instance busy
+//! with one long request, and watches what happens to the requests that
+//! queue up behind it.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{TestServer, copy_model, test_models};
+use tonic::Code;
+use tonic::transport::Channel;
+use tritonrs::proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient as Client;
+use tritonrs::proto::inference::infer_parameter::ParameterChoice;
+use tritonrs::proto::inference::model_infer_request::InferInputTensor;
+use tritonrs::proto::inference::{
+    InferParameter, ModelInferRequest, ModelInferResponse, ModelStatistics, ModelStatisticsRequest,
+};
+
+/// These tests reason about what waits in a queue while one request runs,
+/// so they run one at a time rather than competing for the two cores.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Serves `batch_busy_loop` as model `m` with `config` (name and inputs are
+/// auto-completed from the model file).
+async fn serve(config: &str) -> (TestServer, tempfile::TempDir) {
+    let repository = tempfile::tempdir().unwrap();
+    copy_model(&test_models().join("batch_busy_loop"), repository.path(), "m");
+    std::fs::write(repository.path().join("m/config.pbtxt"), config).unwrap();
+    let server = TestServer::start(&[&format!("--model-repository={}", repository.path().display())]);
+    server.wait_ready().await;
+    (server, repository)
+}
+
+/// A request that loops `iterations` times and carries `payload` as one row.
+fn busy(iterations: i64, payload: &[f32]) -> ModelInferRequest {
+    let tensors = vec![
+        InferInputTensor {
+            name: "ITERATIONS".into(),
+            datatype: "INT64".into(),
+            shape: vec![1, 1],
+            ..Default::default()
+        },
+        InferInputTensor {
+            name: "PAYLOAD".into(),
+            datatype: "FP32".into(),
+            shape: vec![1, payload.len() as i64],
+            ..Default::default()
+        },
+    ];
+    let raw = vec![
+        Bytes::copy_from_slice(&iterations.to_le_bytes()),
+        Bytes::from(payload.iter().flat_map(|value| value.to_le_bytes()).collect::<Vec<u8>>()),
+    ];
+    ModelInferRequest { model_name: "m".into(), inputs: tensors, raw_input_contents: raw, ..Default::default() }
+}
+
+fn with_parameter(mut request: ModelInferRequest, key: &str, value: i64) -> ModelInferRequest {
+    request
+        .parameters
+        .insert(key.into(), InferParameter { parameter_choice: Some(ParameterChoice::Int64Param(value)) });
+    request
+}
+
+/// Checks that a response carries its own request's values back.
+fn assert_echoes(response: &ModelInferResponse, iterations: i64, payload: &[f32]) {
+    let count = i64::from_le_bytes(response.raw_output_contents[0][..8].try_into().unwrap());
+    assert_eq!(count, iterations);
+    let echoed: Vec<f32> =
+        response.raw_output_contents[1].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+    assert_eq!(echoed, payload);
+    assert_eq!(response.outputs[1].shape, [1, payload.len() as i64]);
+}
+
+/// Iterations that keep the model busy for about `target`.
+async fn iterations_for(client: &mut Client<Channel>, target: Duration) -> i64 {
+    let probe = 200_000;
+    let mut fastest = Duration::MAX;
+    for _ in 0..2 {
+        let started = Instant::now();
+        client.model_infer(busy(probe, &[0.0])).await.unwrap();
+        fastest = fastest.min(started.elapsed());
+    }
+    (target.as_secs_f64() / fastest.as_secs_f64() * probe as f64) as i64
+}
+
+/// Starts a long request and returns once it is surely running.
+async fn occupy(server: &TestServer, iterations: i64) -> tokio::task::JoinHandle<ModelInferResponse> {
+    let mut client = server.client().await;
+    let long = tokio::spawn(async move { client.model_infer(busy(iterations, &[-1.0])).await.unwrap().into_inner() });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    long
+}
+
+async fn statistics(client: &mut Client<Channel>) -> ModelStatistics {
+    let request = ModelStatisticsRequest { name: "m".into(), version: String::new() };
+    client.model_statistics(request).await.unwrap().into_inner().model_stats.remove(0)
+}
+
+/// Sends each request in order, 20 ms apart so they queue in that order,
+/// and collects the outcomes with the moment each finished.
+async fn send_in_order(
+    server: &TestServer,
+    requests: Vec<tonic::Request<ModelInferRequest>>,
+) -> Vec<(Result<ModelInferResponse, tonic::Status>, Instant)> {
+    let mut tasks = Vec::new();
+    for request in requests {
+        let mut client = server.client().await;
+        tasks.push(tokio::spawn(async move {
+            let outcome = client.model_infer(request).await.map(tonic::Response::into_inner);
+            (outcome, Instant::now())
+        }));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.unwrap());
+    }
+    outcomes
+}
+
+#[tokio::test]
+async fn requests_merge_up_to_preferred_sizes_and_never_above_max_batch_size() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let (server, _repository) = serve(
+        "max_batch_size: 8
+         dynamic_batching { preferred_batch_size: [ 4, 8 ] max_queue_delay_microseconds: 2000000 }
+         instance_group [ { count: 1 kind: KIND_CPU } ]",
+    )
+    .await;
+    let mut client = server.client().await;
+    let long_iterations = iterations_for(&mut client, Duration::from_millis(800)).await;
+    let before = statistics(&mut client).await;
+    let long = occupy(&server, long_iterations).await;
+    let requests: Vec<_> = (0..16).map(|i| tonic::Request::new(busy(i, &[i as f32, 100.0 + i as f32]))).collect();
+    let outcomes = futures::future::join_all(requests.into_iter().map(|request| {
+        let mut client = client.clone();
+        async move { client.model_infer(request).await.unwrap().into_inner() }
+    }))
+    .await;
+    for (i, response) in outcomes.iter().enumerate() {
+        assert_echoes(response, i as i64, &[i as f32, 100.0 + i as f32]);
+    }
+    long.await.unwrap();
+    let after = statistics(&mut client).await;
+    assert_eq!(after.inference_count - before.inference_count, 17);
+    let new_batches: Vec<(u64, u64)> = after
+        .batch_stats
+        .iter()
+        .map(|batch| {
+            let earlier = before.batch_stats.iter().find(|old| old.batch_size == batch.batch_size);
+            let count = batch.compute_infer.unwrap().count - earlier.map_or(0, |old| old.compute_infer.unwrap().count);
+            (batch.batch_size, count)
+        })
+        .filter(|&(_, count)| count > 0)
+        .collect();
+    // The long request ran alone; the sixteen behind it filled two batches
+    // of the largest preferred size.
+    assert_eq!(new_batches, vec![(1, 1), (8, 2)], "batches: {new_batches:?}");
+    assert_eq!(after.execution_count - before.execution_count, 3);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn requests_with_different_shapes_are_not_merged() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let (server, _repository) =
+        serve("max_batch_size: 8 dynamic_batching { } instance_group [ { count: 1 kind: KIND_CPU } ]").await;
+    let mut client = server.client().await;
+    let long = occupy(&server, iterations_for(&mut client, Duration::from_millis(600)).await).await;
+    let payloads: Vec<Vec<f32>> = vec![vec![1.0, 2.0], vec![3.0, 4.0], vec![5.0, 6.0, 7.0], vec![8.0, 9.0, 10.0]];
+    let requests = payloads.iter().map(|payload| tonic::Request::new(busy(1, payload))).collect();
+    let outcomes = send_in_order(&server, requests).await;
+    for ((outcome, _), payload) in outcomes.iter().zip(&payloads) {
+        assert_echoes(outcome.as_ref().unwrap(), 1, payload);
+    }
+    long.await.unwrap();
+    let stats = statistics(&mut client).await;
+    // Two batches of two (one per width) after the long request, never one
+    // of four.
+    let sizes: Vec<(u64, u64)> =
+        stats.batch_stats.iter().map(|batch| (batch.batch_size, batch.compute_infer.unwrap().count)).collect();
+    assert!(sizes.contains(&(2, 2)), "{sizes:?}");
+    assert!(sizes.iter().all(|&(size, _)| size <= 2), "{sizes:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_queue_rejects_with_unavailable() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let (server, _repository) = serve(
+        "max_batch_size: 1
+         dynamic_batching { default_queue_policy { max_queue_size: 2 } }
+         instance_group [ { count: 1 kind: KIND_CPU } ]",
+    )
+    .await;
+    let mut client = server.client().await;
+    let long = occupy(&server, iterations_for(&mut client, Duration::from_millis(800)).await).await;
+    let requests = (0..4).map(|i| tonic::Request::new(busy(i, &[i as f32]))).collect();
+    let outcomes = send_in_order(&server, requests).await;
+    for (i, (outcome, _)) in outcomes.iter().enumerate() {
+        match outcome {
+            Ok(response) if i < 2 => assert_echoes(response, i as i64, &[i as f32]),
+            Err(status) if i >= 2 => {
+                assert_eq!(status.code(), Code::Unavailable);
+                assert!(status.message().contains("queue is full"), "{}", status.message());
+            }
+            other => panic!("request {i}: unexpected {other:?}"),
+        }
+    }
+    long.await.unwrap();
+    // Over HTTP the same rejection is a 503.
+    let long = occupy(&server, iterations_for(&mut client, Duration::from_millis(800)).await).await;
+    let http = reqwest::Client::new();
+    let body = serde_json::json!({"inputs": [
+        {"name": "ITERATIONS", "shape": [1, 1], "datatype": "INT64", "data": [1]},
+        {"name": "PAYLOAD", "shape": [1, 1], "datatype": "FP32", "data": [1.0]}]});
+    let posts = (0..3).map(|_| http.post(server.url("/v2/models/m/infer")).json(&body).send());
+    let statuses: Vec<u16> =
+        futures::future::join_all(posts).await.into_iter().map(|r| r.unwrap().status().as_u16()).collect();
+    assert_eq!(statuses.iter().filter(|&&status| status == 503).count(), 1, "{statuses:?}");
+    long.await.unwrap();
+    let stats = statistics(&mut client).await;
+    assert_eq!(stats.inference_stats.unwrap().fail.unwrap().count, 3);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn timed_out_requests_are_rejected_and_later_ones_succeed() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let (server, _repository) = serve(
+        "max_batch_size: 1
+         dynamic_batching {
+           priority_levels: 2 default_priority_level: 2
+           default_queue_policy { default_timeout_microseconds: 200000 }
+           priority_queue_policy { key: 1 value { default_timeout_microseconds: 200000 timeout_action: DELAY } }
+         }
+         instance_group [ { count: 1 kind: KIND_CPU } ]",
+    )
+    .await;
+    let mut client = server.client().await;
+    let long = occupy(&server, iterations_for(&mut client, Duration::from_millis(1200)).await).await;
+    let requests = vec![
+        tonic::Request::new(busy(1, &[1.0])),
+        // Level 1 delays late requests instead of rejecting them.
+        tonic::Request::new(with_parameter(busy(2, &[2.0]), "priority", 1)),
+    ];
+    let started = Instant::now();
+    let outcomes = send_in_order(&server, requests).await;
+    let long_done = long.await.unwrap();
+    assert_echoes(&long_done, i64::from_le_bytes(long_done.raw_output_contents[0][..8].try_into().unwrap()), &[-1.0]);
+    let (rejected, rejected_at) = &outcomes[0];
+    let status = rejected.as_ref().unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert!(status.message().contains("timed out"), "{}", status.message());
+    assert!(
+        rejected_at.duration_since(started) < Duration::from_millis(900),
+        "rejected only after {:?}",
+        rejected_at.duration_since(started)
+    );
+    assert_echoes(outcomes[1].0.as_ref().unwrap(), 2, &[2.0]);
+    let later = client.model_infer(busy(3, &[3.0])).await.unwrap().into_inner();
+    assert_echoes(&later, 3, &[3.0]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_can_shorten_its_timeout_where_allowed() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let (server, _repository) = serve(
+        "max_batch_size: 1
+         dynamic_batching { default_queue_policy { allow_timeout_override: true } }
+         instance_group [ { count: 1 kind: KIND_CPU } ]",
+    )
+    .await;
+    let mut client = server.client().await;
+    let long = occupy(&server, iterations_for(&mut client, Duration::from_millis(800)).await).await;
+    let requests = vec![
+        tonic::Request::new(with_parameter(busy(1, &[1.0]), "timeout", 100_000)),
+        tonic::Request::new(busy(2, &[2.0])),
+    ];
+    let outcomes = send_in_order(&server, requests).await;
+    long.await.unwrap();
+    assert_eq!(outcomes[0].0.as_ref().unwrap_err().code(), Code::Unavailable);
+    assert_echoes(outcomes[1].0.as_ref().unwrap(), 2, &[2.0]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn higher_priority_requests_go_first() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let (server, _repository) = serve(
+        "max_batch_size: 1
+         dynamic_batching { priority_levels: 2 default_priority_level: 2 }
+         instance_group [ { count: 1 kind: KIND_CPU } ]",
+    )
+    .await;
+    let mut client = server.client().await;
+    // Each queued request runs long enough that the order in which the
+    // answers arrive is the order in which they ran.
+    let each = iterations_for(&mut client, Duration::from_millis(150)).await;
+    let long = occupy(&server, each * 6).await;
+    let requests = vec![
+        tonic::Request::new(busy(each, &[1.0])),
+        tonic::Request::new(busy(each, &[2.0])),
+        tonic::Request::new(with_parameter(busy(each, &[3.0]), "priority", 1)),
+    ];
+    let outcomes = send_in_order(&server, requests).await;
+    long.await.unwrap();
+    let finished: Vec<Instant> = outcomes
+        .iter()
+        .map(|(outcome, at)| {
+            assert!(outcome.is_ok(), "{outcome:?}");
+            *at
+        })
+        .collect();
+    assert!(finished[2] < finished[0] && finished[0] < finished[1], "the priority-1 request did not go first");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_cancelled_request_never_executes() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let (server, _repository) =
+        serve("max_batch_size: 1 dynamic_batching { } instance_group [ { count: 1 kind: KIND_CPU } ]").await;
+    let mut client = server.client().await;
+    let iterations = iterations_for(&mut client, Duration::from_millis(800)).await;
+    let before = statistics(&mut client).await.inference_count;
+    let long = occupy(&server, iterations).await;
+    let mut request = tonic::Request::new(busy(1, &[1.0]));
+    request.set_timeout(Duration::from_millis(150));
+    let status = client.model_infer(request).await.unwrap_err();
+    // tonic reports its own deadline as a cancellation.
+    assert!(matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled), "{status:?}");
+    long.await.unwrap();
+    let after_long = statistics(&mut client).await.inference_count;
+    assert_eq!(after_long - before, 1, "only the long request ran");
+    client.model_infer(busy(5, &[5.0])).await.unwrap();
+    assert_eq!(statistics(&mut client).await.inference_count - before, 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn two_instances_run_two_requests_at_once() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let (server, _repository) = serve("max_batch_size: 1 instance_group [ { count: 2 kind: KIND_CPU } ]").await;
+    let mut client = server.client().await;
+    let long = occupy(&server, iterations_for(&mut client, Duration::from_millis(1500)).await).await;
+    // With one instance this would wait for the long request.
+    let response = client.model_infer(busy(7, &[7.0])).await.unwrap().into_inner();
+    assert_echoes(&response, 7, &[7.0]);
+    assert!(!long.is_finished(), "the long request finished before the short one was answered");
+    long.await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn statistics_count_every_request_over_both_protocols() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let (server, _repository) = serve("max_batch_size: 4 instance_group [ { count: 1 kind: KIND_CPU } ]").await;
+    let mut client = server.client().await;
+    let fresh = statistics(&mut client).await;
+    assert_eq!((fresh.inference_count, fresh.execution_count, fresh.last_inference), (0, 0, 0));
+    for i in 0..6 {
+        client.model_infer(busy(i, &[i as f32])).await.unwrap();
+    }
+    // A request refused by validation never reaches the model.
+    let mut wrong_type = busy(1, &[1.0]);
+    wrong_type.inputs[1].datatype = "INT32".into();
+    let invalid = client.model_infer(wrong_type).await;
+    assert_eq!(invalid.unwrap_err().code(), Code::InvalidArgument);
+    let stats = statistics(&mut client).await;
+    let inference = stats.inference_stats.unwrap();
+    assert_eq!(stats.inference_count, 6);
+    assert_eq!(stats.execution_count, 6);
+    assert!(stats.last_inference > 0);
+    for phase in
+        [inference.success, inference.queue, inference.compute_input, inference.compute_infer, inference.compute_output]
+    {
+        assert_eq!(phase.unwrap().count, 6);
+    }
+    assert!(inference.compute_infer.unwrap().ns > 0);
+    assert_eq!(stats.batch_stats.len(), 1);
+    assert_eq!(stats.batch_stats[0].batch_size, 1);
+
+    let json: serde_json::Value =
+        reqwest::get(server.url("/v2/models/m/versions/1/stats")).await.unwrap().json().await.unwrap();
+    assert_eq!(json["model_stats"][0]["inference_count"], 6);
+    assert_eq!(json["model_stats"][0]["version"], "1");
+    assert_eq!(json["model_stats"][0]["inference_stats"]["success"]["count"], 6);
+    let all: serde_json::Value = reqwest::get(server.url("/v2/models/stats")).await.unwrap().json().await.unwrap();
+    assert_eq!(all["model_stats"].as_array().unwrap().len(), 1);
+    server.stop().await;
+}
