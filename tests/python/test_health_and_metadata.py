@@ -65,10 +65,10 @@ def test_server_metadata(client):
     assert metadata["name"] == "triton"
     assert metadata["version"]
     extensions = metadata["extensions"]
-    assert "model_configuration" in extensions
+    assert {"model_configuration", "binary_tensor_data", "statistics", "schedule_policy"} <= set(extensions)
     # Clients decide what to call from this list, so it must not promise
     # extensions whose RPCs answer UNIMPLEMENTED.
-    unimplemented = {"model_repository", "statistics", "system_shared_memory", "cuda_shared_memory", "trace", "logging"}
+    unimplemented = {"model_repository", "system_shared_memory", "cuda_shared_memory", "trace", "logging"}
     assert not unimplemented & set(extensions), extensions
 
 

@@ -112,9 +112,6 @@ def test_unknown_route_is_a_json_404(http_url):
 
 # Extensions this server does not offer: 501 naming the route, whatever the method.
 NOT_IMPLEMENTED = [
-    ("GET", "/v2/models/stats"),
-    ("GET", "/v2/models/simple/stats"),
-    ("GET", "/v2/models/simple/versions/1/stats"),
     ("POST", "/v2/repository/index"),
     ("POST", "/v2/repository/models/simple/load"),
     ("POST", "/v2/repository/models/simple/unload"),
