@@ -6,15 +6,20 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::builder::BoolishValueParser;
-use clap::{ArgAction, CommandFactory, Parser};
+use clap::parser::ValueSource;
+use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
+
+use crate::platform::VertexSettings;
 
 /// Serve a Triton model repository of ONNX models over the KServe v2 /
 /// Triton inference protocol.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "tritonserver", version, about)]
 pub struct Args {
-    /// Model repository directory; repeat for several.
-    #[arg(long = "model-repository", visible_alias = "model-store", value_name = "PATH", required = true)]
+    /// Model repository directory; repeat for several. Without it, the
+    /// repository is found from MODEL_REPOSITORY or a cloud platform's mount
+    /// (see the README).
+    #[arg(long = "model-repository", visible_alias = "model-store", value_name = "PATH")]
     pub model_repositories: Vec<PathBuf>,
 
     /// Port of the gRPC service (0 picks a free one).
@@ -154,15 +159,43 @@ impl Args {
     }
 }
 
-/// Parses the command line. Flags of `tritonserver` that this server does
-/// not have are dropped with a warning rather than refused, so a launch
-/// command written for Triton still starts; the warnings are returned.
-pub fn parse<I, T>(argv: I) -> Result<(Args, Vec<String>), clap::Error>
+/// A parsed command line and what parsing it had to say.
+#[derive(Debug, Clone)]
+pub struct CommandLine {
+    /// The settings.
+    pub args: Args,
+    /// Flags that were ignored.
+    pub warnings: Vec<String>,
+    /// Settings taken from a platform's environment variables.
+    pub notes: Vec<String>,
+}
+
+/// Parses the command line with the process environment; see
+/// [`parse_with_env`].
+pub fn parse<I, T>(argv: I) -> Result<CommandLine, clap::Error>
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString>,
 {
-    let argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
+    parse_with_env(argv, |name| std::env::var(name).ok())
+}
+
+/// Parses the command line. Flags of `tritonserver` that this server does
+/// not have are dropped with a warning rather than refused, so a launch
+/// command written for Triton still starts, as does one that names
+/// `tritonserver` again as its first argument (a container `args:` list
+/// written for Triton's images). Vertex AI's `AIP_HTTP_PORT`,
+/// `AIP_HEALTH_ROUTE` and `AIP_PREDICT_ROUTE`, read through `var`, set the
+/// HTTP port and cloud routes unless a flag or `TRITONRS_*` variable does.
+pub fn parse_with_env<I, T>(argv: I, var: impl Fn(&str) -> Option<String>) -> Result<CommandLine, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString>,
+{
+    let mut argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
+    if argv.get(1).is_some_and(|first| first == "tritonserver" || first.to_string_lossy().ends_with("/tritonserver")) {
+        argv.remove(1);
+    }
     let command = Args::command();
     let known: Vec<String> = command
         .get_arguments()
@@ -202,8 +235,34 @@ where
         };
         warnings.push(format!("ignoring unsupported tritonserver flag {shown}"));
     }
-    let args = Args::try_parse_from(kept)?;
-    Ok((args, warnings))
+    let matches = Args::command().try_get_matches_from(kept)?;
+    let mut args = Args::from_arg_matches(&matches)?;
+    let notes = apply_vertex_settings(&mut args, &matches, var)?;
+    Ok(CommandLine { args, warnings, notes })
+}
+
+fn apply_vertex_settings(
+    args: &mut Args,
+    matches: &clap::ArgMatches,
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<String>, clap::Error> {
+    let invalid = |message: String| Args::command().error(clap::error::ErrorKind::ValueValidation, message);
+    let vertex = VertexSettings::from_env(var).map_err(invalid)?;
+    let defaulted = |id: &str| matches.value_source(id) == Some(ValueSource::DefaultValue);
+    let mut notes = Vec::new();
+    if let Some(port) = vertex.http_port.filter(|_| defaulted("http_port")) {
+        args.http_port = port;
+        notes.push(format!("HTTP port {port} from AIP_HTTP_PORT (Vertex AI)"));
+    }
+    if let Some(route) = vertex.health_route.filter(|_| defaulted("health_route")) {
+        args.health_route = route_path(&route).map_err(|error| invalid(format!("AIP_HEALTH_ROUTE: {error}")))?;
+        notes.push(format!("health route {route} from AIP_HEALTH_ROUTE (Vertex AI)"));
+    }
+    if let Some(route) = vertex.predict_route.filter(|_| defaulted("predict_route")) {
+        args.predict_route = route_path(&route).map_err(|error| invalid(format!("AIP_PREDICT_ROUTE: {error}")))?;
+        notes.push(format!("predict route {route} from AIP_PREDICT_ROUTE (Vertex AI)"));
+    }
+    Ok(notes)
 }
 
 #[cfg(test)]
@@ -212,7 +271,7 @@ mod tests {
 
     #[test]
     fn triton_style_flags_parse() {
-        let (args, warnings) = parse([
+        let CommandLine { args, warnings, .. } = parse([
             "tritonserver",
             "--model-repository=/models",
             "--model-repository",
@@ -238,7 +297,7 @@ mod tests {
 
     #[test]
     fn defaults_match_triton() {
-        let (args, _) = parse(["tritonserver", "--model-store=/m"]).unwrap();
+        let args = parse(["tritonserver", "--model-store=/m"]).unwrap().args;
         assert_eq!((args.http_port, args.grpc_port, args.metrics_port), (8000, 8001, 8002));
         assert!(args.exit_on_error);
         assert!(!args.strict_model_config);
@@ -247,7 +306,7 @@ mod tests {
 
     #[test]
     fn unknown_triton_flags_warn_instead_of_failing() {
-        let (args, warnings) = parse([
+        let CommandLine { args, warnings, .. } = parse([
             "tritonserver",
             "--model-repository=/m",
             "--pinned-memory-pool-byte-size=0",
@@ -263,19 +322,49 @@ mod tests {
     }
 
     #[test]
-    fn model_repository_is_required_and_bad_values_fail() {
-        assert!(parse(["tritonserver"]).is_err());
+    fn bad_values_fail() {
         assert!(parse(["tritonserver", "--model-repository=/m", "--grpc-port=http"]).is_err());
+        assert!(parse(["tritonserver", "--some-triton-flag"]).is_ok());
+        assert!(parse(["tritonserver", "positional"]).is_err());
+    }
+
+    #[test]
+    fn a_repeated_tritonserver_is_the_program_name() {
+        // `command: ["tritonrs"]` with `args: ["tritonserver", ...]` as
+        // written for Triton's images.
+        let args = parse(["tritonrs", "tritonserver", "--model-repository=/m"]).unwrap().args;
+        assert_eq!(args.model_repositories, [PathBuf::from("/m")]);
+        let args = parse(["tritonrs", "/opt/tritonserver/bin/tritonserver", "--grpc-port=1"]).unwrap().args;
+        assert_eq!(args.grpc_port, 1);
+    }
+
+    #[test]
+    fn vertex_variables_set_port_and_routes_unless_flags_do() {
+        let vertex = |key: &str| match key {
+            "AIP_HTTP_PORT" => Some("8080".to_string()),
+            "AIP_HEALTH_ROUTE" => Some("/v1/endpoints/1/deployedModels/2".to_string()),
+            "AIP_PREDICT_ROUTE" => Some("/v1/endpoints/1/deployedModels/2:predict".to_string()),
+            _ => None,
+        };
+        let parsed = parse_with_env(["tritonserver"], vertex).unwrap();
+        assert_eq!(parsed.args.http_port, 8080);
+        assert_eq!(parsed.args.predict_route, "/v1/endpoints/1/deployedModels/2:predict");
+        assert_eq!(parsed.notes.len(), 3);
+        let parsed = parse_with_env(["tritonserver", "--http-port=9000", "--predict-route=/score"], vertex).unwrap();
+        assert_eq!((parsed.args.http_port, parsed.args.predict_route.as_str()), (9000, "/score"));
+        assert_eq!(parsed.args.health_route, "/v1/endpoints/1/deployedModels/2");
+        let bad = |key: &str| (key == "AIP_PREDICT_ROUTE").then(|| "predict".to_string());
+        assert!(parse_with_env(["tritonserver"], bad).is_err());
     }
 
     #[test]
     fn cloud_routes_are_configurable_and_checked() {
-        let (args, _) = parse(["tritonserver", "--model-repository=/m"]).unwrap();
+        let args = parse(["tritonserver", "--model-repository=/m"]).unwrap().args;
         assert_eq!((args.health_route.as_str(), args.predict_route.as_str()), ("/health", "/predict"));
         assert_eq!(args.http_max_input_size, 64 * 1024 * 1024);
-        let (args, _) =
-            parse(["tritonserver", "--model-repository=/m", "--predict-route=/score", "--predict-model=simple"])
-                .unwrap();
+        let args = parse(["tritonserver", "--model-repository=/m", "--predict-route=/score", "--predict-model=simple"])
+            .unwrap()
+            .args;
         assert_eq!(args.predict_route, "/score");
         assert_eq!(args.predict_model.as_deref(), Some("simple"));
         assert!(parse(["tritonserver", "--model-repository=/m", "--health-route=health"]).is_err());
@@ -284,14 +373,15 @@ mod tests {
 
     #[test]
     fn backend_config_settings() {
-        let (args, _) = parse([
+        let args = parse([
             "tritonserver",
             "--model-repository=/m",
             "--backend-config=onnxruntime,library=/opt/libonnxruntime.so.1.31.1",
             "--backend-config=default-max-batch-size=16",
             "--backend-config=tensorflow,version=2",
         ])
-        .unwrap();
+        .unwrap()
+        .args;
         let (config, warnings) = args.backend_config();
         assert_eq!(config.onnxruntime_library, Some(PathBuf::from("/opt/libonnxruntime.so.1.31.1")));
         assert_eq!(config.default_max_batch_size, 16);

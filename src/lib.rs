@@ -17,6 +17,7 @@ pub mod identity;
 pub mod inference;
 pub mod model_config;
 pub mod model_manager;
+pub mod platform;
 pub mod proto;
 pub mod repository;
 pub mod scheduler;

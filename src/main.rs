@@ -8,14 +8,18 @@ use tracing_subscriber::EnvFilter;
 use tritonrs::{cli, server};
 
 fn main() -> ExitCode {
-    let (args, warnings) = match cli::parse(std::env::args_os()) {
+    let command_line = match cli::parse(std::env::args_os()) {
         Ok(parsed) => parsed,
         Err(error) => error.exit(),
     };
-    init_logging(args.log_verbose);
-    for warning in warnings {
+    init_logging(command_line.args.log_verbose);
+    for warning in &command_line.warnings {
         tracing::warn!("{warning}");
     }
+    for note in &command_line.notes {
+        tracing::info!("{note}");
+    }
+    let args = command_line.args;
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {

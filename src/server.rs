@@ -16,10 +16,31 @@ use crate::http::{self, HttpSettings};
 use crate::identity::ServerIdentity;
 use crate::model_config::AutocompleteOptions;
 use crate::model_manager::{ManagerOptions, ModelManager};
+use crate::platform::{PlatformMounts, discover_model_repository};
 use crate::shutdown::{self, ShutdownTrigger};
 
 /// Runs the server until it is told to stop; returns the process exit code.
 pub async fn run(args: Args) -> ExitCode {
+    let repositories = if args.model_repositories.is_empty() {
+        match discover_model_repository(|name| std::env::var(name).ok(), &PlatformMounts::default()) {
+            Ok(found) => {
+                tracing::info!("using the model repository {} ({})", found.path.display(), found.reason);
+                vec![found.path]
+            }
+            Err(reason) => {
+                tracing::error!("{reason}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        args.model_repositories.clone()
+    };
+    if std::env::var("CONTAINER_TYPE").is_ok_and(|kind| kind.eq_ignore_ascii_case("TRITON")) {
+        tracing::info!(
+            "CONTAINER_TYPE=TRITON: the platform will call /v2/health/ready and /v2/models/{{model}}/versions/{{version}}/infer on port {}",
+            args.http_port
+        );
+    }
     let (backend_config, warnings) = args.backend_config();
     for warning in warnings {
         tracing::warn!("{warning}");
@@ -83,7 +104,7 @@ pub async fn run(args: Args) -> ExitCode {
     tokio::spawn(forward_signals(stop.clone()));
 
     let mut exit = ExitCode::SUCCESS;
-    match manager.load_repositories(&args.model_repositories).await {
+    match manager.load_repositories(&repositories).await {
         Ok(report) => {
             log_model_table(&manager);
             if !report.failures.is_empty() && args.exit_on_error {

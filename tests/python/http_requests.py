@@ -24,6 +24,13 @@ class Response:
         return json.loads(self.body)
 
 
+def free_port():
+    """A port nothing listens on now (the kernel's pick, released again)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def _read_response(response):
     headers = {name.lower(): value for name, value in response.getheaders()}
     return Response(response.status, headers, response.read())

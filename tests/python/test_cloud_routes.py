@@ -4,7 +4,6 @@ request, or `{"instances": [...]}` rows of a single-input model), with the
 model chosen by header, flag, environment or the repository, and both
 routes and the port moved by flags and environment variables."""
 
-import socket
 import subprocess
 
 import numpy as np
@@ -16,6 +15,7 @@ from http_requests import (
     assert_http_serves,
     check_simple_json_answer,
     expect_error_response,
+    free_port,
     http_request,
     post,
 )
@@ -253,13 +253,6 @@ def test_routes_moved_by_the_environment(launch_server, tmp_path):
     }
     server = launch_server(repository_of(tmp_path, "scale_fp16", "simple"), env=env)
     assert_moved_routes(server.http_url, "/ping", "/v1/models/model:predict")
-
-
-def free_port():
-    """A port nothing listens on now (the kernel's pick, released again)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_port_from_the_environment(launch_server, single_model_repository):

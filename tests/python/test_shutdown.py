@@ -6,6 +6,7 @@ import http.client
 import os
 import queue
 import signal
+import socket
 import time
 
 import pytest
@@ -111,3 +112,43 @@ def test_exit_timeout_bounds_the_wait(launch_server, busy_repository):
         server.wait_exit(timeout=15)
         assert time.monotonic() - started < 10
     assert server.wait_for_line("still in flight after 1 s", timeout=1)
+
+
+def connection_refused(url):
+    """Whether a new TCP connection to `url` is refused."""
+    host, port = url.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=2):
+            return False
+    except ConnectionRefusedError:
+        return True
+
+
+def test_sigterm_under_load_answers_every_request_and_refuses_new_connections(launch_server, busy_repository):
+    # Twelve requests over both protocols against two instances: two run,
+    # ten wait in the queue when SIGTERM arrives. Every one must be answered
+    # correctly, while new connections are refused at once, as a rolling
+    # update or scale-in needs.
+    server = launch_server(busy_repository)
+    iterations = BUSY_ITERATIONS // 4
+
+    def busy(client):
+        wire = default_wire(client)
+        return wire.infer(client, "busy_loop", busy_loop_inputs(iterations, wire), client_timeout=120)
+
+    answers = [in_background(protocol, server.url_for(protocol), busy) for protocol in ("grpc", "http") * 6]
+    wait_until_running(server)
+    os.kill(server.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 2
+    while not (connection_refused(server.http_url) and connection_refused(server.grpc_url)):
+        assert time.monotonic() < deadline, "new connections were still accepted 2 s after SIGTERM"
+        time.sleep(0.02)
+    failures = []
+    for finished in answers:
+        _, result, error = finished.get(timeout=120)
+        if error is not None:
+            failures.append(repr(error))
+        elif as_numpy(result, "COUNT").tolist() != [iterations]:
+            failures.append(f"wrong answer {as_numpy(result, 'COUNT')}")
+    assert failures == [], failures
+    assert server.wait_exit(timeout=60) == 0

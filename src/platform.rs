@@ -1,0 +1,224 @@
+//! The conventions of the platforms that run model servers as containers:
+//! where they mount the model repository and which port and routes they
+//! expect, so the same image runs unchanged on each.
+//!
+//! | Platform | Model repository | Port and routes |
+//! | --- | --- | --- |
+//! | any | `MODEL_REPOSITORY` | flags, `TRITONRS_*` variables |
+//! | Oracle Cloud model deployment | `/opt/ds/model/deployed_model` | `/health`, `/predict`; `/v2/...` with `CONTAINER_TYPE=TRITON` |
+//! | Azure Machine Learning | `$AZUREML_MODEL_DIR` | set in the deployment's `inference_config` |
+//! | KServe | `/mnt/models` | flags in the ServingRuntime |
+//! | Vertex AI | `$AIP_STORAGE_URI` when it is a local path | `AIP_HTTP_PORT`, `AIP_HEALTH_ROUTE`, `AIP_PREDICT_ROUTE` |
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// The environment variable that names the model repository directly.
+pub const MODEL_REPOSITORY_ENV: &str = "MODEL_REPOSITORY";
+
+/// Where platforms mount model artifacts at fixed paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformMounts {
+    /// Oracle Cloud model deployment: the unzipped model artifact (read-only).
+    pub oci: PathBuf,
+    /// KServe: what the storage initializer downloaded.
+    pub kserve: PathBuf,
+}
+
+impl Default for PlatformMounts {
+    fn default() -> Self {
+        Self { oci: PathBuf::from("/opt/ds/model/deployed_model"), kserve: PathBuf::from("/mnt/models") }
+    }
+}
+
+/// A model repository found without `--model-repository`, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveredRepository {
+    /// The repository directory.
+    pub path: PathBuf,
+    /// Which convention pointed to it, for the log.
+    pub reason: String,
+}
+
+/// Finds the model repository from the environment and the platforms'
+/// mounts, in this order: `MODEL_REPOSITORY`, Oracle's mount, Azure ML's
+/// `AZUREML_MODEL_DIR`, KServe's mount, and Vertex AI's `AIP_STORAGE_URI`
+/// when it is a local path. `var` reads environment variables.
+pub fn discover_model_repository(
+    var: impl Fn(&str) -> Option<String>,
+    mounts: &PlatformMounts,
+) -> Result<DiscoveredRepository, String> {
+    let var = |name: &str| var(name).filter(|value| !value.trim().is_empty());
+    if let Some(path) = var(MODEL_REPOSITORY_ENV) {
+        let path = PathBuf::from(path);
+        if !path.is_dir() {
+            return Err(format!("{MODEL_REPOSITORY_ENV} names '{}', which is not a directory", path.display()));
+        }
+        return Ok(DiscoveredRepository { path, reason: format!("from {MODEL_REPOSITORY_ENV}") });
+    }
+    let candidates = [
+        (Some(mounts.oci.clone()), "the Oracle Cloud model deployment mount"),
+        (var("AZUREML_MODEL_DIR").map(PathBuf::from), "AZUREML_MODEL_DIR (Azure Machine Learning)"),
+        (Some(mounts.kserve.clone()), "the KServe model mount"),
+        (var("AIP_STORAGE_URI").and_then(|uri| local_path(&uri)), "AIP_STORAGE_URI (Vertex AI)"),
+    ];
+    for (path, source) in candidates {
+        let Some(path) = path.filter(|path| path.is_dir()) else { continue };
+        let repository = repository_within(&path);
+        let reason =
+            if repository == path { format!("from {source}") } else { format!("from {source} ({})", path.display()) };
+        return Ok(DiscoveredRepository { path: repository, reason });
+    }
+    Err(format!(
+        "no model repository: pass --model-repository=PATH or set {MODEL_REPOSITORY_ENV}; nothing was found at {}, \
+         in AZUREML_MODEL_DIR, at {} or in a local AIP_STORAGE_URI",
+        mounts.oci.display(),
+        mounts.kserve.display()
+    ))
+}
+
+/// A `file://` URI or absolute path as a path; remote URIs (gs://, s3://)
+/// are not local.
+fn local_path(uri: &str) -> Option<PathBuf> {
+    let path = uri.strip_prefix("file://").unwrap_or(uri);
+    path.starts_with('/').then(|| PathBuf::from(path))
+}
+
+/// The repository inside a platform's model directory: its
+/// `model_repository/` folder (how Oracle's Triton walkthrough zips the
+/// artifact), the directory itself when it holds models, or its only
+/// subdirectory when that does (how Azure ML mounts a registered folder).
+pub fn repository_within(directory: &Path) -> PathBuf {
+    let nested = directory.join("model_repository");
+    if nested.is_dir() {
+        return nested;
+    }
+    if holds_models(directory) {
+        return directory.to_path_buf();
+    }
+    let subdirectories: Vec<PathBuf> = fs::read_dir(directory)
+        .map(|entries| entries.filter_map(Result::ok).map(|entry| entry.path()).filter(|path| path.is_dir()).collect())
+        .unwrap_or_default();
+    match subdirectories.as_slice() {
+        [only] if holds_models(only) => only.clone(),
+        [only] if only.join("model_repository").is_dir() => only.join("model_repository"),
+        _ => directory.to_path_buf(),
+    }
+}
+
+/// Whether a directory looks like a model repository: some subdirectory is
+/// a model (a config.pbtxt or a numbered version directory).
+fn holds_models(directory: &Path) -> bool {
+    let Ok(entries) = fs::read_dir(directory) else { return false };
+    entries.filter_map(Result::ok).map(|entry| entry.path()).filter(|path| path.is_dir()).any(|model| {
+        model.join(crate::repository::CONFIG_FILENAME).is_file()
+            || crate::repository::available_versions(&model).is_ok_and(|versions| !versions.is_empty())
+    })
+}
+
+/// Ports and routes that Vertex AI sets for a custom container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VertexSettings {
+    /// `AIP_HTTP_PORT`.
+    pub http_port: Option<u16>,
+    /// `AIP_HEALTH_ROUTE`.
+    pub health_route: Option<String>,
+    /// `AIP_PREDICT_ROUTE`.
+    pub predict_route: Option<String>,
+}
+
+impl VertexSettings {
+    /// Reads the `AIP_*` variables.
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let http_port = var("AIP_HTTP_PORT")
+            .map(|port| port.trim().parse::<u16>().map_err(|_| format!("AIP_HTTP_PORT '{port}' is not a port number")))
+            .transpose()?;
+        Ok(Self { http_port, health_route: var("AIP_HEALTH_ROUTE"), predict_route: var("AIP_PREDICT_ROUTE") })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn model(repository: &Path, name: &str) {
+        fs::create_dir_all(repository.join(name).join("1")).unwrap();
+    }
+
+    fn env(pairs: &[(&str, &Path)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(key, value)| (key.to_string(), value.display().to_string())).collect();
+        move |key| map.get(key).cloned()
+    }
+
+    fn mounts(root: &Path) -> PlatformMounts {
+        PlatformMounts { oci: root.join("opt/ds/model/deployed_model"), kserve: root.join("mnt/models") }
+    }
+
+    #[test]
+    fn model_repository_variable_comes_first() {
+        let root = tempfile::tempdir().unwrap();
+        let explicit = root.path().join("explicit");
+        model(&explicit, "a");
+        model(&mounts(root.path()).kserve, "b");
+        let found = discover_model_repository(env(&[("MODEL_REPOSITORY", &explicit)]), &mounts(root.path())).unwrap();
+        assert_eq!(found, DiscoveredRepository { path: explicit, reason: "from MODEL_REPOSITORY".into() });
+
+        let missing = root.path().join("missing");
+        let error =
+            discover_model_repository(env(&[("MODEL_REPOSITORY", &missing)]), &mounts(root.path())).unwrap_err();
+        assert!(error.contains("not a directory"), "{error}");
+    }
+
+    #[test]
+    fn platform_mounts_in_order() {
+        let root = tempfile::tempdir().unwrap();
+        let mounts = mounts(root.path());
+        let azure = root.path().join("azureml/models");
+        // Azure ML mounts a registered folder inside AZUREML_MODEL_DIR.
+        model(&azure.join("wine_repository"), "wine");
+        model(&mounts.kserve, "kserve_model");
+        let found = discover_model_repository(env(&[("AZUREML_MODEL_DIR", &azure)]), &mounts).unwrap();
+        assert_eq!(found.path, azure.join("wine_repository"));
+        assert!(found.reason.contains("AZUREML_MODEL_DIR"), "{}", found.reason);
+
+        // Oracle's mount wins over both, and its model_repository/ folder is used.
+        model(&mounts.oci.join("model_repository"), "simple");
+        let found = discover_model_repository(env(&[("AZUREML_MODEL_DIR", &azure)]), &mounts).unwrap();
+        assert_eq!(found.path, mounts.oci.join("model_repository"));
+        assert!(found.reason.contains("Oracle"), "{}", found.reason);
+    }
+
+    #[test]
+    fn kserve_and_vertex_mounts() {
+        let root = tempfile::tempdir().unwrap();
+        let mounts = mounts(root.path());
+        let vertex = root.path().join("vertex");
+        model(&vertex, "m");
+        let uri = PathBuf::from(format!("file://{}", vertex.display()));
+        let found = discover_model_repository(env(&[("AIP_STORAGE_URI", &uri)]), &mounts).unwrap();
+        assert_eq!(found.path, vertex);
+        let remote = PathBuf::from("gs://bucket/models");
+        assert!(discover_model_repository(env(&[("AIP_STORAGE_URI", &remote)]), &mounts).is_err());
+
+        model(&mounts.kserve, "m");
+        let found = discover_model_repository(env(&[]), &mounts).unwrap();
+        assert_eq!((found.path, found.reason.contains("KServe")), (mounts.kserve, true));
+    }
+
+    #[test]
+    fn nothing_found_explains_where_it_looked() {
+        let root = tempfile::tempdir().unwrap();
+        let error = discover_model_repository(env(&[]), &mounts(root.path())).unwrap_err();
+        assert!(error.contains("--model-repository") && error.contains("deployed_model"), "{error}");
+    }
+
+    #[test]
+    fn vertex_port_must_be_a_number() {
+        let settings = VertexSettings::from_env(|key| (key == "AIP_HTTP_PORT").then(|| "8080".to_string())).unwrap();
+        assert_eq!(settings.http_port, Some(8080));
+        assert!(VertexSettings::from_env(|key| (key == "AIP_HTTP_PORT").then(|| "http".to_string())).is_err());
+    }
+}
