@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the project, the way CI does:
 #   formatting and lints, the committed models against their generator,
-#   Rust unit and integration tests (the real binary over gRPC with tonic),
-#   and the Python tests with Triton's own client and grpcurl.
+#   Rust unit and integration tests (the real binary over gRPC and HTTP),
+#   the Python tests with Triton's own client, curl and grpcurl, the
+#   deployment files' linters, and the Docker image's build steps.
 # Installs what it needs into git-ignored folders: .deps/ (ONNX Runtime,
 # grpcurl) and .venv/ (Python packages from tests/python/requirements.txt).
 set -euo pipefail
@@ -34,5 +35,11 @@ cargo test --locked
 step "Rust tests again with the cuda feature (GPU code built, CPU tests run)"
 cargo test --locked --features cuda
 
-step "Python tests (tritonclient, grpcurl)"
+step "Python tests (tritonclient, grpcurl, curl, cloud platforms, examples)"
 TRITONRS_BIN=target/debug/tritonrs .venv/bin/python -m pytest tests/python -q
+
+step "deployment files: hadolint, kubernetes-validate, actionlint"
+scripts/check-deploy.sh
+
+step "the image build steps, run without Docker, and the staged image"
+scripts/check-image.sh
