@@ -121,6 +121,29 @@ def identity(path, elem_type):
     save(graph, path)
 
 
+def counting_loop_body():
+    """A Loop body that adds one to an INT64 [1] counter per iteration."""
+    int64 = TensorProto.INT64
+    return helper.make_graph(
+        [
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+            helper.make_node("Add", ["count_in", "one"], ["count_out"]),
+        ],
+        "body",
+        [tensor("i", int64, []), tensor("cond_in", TensorProto.BOOL, []), tensor("count_in", int64, [1])],
+        [tensor("cond_out", TensorProto.BOOL, []), tensor("count_out", int64, [1])],
+        initializer=[helper.make_tensor("one", int64, [1], [1])],
+    )
+
+
+def loop_start():
+    """The Loop's first condition (true) and counter (0)."""
+    return [
+        helper.make_tensor("zero", TensorProto.INT64, [1], [0]),
+        helper.make_tensor("true", TensorProto.BOOL, [], [True]),
+    ]
+
+
 def busy_loop(path):
     """INT64 [1] ITERATIONS -> INT64 [1] COUNT after that many loop steps.
 
@@ -128,32 +151,15 @@ def busy_loop(path):
     a chosen time and show that other models are not delayed.
     """
     int64 = TensorProto.INT64
-    one = helper.make_tensor("one", int64, [1], [1])
-    body = helper.make_graph(
-        [
-            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
-            helper.make_node("Add", ["count_in", "one"], ["count_out"]),
-        ],
-        "body",
-        [
-            tensor("i", int64, []),
-            tensor("cond_in", TensorProto.BOOL, []),
-            tensor("count_in", int64, [1]),
-        ],
-        [tensor("cond_out", TensorProto.BOOL, []), tensor("count_out", int64, [1])],
-        initializer=[one],
-    )
-    zero = helper.make_tensor("zero", int64, [1], [0])
-    true = helper.make_tensor("true", TensorProto.BOOL, [], [True])
     graph = helper.make_graph(
         [
             helper.make_node("Squeeze", ["ITERATIONS"], ["trip_count"]),
-            helper.make_node("Loop", ["trip_count", "true", "zero"], ["COUNT"], body=body),
+            helper.make_node("Loop", ["trip_count", "true", "zero"], ["COUNT"], body=counting_loop_body()),
         ],
         "busy_loop",
         [tensor("ITERATIONS", int64, [1])],
         [tensor("COUNT", int64, [1])],
-        initializer=[zero, true],
+        initializer=loop_start(),
     )
     save(graph, path)
 
@@ -168,23 +174,10 @@ def batch_busy_loop(path):
     batches apart by their PAYLOAD widths.
     """
     int64 = TensorProto.INT64
-    one = helper.make_tensor("one", int64, [1], [1])
-    body = helper.make_graph(
-        [
-            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
-            helper.make_node("Add", ["count_in", "one"], ["count_out"]),
-        ],
-        "body",
-        [tensor("i", int64, []), tensor("cond_in", TensorProto.BOOL, []), tensor("count_in", int64, [1])],
-        [tensor("cond_out", TensorProto.BOOL, []), tensor("count_out", int64, [1])],
-        initializer=[one],
-    )
-    zero = helper.make_tensor("zero", int64, [1], [0])
-    true = helper.make_tensor("true", TensorProto.BOOL, [], [True])
     graph = helper.make_graph(
         [
             helper.make_node("ReduceMax", ["ITERATIONS"], ["trip_count"], keepdims=0),
-            helper.make_node("Loop", ["trip_count", "true", "zero"], ["steps"], body=body),
+            helper.make_node("Loop", ["trip_count", "true", "zero"], ["steps"], body=counting_loop_body()),
             # COUNT = ITERATIONS + (steps - trip_count): equal to ITERATIONS,
             # but only once the loop has run.
             helper.make_node("Sub", ["steps", "trip_count"], ["nothing"]),
@@ -194,7 +187,7 @@ def batch_busy_loop(path):
         "batch_busy_loop",
         [tensor("ITERATIONS", int64, ["batch", 1]), tensor("PAYLOAD", TensorProto.FLOAT, ["batch", "n"])],
         [tensor("COUNT", int64, ["batch", 1]), tensor("PAYLOAD_OUT", TensorProto.FLOAT, ["batch", "n"])],
-        initializer=[zero, true],
+        initializer=loop_start(),
     )
     save(graph, path)
 

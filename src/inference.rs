@@ -66,6 +66,27 @@ pub struct InferenceResponse {
     pub outputs: Vec<Tensor>,
 }
 
+/// Tensor parameters that ask for features this server does not offer.
+const UNSUPPORTED_TENSOR_PARAMETERS: [&str; 2] = ["shared_memory_region", "classification"];
+
+/// Refuses tensor parameters that ask for features this server does not
+/// offer (shared memory, classification): ignoring them would give wrong
+/// answers silently. `what` is "input" or "output".
+pub fn check_tensor_parameters<'a>(
+    model: &str,
+    what: &str,
+    name: &str,
+    keys: impl IntoIterator<Item = &'a String>,
+) -> Result<()> {
+    match keys.into_iter().find(|key| UNSUPPORTED_TENSOR_PARAMETERS.contains(&key.as_str())) {
+        Some(key) => Err(Error::new(
+            crate::error::ErrorKind::Unimplemented,
+            format!("model '{model}': {what} '{name}' sets the '{key}' parameter, which this server does not support"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Parses the version string of the protocol: empty means "let the server
 /// choose", otherwise a non-negative decimal number.
 pub fn parse_model_version(model_name: &str, version: &str) -> Result<Option<i64>> {

@@ -120,6 +120,22 @@ fn binary_body(json: &Value, binary: &[u8]) -> (Vec<u8>, usize) {
     (body, header_length)
 }
 
+/// Posts a body in the binary form and splits the 200 answer into its JSON
+/// and the binary data after it.
+async fn post_binary(server: &TestServer, path: &str, header_length: usize, body: Vec<u8>) -> (Value, Vec<u8>) {
+    let response = client()
+        .post(server.url(path))
+        .header("Inference-Header-Content-Length", header_length)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let json_length: usize = response.headers()["inference-header-content-length"].to_str().unwrap().parse().unwrap();
+    let bytes = response.bytes().await.unwrap();
+    (serde_json::from_slice(&bytes[..json_length]).unwrap(), bytes[json_length..].to_vec())
+}
+
 #[tokio::test]
 async fn binary_tensor_data_both_ways() {
     let server = TestServer::start_ready(&[]).await;
@@ -133,40 +149,19 @@ async fn binary_tensor_data_both_ways() {
         "outputs": [{"name": "OUTPUT1", "parameters": {"binary_data": true}}, {"name": "OUTPUT0"}],
     });
     let (body, header_length) = binary_body(&json, &[input0, input1].concat());
-    let response = client()
-        .post(server.url("/v2/models/simple/infer"))
-        .header("Inference-Header-Content-Length", header_length)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let json_length: usize = response.headers()["inference-header-content-length"].to_str().unwrap().parse().unwrap();
-    let bytes = response.bytes().await.unwrap();
-    let header: Value = serde_json::from_slice(&bytes[..json_length]).unwrap();
+    let (header, binary) = post_binary(&server, "/v2/models/simple/infer", header_length, body).await;
     assert_eq!(header["outputs"][0]["name"], "OUTPUT1");
     assert_eq!(header["outputs"][0]["parameters"]["binary_data_size"], 64);
     assert_eq!(header["outputs"][1]["data"], json!((3..19).collect::<Vec<i32>>()));
     let differences: Vec<i32> =
-        bytes[json_length..].chunks_exact(4).map(|chunk| i32::from_le_bytes(chunk.try_into().unwrap())).collect();
+        binary.chunks_exact(4).map(|chunk| i32::from_le_bytes(chunk.try_into().unwrap())).collect();
     assert_eq!(differences, (-3..13).collect::<Vec<i32>>());
 
     // The raw binary form: the body is the data of the only input.
     let halves: Vec<u8> = [2.0f32, 4.0, -8.0, 1.0].iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect();
-    let response = client()
-        .post(server.url("/v2/models/scale_fp16/infer"))
-        .header("Inference-Header-Content-Length", 0)
-        .body(halves)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let json_length: usize = response.headers()["inference-header-content-length"].to_str().unwrap().parse().unwrap();
-    let bytes = response.bytes().await.unwrap();
-    let header: Value = serde_json::from_slice(&bytes[..json_length]).unwrap();
+    let (header, binary) = post_binary(&server, "/v2/models/scale_fp16/infer", 0, halves).await;
     assert_eq!(header["outputs"][0]["shape"], json!([1, 4]));
-    let scaled: Vec<f32> =
-        bytes[json_length..].chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect();
+    let scaled: Vec<f32> = binary.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect();
     assert_eq!(scaled, [1.0, 2.0, -4.0, 0.5]);
     server.stop().await;
 }

@@ -9,7 +9,8 @@ use tonic::{Code, Status};
 
 use crate::error::{Error, ErrorKind};
 use crate::inference::{
-    InferenceRequest, InferenceResponse, ParameterValue, Parameters, RequestedOutput, parse_model_version,
+    InferenceRequest, InferenceResponse, ParameterValue, Parameters, RequestedOutput, check_tensor_parameters,
+    parse_model_version,
 };
 use crate::proto::inference::infer_parameter::ParameterChoice;
 use crate::proto::inference::model_infer_request::InferInputTensor;
@@ -46,9 +47,8 @@ pub fn decode_request(request: ModelInferRequest) -> Result<InferenceRequest, Er
             raw.len()
         )));
     }
-    let unsupported = |message: String| Error::new(ErrorKind::Unimplemented, format!("model '{model}': {message}"));
     for input in &request.inputs {
-        reject_unsupported_parameters("input", &input.name, &input.parameters).map_err(unsupported)?;
+        check_tensor_parameters(&model, "input", &input.name, input.parameters.keys())?;
     }
     let mut raw = raw.into_iter();
     let inputs = request
@@ -63,8 +63,7 @@ pub fn decode_request(request: ModelInferRequest) -> Result<InferenceRequest, Er
         .outputs
         .into_iter()
         .map(|output| {
-            reject_unsupported_parameters("output", &output.name, &output.parameters)
-                .map_err(|message| Error::new(ErrorKind::Unimplemented, format!("model '{model}': {message}")))?;
+            check_tensor_parameters(&model, "output", &output.name, output.parameters.keys())?;
             Ok(RequestedOutput { name: output.name, parameters: decode_parameters(output.parameters) })
         })
         .collect::<Result<Vec<_>, Error>>()?;
@@ -76,21 +75,6 @@ pub fn decode_request(request: ModelInferRequest) -> Result<InferenceRequest, Er
         inputs,
         outputs,
     })
-}
-
-/// Tensor parameters that ask for features this server does not offer;
-/// ignoring them would return wrong results silently.
-fn reject_unsupported_parameters(
-    what: &str,
-    name: &str,
-    parameters: &HashMap<String, InferParameter>,
-) -> Result<(), String> {
-    for key in ["shared_memory_region", "classification"] {
-        if parameters.contains_key(key) {
-            return Err(format!("{what} '{name}' sets the '{key}' parameter, which this server does not support"));
-        }
-    }
-    Ok(())
 }
 
 fn decode_input(input: InferInputTensor, raw: Option<Bytes>) -> Result<Tensor, String> {

@@ -9,8 +9,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::json_tensor::{data_array_text, encode_values, flatten, quote_non_finite_tokens};
-use crate::error::{Error, ErrorKind, Result};
-use crate::inference::{InferenceRequest, InferenceResponse, ParameterValue, Parameters, RequestedOutput};
+use crate::error::{Error, Result};
+use crate::inference::{
+    InferenceRequest, InferenceResponse, ParameterValue, Parameters, RequestedOutput, check_tensor_parameters,
+};
 use crate::tensor::{DataType, Tensor, element_count, format_shape};
 
 /// Header giving the length of the JSON part when binary data follows it.
@@ -92,8 +94,6 @@ pub fn decode_request(
     binary: Bytes,
 ) -> Result<(InferenceRequest, OutputEncoding)> {
     let invalid = |message: String| Error::invalid_argument(format!("model '{model_name}': {message}"));
-    let unsupported =
-        |message: String| Error::new(ErrorKind::Unimplemented, format!("model '{model_name}': {message}"));
     let body: RequestJson = serde_json::from_slice(&quote_non_finite_tokens(json))
         .map_err(|error| invalid(format!("the request body is not a valid inference request: {error}")))?;
 
@@ -101,7 +101,7 @@ pub fn decode_request(
     let mut inputs = Vec::with_capacity(body.inputs.len());
     for input in body.inputs {
         let parameters = input.parameters.unwrap_or_default();
-        reject_unsupported_parameters("input", &input.name, &parameters).map_err(unsupported)?;
+        check_tensor_parameters(model_name, "input", &input.name, parameters.keys())?;
         let datatype = DataType::from_protocol_name(&input.datatype).ok_or_else(|| {
             let known: Vec<&str> = DataType::ALL.iter().map(|datatype| datatype.protocol_name()).collect();
             invalid(format!(
@@ -172,7 +172,7 @@ pub fn decode_request(
     let mut outputs = Vec::new();
     for output in body.outputs.unwrap_or_default() {
         let parameters = output.parameters.unwrap_or_default();
-        reject_unsupported_parameters("output", &output.name, &parameters).map_err(unsupported)?;
+        check_tensor_parameters(model_name, "output", &output.name, parameters.keys())?;
         if let Some(binary) = parameters.get("binary_data").and_then(Value::as_bool) {
             encoding.binary.insert(output.name.clone(), binary);
         }
@@ -187,17 +187,6 @@ pub fn decode_request(
         outputs,
     };
     Ok((request, encoding))
-}
-
-/// Parameters that ask for features this server does not offer; ignoring
-/// them would give wrong answers silently.
-fn reject_unsupported_parameters(what: &str, name: &str, parameters: &Map<String, Value>) -> Result<(), String> {
-    for key in ["shared_memory_region", "classification"] {
-        if parameters.contains_key(key) {
-            return Err(format!("{what} '{name}' sets the '{key}' parameter, which this server does not support"));
-        }
-    }
-    Ok(())
 }
 
 /// Request or tensor parameters from JSON; values that are not scalars are
@@ -356,6 +345,7 @@ pub fn raw_binary_request(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
     use crate::tensor::encode_byte_strings;
 
     #[test]

@@ -1,67 +1,78 @@
-//! The thread of one execution instance: it takes batches from the
-//! scheduler, runs them on its backend instance, and answers each request.
+//! The thread of one execution instance: it takes batches from the shared
+//! queue as the batcher decides, runs them on its backend instance, and
+//! answers each request.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::mpsc;
-
+use super::Shared;
 use super::batch::{merge_inputs, split_outputs, union_of_outputs};
-use super::ordering::Responder;
+use super::batcher::{Decision, decide};
 use super::queue::Pending;
 use crate::backend::ModelInstance;
 use crate::error::{Error, Result};
-use crate::statistics::{ExecutionTimes, StatisticsRecorder};
+use crate::statistics::ExecutionTimes;
 use crate::tensor::Tensor;
 use crate::validation::ValidatedRequest;
 
-/// What an instance thread shares with the scheduler.
-pub struct InstanceContext {
-    /// Instance name, for messages.
-    pub name: String,
-    /// Where answers go.
-    pub responder: Arc<Responder>,
-    /// Where figures go.
-    pub statistics: Arc<StatisticsRecorder>,
-}
-
-/// Runs batches until the scheduler closes the channel; tells the scheduler
-/// after each batch that the instance is free again.
-pub fn run(
-    context: InstanceContext,
-    mut instance: Box<dyn ModelInstance>,
-    batches: async_channel::Receiver<Vec<Pending>>,
-    free: mpsc::UnboundedSender<()>,
-) {
-    while let Ok(batch) = batches.recv_blocking() {
-        execute_batch(&context, instance.as_mut(), batch);
-        if free.send(()).is_err() {
-            break;
+/// Runs batches until the scheduler closes and the queue is empty.
+pub(super) fn run(shared: &Shared, name: &str, mut instance: Box<dyn ModelInstance>) {
+    let mut state = shared.lock();
+    loop {
+        let now = Instant::now();
+        let late = state.queue.expire(now);
+        if !late.is_empty() {
+            drop(state);
+            shared.reject_late(late);
+            state = shared.lock();
+            continue;
+        }
+        match decide(&state.queue, &shared.policy, now, state.closing) {
+            Decision::Dispatch(count) => {
+                let batch = state.queue.take_front(count);
+                let more = !state.queue.is_empty();
+                drop(state);
+                if more {
+                    // Another free instance may take what is left.
+                    shared.work.notify_one();
+                }
+                execute_batch(shared, name, instance.as_mut(), batch);
+                state = shared.lock();
+            }
+            Decision::WaitUntil(moment) => {
+                let until = state.queue.next_deadline().map_or(moment, |deadline| deadline.min(moment));
+                let wait = until.saturating_duration_since(now);
+                state = shared.work.wait_timeout(state, wait).unwrap_or_else(|poisoned| poisoned.into_inner()).0;
+            }
+            Decision::Idle if state.closing => return,
+            Decision::Idle => {
+                state = match state.queue.next_deadline() {
+                    Some(deadline) => {
+                        let wait = deadline.saturating_duration_since(now);
+                        shared.work.wait_timeout(state, wait).unwrap_or_else(|poisoned| poisoned.into_inner()).0
+                    }
+                    None => shared.work.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner()),
+                };
+            }
         }
     }
 }
 
-fn execute_batch(context: &InstanceContext, instance: &mut dyn ModelInstance, batch: Vec<Pending>) {
+fn execute_batch(shared: &Shared, name: &str, instance: &mut dyn ModelInstance, batch: Vec<Pending>) {
     let started = Instant::now();
     // Requests whose callers left while they waited are not run.
     let (live, gone): (Vec<Pending>, Vec<Pending>) = batch.into_iter().partition(|pending| !pending.reply.is_closed());
     for pending in gone {
-        tracing::debug!(instance = %context.name, "dropping a request whose client went away");
-        context.responder.respond(
-            pending.sequence,
-            pending.reply,
-            Err(Error::unavailable("the request was cancelled")),
-        );
+        tracing::debug!(instance = name, "dropping a request whose client went away");
+        shared.responder.respond(pending.sequence, pending.reply, Err(Error::unavailable("the request was cancelled")));
     }
     if live.is_empty() {
         return;
     }
     let requests: Vec<&ValidatedRequest> = live.iter().map(|pending| &pending.request).collect();
     let mut times = ExecutionTimes::default();
-    let outcome = catch_unwind(AssertUnwindSafe(|| run_batch(instance, &requests, &mut times))).unwrap_or_else(|_| {
-        Err(Error::internal(format!("instance '{}' panicked while executing a batch", context.name)))
-    });
+    let outcome = catch_unwind(AssertUnwindSafe(|| run_batch(instance, &requests, &mut times)))
+        .unwrap_or_else(|_| Err(Error::internal(format!("instance '{name}' panicked while executing a batch"))));
     let finished = Instant::now();
     match outcome {
         Ok(shares) => {
@@ -70,15 +81,15 @@ fn execute_batch(context: &InstanceContext, instance: &mut dyn ModelInstance, ba
                 live.iter().map(|pending| started.saturating_duration_since(pending.arrived)).collect();
             let totals: Vec<_> =
                 live.iter().map(|pending| finished.saturating_duration_since(pending.arrived)).collect();
-            context.statistics.record_execution(batch_size, times, &queued, &totals);
+            shared.statistics.record_execution(batch_size, times, &queued, &totals);
             for (pending, share) in live.into_iter().zip(shares) {
-                context.responder.respond(pending.sequence, pending.reply, Ok(share));
+                shared.responder.respond(pending.sequence, pending.reply, Ok(share));
             }
         }
         Err(error) => {
             for pending in live {
-                context.statistics.record_failure(finished.saturating_duration_since(pending.arrived));
-                context.responder.respond(pending.sequence, pending.reply, Err(error.clone()));
+                shared.statistics.record_failure(finished.saturating_duration_since(pending.arrived));
+                shared.responder.respond(pending.sequence, pending.reply, Err(error.clone()));
             }
         }
     }

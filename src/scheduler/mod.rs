@@ -3,9 +3,11 @@
 //! a thread of its own so that N instances run N batches at once and a slow
 //! model never holds up another model's requests.
 //!
-//! One scheduler task per model version owns the queue. Callers send it
-//! requests; it decides when to send which batch to a free instance; the
-//! instance thread answers each request of the batch directly.
+//! Callers put requests into the queue and wake an instance thread; the
+//! instance threads take batches from the queue as the batcher decides,
+//! waiting (with a precise timed wait) when the batcher wants more requests,
+//! and answer each request of a batch directly. A request thus crosses
+//! threads twice: to an instance and back.
 
 mod batch;
 mod batcher;
@@ -14,17 +16,15 @@ mod ordering;
 mod policy;
 mod queue;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 pub use policy::{DynamicBatching, QueuePolicy, SchedulingPolicy, TimeoutAction};
 
-use self::batcher::{Decision, decide};
-use self::instance::InstanceContext;
 use self::ordering::Responder;
 use self::queue::{Pending, Removal, RequestQueue};
 use crate::backend::ModelInstance;
@@ -61,87 +61,157 @@ impl RequestOptions {
     }
 }
 
-enum Command {
-    Enqueue { pending: Pending, level: usize },
-    Cancel(u64),
+/// The queue state that callers and instance threads share.
+struct State {
+    queue: RequestQueue,
+    next_sequence: u64,
+    /// Set when the scheduler is dropped: instances send what is queued
+    /// without waiting for more, then end.
+    closing: bool,
+}
+
+/// Everything the callers and the instance threads of one model version
+/// share.
+struct Shared {
+    label: String,
+    policy: SchedulingPolicy,
+    state: Mutex<State>,
+    /// Signalled when there may be work for an instance.
+    work: Condvar,
+    responder: Responder,
+    statistics: Arc<StatisticsRecorder>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state is only changed by short, panic-free sections, so a
+        // poisoned lock still guards a consistent queue.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Answers requests that left the queue without running.
+    fn reject_late(&self, removals: Vec<Removal>) {
+        let now = Instant::now();
+        for Removal::TimedOut(pending) in removals {
+            let waited = now.saturating_duration_since(pending.arrived);
+            self.statistics.record_failure(waited);
+            let error = Error::unavailable(format!(
+                "{}: the request timed out after waiting {} µs in the queue",
+                self.label,
+                waited.as_micros()
+            ));
+            self.responder.respond(pending.sequence, pending.reply, Err(error));
+        }
+    }
+
+    /// Applies the queue policies' timeouts to whatever is late by now.
+    fn expire_late_requests(&self) {
+        let removals = self.lock().queue.expire(Instant::now());
+        self.reject_late(removals);
+    }
 }
 
 /// The queue and instances of one loaded model version.
 pub struct Scheduler {
-    label: String,
-    policy: Arc<SchedulingPolicy>,
-    commands: mpsc::UnboundedSender<Command>,
+    shared: Arc<Shared>,
     next_id: AtomicU64,
 }
 
 impl Scheduler {
-    /// Starts the scheduler task and one thread per instance. `label` names
-    /// the model version in thread names and messages. Must be called
-    /// inside a tokio runtime.
+    /// Starts one thread per instance. `label` names the model version in
+    /// thread names and messages.
     pub fn start(
         label: &str,
         policy: SchedulingPolicy,
         instances: Vec<(String, Box<dyn ModelInstance>)>,
         statistics: Arc<StatisticsRecorder>,
     ) -> Result<Self> {
-        let policy = Arc::new(policy);
         let preserve_ordering = policy.dynamic.as_ref().is_some_and(|dynamic| dynamic.preserve_ordering);
-        let responder = Arc::new(Responder::new(preserve_ordering));
-        let (batches, batch_receiver) = async_channel::unbounded();
-        let (free, free_receiver) = mpsc::unbounded_channel();
-        let instance_count = instances.len();
+        let shared = Arc::new(Shared {
+            label: label.to_string(),
+            state: Mutex::new(State {
+                queue: RequestQueue::new(policy.levels.clone()),
+                next_sequence: 0,
+                closing: false,
+            }),
+            policy,
+            work: Condvar::new(),
+            responder: Responder::new(preserve_ordering),
+            statistics,
+        });
         for (name, backend_instance) in instances {
-            let context = InstanceContext {
-                name: name.clone(),
-                responder: Arc::clone(&responder),
-                statistics: Arc::clone(&statistics),
-            };
-            let (batch_receiver, free) = (batch_receiver.clone(), free.clone());
+            let shared = Arc::clone(&shared);
+            let thread_name = name.clone();
             thread::Builder::new()
-                .name(name)
-                .spawn(move || instance::run(context, backend_instance, batch_receiver, free))
+                .name(thread_name)
+                .spawn(move || instance::run(&shared, &name, backend_instance))
                 .map_err(|error| Error::internal(format!("{label}: cannot start an instance thread: {error}")))?;
         }
-        let (commands, command_receiver) = mpsc::unbounded_channel();
-        let task = SchedulerTask {
-            label: label.to_string(),
-            policy: Arc::clone(&policy),
-            queue: RequestQueue::new(policy.levels.clone()),
-            instances: instance_count,
-            free_instances: instance_count,
-            batches,
-            responder,
-            statistics,
-            next_sequence: 0,
-        };
-        tokio::spawn(task.run(command_receiver, free_receiver));
-        Ok(Self { label: label.to_string(), policy, commands, next_id: AtomicU64::new(0) })
+        Ok(Self { shared, next_id: AtomicU64::new(0) })
     }
 
     /// Queues a request and waits for its outputs. If the caller stops
     /// waiting (its client went away), the request leaves the queue and
     /// never runs.
     pub async fn execute(&self, request: ValidatedRequest, options: RequestOptions) -> Result<Vec<Tensor>> {
+        let shared = &self.shared;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let level = self.policy.level_for(options.priority);
+        let level = shared.policy.level_for(options.priority);
         let arrived = Instant::now();
-        let deadline = self.policy.levels[level - 1].timeout_for(options.timeout).map(|timeout| arrived + timeout);
-        let (reply, answer) = oneshot::channel();
-        let pending = Pending { request, id, sequence: 0, arrived, deadline, reply };
-        self.commands
-            .send(Command::Enqueue { pending, level })
-            .map_err(|_| Error::unavailable(format!("{} is shutting down", self.label)))?;
-        let cancel_on_drop = CancelOnDrop { id, commands: &self.commands, armed: true };
-        let outcome = answer.await;
+        let deadline = shared.policy.levels[level - 1].timeout_for(options.timeout).map(|timeout| arrived + timeout);
+        let (reply, mut answer) = oneshot::channel();
+        {
+            let mut state = shared.lock();
+            let sequence = state.next_sequence;
+            state.next_sequence += 1;
+            let pending = Pending { request, id, sequence, arrived, deadline, reply };
+            match state.queue.push(level, pending) {
+                Ok(()) => {
+                    drop(state);
+                    shared.work.notify_one();
+                }
+                Err(rejected) => {
+                    let limit = state.queue.policy(level).max_queue_size;
+                    drop(state);
+                    shared.statistics.record_failure(rejected.arrived.elapsed());
+                    let error = Error::unavailable(format!(
+                        "{}: the queue is full ({limit} requests wait at priority level {level}); try again later",
+                        shared.label
+                    ));
+                    shared.responder.respond(rejected.sequence, rejected.reply, Err(error));
+                }
+            }
+        }
+        let cancel_on_drop = CancelOnDrop { id, shared, armed: true };
+        let outcome = match deadline {
+            None => answer.await,
+            Some(deadline) => match tokio::time::timeout_at(deadline.into(), &mut answer).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    // Late: rejected or moved behind the others, as its level
+                    // says; a request already running just finishes.
+                    shared.expire_late_requests();
+                    answer.await
+                }
+            },
+        };
         cancel_on_drop.disarm();
-        outcome.map_err(|_| Error::internal(format!("{}: the scheduler stopped before answering", self.label)))?
+        outcome.map_err(|_| Error::internal(format!("{}: the instance stopped before answering", shared.label)))?
     }
 }
 
-/// Tells the scheduler to drop a request whose caller stopped waiting.
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        // Instances send what is queued, then their threads end.
+        self.shared.lock().closing = true;
+        self.shared.work.notify_all();
+    }
+}
+
+/// Takes a request whose caller stopped waiting out of the queue.
 struct CancelOnDrop<'a> {
     id: u64,
-    commands: &'a mpsc::UnboundedSender<Command>,
+    shared: &'a Shared,
     armed: bool,
 }
 
@@ -153,116 +223,15 @@ impl CancelOnDrop<'_> {
 
 impl Drop for CancelOnDrop<'_> {
     fn drop(&mut self) {
-        if self.armed {
-            // The scheduler may be gone already; then so is the queue.
-            let _ = self.commands.send(Command::Cancel(self.id));
+        if !self.armed {
+            return;
         }
-    }
-}
-
-/// The task that owns one model version's queue.
-struct SchedulerTask {
-    label: String,
-    policy: Arc<SchedulingPolicy>,
-    queue: RequestQueue,
-    instances: usize,
-    free_instances: usize,
-    batches: async_channel::Sender<Vec<Pending>>,
-    responder: Arc<Responder>,
-    statistics: Arc<StatisticsRecorder>,
-    next_sequence: u64,
-}
-
-impl SchedulerTask {
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>, mut free: mpsc::UnboundedReceiver<()>) {
-        let mut closing = false;
-        let mut wake_at: Option<Instant> = None;
-        loop {
-            let sleep = async move {
-                match wake_at {
-                    Some(moment) => tokio::time::sleep_until(moment.into()).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                command = commands.recv(), if !closing => match command {
-                    Some(Command::Enqueue { pending, level }) => self.enqueue(pending, level),
-                    Some(Command::Cancel(id)) => self.cancel(id),
-                    None => closing = true,
-                },
-                Some(()) = free.recv() => self.free_instances += 1,
-                () = sleep => {}
-            }
-            wake_at = self.dispatch(closing);
-            if closing && self.queue.is_empty() && self.free_instances == self.instances {
-                break;
-            }
+        let cancelled = self.shared.lock().queue.cancel(self.id);
+        if let Some(pending) = cancelled {
+            tracing::debug!(scheduler = %self.shared.label, "dropped a request whose client went away");
+            let error = Error::unavailable("the request was cancelled");
+            self.shared.responder.respond(pending.sequence, pending.reply, Err(error));
         }
-        // Closing the batch channel ends the instance threads.
-        self.batches.close();
-    }
-
-    fn enqueue(&mut self, mut pending: Pending, level: usize) {
-        pending.sequence = self.next_sequence;
-        self.next_sequence += 1;
-        if let Err(rejected) = self.queue.push(level, pending) {
-            let limit = self.queue.policy(level).max_queue_size;
-            self.statistics.record_failure(rejected.arrived.elapsed());
-            let error = Error::unavailable(format!(
-                "{}: the queue is full ({limit} requests wait at priority level {level}); try again later",
-                self.label
-            ));
-            self.responder.respond(rejected.sequence, rejected.reply, Err(error));
-        }
-    }
-
-    fn cancel(&mut self, id: u64) {
-        if let Some(pending) = self.queue.cancel(id) {
-            tracing::debug!(scheduler = %self.label, "dropped a request whose client went away");
-            self.responder.respond(
-                pending.sequence,
-                pending.reply,
-                Err(Error::unavailable("the request was cancelled")),
-            );
-        }
-    }
-
-    /// Rejects timed-out requests, sends every batch that is due to free
-    /// instances, and returns when to look again.
-    fn dispatch(&mut self, closing: bool) -> Option<Instant> {
-        let now = Instant::now();
-        for Removal::TimedOut(pending) in self.queue.expire(now) {
-            let waited = now.saturating_duration_since(pending.arrived);
-            self.statistics.record_failure(waited);
-            let error = Error::unavailable(format!(
-                "{}: the request timed out after waiting {} µs in the queue",
-                self.label,
-                waited.as_micros()
-            ));
-            self.responder.respond(pending.sequence, pending.reply, Err(error));
-        }
-        let mut batch_due = None;
-        while self.free_instances > 0 {
-            match decide(&self.queue, &self.policy, now, closing) {
-                Decision::Dispatch(count) => {
-                    let batch = self.queue.take_front(count);
-                    self.free_instances -= 1;
-                    if let Err(error) = self.batches.try_send(batch) {
-                        // Only possible once the instances are gone.
-                        for pending in error.into_inner() {
-                            let error = Error::unavailable(format!("{}: no instance is running", self.label));
-                            self.responder.respond(pending.sequence, pending.reply, Err(error));
-                        }
-                    }
-                }
-                Decision::WaitUntil(moment) => {
-                    batch_due = Some(moment);
-                    break;
-                }
-                Decision::Idle => break,
-            }
-        }
-        [batch_due, self.queue.next_deadline()].into_iter().flatten().min()
     }
 }
 
@@ -343,12 +312,19 @@ mod tests {
         let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
         let instance = RecordingInstance(sizes.clone(), Duration::from_millis(200));
         let (scheduler, statistics) = start(policy("max_batch_size: 4 dynamic_batching { }"), vec![Box::new(instance)]);
+        let scheduler = Arc::new(scheduler);
         let options = RequestOptions::default();
         // The first request occupies the instance; the next five queue up
         // behind it and go as a batch of 4 and a batch of 1.
-        let answers = futures::future::join_all((0..6).map(|value| scheduler.execute(request(value), options))).await;
-        for (value, answer) in answers.into_iter().enumerate() {
-            assert_eq!(answer.unwrap()[0].data[..], [value as u8]);
+        let first = tokio::spawn({
+            let scheduler = Arc::clone(&scheduler);
+            async move { scheduler.execute(request(0), options).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let answers = futures::future::join_all((1..6).map(|value| scheduler.execute(request(value), options))).await;
+        assert_eq!(first.await.unwrap().unwrap()[0].data[..], [0]);
+        for (value, answer) in (1..6).zip(answers) {
+            assert_eq!(answer.unwrap()[0].data[..], [value]);
         }
         assert_eq!(*sizes.lock().unwrap(), vec![1, 4, 1]);
         let snapshot = statistics.snapshot();
@@ -363,12 +339,22 @@ mod tests {
             policy("max_batch_size: 1 dynamic_batching { default_queue_policy { max_queue_size: 1 } }"),
             vec![Box::new(instance)],
         );
+        let scheduler = Arc::new(scheduler);
         let options = RequestOptions::default();
-        let answers = futures::future::join_all((0..3).map(|value| scheduler.execute(request(value), options))).await;
-        let rejected: Vec<_> = answers.iter().filter_map(|answer| answer.as_ref().err()).collect();
-        assert_eq!(rejected.len(), 1, "{answers:?}");
-        assert_eq!(rejected[0].kind(), crate::error::ErrorKind::Unavailable);
-        assert!(rejected[0].message().contains("queue is full"), "{}", rejected[0].message());
+        let running = tokio::spawn({
+            let scheduler = Arc::clone(&scheduler);
+            async move { scheduler.execute(request(0), options).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // One more fits in the queue behind the running request; a third
+        // does not.
+        let (queued, rejected) =
+            tokio::join!(scheduler.execute(request(1), options), scheduler.execute(request(2), options));
+        assert_eq!(queued.unwrap()[0].data[..], [1]);
+        let rejected = rejected.unwrap_err();
+        assert_eq!(rejected.kind(), crate::error::ErrorKind::Unavailable);
+        assert!(rejected.message().contains("queue is full"), "{}", rejected.message());
+        assert!(running.await.unwrap().is_ok());
         assert_eq!(statistics.snapshot().inference_stats.fail.count, 1);
     }
 
