@@ -19,6 +19,7 @@ use axum::Router;
 use axum::extract::Request;
 use axum::http::{Method, StatusCode};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tower_http::compression::CompressionLayer;
@@ -141,5 +142,11 @@ pub async fn serve(
     shutdown: ShutdownSignal,
 ) -> std::io::Result<()> {
     let app = router(manager, identity, settings);
+    // As for gRPC: small responses must not wait for Nagle's algorithm.
+    let listener = listener.tap_io(|stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY on an HTTP connection: {error}");
+        }
+    });
     axum::serve(listener, app).with_graceful_shutdown(shutdown.fired()).await
 }

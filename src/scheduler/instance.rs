@@ -3,12 +3,14 @@
 //! answers each request.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::Shared;
 use super::batch::{merge_inputs, split_outputs, union_of_outputs};
 use super::batcher::{Decision, decide};
 use super::queue::Pending;
+use super::spin::{INSTANCE_SPIN, spin_until};
 use crate::backend::ModelInstance;
 use crate::error::{Error, Result};
 use crate::statistics::ExecutionTimes;
@@ -18,6 +20,9 @@ use crate::validation::ValidatedRequest;
 /// Runs batches until the scheduler closes and the queue is empty.
 pub(super) fn run(shared: &Shared, name: &str, mut instance: Box<dyn ModelInstance>) {
     let mut state = shared.lock();
+    // After each batch an idle instance may poll for the next request for a
+    // moment before it sleeps (see `spin`).
+    let mut may_spin = true;
     loop {
         let now = Instant::now();
         let late = state.queue.expire(now);
@@ -37,6 +42,7 @@ pub(super) fn run(shared: &Shared, name: &str, mut instance: Box<dyn ModelInstan
                     shared.work.notify_one();
                 }
                 execute_batch(shared, name, instance.as_mut(), batch);
+                may_spin = true;
                 state = shared.lock();
             }
             Decision::WaitUntil(moment) => {
@@ -45,6 +51,15 @@ pub(super) fn run(shared: &Shared, name: &str, mut instance: Box<dyn ModelInstan
                 state = shared.work.wait_timeout(state, wait).unwrap_or_else(|poisoned| poisoned.into_inner()).0;
             }
             Decision::Idle if state.closing => return,
+            Decision::Idle if may_spin && !shared.spinner.swap(true, Ordering::AcqRel) => {
+                may_spin = false;
+                drop(state);
+                spin_until(INSTANCE_SPIN, || {
+                    shared.state.try_lock().is_ok_and(|state| !state.queue.is_empty() || state.closing)
+                });
+                shared.spinner.store(false, Ordering::Release);
+                state = shared.lock();
+            }
             Decision::Idle => {
                 state = match state.queue.next_deadline() {
                     Some(deadline) => {
@@ -82,6 +97,7 @@ fn execute_batch(shared: &Shared, name: &str, instance: &mut dyn ModelInstance, 
             let totals: Vec<_> =
                 live.iter().map(|pending| finished.saturating_duration_since(pending.arrived)).collect();
             shared.statistics.record_execution(batch_size, times, &queued, &totals);
+            shared.recent_execution.record(times.input + times.infer + times.output);
             for (pending, share) in live.into_iter().zip(shares) {
                 shared.responder.respond(pending.sequence, pending.reply, Ok(share));
             }

@@ -15,8 +15,9 @@ mod instance;
 mod ordering;
 mod policy;
 mod queue;
+mod spin;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -27,6 +28,7 @@ pub use policy::{DynamicBatching, QueuePolicy, SchedulingPolicy, TimeoutAction};
 
 use self::ordering::Responder;
 use self::queue::{Pending, Removal, RequestQueue};
+use self::spin::{CALLER_SPIN, CALLER_SPIN_BELOW, RecentDuration, spin_until};
 use crate::backend::ModelInstance;
 use crate::error::{Error, Result};
 use crate::inference::{ParameterValue, Parameters};
@@ -80,6 +82,11 @@ struct Shared {
     work: Condvar,
     responder: Responder,
     statistics: Arc<StatisticsRecorder>,
+    /// Whether an idle instance is already polling the queue (one is
+    /// enough; the others sleep).
+    spinner: AtomicBool,
+    /// How long recent executions took, to decide whether callers poll.
+    recent_execution: RecentDuration,
 }
 
 impl Shared {
@@ -138,6 +145,8 @@ impl Scheduler {
             work: Condvar::new(),
             responder: Responder::new(preserve_ordering),
             statistics,
+            spinner: AtomicBool::new(false),
+            recent_execution: RecentDuration::default(),
         });
         for (name, backend_instance) in instances {
             let shared = Arc::clone(&shared);
@@ -160,10 +169,12 @@ impl Scheduler {
         let arrived = Instant::now();
         let deadline = shared.policy.levels[level - 1].timeout_for(options.timeout).map(|timeout| arrived + timeout);
         let (reply, mut answer) = oneshot::channel();
+        let first_in_line;
         {
             let mut state = shared.lock();
             let sequence = state.next_sequence;
             state.next_sequence += 1;
+            first_in_line = state.queue.is_empty();
             let pending = Pending { request, id, sequence, arrived, deadline, reply };
             match state.queue.push(level, pending) {
                 Ok(()) => {
@@ -181,6 +192,23 @@ impl Scheduler {
                     shared.responder.respond(rejected.sequence, rejected.reply, Err(error));
                 }
             }
+        }
+        // A fast model answers sooner than this task could be woken: poll
+        // for the answer for a moment before sleeping, unless other requests
+        // wait (then this thread has better things to do).
+        let mut early = None;
+        if first_in_line && shared.recent_execution.get() < CALLER_SPIN_BELOW {
+            spin_until(CALLER_SPIN, || match answer.try_recv() {
+                Ok(outcome) => {
+                    early = Some(outcome);
+                    true
+                }
+                Err(oneshot::error::TryRecvError::Empty) => false,
+                Err(oneshot::error::TryRecvError::Closed) => true,
+            });
+        }
+        if let Some(outcome) = early {
+            return outcome;
         }
         let cancel_on_drop = CancelOnDrop { id, shared, armed: true };
         let outcome = match deadline {

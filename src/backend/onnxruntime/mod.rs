@@ -102,6 +102,7 @@ impl OnnxRuntimeBackend {
             let mut builder = self
                 .session_builder()?
                 .with_intra_threads(options.intra_op_threads)?
+                .with_intra_op_spinning(options.intra_op_spinning)?
                 .with_parallel_execution(options.parallel_execution)?
                 .with_optimization_level(options.optimization)?;
             if options.inter_op_threads > 0 {

@@ -20,6 +20,11 @@ pub struct SessionOptions {
     pub optimization: GraphOptimizationLevel,
     /// Memory pattern optimization; `None` keeps ONNX Runtime's default.
     pub memory_pattern: Option<bool>,
+    /// Whether idle intra-op threads spin waiting for work. Off unless the
+    /// configuration sets `session.intra_op.allow_spinning` to 1: spinning
+    /// threads take the cores the request handling and the other
+    /// instances need, and a server is rarely idle long enough to gain.
+    pub intra_op_spinning: bool,
 }
 
 impl SessionOptions {
@@ -52,7 +57,16 @@ impl SessionOptions {
             _ => GraphOptimizationLevel::All,
         };
         let memory_pattern = parameter::<u8>(config, "enable_mem_pattern")?.map(|value| value != 0);
-        Ok(Self { intra_op_threads, inter_op_threads, parallel_execution, optimization, memory_pattern })
+        let intra_op_spinning =
+            parameter::<u8>(config, "session.intra_op.allow_spinning")?.is_some_and(|value| value != 0);
+        Ok(Self {
+            intra_op_threads,
+            inter_op_threads,
+            parallel_execution,
+            optimization,
+            memory_pattern,
+            intra_op_spinning,
+        })
     }
 }
 
@@ -76,7 +90,8 @@ mod tests {
                parameters { key: "intra_op_thread_count" value { string_value: "3" } }
                parameters { key: "inter_op_thread_count" value { string_value: "2" } }
                parameters { key: "execution_mode" value { string_value: "1" } }
-               parameters { key: "enable_mem_pattern" value { string_value: "0" } }"#,
+               parameters { key: "enable_mem_pattern" value { string_value: "0" } }
+               parameters { key: "session.intra_op.allow_spinning" value { string_value: "1" } }"#,
         )
         .unwrap();
         let options = SessionOptions::from_config(&config, 2).unwrap();
@@ -88,6 +103,7 @@ mod tests {
                 parallel_execution: true,
                 optimization: GraphOptimizationLevel::Disable,
                 memory_pattern: Some(false),
+                intra_op_spinning: true,
             }
         );
     }
@@ -98,6 +114,7 @@ mod tests {
         let options = SessionOptions::from_config(&ModelConfig::default(), 1).unwrap();
         assert_eq!(options.intra_op_threads, cores);
         assert_eq!(options.optimization, GraphOptimizationLevel::All);
+        assert!(!options.intra_op_spinning);
         let many = SessionOptions::from_config(&ModelConfig::default(), cores * 4).unwrap();
         assert_eq!(many.intra_op_threads, 1);
     }

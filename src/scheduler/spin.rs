@@ -1,0 +1,84 @@
+//! Short waits spin instead of sleeping. A thread woken from sleep takes
+//! tens of microseconds to run again (about 50 µs on the virtual machines
+//! these servers often run on), more than a small model takes to execute,
+//! so for the short gaps of a busy or latency-bound model it is cheaper to
+//! keep polling for a little while. Every spin is bounded; after it, the
+//! thread sleeps as usual.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long an idle instance keeps polling the queue before it sleeps:
+/// long enough to catch the next request of a client that sends one as
+/// soon as it has its answer.
+pub const INSTANCE_SPIN: Duration = Duration::from_micros(250);
+
+/// How long a caller polls for its answer before it sleeps.
+pub const CALLER_SPIN: Duration = Duration::from_micros(100);
+
+/// Callers only poll when the model's recent executions were shorter than
+/// this; for slower models the wake-up cost does not matter.
+pub const CALLER_SPIN_BELOW: Duration = Duration::from_micros(50);
+
+/// Polls `ready` until it returns true or `limit` passes; returns whether
+/// it did.
+pub fn spin_until(limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + limit;
+    loop {
+        if ready() {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        std::hint::spin_loop();
+    }
+}
+
+/// A moving average of how long executions take, shared between threads.
+#[derive(Debug, Default)]
+pub struct RecentDuration(AtomicU64);
+
+impl RecentDuration {
+    /// Adds a sample, weighted 1/8 against the history.
+    pub fn record(&self, sample: Duration) {
+        let sample = u64::try_from(sample.as_nanos()).unwrap_or(u64::MAX);
+        let old = self.0.load(Ordering::Relaxed);
+        let new = if old == 0 { sample } else { old - old / 8 + sample / 8 };
+        self.0.store(new, Ordering::Relaxed);
+    }
+
+    /// The current average (zero before any sample).
+    pub fn get(&self) -> Duration {
+        Duration::from_nanos(self.0.load(Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spinning_stops_when_ready_or_out_of_time() {
+        let mut polls = 0;
+        assert!(spin_until(Duration::from_secs(5), || {
+            polls += 1;
+            polls == 3
+        }));
+        let started = Instant::now();
+        assert!(!spin_until(Duration::from_millis(2), || false));
+        assert!(started.elapsed() >= Duration::from_millis(2));
+    }
+
+    #[test]
+    fn the_average_follows_recent_samples() {
+        let recent = RecentDuration::default();
+        assert_eq!(recent.get(), Duration::ZERO);
+        recent.record(Duration::from_micros(80));
+        assert_eq!(recent.get(), Duration::from_micros(80));
+        for _ in 0..50 {
+            recent.record(Duration::from_micros(8));
+        }
+        assert!(recent.get() < Duration::from_micros(10), "{:?}", recent.get());
+    }
+}
