@@ -20,7 +20,10 @@ GENERATOR_NAMES = {
     "pa_grpc": "perf_analyzer gRPC",
     "pa_http": "perf_analyzer HTTP",
     "loadgen_grpc": "loadgen gRPC",
+    "loadgen_grpc_8conn": "loadgen gRPC ×8 conn.",
 }
+# Median CPU of other processes during a measurement above which it is marked.
+NOISY = 0.25
 WORKLOAD_NAMES = {"simple": "W1 simple (INT32 add/sub [16])", "mlp": "W2 MLP 256-1024-1024-16 (FP32)"}
 
 
@@ -53,6 +56,10 @@ class Raw:
             for key, entries in by_key.items()
         }
         self.threads = {report["workload"]: report["intra_op_threads"] for report in results["raw"]}
+        self.other = {
+            report["workload"]: median([r.get("cpu", {}).get("other_cores") for r in results["raw"] if r["workload"] == report["workload"]])
+            for report in results["raw"]
+        }
 
     def batches(self, workload):
         return sorted(batch for (name, batch) in self.entries if name == workload)
@@ -140,13 +147,14 @@ def main():
     # Raw limit.
     out("### Raw limit: in-process `ort` (same library, same session settings)")
     out("")
-    out("| Workload | intra-op threads | Batch | Inferences/s | Calls/s | p50 µs / call | p99 µs / call |")
-    out("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    out("| Workload | intra-op threads | Batch | Inferences/s | Calls/s | p50 µs / call | p99 µs / call | Other CPU (cores) |")
+    out("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for workload in ("simple", "mlp"):
         for batch in raw.batches(workload):
             entry = raw.entries[(workload, batch)]
             out(f"| {WORKLOAD_NAMES[workload]} | {raw.threads.get(workload)} | {batch} | {fmt(entry['inferences_per_s'])} | "
-                f"{fmt(entry['inferences_per_s'] / batch)} | {fmt(entry['p50_us'], 1)} | {fmt(entry['p99_us'], 1)} |")
+                f"{fmt(entry['inferences_per_s'] / batch)} | {fmt(entry['p50_us'], 1)} | {fmt(entry['p99_us'], 1)} | "
+                f"{fmt(raw.other.get(workload), 2)} |")
     out("")
 
     # Servers.
@@ -170,11 +178,16 @@ def main():
                 batching = "no" if model.endswith("_nobatching") else ("adaptive" if system == "mlserver" else "dynamic")
                 name = "tritonrs" if system == "tritonrs" else "MLServer 1.7.1"
                 failed = f" ({len(entry['failures'])} failed)" if entry["failures"] else ""
+                if (entry["other_cores"] or 0) > NOISY:
+                    failed += " †"
                 out(f"| {name} | {batching} | {GENERATOR_NAMES[generator]} | {concurrency} | {fmt(entry['throughput'])}{failed} | "
                     f"{fmt(entry['p50_us'])} | {fmt(entry['p99_us'])} | {fmt(entry['batch'], 2)} | {fmt(entry['raw_at_batch'])} | "
                     f"{fmt(entry['ratio'] * 100 if entry['ratio'] else None, 1)} % | "
                     f"{fmt(entry['server_cores'], 2)} / {fmt(entry['generator_cores'], 2)} / {fmt(entry['other_cores'], 2)} |")
         out("")
+
+    out(f"† other processes used more than {NOISY} cores (median) during the measurement.")
+    out("")
 
     # Acceptance figures.
     def get(workload, system, model, generator, concurrency):
@@ -184,14 +197,15 @@ def main():
     out("")
     out("| Figure | Target | Generator | Measured | Verdict |")
     out("| --- | --- | --- | --- | --- |")
-    for generator in ("pa_grpc", "loadgen_grpc"):
+    grpc_generators = ("pa_grpc", "loadgen_grpc", "loadgen_grpc_8conn")
+    for generator in grpc_generators:
         batched = get("mlp", "tritonrs", "mlp_batching", generator, 32).get("throughput")
         single = get("mlp", "tritonrs", "mlp_nobatching", generator, 32).get("throughput")
         ratio = batched / single if batched and single else None
         out(f"| W2, c=32, gRPC: dynamic batching vs none | ≥ 2.5× | {GENERATOR_NAMES[generator]} | "
             f"{fmt(batched)} / {fmt(single)} = {fmt(ratio, 2)}× | {verdict(ratio >= 2.5 if ratio else None)} |")
     raw32 = raw.entries.get(("mlp", 32), {}).get("inferences_per_s")
-    for generator in ("pa_grpc", "loadgen_grpc"):
+    for generator in grpc_generators:
         batched = get("mlp", "tritonrs", "mlp_batching", generator, 32).get("throughput")
         share = batched / raw32 if batched and raw32 else None
         out(f"| W2, c=32, gRPC, dynamic batching vs raw at batch 32 | ≥ 40 % | {GENERATOR_NAMES[generator]} | "
@@ -205,14 +219,23 @@ def main():
             out(f"| W1, c=1, p50 added over the raw call, {label} | ≤ 100 µs | {GENERATOR_NAMES[generator]} | "
                 f"{fmt(p50, 1)} − {fmt(raw_p50, 1)} = {fmt(added, 1)} µs | {verdict(added <= 100 if added is not None else None)} |")
     for workload, concurrency in (("simple", 8), ("mlp", 32)):
-        theirs = get(workload, "mlserver", workload, "loadgen_grpc", concurrency).get("throughput")
-        for variant in ("batching", "nobatching"):
-            ours = get(workload, "tritonrs", f"{workload}_{variant}", "loadgen_grpc", concurrency).get("throughput")
-            ratio = ours / theirs if ours and theirs else None
-            label = "dynamic batching" if variant == "batching" else "no batching"
-            out(f"| {'W1' if workload == 'simple' else 'W2'}, c={concurrency}: tritonrs ({label}) vs MLServer (adaptive batching) | ≥ 5× | "
-                f"loadgen gRPC | {fmt(ours)} / {fmt(theirs)} = {fmt(ratio, 1)}× | {verdict(ratio >= 5 if ratio else None)} |")
+        for generator in ("loadgen_grpc", "loadgen_grpc_8conn"):
+            theirs = get(workload, "mlserver", workload, generator, concurrency).get("throughput")
+            for variant in ("batching", "nobatching"):
+                ours = get(workload, "tritonrs", f"{workload}_{variant}", generator, concurrency).get("throughput")
+                ratio = ours / theirs if ours and theirs else None
+                label = "dynamic batching" if variant == "batching" else "no batching"
+                out(f"| {'W1' if workload == 'simple' else 'W2'}, c={concurrency}: tritonrs ({label}) vs MLServer (adaptive batching) | ≥ 5× | "
+                    f"{GENERATOR_NAMES[generator]} | {fmt(ours)} / {fmt(theirs)} = {fmt(ratio, 1)}× | {verdict(ratio >= 5 if ratio else None)} |")
     out("")
+    probes = results.get("mlserver_perf_analyzer_probe", [])
+    if probes:
+        out("perf_analyzer against MLServer: " + "; ".join(
+            f"{probe['protocol']} (rep {probe['repetition']}): "
+            + (probe["error"].strip().splitlines()[-1] if "error" in probe else "works")
+            for probe in probes
+        ) + ".")
+        out("")
     failures = [(key, entry["failures"]) for key, entry in summary.items() if entry["failures"]]
     if failures:
         out("Failed measurements:")

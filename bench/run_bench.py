@@ -14,8 +14,12 @@ BENCHMARKS.md); standard library only. For each repetition:
      execution_count in /v2/models/{m}/stats across it;
   3. Seldon MLServer with bench/mlserver/runtime.py and adaptive batching:
      bench/loadgen.rs over its gRPC port (perf_analyzer cannot drive it: it
-     needs Triton's ModelConfig RPC, which MLServer does not serve); the
-     effective batch comes from the runtime's counters.
+     needs Triton's ModelConfig RPC, which MLServer does not serve; each
+     repetition records perf_analyzer's answer); the effective batch comes
+     from the runtime's counters.
+
+loadgen runs twice per point: over one HTTP/2 connection (as tritonclient
+and perf_analyzer's gRPC client use one channel) and over eight.
 
 Servers listen on 127.0.0.1 on free ports and are started and stopped by
 PID. Every generator run is bounded in time (and loadgen in request count).
@@ -121,12 +125,12 @@ class CpuMeter:
         }
 
 
-def wait_until_quiet(threshold, max_wait):
+def wait_until_quiet(threshold, max_wait, sample=2.0):
     """Waits (bounded) until the machine is nearly idle; returns what it saw."""
     waited, started = 0.0, time.monotonic()
     while True:
         before = machine_cpu()
-        time.sleep(2)
+        time.sleep(sample)
         after = machine_cpu()
         total = sum(after[key] - before[key] for key in after)
         busy = (after["busy"] + after["irq"] - before["busy"] - before["irq"]) / max(total, 1)
@@ -136,7 +140,22 @@ def wait_until_quiet(threshold, max_wait):
                 log(f"the machine is still {busy:.0%} busy after {waited:.0f} s; measuring anyway")
             return {"busy_fraction": round(busy, 3), "waited_s": round(waited, 1)}
         log(f"other work keeps the machine {busy:.0%} busy; waiting")
-        time.sleep(8)
+        time.sleep(min(8, max(max_wait - waited, 0)))
+
+
+class QuietGate:
+    """Before each measurement: a short look at the machine, and a wait
+    (bounded per measurement and for the whole run) while other processes
+    keep it busy; the servers are idle between measurements."""
+
+    def __init__(self, threshold, per_wait, total_budget):
+        self.threshold, self.per_wait, self.budget = threshold, per_wait, total_budget
+
+    def __call__(self):
+        started = time.monotonic()
+        seen = wait_until_quiet(self.threshold, min(self.per_wait, max(self.budget, 0)), sample=0.5)
+        self.budget -= time.monotonic() - started
+        return seen
 
 
 def free_port():
@@ -264,13 +283,28 @@ def run_command(command, timeout, env=None, stdout_path=None):
             timeout=timeout,
         )
     except subprocess.TimeoutExpired as error:
-        return None, f"timed out after {timeout} s: {(error.stderr or '')[-2000:]}", time.monotonic() - started
+        text = lambda data: data.decode(errors="replace") if isinstance(data, bytes) else (data or "")  # noqa: E731
+        if stdout_path:
+            pathlib.Path(stdout_path).write_text(text(error.stdout) + "\n--- stderr ---\n" + text(error.stderr))
+        return None, f"timed out after {timeout} s: {text(error.stderr)[-2000:]}", time.monotonic() - started
     if stdout_path:
         pathlib.Path(stdout_path).write_text(completed.stdout + "\n--- stderr ---\n" + completed.stderr)
     if completed.returncode != 0:
         tail = (completed.stderr + completed.stdout)[-2000:]
         return None, f"exit status {completed.returncode}: {tail}", time.monotonic() - started
     return completed.stdout, None, time.monotonic() - started
+
+
+def run_generator(args, generator, model, workload, grpc_port, http_port, concurrency, out_dir, tag):
+    """loadgen_grpc: one HTTP/2 connection (as tritonclient uses);
+    loadgen_grpc_8conn: eight; pa_grpc / pa_http: perf_analyzer."""
+    if generator == "loadgen_grpc":
+        return loadgen(args, model, workload, grpc_port, concurrency, out_dir, tag)
+    if generator == "loadgen_grpc_8conn":
+        return loadgen(args, model, workload, grpc_port, concurrency, out_dir, tag, connections=8)
+    protocol = generator.split("_")[1]
+    port = grpc_port if protocol == "grpc" else http_port
+    return perf_analyzer(args, model, port, protocol, concurrency, out_dir, tag)
 
 
 def perf_analyzer(args, model, port, protocol, concurrency, out_dir, tag):
@@ -291,8 +325,14 @@ def perf_analyzer(args, model, port, protocol, concurrency, out_dir, tag):
     timeout = (args.pa_max_trials + 3) * args.pa_interval_ms / 1000 + 60
     env = {"LD_LIBRARY_PATH": args.perf_analyzer_lib}
     _, error, wall = run_command(command, timeout, env=env, stdout_path=out_dir / f"{tag}.log")
+    first_error = None
+    if error and "failed to get model config" not in error:
+        # One more try (an unstable measurement, a stuck client); both are kept.
+        log(f"perf_analyzer failed ({error[:120].strip()}); trying once more")
+        first_error = error
+        _, error, wall = run_command(command, timeout, env=env, stdout_path=out_dir / f"{tag}.retry.log")
     if error:
-        return {"error": error, "command": " ".join(map(str, command))}
+        return {"error": error, "first_error": first_error, "command": " ".join(map(str, command))}
     with open(csv_path) as file:
         row = next(csv.DictReader(file))
     return {
@@ -303,11 +343,12 @@ def perf_analyzer(args, model, port, protocol, concurrency, out_dir, tag):
         # perf_analyzer's own breakdown of the average latency (µs).
         "pa_columns": {key: float(value) for key, value in row.items() if value not in (None, "")},
         "generator_wall_s": round(wall, 1),
+        "retried_after": first_error,
         "command": " ".join(map(str, command)),
     }
 
 
-def loadgen(args, model, workload, port, concurrency, out_dir, tag):
+def loadgen(args, model, workload, port, concurrency, out_dir, tag, connections=1):
     command = [
         args.loadgen,
         "--url", f"http://127.0.0.1:{port}",
@@ -317,6 +358,7 @@ def loadgen(args, model, workload, port, concurrency, out_dir, tag):
         "--warmup", str(args.warmup),
         "--duration", str(args.duration),
         "--max-requests", str(args.max_requests),
+        "--connections", str(connections),
     ]  # fmt: skip
     output, error, wall = run_command(
         command, args.warmup + args.duration + 60, stdout_path=out_dir / f"{tag}.log"
@@ -347,7 +389,8 @@ def main():
     parser.add_argument("--concurrency", default="1,8,32")
     parser.add_argument("--workloads", default="simple,mlp")
     parser.add_argument("--systems", default="raw,tritonrs,mlserver")
-    parser.add_argument("--generators", default="pa_grpc,pa_http,loadgen_grpc")
+    parser.add_argument("--generators", default="pa_grpc,pa_http,loadgen_grpc,loadgen_grpc_8conn")
+    parser.add_argument("--mlserver-generators", default="loadgen_grpc,loadgen_grpc_8conn")
     parser.add_argument("--raw-batches", default="1,2,4,8,16,32")
     parser.add_argument("--raw-duration", type=float, default=2.0)
     parser.add_argument("--warmup", type=float, default=1.0, help="loadgen warm-up seconds")
@@ -358,7 +401,9 @@ def main():
     parser.add_argument("--pa-max-trials", type=int, default=6)
     parser.add_argument("--pa-async", action="store_true", help="perf_analyzer --async (default: its sync mode)")
     parser.add_argument("--quiet-threshold", type=float, default=0.15)
-    parser.add_argument("--quiet-max-wait", type=float, default=300)
+    parser.add_argument("--quiet-max-wait", type=float, default=300, help="per repetition, before it starts")
+    parser.add_argument("--quiet-wait-per-measurement", type=float, default=60)
+    parser.add_argument("--quiet-budget", type=float, default=600, help="seconds of waiting per run, in all")
     parser.add_argument("--meta", type=pathlib.Path, help="JSON with machine and version facts to include")
     args = parser.parse_args()
 
@@ -368,6 +413,7 @@ def main():
     workloads = args.workloads.split(",")
     systems = args.systems.split(",")
     generators = args.generators.split(",")
+    mlserver_generators = args.mlserver_generators.split(",")
     results = {
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "settings": {key: str(value) for key, value in vars(args).items()},
@@ -378,6 +424,7 @@ def main():
         "measurements": [],
     }
     started = time.monotonic()
+    gate = QuietGate(args.quiet_threshold, args.quiet_wait_per_measurement, args.quiet_budget)
 
     def save():
         results["elapsed_s"] = round(time.monotonic() - started, 1)
@@ -390,6 +437,7 @@ def main():
 
         if "raw" in systems:
             for workload in workloads:
+                gate()
                 command = [
                     args.raw,
                     "--model", args.models / "triton" / f"{workload}_nobatching",
@@ -397,11 +445,14 @@ def main():
                     "--batch", args.raw_batches,
                     "--duration", str(args.raw_duration),
                 ]  # fmt: skip
+                meter = CpuMeter(os.getpid())
                 output, error, _ = run_command(command, 60 + 10 * args.raw_duration * 6)
+                cpu = meter.stop()
                 if error:
                     raise RuntimeError(f"raw_onnxruntime failed: {error}")
                 report = json.loads(output.strip().splitlines()[-1])
                 report["repetition"] = repetition
+                report["cpu"] = {"raw_cores": cpu["generator_cores"], "other_cores": cpu["other_cores"]}
                 report["command"] = " ".join(map(str, command))
                 results["raw"].append(report)
                 log(
@@ -432,18 +483,15 @@ def main():
                     for generator in generators:
                         for concurrency in concurrencies:
                             tag = f"tritonrs.{model}.{generator}.c{concurrency}.rep{repetition}"
+                            quiet_before = gate()
                             before = triton_counters(http_port, model)
                             meter = CpuMeter(server.pid)
-                            if generator == "loadgen_grpc":
-                                outcome = loadgen(args, model, workload, grpc_port, concurrency, out / "logs", tag)
-                            else:
-                                protocol = generator.split("_")[1]
-                                port = grpc_port if protocol == "grpc" else http_port
-                                outcome = perf_analyzer(args, model, port, protocol, concurrency, out / "logs", tag)
+                            outcome = run_generator(args, generator, model, workload, grpc_port, http_port,
+                                                    concurrency, out / "logs", tag)  # fmt: skip
                             cpu = meter.stop()
                             counters = counter_delta(before, triton_counters(http_port, model))
                             record(results, repetition, "tritonrs", workload, model, generator, concurrency, outcome,
-                                   counters, cpu)  # fmt: skip
+                                   counters, cpu, quiet_before)  # fmt: skip
                             save()
             finally:
                 server.stop()
@@ -466,18 +514,30 @@ def main():
             )
             try:
                 server.wait_ready([f"http://127.0.0.1:{http_port}/v2/models/{w}/ready" for w in workloads])
+                # perf_analyzer asks for the model's Triton configuration
+                # first, which MLServer does not serve: record what it says.
+                for protocol, port in (("grpc", grpc_port), ("http", http_port)):
+                    tag = f"mlserver.{workloads[0]}.pa_{protocol}.probe.rep{repetition}"
+                    probe = perf_analyzer(args, workloads[0], port, protocol, 1, out / "logs", tag)
+                    results.setdefault("mlserver_perf_analyzer_probe", []).append(
+                        {"repetition": repetition, "protocol": protocol, **probe}
+                    )
+                    log(f"perf_analyzer {protocol} against MLServer: {probe.get('error', 'works')[:200]}")
                 for workload in workloads:
-                    for concurrency in concurrencies:
-                        tag = f"mlserver.{workload}.loadgen_grpc.c{concurrency}.rep{repetition}"
-                        before = mlserver_counters(stats_dir, workload)
-                        meter = CpuMeter(server.pid)
-                        outcome = loadgen(args, workload, workload, grpc_port, concurrency, out / "logs", tag)
-                        cpu = meter.stop()
-                        time.sleep(0.6)  # the runtime writes its counters every 0.2 s
-                        counters = counter_delta(before, mlserver_counters(stats_dir, workload))
-                        record(results, repetition, "mlserver", workload, workload, "loadgen_grpc", concurrency,
-                               outcome, counters, cpu)  # fmt: skip
-                        save()
+                    for generator in mlserver_generators:
+                        for concurrency in concurrencies:
+                            tag = f"mlserver.{workload}.{generator}.c{concurrency}.rep{repetition}"
+                            quiet_before = gate()
+                            before = mlserver_counters(stats_dir, workload)
+                            meter = CpuMeter(server.pid)
+                            outcome = run_generator(args, generator, workload, workload, grpc_port, http_port,
+                                                    concurrency, out / "logs", tag)  # fmt: skip
+                            cpu = meter.stop()
+                            time.sleep(0.6)  # the runtime writes its counters every 0.2 s
+                            counters = counter_delta(before, mlserver_counters(stats_dir, workload))
+                            record(results, repetition, "mlserver", workload, workload, generator, concurrency,
+                                   outcome, counters, cpu, quiet_before)  # fmt: skip
+                            save()
             finally:
                 server.stop()
 
@@ -486,7 +546,7 @@ def main():
     log(f"done in {results['elapsed_s']:.0f} s: {out / 'results.json'}")
 
 
-def record(results, repetition, system, workload, model, generator, concurrency, outcome, counters, cpu):
+def record(results, repetition, system, workload, model, generator, concurrency, outcome, counters, cpu, quiet):
     entry = {
         "repetition": repetition,
         "system": system,
@@ -498,6 +558,7 @@ def record(results, repetition, system, workload, model, generator, concurrency,
         **outcome,
         "server_counters": counters,
         "cpu": cpu,
+        "machine_before": quiet,
     }
     results["measurements"].append(entry)
     if "error" in outcome:
