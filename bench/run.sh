@@ -4,7 +4,8 @@
 #   bench/run.sh [--quick] [extra run_bench.py options]
 #
 #   1. bench/setup.sh: perf_analyzer and the MLServer virtual environment
-#      into the git-ignored bench/.work/ (package registries only);
+#      into the git-ignored bench/.work/ (package registries only), and
+#      scripts/fetch-onnxruntime.sh: the server's ONNX Runtime library;
 #   2. release builds of the server and of the two bench binaries;
 #   3. bench/generate_workloads.py: the model repositories, into
 #      bench/.work/models/;
@@ -38,6 +39,9 @@ done
 
 bench/setup.sh
 VENV="$WORK/venv"
+# The ONNX Runtime library the server and the raw limit load (a no-op when
+# .deps/onnxruntime/lib already has it).
+scripts/fetch-onnxruntime.sh >/dev/null
 
 echo "[run] building (release)" >&2
 cargo build --release --quiet --bin tritonrs
