@@ -1,0 +1,254 @@
+#!/usr/bin/env python3
+"""Turns a results.json of bench/run_bench.py into Markdown tables.
+
+    python bench/report.py bench/.work/results/<run>/results.json > report.md
+
+Every figure is the median over the repetitions (with two repetitions, the
+mean of the two). A server's "raw limit at the same effective batch" is the
+raw in-process throughput interpolated linearly between the measured batch
+sizes (1, 2, 4, 8, 16, 32) at the server's average batch size for that
+measurement (inference_count / execution_count over the measurement; 1 when
+the model does not batch).
+"""
+
+import json
+import statistics
+import sys
+from collections import defaultdict
+
+GENERATOR_NAMES = {
+    "pa_grpc": "perf_analyzer gRPC",
+    "pa_http": "perf_analyzer HTTP",
+    "loadgen_grpc": "loadgen gRPC",
+    "loadgen_grpc_8conn": "loadgen gRPC ×8 conn.",
+}
+# Median CPU of other processes during a measurement above which it is marked.
+NOISY = 0.25
+WORKLOAD_NAMES = {"simple": "W1 simple (INT32 add/sub [16])", "mlp": "W2 MLP 256-1024-1024-16 (FP32)"}
+
+
+def median(values):
+    values = [value for value in values if value is not None]
+    return statistics.median(values) if values else None
+
+
+def fmt(value, digits=0):
+    if value is None:
+        return "–"
+    if digits == 0:
+        return f"{value:,.0f}"
+    return f"{value:,.{digits}f}"
+
+
+class Raw:
+    def __init__(self, results):
+        by_key = defaultdict(list)
+        for report in results["raw"]:
+            for entry in report["results"]:
+                by_key[(report["workload"], entry["batch"])].append(entry)
+        self.entries = {
+            key: {
+                "inferences_per_s": median([entry["inferences_per_s"] for entry in entries]),
+                "p50_us": median([entry["p50_us"] for entry in entries]),
+                "p99_us": median([entry["p99_us"] for entry in entries]),
+                "runs": [round(entry["inferences_per_s"]) for entry in entries],
+            }
+            for key, entries in by_key.items()
+        }
+        self.threads = {report["workload"]: report["intra_op_threads"] for report in results["raw"]}
+        self.other = {
+            report["workload"]: median([r.get("cpu", {}).get("other_cores") for r in results["raw"] if r["workload"] == report["workload"]])
+            for report in results["raw"]
+        }
+
+    def batches(self, workload):
+        return sorted(batch for (name, batch) in self.entries if name == workload)
+
+    def at(self, workload, batch):
+        """Raw throughput interpolated at a (fractional) batch size."""
+        batches = self.batches(workload)
+        if not batches or batch is None:
+            return None
+        batch = min(max(batch, batches[0]), batches[-1])
+        for low, high in zip(batches, batches[1:]):
+            if low <= batch <= high:
+                low_value = self.entries[(workload, low)]["inferences_per_s"]
+                high_value = self.entries[(workload, high)]["inferences_per_s"]
+                return low_value + (high_value - low_value) * (batch - low) / (high - low)
+        return self.entries[(workload, batches[0])]["inferences_per_s"]
+
+
+def summarize(results, raw):
+    groups = defaultdict(list)
+    for entry in results["measurements"]:
+        key = (entry["workload"], entry["system"], entry["model"], entry["generator"], entry["concurrency"])
+        groups[key].append(entry)
+    summary = {}
+    for key, entries in groups.items():
+        good = [entry for entry in entries if "error" not in entry]
+        batch = median([entry["server_counters"].get("avg_batch") for entry in good])
+        if batch is None and good and not good[0]["batching"]:
+            batch = 1.0
+        throughput = median([entry["throughput"] for entry in good])
+        limit = raw.at(key[0], batch)
+        summary[key] = {
+            "runs": len(good),
+            "failures": [entry["error"][:200] for entry in entries if "error" in entry],
+            "throughput": throughput,
+            "throughput_runs": [round(entry["throughput"]) for entry in good],
+            "p50_us": median([entry["p50_us"] for entry in good]),
+            "p99_us": median([entry["p99_us"] for entry in good]),
+            "batch": batch,
+            "raw_at_batch": limit,
+            "ratio": throughput / limit if throughput and limit else None,
+            "server_cores": median([entry["cpu"]["server_cores"] for entry in good]),
+            "generator_cores": median([entry["cpu"]["generator_cores"] for entry in good]),
+            "other_cores": median([entry["cpu"]["other_cores"] for entry in good]),
+            "queue_us": median([entry["server_counters"].get("avg_queue_us") for entry in good]),
+            "server_us": median([entry["server_counters"].get("avg_server_us") for entry in good]),
+        }
+    return summary
+
+
+def verdict(ok):
+    if ok is None:
+        return "NOT MEASURED"
+    return "PASS" if ok else "FALL SHORT"
+
+
+def main():
+    results = json.loads(open(sys.argv[1]).read())
+    raw = Raw(results)
+    summary = summarize(results, raw)
+    meta = results.get("meta", {})
+    settings = results["settings"]
+    lines = []
+    out = lines.append
+
+    repetitions = sorted({entry["repetition"] for entry in results["measurements"]} | {r["repetition"] for r in results["raw"]})
+    out(f"Run {results['started']} – {results.get('finished', 'unfinished')}, {results.get('elapsed_s', 0):.0f} s, "
+        f"{len(repetitions)} repetition(s); figures are medians over them.")
+    out("")
+    if meta:
+        out(f"Machine: {meta.get('nproc')} × {meta.get('cpu_model')}, {meta.get('memory_kib', 0) / 2**20:.1f} GiB, "
+            f"{meta.get('os')}, kernel {meta.get('kernel')}. Versions: {meta.get('rustc')}, ort {meta.get('ort_crate')}, "
+            f"ONNX Runtime 1.31.1 ({meta.get('onnxruntime_library')}), tonic {meta.get('tonic_crate')}, "
+            f"MLServer {meta.get('mlserver')} (onnxruntime {meta.get('onnxruntime_python')}, grpcio {meta.get('grpcio')}, "
+            f"uvloop {meta.get('uvloop')}, Python {meta.get('python')}), perf_analyzer from tritonclient 2.50.0; "
+            f"commit {meta.get('git_commit', '')[:12]}{' (dirty)' if meta.get('git_dirty') else ''}.")
+        out("")
+    if settings.get("server_preload") not in (None, "None"):
+        out(f"**Diagnostic run**: the server ran with LD_PRELOAD={settings['server_preload']} "
+            "(TCP_NODELAY on every accepted socket); not the server as shipped.")
+        out("")
+    quiet = ", ".join(f"rep {q['repetition']}: {q['busy_fraction']:.0%} busy before start" for q in results["quiet"])
+    out(f"Windows: loadgen {settings['warmup']} s warm-up + {settings['duration']} s; perf_analyzer "
+        f"{settings['pa_interval_ms']} ms windows, stability {settings['pa_stability']} %, at most "
+        f"{settings['pa_max_trials']} trials ({'async' if settings['pa_async'] == 'True' else 'sync'} mode); raw "
+        f"{settings['raw_duration']} s per batch size. Machine load: {quiet}.")
+    out("")
+
+    # Raw limit.
+    out("### Raw limit: in-process `ort` (same library, same session settings)")
+    out("")
+    out("| Workload | intra-op threads | Batch | Inferences/s | Calls/s | p50 µs / call | p99 µs / call | Other CPU (cores) |")
+    out("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for workload in ("simple", "mlp"):
+        for batch in raw.batches(workload):
+            entry = raw.entries[(workload, batch)]
+            out(f"| {WORKLOAD_NAMES[workload]} | {raw.threads.get(workload)} | {batch} | {fmt(entry['inferences_per_s'])} | "
+                f"{fmt(entry['inferences_per_s'] / batch)} | {fmt(entry['p50_us'], 1)} | {fmt(entry['p99_us'], 1)} | "
+                f"{fmt(raw.other.get(workload), 2)} |")
+    out("")
+
+    # Servers.
+    concurrencies = sorted({key[4] for key in summary})
+    for workload in ("simple", "mlp"):
+        keys = sorted(
+            {key[:4] for key in summary if key[0] == workload},
+            key=lambda key: (key[1] != "tritonrs", key[2].endswith("_nobatching") is False, list(GENERATOR_NAMES).index(key[3])),
+        )
+        if not keys:
+            continue
+        out(f"### {WORKLOAD_NAMES[workload]}")
+        out("")
+        out("| Server | Batching | Generator | Conc. | Inferences/s | p50 µs | p99 µs | Eff. batch | Raw at eff. batch | Ratio to raw | CPU server / gen / other (cores) |")
+        out("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+        for _, system, model, generator in keys:
+            for concurrency in concurrencies:
+                entry = summary.get((workload, system, model, generator, concurrency))
+                if not entry:
+                    continue
+                batching = "no" if model.endswith("_nobatching") else ("adaptive" if system == "mlserver" else "dynamic")
+                name = "tritonrs" if system == "tritonrs" else "MLServer 1.7.1"
+                failed = f" ({len(entry['failures'])} failed)" if entry["failures"] else ""
+                if (entry["other_cores"] or 0) > NOISY:
+                    failed += " †"
+                out(f"| {name} | {batching} | {GENERATOR_NAMES[generator]} | {concurrency} | {fmt(entry['throughput'])}{failed} | "
+                    f"{fmt(entry['p50_us'])} | {fmt(entry['p99_us'])} | {fmt(entry['batch'], 2)} | {fmt(entry['raw_at_batch'])} | "
+                    f"{fmt(entry['ratio'] * 100 if entry['ratio'] else None, 1)} % | "
+                    f"{fmt(entry['server_cores'], 2)} / {fmt(entry['generator_cores'], 2)} / {fmt(entry['other_cores'], 2)} |")
+        out("")
+
+    out(f"† other processes used more than {NOISY} cores (median) during the measurement.")
+    out("")
+
+    # Acceptance figures.
+    def get(workload, system, model, generator, concurrency):
+        return summary.get((workload, system, model, generator, concurrency), {})
+
+    out("### Acceptance figures")
+    out("")
+    out("| Figure | Target | Generator | Measured | Verdict |")
+    out("| --- | --- | --- | --- | --- |")
+    grpc_generators = ("pa_grpc", "loadgen_grpc", "loadgen_grpc_8conn")
+    for generator in grpc_generators:
+        batched = get("mlp", "tritonrs", "mlp_batching", generator, 32).get("throughput")
+        single = get("mlp", "tritonrs", "mlp_nobatching", generator, 32).get("throughput")
+        ratio = batched / single if batched and single else None
+        out(f"| W2, c=32, gRPC: dynamic batching vs none | ≥ 2.5× | {GENERATOR_NAMES[generator]} | "
+            f"{fmt(batched)} / {fmt(single)} = {fmt(ratio, 2)}× | {verdict(ratio >= 2.5 if ratio else None)} |")
+    raw32 = raw.entries.get(("mlp", 32), {}).get("inferences_per_s")
+    for generator in grpc_generators:
+        batched = get("mlp", "tritonrs", "mlp_batching", generator, 32).get("throughput")
+        share = batched / raw32 if batched and raw32 else None
+        out(f"| W2, c=32, gRPC, dynamic batching vs raw at batch 32 | ≥ 40 % | {GENERATOR_NAMES[generator]} | "
+            f"{fmt(batched)} / {fmt(raw32)} = {fmt(share * 100 if share else None, 1)} % | {verdict(share >= 0.4 if share else None)} |")
+    raw_p50 = raw.entries.get(("simple", 1), {}).get("p50_us")
+    for generator in ("pa_grpc", "loadgen_grpc", "pa_http"):
+        for model in ("simple_nobatching", "simple_batching"):
+            p50 = get("simple", "tritonrs", model, generator, 1).get("p50_us")
+            added = p50 - raw_p50 if p50 is not None and raw_p50 is not None else None
+            label = "no batching" if model.endswith("nobatching") else "dynamic batching (500 µs max queue delay)"
+            out(f"| W1, c=1, p50 added over the raw call, {label} | ≤ 100 µs | {GENERATOR_NAMES[generator]} | "
+                f"{fmt(p50, 1)} − {fmt(raw_p50, 1)} = {fmt(added, 1)} µs | {verdict(added <= 100 if added is not None else None)} |")
+    for workload, concurrency in (("simple", 8), ("mlp", 32)):
+        for generator in ("loadgen_grpc", "loadgen_grpc_8conn"):
+            theirs = get(workload, "mlserver", workload, generator, concurrency).get("throughput")
+            for variant in ("batching", "nobatching"):
+                ours = get(workload, "tritonrs", f"{workload}_{variant}", generator, concurrency).get("throughput")
+                ratio = ours / theirs if ours and theirs else None
+                label = "dynamic batching" if variant == "batching" else "no batching"
+                out(f"| {'W1' if workload == 'simple' else 'W2'}, c={concurrency}: tritonrs ({label}) vs MLServer (adaptive batching) | ≥ 5× | "
+                    f"{GENERATOR_NAMES[generator]} | {fmt(ours)} / {fmt(theirs)} = {fmt(ratio, 1)}× | {verdict(ratio >= 5 if ratio else None)} |")
+    out("")
+    probes = results.get("mlserver_perf_analyzer_probe", [])
+    if probes:
+        out("perf_analyzer against MLServer: " + "; ".join(
+            f"{probe['protocol']} (rep {probe['repetition']}): "
+            + (probe["error"].strip().splitlines()[-1] if "error" in probe else "works")
+            for probe in probes
+        ) + ".")
+        out("")
+    failures = [(key, entry["failures"]) for key, entry in summary.items() if entry["failures"]]
+    if failures:
+        out("Failed measurements:")
+        out("")
+        for key, messages in failures:
+            out(f"- {' / '.join(map(str, key))}: {messages[0]}")
+        out("")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
