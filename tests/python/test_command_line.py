@@ -1,6 +1,10 @@
 """Launch commands written for `tritonserver` work unchanged."""
 
+import os
 import subprocess
+from pathlib import Path
+
+import pytest
 
 from model_requests import assert_simple_works
 from server_process import EXAMPLE_MODELS, REPO_ROOT, binary_path
@@ -34,14 +38,26 @@ def test_model_store_alias_and_server_id(launch_server):
         assert_simple_works(client)
 
 
-def test_missing_model_repository_flag_is_a_usage_error():
+def test_no_model_repository_anywhere_fails_naming_the_flag():
+    # Without the flag the server looks in the cloud platforms' well-known
+    # places; when none of them holds a repository it must say how to give one.
+    for well_known in ("/opt/ds/model/deployed_model", "/mnt/models"):
+        if Path(well_known).exists():
+            pytest.skip(f"{well_known} exists on this machine")
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("MODEL_REPOSITORY", "AZUREML_MODEL_DIR", "AIP_STORAGE_URI")
+    }
     finished = subprocess.run(
         [str(binary_path()), "--grpc-port=0"],
         cwd=REPO_ROOT,
+        env=environment,
         capture_output=True,
         timeout=30,
     )
-    assert finished.returncode == 2
+    assert finished.returncode == 1
+    assert b"no model repository" in finished.stderr
     assert b"--model-repository" in finished.stderr
 
 
