@@ -137,10 +137,6 @@ def main():
             f"uvloop {meta.get('uvloop')}, Python {meta.get('python')}), perf_analyzer from tritonclient 2.50.0; "
             f"commit {meta.get('git_commit', '')[:12]}{' (dirty)' if meta.get('git_dirty') else ''}.")
         out("")
-    if settings.get("server_preload") not in (None, "None"):
-        out(f"**Diagnostic run**: the server ran with LD_PRELOAD={settings['server_preload']} "
-            "(TCP_NODELAY on every accepted socket); not the server as shipped.")
-        out("")
     quiet = ", ".join(f"rep {q['repetition']}: {q['busy_fraction']:.0%} busy before start" for q in results["quiet"])
     out(f"Windows: loadgen {settings['warmup']} s warm-up + {settings['duration']} s; perf_analyzer "
         f"{settings['pa_interval_ms']} ms windows, stability {settings['pa_stability']} %, at most "

@@ -14,9 +14,7 @@
 #      bench/.work/results/<UTC time>/.
 #
 # --quick makes one short repetition (a smoke test of the whole chain; its
-# figures are not for publishing). --nodelay-shim is a diagnostic: it runs the
-# server with bench/diagnostics/nodelay_shim.c preloaded (TCP_NODELAY on every
-# accepted socket) and records that in results.json.
+# figures are not for publishing).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,11 +24,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 
 EXTRA=()
 for argument in "$@"; do
-    if [[ "$argument" == "--nodelay-shim" ]]; then
-        mkdir -p "$WORK"
-        gcc -shared -fPIC -O2 -o "$WORK/nodelay_shim.so" bench/diagnostics/nodelay_shim.c -ldl
-        EXTRA+=(--server-preload "$WORK/nodelay_shim.so")
-    elif [[ "$argument" == "--quick" ]]; then
+    if [[ "$argument" == "--quick" ]]; then
         EXTRA+=(--repetitions 1 --duration 1.5 --warmup 0.5 --raw-duration 0.5 --pa-interval-ms 500 --pa-max-trials 4)
     else
         EXTRA+=("$argument")

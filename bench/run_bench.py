@@ -404,7 +404,6 @@ def main():
     parser.add_argument("--quiet-max-wait", type=float, default=300, help="per repetition, before it starts")
     parser.add_argument("--quiet-wait-per-measurement", type=float, default=60)
     parser.add_argument("--quiet-budget", type=float, default=600, help="seconds of waiting per run, in all")
-    parser.add_argument("--server-preload", help="diagnostics: LD_PRELOAD for this server (bench/diagnostics/)")
     parser.add_argument("--meta", type=pathlib.Path, help="JSON with machine and version facts to include")
     args = parser.parse_args()
 
@@ -473,7 +472,7 @@ def main():
                     "--http-address=127.0.0.1", f"--http-port={http_port}",
                     "--allow-metrics=false",
                 ],  # fmt: skip
-                {"NO_COLOR": "1", **({"LD_PRELOAD": args.server_preload} if args.server_preload else {})},
+                {"NO_COLOR": "1"},
                 out / "logs" / f"tritonrs.rep{repetition}.log",
             )
             try:
