@@ -48,7 +48,9 @@ fn existing(path: &Path, source: &str) -> Result<PathBuf, String> {
 fn default_candidates() -> Vec<PathBuf> {
     let mut directories = Vec::new();
     if let Some(exe_dir) = env::current_exe().ok().and_then(|exe| exe.parent().map(Path::to_path_buf)) {
-        directories.push(exe_dir.join("..").join("lib"));
+        if let Some(prefix) = exe_dir.parent() {
+            directories.push(prefix.join("lib"));
+        }
         directories.push(exe_dir);
     }
     directories.push(PathBuf::from(CHECKOUT_LIBRARY_DIR));
