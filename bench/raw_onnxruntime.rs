@@ -181,23 +181,13 @@ fn instance_count(config: &ModelConfig) -> usize {
     config.instance_group.iter().map(|group| usize::try_from(group.count).unwrap_or(1).max(1)).sum()
 }
 
-/// As `OnnxRuntimeBackend::build_session` in src/backend/onnxruntime/mod.rs.
+/// Builds the session with the server's own settings (`SessionOptions::apply`).
 fn build_session(
     environment: &ort::environment::Environment,
     options: &SessionOptions,
     model_file: &Path,
 ) -> ort::Result<Session> {
-    let mut builder = Session::builder(environment)?
-        .with_intra_threads(options.intra_op_threads)?
-        .with_parallel_execution(options.parallel_execution)?
-        .with_optimization_level(options.optimization)?;
-    if options.inter_op_threads > 0 {
-        builder = builder.with_inter_threads(options.inter_op_threads)?;
-    }
-    if let Some(enable) = options.memory_pattern {
-        builder = builder.with_memory_pattern(enable)?;
-    }
-    builder.commit_from_file(model_file)
+    options.apply(Session::builder(environment)?)?.commit_from_file(model_file)
 }
 
 /// Input data in its element type, so ONNX Runtime can borrow it.

@@ -99,18 +99,7 @@ impl OnnxRuntimeBackend {
             Device::Gpu(gpu) => Some(cuda::execution_provider(gpu, &self.library)?),
         };
         let configure = || -> ort::Result<Session> {
-            let mut builder = self
-                .session_builder()?
-                .with_intra_threads(options.intra_op_threads)?
-                .with_intra_op_spinning(options.intra_op_spinning)?
-                .with_parallel_execution(options.parallel_execution)?
-                .with_optimization_level(options.optimization)?;
-            if options.inter_op_threads > 0 {
-                builder = builder.with_inter_threads(options.inter_op_threads)?;
-            }
-            if let Some(enable) = options.memory_pattern {
-                builder = builder.with_memory_pattern(enable)?;
-            }
+            let mut builder = options.apply(self.session_builder()?)?;
             if let Some(provider) = &execution_provider {
                 builder = builder.with_execution_providers([provider.clone()])?;
             }

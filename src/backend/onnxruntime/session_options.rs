@@ -2,7 +2,7 @@
 //! of Triton's ONNX Runtime backend (`parameters` and
 //! `optimization.graph.level`).
 
-use ort::session::builder::GraphOptimizationLevel;
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 
 use crate::model_config::ModelConfig;
 
@@ -67,6 +67,24 @@ impl SessionOptions {
             memory_pattern,
             intra_op_spinning,
         })
+    }
+
+    /// Applies these settings to a session builder. The server and the
+    /// benchmark's raw in-process limit both build sessions through here,
+    /// so the raw limit runs with exactly the server's settings.
+    pub fn apply(&self, builder: SessionBuilder) -> ort::Result<SessionBuilder> {
+        let mut builder = builder
+            .with_intra_threads(self.intra_op_threads)?
+            .with_intra_op_spinning(self.intra_op_spinning)?
+            .with_parallel_execution(self.parallel_execution)?
+            .with_optimization_level(self.optimization)?;
+        if self.inter_op_threads > 0 {
+            builder = builder.with_inter_threads(self.inter_op_threads)?;
+        }
+        if let Some(enable) = self.memory_pattern {
+            builder = builder.with_memory_pattern(enable)?;
+        }
+        Ok(builder)
     }
 }
 
