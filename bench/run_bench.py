@@ -430,6 +430,23 @@ def main():
         results["elapsed_s"] = round(time.monotonic() - started, 1)
         (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
 
+    def measure(repetition, system, server, ports, workload, model, generator, concurrency, read_counters, settle_s=0.0):
+        """One generator run against a running server, with the server's
+        counters across it and the CPU each party used; recorded and saved."""
+        grpc_port, http_port = ports
+        tag = f"{system}.{model}.{generator}.c{concurrency}.rep{repetition}"
+        quiet_before = gate()
+        before = read_counters()
+        meter = CpuMeter(server.pid)
+        outcome = run_generator(args, generator, model, workload, grpc_port, http_port,
+                                concurrency, out / "logs", tag)  # fmt: skip
+        cpu = meter.stop()
+        time.sleep(settle_s)
+        counters = counter_delta(before, read_counters())
+        record(results, repetition, system, workload, model, generator, concurrency, outcome, counters, cpu,
+               quiet_before)  # fmt: skip
+        save()
+
     for repetition in range(1, args.repetitions + 1):
         log(f"=== repetition {repetition} of {args.repetitions}")
         quiet = wait_until_quiet(args.quiet_threshold, args.quiet_max_wait)
@@ -482,17 +499,8 @@ def main():
                     workload = model.split("_")[0]
                     for generator in generators:
                         for concurrency in concurrencies:
-                            tag = f"tritonrs.{model}.{generator}.c{concurrency}.rep{repetition}"
-                            quiet_before = gate()
-                            before = triton_counters(http_port, model)
-                            meter = CpuMeter(server.pid)
-                            outcome = run_generator(args, generator, model, workload, grpc_port, http_port,
-                                                    concurrency, out / "logs", tag)  # fmt: skip
-                            cpu = meter.stop()
-                            counters = counter_delta(before, triton_counters(http_port, model))
-                            record(results, repetition, "tritonrs", workload, model, generator, concurrency, outcome,
-                                   counters, cpu, quiet_before)  # fmt: skip
-                            save()
+                            measure(repetition, "tritonrs", server, (grpc_port, http_port), workload, model,
+                                    generator, concurrency, lambda: triton_counters(http_port, model))  # fmt: skip
             finally:
                 server.stop()
 
@@ -526,18 +534,10 @@ def main():
                 for workload in workloads:
                     for generator in mlserver_generators:
                         for concurrency in concurrencies:
-                            tag = f"mlserver.{workload}.{generator}.c{concurrency}.rep{repetition}"
-                            quiet_before = gate()
-                            before = mlserver_counters(stats_dir, workload)
-                            meter = CpuMeter(server.pid)
-                            outcome = run_generator(args, generator, workload, workload, grpc_port, http_port,
-                                                    concurrency, out / "logs", tag)  # fmt: skip
-                            cpu = meter.stop()
-                            time.sleep(0.6)  # the runtime writes its counters every 0.2 s
-                            counters = counter_delta(before, mlserver_counters(stats_dir, workload))
-                            record(results, repetition, "mlserver", workload, workload, generator, concurrency,
-                                   outcome, counters, cpu, quiet_before)  # fmt: skip
-                            save()
+                            # The runtime writes its counters every 0.2 s.
+                            measure(repetition, "mlserver", server, (grpc_port, http_port), workload, workload,
+                                    generator, concurrency, lambda: mlserver_counters(stats_dir, workload),
+                                    settle_s=0.6)  # fmt: skip
             finally:
                 server.stop()
 
