@@ -9,23 +9,26 @@
 //! The settings come from the model directory's `config.pbtxt` through the
 //! server's own `SessionOptions::from_config` (intra-op threads = cores /
 //! instances unless the config sets them, graph optimization level, ...),
-//! and the session is built the way `src/backend/onnxruntime/mod.rs` builds
-//! it. Inputs are borrowed from prepared buffers (as the server borrows
+//! and the session is built by the server's own
+//! `OnnxRuntimeBackend::build_session`, on the CUDA execution provider when
+//! the config's instance group is `KIND_GPU`. Inputs are borrowed from prepared buffers (as the server borrows
 //! request bytes). Each batch size runs back to back, one call at a time, for
 //! a fixed time or number of calls; the result is one JSON object on stdout.
 
 #[path = "common.rs"]
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use ort::session::{Session, SessionInputValue};
+use ort::session::SessionInputValue;
 use ort::value::TensorRef;
 use serde_json::json;
-use tritonrs::backend::onnxruntime::{SessionOptions, locate_library};
+use tritonrs::backend::Device;
+use tritonrs::backend::onnxruntime::{OnnxRuntimeBackend, SessionOptions};
 use tritonrs::model_config::{ModelConfig, parse_text_format};
+use tritonrs::proto::inference::model_instance_group::Kind;
 
 use common::{Workload, latency_summary, parse_list};
 
@@ -72,14 +75,9 @@ fn run(args: Args) -> Result<(), String> {
     let options = SessionOptions::from_config(&config, instances)?;
     let model_file = args.model.join("1").join("model.onnx");
 
-    let library = locate_library(args.library.as_deref())?;
-    let environment = ort::init_from(&library)
-        .map_err(|error| format!("cannot load {}: {error}", library.display()))?
-        .with_name("raw_onnxruntime")
-        .with_telemetry(false)
-        .build()
-        .map_err(|error| error.to_string())?;
-    let mut session = build_session(&environment, &options, &model_file).map_err(|error| error.to_string())?;
+    let device = device_of(&config);
+    let backend = OnnxRuntimeBackend::load(args.library.as_deref())?;
+    let mut session = backend.build_session(&options, device, &model_file).map_err(|error| error.to_string())?;
 
     let mut results = Vec::new();
     for &batch in &args.batch {
@@ -159,7 +157,8 @@ fn run(args: Args) -> Result<(), String> {
         "tool": "raw_onnxruntime",
         "workload": args.workload.name(),
         "model": args.model.display().to_string(),
-        "library": library.display().to_string(),
+        "library": backend.library().display().to_string(),
+        "device": format!("{device:?}"),
         "instances_in_config": instances,
         "intra_op_threads": options.intra_op_threads,
         "inter_op_threads": options.inter_op_threads,
@@ -181,13 +180,14 @@ fn instance_count(config: &ModelConfig) -> usize {
     config.instance_group.iter().map(|group| usize::try_from(group.count).unwrap_or(1).max(1)).sum()
 }
 
-/// Builds the session with the server's own settings (`SessionOptions::apply`).
-fn build_session(
-    environment: &ort::environment::Environment,
-    options: &SessionOptions,
-    model_file: &Path,
-) -> ort::Result<Session> {
-    options.apply(Session::builder(environment)?)?.commit_from_file(model_file)
+/// Where the config's first instance group runs: its first GPU for
+/// `KIND_GPU` (GPU 0 when none is listed, as the server completes it), else
+/// the CPU.
+fn device_of(config: &ModelConfig) -> Device {
+    match config.instance_group.first() {
+        Some(group) if group.kind() == Kind::Gpu => Device::Gpu(group.gpus.first().copied().unwrap_or(0)),
+        _ => Device::Cpu,
+    }
 }
 
 /// Input data in its element type, so ONNX Runtime can borrow it.

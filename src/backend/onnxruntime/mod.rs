@@ -93,7 +93,11 @@ impl Backend for OnnxRuntimeBackend {
 }
 
 impl OnnxRuntimeBackend {
-    fn build_session(&self, options: &SessionOptions, device: Device, model_path: &Path) -> Result<Session> {
+    /// Builds one session of `model_path` the way every instance is built:
+    /// `options` applied, and on `Device::Gpu` the CUDA execution provider
+    /// (an error, never a silent CPU fallback, when it is missing). Public so
+    /// that the benchmark's raw limit runs exactly what an instance runs.
+    pub fn build_session(&self, options: &SessionOptions, device: Device, model_path: &Path) -> Result<Session> {
         let execution_provider = match device {
             Device::Cpu => None,
             Device::Gpu(gpu) => Some(cuda::execution_provider(gpu, &self.library)?),
