@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the benchmark's model repositories (deterministically).
 
-    python bench/generate_workloads.py [OUT]      # default: bench/.work/models
+    python bench/generate_workloads.py [OUT] [--gpu]   # default OUT: bench/.work/models
 
 Two workloads, each as the same ONNX file in several repositories:
 
@@ -22,12 +22,18 @@ Layout under OUT:
   mlserver/<w>/            model-settings.json for bench/mlserver/runtime.py
                            with MLServer's adaptive batching (same limits)
   onnx/<w>.onnx            the ONNX files (the repositories hold copies)
-  workloads.json           what was written, for the other scripts
+  workloads.json           what was written, for the other scripts, with
+                           reference outputs: a few inputs and the outputs
+                           computed here with NumPy in float64, which
+                           bench/run_bench.py compares the servers' answers to
 
 Every server runs one execution instance per model (instance_group count 1,
 KIND_CPU), so this server gives its single ONNX Runtime session all cores as
 intra-op threads (cores / instances, src/backend/onnxruntime/session_options.rs);
 the raw in-process limit and the MLServer runtime use the same thread count.
+With --gpu the Triton models' instance group is one KIND_GPU instance on
+GPU 0 instead (the CUDA execution provider; bench/gpu-run.sh), and the raw
+limit runs on the same device.
 """
 
 import argparse
@@ -96,7 +102,24 @@ WORKLOADS = {
 }
 
 
-def triton_config(name: str, workload: str, batching: bool) -> str:
+def reference_check(workload: str, model: onnx.ModelProto, rows: int = 3) -> dict:
+    """Inputs of `rows` requests' worth and the outputs NumPy computes for them."""
+    rng = np.random.RandomState(SEED + 1)
+    if workload == "simple":
+        a = rng.randint(-1000, 1000, (rows, 16))
+        b = rng.randint(-1000, 1000, (rows, 16))
+        return {"inputs": {"INPUT0": a.tolist(), "INPUT1": b.tolist()}, "outputs": {"OUTPUT0": (a + b).tolist(), "OUTPUT1": (a - b).tolist()}}
+    weights = {tensor.name: numpy_helper.to_array(tensor).astype(np.float64) for tensor in model.graph.initializer}
+    x = rng.standard_normal((rows, MLP_LAYERS[0])).astype(np.float32)
+    y = x.astype(np.float64)
+    for index in range(len(MLP_LAYERS) - 1):
+        y = y @ weights[f"W{index}"].T + weights[f"B{index}"]
+        if index < len(MLP_LAYERS) - 2:
+            y = np.maximum(y, 0.0)
+    return {"inputs": {"INPUT": x.tolist()}, "outputs": {"OUTPUT": y.tolist()}}
+
+
+def triton_config(name: str, workload: str, batching: bool, gpu: bool) -> str:
     spec = WORKLOADS[workload]
 
     def tensors(items):
@@ -111,8 +134,11 @@ def triton_config(name: str, workload: str, batching: bool) -> str:
         f"max_batch_size: {MAX_BATCH_SIZE}\n"
         f"input [\n{tensors(spec['inputs'])}\n]\n"
         f"output [\n{tensors(spec['outputs'])}\n]\n"
-        "instance_group [ { count: 1, kind: KIND_CPU } ]\n"
     )
+    if gpu:
+        text += "instance_group [ { count: 1, kind: KIND_GPU, gpus: [ 0 ] } ]\n"
+    else:
+        text += "instance_group [ { count: 1, kind: KIND_CPU } ]\n"
     if batching:
         text += f"dynamic_batching {{\n  max_queue_delay_microseconds: {MAX_QUEUE_DELAY_US}\n}}\n"
     return text
@@ -134,18 +160,25 @@ def mlserver_settings(name: str, workload: str, threads: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", nargs="?", default=str(ROOT / "bench" / ".work" / "models"))
+    parser.add_argument("--gpu", action="store_true", help="KIND_GPU instance groups (GPU 0) for the Triton models")
     args = parser.parse_args()
     out = pathlib.Path(args.out).resolve()
     if out.exists():
         shutil.rmtree(out)
     (out / "onnx").mkdir(parents=True)
     shutil.copyfile(SIMPLE_ONNX, out / "onnx" / "simple.onnx")
-    (out / "onnx" / "mlp.onnx").write_bytes(mlp_model().SerializeToString(deterministic=True))
+    models = {"simple": onnx.load(SIMPLE_ONNX), "mlp": mlp_model()}
+    (out / "onnx" / "mlp.onnx").write_bytes(models["mlp"].SerializeToString(deterministic=True))
 
     # One instance per model: this server gives it all cores as intra-op
     # threads (cores / instances), and so do the raw limit and MLServer.
     threads = os.cpu_count() or 1
-    summary = {"max_batch_size": MAX_BATCH_SIZE, "max_queue_delay_us": MAX_QUEUE_DELAY_US, "threads": threads}
+    summary = {
+        "max_batch_size": MAX_BATCH_SIZE,
+        "max_queue_delay_us": MAX_QUEUE_DELAY_US,
+        "threads": threads,
+        "instance_kind": "KIND_GPU" if args.gpu else "KIND_CPU",
+    }
     summary["workloads"] = {}
     for workload in WORKLOADS:
         onnx_file = out / "onnx" / f"{workload}.onnx"
@@ -154,7 +187,7 @@ def main() -> None:
             directory = out / "triton" / name
             (directory / "1").mkdir(parents=True)
             shutil.copyfile(onnx_file, directory / "1" / "model.onnx")
-            (directory / "config.pbtxt").write_text(triton_config(name, workload, batching))
+            (directory / "config.pbtxt").write_text(triton_config(name, workload, batching, args.gpu))
         directory = out / "mlserver" / workload
         directory.mkdir(parents=True)
         shutil.copyfile(onnx_file, directory / "model.onnx")
@@ -165,6 +198,7 @@ def main() -> None:
             "sha256": hashlib.sha256(onnx_file.read_bytes()).hexdigest(),
             "inputs": WORKLOADS[workload]["inputs"],
             "outputs": WORKLOADS[workload]["outputs"],
+            "reference": reference_check(workload, models[workload]),
         }
     # Server-wide MLServer settings; the ports come from MLSERVER_*_PORT.
     (out / "mlserver" / "settings.json").write_text(

@@ -130,12 +130,24 @@ def main():
         f"{len(repetitions)} repetition(s); figures are medians over them.")
     out("")
     if meta:
-        out(f"Machine: {meta.get('nproc')} × {meta.get('cpu_model')}, {meta.get('memory_kib', 0) / 2**20:.1f} GiB, "
+        gpus = "".join(f", GPU {gpu}" for gpu in meta.get("gpus", []))
+        mlserver = (
+            f"MLServer {meta['mlserver']} (onnxruntime {meta.get('onnxruntime_python')}, grpcio {meta.get('grpcio')}, "
+            f"uvloop {meta.get('uvloop')}, Python {meta.get('python')}), "
+            if meta.get("mlserver")
+            else ""
+        )
+        out(f"Machine: {meta.get('nproc')} × {meta.get('cpu_model')}, {meta.get('memory_kib', 0) / 2**20:.1f} GiB{gpus}, "
             f"{meta.get('os')}, kernel {meta.get('kernel')}. Versions: {meta.get('rustc')}, ort {meta.get('ort_crate')}, "
             f"ONNX Runtime 1.31.1 ({meta.get('onnxruntime_library')}), tonic {meta.get('tonic_crate')}, "
-            f"MLServer {meta.get('mlserver')} (onnxruntime {meta.get('onnxruntime_python')}, grpcio {meta.get('grpcio')}, "
-            f"uvloop {meta.get('uvloop')}, Python {meta.get('python')}), perf_analyzer from tritonclient 2.50.0; "
+            f"{mlserver}perf_analyzer from tritonclient 2.50.0; "
             f"commit {meta.get('git_commit', '')[:12]}{' (dirty)' if meta.get('git_dirty') else ''}.")
+        out("")
+    checks = results.get("output_checks", [])
+    if checks:
+        worst = max(check["max_relative_error"] for check in checks)
+        out(f"Answers: every server's answers to the reference inputs matched the NumPy float64 outputs before "
+            f"its measurements ({len(checks)} checks; largest error {worst:.1e} of the largest output value).")
         out("")
     quiet = ", ".join(f"rep {q['repetition']}: {q['busy_fraction']:.0%} busy before start" for q in results["quiet"])
     out(f"Windows: loadgen {settings['warmup']} s warm-up + {settings['duration']} s; perf_analyzer "
@@ -145,7 +157,8 @@ def main():
     out("")
 
     # Raw limit.
-    out("### Raw limit: in-process `ort` (same library, same session settings)")
+    devices = sorted({report.get("device", "Cpu") for report in results["raw"]})
+    out(f"### Raw limit: in-process `ort` (same library, same session settings; device {', '.join(devices)})")
     out("")
     out("| Workload | intra-op threads | Batch | Inferences/s | Calls/s | p50 µs / call | p99 µs / call | Other CPU (cores) |")
     out("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -214,6 +227,8 @@ def main():
     for generator in ("pa_grpc", "loadgen_grpc", "pa_http"):
         for model in ("simple_nobatching", "simple_batching"):
             p50 = get("simple", "tritonrs", model, generator, 1).get("p50_us")
+            if p50 is None:
+                continue
             added = p50 - raw_p50 if p50 is not None and raw_p50 is not None else None
             label = "no batching" if model.endswith("nobatching") else "dynamic batching (500 µs max queue delay)"
             out(f"| W1, c=1, p50 added over the raw call, {label} | ≤ 100 µs | {GENERATOR_NAMES[generator]} | "
@@ -223,6 +238,8 @@ def main():
             theirs = get(workload, "mlserver", workload, generator, concurrency).get("throughput")
             for variant in ("batching", "nobatching"):
                 ours = get(workload, "tritonrs", f"{workload}_{variant}", generator, concurrency).get("throughput")
+                if theirs is None:
+                    continue
                 ratio = ours / theirs if ours and theirs else None
                 label = "dynamic batching" if variant == "batching" else "no batching"
                 out(f"| {'W1' if workload == 'simple' else 'W2'}, c={concurrency}: tritonrs ({label}) vs MLServer (adaptive batching) | ≥ 5× | "

@@ -8,12 +8,14 @@ BENCHMARKS.md); standard library only. For each repetition:
      1, 2, 4, 8, 16, 32 (1, 8 and 32 are reported; the others let a server's
      effective batch be interpolated);
   2. this server (target/release/tritonrs) with the four Triton models
-     (<workload>_batching, <workload>_nobatching): perf_analyzer over gRPC and
+     (<workload>_batching, <workload>_nobatching), each first checked against
+     the reference outputs of generate_workloads.py: perf_analyzer over gRPC and
      over HTTP, and bench/loadgen.rs over gRPC, at each concurrency; the
      effective batch of each measurement is the change of inference_count /
      execution_count in /v2/models/{m}/stats across it;
-  3. Seldon MLServer with bench/mlserver/runtime.py and adaptive batching:
-     bench/loadgen.rs over its gRPC port (perf_analyzer cannot drive it: it
+  3. Seldon MLServer with bench/mlserver/runtime.py and adaptive batching,
+     checked against the reference in the same way: bench/loadgen.rs over its
+     gRPC port (perf_analyzer cannot drive it: it
      needs Triton's ModelConfig RPC, which MLServer does not serve; each
      repetition records perf_analyzer's answer); the effective batch comes
      from the runtime's counters.
@@ -229,6 +231,45 @@ def http_json(url):
         return json.load(response)
 
 
+# --- answers --------------------------------------------------------------------
+
+# Largest error allowed in an FP32 output, relative to the largest reference
+# value: float32 arithmetic differs from the float64 reference by about
+# 1e-6, and GPUs may run FP32 matrix products in TF32 (about 1e-3).
+FP32_TOLERANCE = 1e-2
+
+
+def check_outputs(http_port, model, workload_spec):
+    """Sends the reference inputs of generate_workloads.py as one request
+    (KServe v2 JSON over HTTP) and compares the answer with the reference
+    outputs; raises if it is wrong. Returns the largest relative error."""
+    reference = workload_spec["reference"]
+    inputs = []
+    for name, datatype, _ in workload_spec["inputs"]:
+        rows = reference["inputs"][name]
+        inputs.append({"name": name, "datatype": datatype, "shape": [len(rows), len(rows[0])],
+                       "data": [value for row in rows for value in row]})  # fmt: skip
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{http_port}/v2/models/{model}/infer",
+        data=json.dumps({"inputs": inputs}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        answer = {output["name"]: output["data"] for output in json.load(response)["outputs"]}
+    worst = 0.0
+    for name, rows in reference["outputs"].items():
+        expected = [value for row in rows for value in row]
+        got = answer.get(name)
+        if got is None or len(got) != len(expected):
+            raise RuntimeError(f"{model}: output {name} has {len(got or [])} values, expected {len(expected)}")
+        scale = max(abs(value) for value in expected) or 1.0
+        error = max(abs(a - b) for a, b in zip(got, expected)) / scale
+        worst = max(worst, error)
+        if error > FP32_TOLERANCE:
+            raise RuntimeError(f"{model}: output {name} is off by {error:.2e} of its largest value")
+    return worst
+
+
 # --- batch counters -----------------------------------------------------------
 
 
@@ -383,8 +424,8 @@ def main():
     parser.add_argument("--loadgen", required=True, help="the loadgen bench binary")
     parser.add_argument("--perf-analyzer", required=True)
     parser.add_argument("--perf-analyzer-lib", required=True, help="directory with libcudart.so.12")
-    parser.add_argument("--mlserver", required=True, help="the mlserver executable of the venv")
-    parser.add_argument("--mlserver-runtime", required=True, help="directory of runtime.py")
+    parser.add_argument("--mlserver", help="the mlserver executable of the venv (with --systems mlserver)")
+    parser.add_argument("--mlserver-runtime", help="directory of runtime.py (with --systems mlserver)")
     parser.add_argument("--repetitions", type=int, default=2)
     parser.add_argument("--concurrency", default="1,8,32")
     parser.add_argument("--workloads", default="simple,mlp")
@@ -414,12 +455,15 @@ def main():
     systems = args.systems.split(",")
     generators = args.generators.split(",")
     mlserver_generators = args.mlserver_generators.split(",")
+    if "mlserver" in systems and not (args.mlserver and args.mlserver_runtime):
+        parser.error("--systems mlserver needs --mlserver and --mlserver-runtime")
     results = {
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "settings": {key: str(value) for key, value in vars(args).items()},
         "workloads": json.loads((args.models / "workloads.json").read_text()),
         "meta": json.loads(args.meta.read_text()) if args.meta else {},
         "quiet": [],
+        "output_checks": [],
         "raw": [],
         "measurements": [],
     }
@@ -429,6 +473,11 @@ def main():
     def save():
         results["elapsed_s"] = round(time.monotonic() - started, 1)
         (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+
+    def verify(system, repetition, http_port, model, workload):
+        error = check_outputs(http_port, model, results["workloads"]["workloads"][workload])
+        results["output_checks"].append({"system": system, "repetition": repetition, "model": model, "max_relative_error": error})
+        log(f"{system} {model}: answers match the reference (largest relative error {error:.1e})")
 
     def measure(repetition, system, server, ports, workload, model, generator, concurrency, read_counters, settle_s=0.0):
         """One generator run against a running server, with the server's
@@ -496,6 +545,8 @@ def main():
                 models = [f"{w}_{variant}" for w in workloads for variant in ("nobatching", "batching")]
                 server.wait_ready([f"http://127.0.0.1:{http_port}/v2/models/{m}/ready" for m in models])
                 for model in models:
+                    verify("tritonrs", repetition, http_port, model, model.split("_")[0])
+                for model in models:
                     workload = model.split("_")[0]
                     for generator in generators:
                         for concurrency in concurrencies:
@@ -522,6 +573,8 @@ def main():
             )
             try:
                 server.wait_ready([f"http://127.0.0.1:{http_port}/v2/models/{w}/ready" for w in workloads])
+                for workload in workloads:
+                    verify("mlserver", repetition, http_port, workload, workload)
                 # perf_analyzer asks for the model's Triton configuration
                 # first, which MLServer does not serve: record what it says.
                 for protocol, port in (("grpc", grpc_port), ("http", http_port)):
