@@ -6,13 +6,14 @@
 //!     cargo bench --bench raw_onnxruntime -- --model bench/.work/models/triton/mlp_nobatching \
 //!         --workload mlp --batch 1,8,32 --duration 3
 //!
-//! The settings come from the model directory's `config.pbtxt` through the
-//! server's own `SessionOptions::from_config` (intra-op threads = cores /
-//! instances unless the config sets them, graph optimization level, ...),
-//! and the session is built by the server's own
-//! `OnnxRuntimeBackend::build_session`, on the CUDA execution provider when
-//! the config's instance group is `KIND_GPU`. Inputs are borrowed from prepared buffers (as the server borrows
-//! request bytes). Each batch size runs back to back, one call at a time, for
+//! The settings come from the model directory's `config.pbtxt`, completed
+//! as the server completes it, through the server's own
+//! `SessionOptions::from_config` (intra-op threads = cores / instances
+//! unless the config sets them, graph optimization level, ...), and the
+//! session is built by the server's own `OnnxRuntimeBackend::build_session`
+//! on the device of the server's first instance (the CUDA execution
+//! provider for `KIND_GPU`). Inputs are borrowed from prepared buffers (as
+//! the server borrows request bytes). Each batch size runs back to back, one call at a time, for
 //! a fixed time or number of calls; the result is one JSON object on stdout.
 
 #[path = "common.rs"]
@@ -25,10 +26,10 @@ use clap::Parser;
 use ort::session::SessionInputValue;
 use ort::value::TensorRef;
 use serde_json::json;
-use tritonrs::backend::Device;
 use tritonrs::backend::onnxruntime::{OnnxRuntimeBackend, SessionOptions};
-use tritonrs::model_config::{ModelConfig, parse_text_format};
-use tritonrs::proto::inference::model_instance_group::Kind;
+use tritonrs::backend::{Backend, Device};
+use tritonrs::model_config::{AutocompleteOptions, autocomplete, parse_text_format};
+use tritonrs::model_manager::instance_placements;
 
 use common::{Workload, latency_summary, parse_list};
 
@@ -70,13 +71,23 @@ fn main() {
 fn run(args: Args) -> Result<(), String> {
     let config_text = std::fs::read_to_string(args.model.join("config.pbtxt"))
         .map_err(|error| format!("{}: {error}", args.model.join("config.pbtxt").display()))?;
-    let config = parse_text_format(&config_text)?;
-    let instances = instance_count(&config);
-    let options = SessionOptions::from_config(&config, instances)?;
     let model_file = args.model.join("1").join("model.onnx");
-
-    let device = device_of(&config);
     let backend = OnnxRuntimeBackend::load(args.library.as_deref())?;
+
+    // The configuration and instances the server would make of this directory.
+    let name = args.model.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+    let completion = AutocompleteOptions { gpu_available: backend.gpu_available(), ..Default::default() };
+    let config = parse_text_format(&config_text)?;
+    let signature = if completion.needs_signature(&config) {
+        Some(backend.signature(&model_file).map_err(|error| error.to_string())?)
+    } else {
+        None
+    };
+    let config = autocomplete(config, &name, signature.as_ref(), completion)?;
+    let placements = instance_placements(&config);
+    let instances = placements.len();
+    let device = placements.first().map_or(Device::Cpu, |(_, device)| *device);
+    let options = SessionOptions::from_config(&config, instances)?;
     let mut session = backend.build_session(&options, device, &model_file).map_err(|error| error.to_string())?;
 
     let mut results = Vec::new();
@@ -168,26 +179,6 @@ fn run(args: Args) -> Result<(), String> {
     });
     println!("{report}");
     Ok(())
-}
-
-/// The instance count the server would create: the sum of the instance
-/// groups' counts (the server completes a missing group to two CPU
-/// instances, as Triton does).
-fn instance_count(config: &ModelConfig) -> usize {
-    if config.instance_group.is_empty() {
-        return 2;
-    }
-    config.instance_group.iter().map(|group| usize::try_from(group.count).unwrap_or(1).max(1)).sum()
-}
-
-/// Where the config's first instance group runs: its first GPU for
-/// `KIND_GPU` (GPU 0 when none is listed, as the server completes it), else
-/// the CPU.
-fn device_of(config: &ModelConfig) -> Device {
-    match config.instance_group.first() {
-        Some(group) if group.kind() == Kind::Gpu => Device::Gpu(group.gpus.first().copied().unwrap_or(0)),
-        _ => Device::Cpu,
-    }
 }
 
 /// Input data in its element type, so ONNX Runtime can borrow it.

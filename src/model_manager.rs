@@ -510,9 +510,9 @@ impl ModelManager {
     }
 }
 
-/// Names and devices of the instances a configuration asks for:
+/// Names and devices of the instances a completed configuration asks for:
 /// `count` per group on the CPU, or `count` per listed GPU.
-fn instance_placements(config: &ModelConfig) -> Vec<(String, Device)> {
+pub fn instance_placements(config: &ModelConfig) -> Vec<(String, Device)> {
     let mut placements = Vec::new();
     for group in &config.instance_group {
         let count = usize::try_from(group.count).unwrap_or(0);
