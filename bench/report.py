@@ -229,17 +229,17 @@ def main():
             p50 = get("simple", "tritonrs", model, generator, 1).get("p50_us")
             if p50 is None:
                 continue
-            added = p50 - raw_p50 if p50 is not None and raw_p50 is not None else None
+            added = p50 - raw_p50 if raw_p50 is not None else None
             label = "no batching" if model.endswith("nobatching") else "dynamic batching (500 µs max queue delay)"
             out(f"| W1, c=1, p50 added over the raw call, {label} | ≤ 100 µs | {GENERATOR_NAMES[generator]} | "
                 f"{fmt(p50, 1)} − {fmt(raw_p50, 1)} = {fmt(added, 1)} µs | {verdict(added <= 100 if added is not None else None)} |")
     for workload, concurrency in (("simple", 8), ("mlp", 32)):
         for generator in ("loadgen_grpc", "loadgen_grpc_8conn"):
             theirs = get(workload, "mlserver", workload, generator, concurrency).get("throughput")
+            if theirs is None:
+                continue
             for variant in ("batching", "nobatching"):
                 ours = get(workload, "tritonrs", f"{workload}_{variant}", generator, concurrency).get("throughput")
-                if theirs is None:
-                    continue
                 ratio = ours / theirs if ours and theirs else None
                 label = "dynamic batching" if variant == "batching" else "no batching"
                 out(f"| {'W1' if workload == 'simple' else 'W2'}, c={concurrency}: tritonrs ({label}) vs MLServer (adaptive batching) | ≥ 5× | "
