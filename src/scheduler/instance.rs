@@ -3,14 +3,15 @@
 //! answers each request.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::MutexGuard;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::Shared;
 use super::batch::{merge_inputs, split_outputs, union_of_outputs};
 use super::batcher::{Decision, decide};
 use super::queue::Pending;
 use super::spin::{INSTANCE_SPIN, spin_until};
+use super::{Shared, State};
 use crate::backend::ModelInstance;
 use crate::error::{Error, Result};
 use crate::statistics::ExecutionTimes;
@@ -35,7 +36,7 @@ pub(super) fn run(shared: &Shared, name: &str, mut instance: Box<dyn ModelInstan
         match decide(&state.queue, &shared.policy, now, state.closing) {
             Decision::Dispatch(count) => {
                 let batch = state.queue.take_front(count);
-                let more = !state.queue.is_empty();
+                let more = !state.queue.is_empty() && state.sleeping_instances > 0;
                 drop(state);
                 if more {
                     // Another free instance may take what is left.
@@ -47,8 +48,7 @@ pub(super) fn run(shared: &Shared, name: &str, mut instance: Box<dyn ModelInstan
             }
             Decision::WaitUntil(moment) => {
                 let until = state.queue.next_deadline().map_or(moment, |deadline| deadline.min(moment));
-                let wait = until.saturating_duration_since(now);
-                state = shared.work.wait_timeout(state, wait).unwrap_or_else(|poisoned| poisoned.into_inner()).0;
+                state = sleep(shared, state, Some(until.saturating_duration_since(now)));
             }
             Decision::Idle if state.closing => return,
             Decision::Idle if may_spin && !shared.spinner.swap(true, Ordering::AcqRel) => {
@@ -61,16 +61,23 @@ pub(super) fn run(shared: &Shared, name: &str, mut instance: Box<dyn ModelInstan
                 state = shared.lock();
             }
             Decision::Idle => {
-                state = match state.queue.next_deadline() {
-                    Some(deadline) => {
-                        let wait = deadline.saturating_duration_since(now);
-                        shared.work.wait_timeout(state, wait).unwrap_or_else(|poisoned| poisoned.into_inner()).0
-                    }
-                    None => shared.work.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner()),
-                };
+                let wait = state.queue.next_deadline().map(|deadline| deadline.saturating_duration_since(now));
+                state = sleep(shared, state, wait);
             }
         }
     }
+}
+
+/// Sleeps until signalled or until `wait` passes, counted in
+/// `sleeping_instances` so that callers know whether to signal.
+fn sleep<'a>(shared: &'a Shared, mut state: MutexGuard<'a, State>, wait: Option<Duration>) -> MutexGuard<'a, State> {
+    state.sleeping_instances += 1;
+    let mut state = match wait {
+        Some(wait) => shared.work.wait_timeout(state, wait).unwrap_or_else(|poisoned| poisoned.into_inner()).0,
+        None => shared.work.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner()),
+    };
+    state.sleeping_instances -= 1;
+    state
 }
 
 fn execute_batch(shared: &Shared, name: &str, instance: &mut dyn ModelInstance, batch: Vec<Pending>) {

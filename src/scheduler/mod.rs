@@ -3,7 +3,8 @@
 //! a thread of its own so that N instances run N batches at once and a slow
 //! model never holds up another model's requests.
 //!
-//! Callers put requests into the queue and wake an instance thread; the
+//! Callers put requests into the queue and wake a sleeping instance thread
+//! when the new request changes what it would decide; the
 //! instance threads take batches from the queue as the batcher decides,
 //! waiting (with a precise timed wait) when the batcher wants more requests,
 //! and answer each request of a batch directly. A request thus crosses
@@ -26,9 +27,10 @@ use tokio::sync::oneshot;
 
 pub use policy::{DynamicBatching, QueuePolicy, SchedulingPolicy, TimeoutAction};
 
+use self::batcher::{Decision, decide};
 use self::ordering::Responder;
 use self::queue::{Pending, Removal, RequestQueue};
-use self::spin::{CALLER_SPIN, CALLER_SPIN_BELOW, RecentDuration, spin_until};
+use self::spin::{CALLER_SPIN, CALLER_SPIN_BELOW, RecentDuration};
 use crate::backend::ModelInstance;
 use crate::error::{Error, Result};
 use crate::inference::{ParameterValue, Parameters};
@@ -70,6 +72,10 @@ struct State {
     /// Set when the scheduler is dropped: instances send what is queued
     /// without waiting for more, then end.
     closing: bool,
+    /// Instances sleeping on [`Shared::work`]. Waking a thread is a system
+    /// call and a context switch, so callers only signal when one sleeps
+    /// and the new request changes what it would decide.
+    sleeping_instances: usize,
 }
 
 /// Everything the callers and the instance threads of one model version
@@ -140,6 +146,7 @@ impl Scheduler {
                 queue: RequestQueue::new(policy.levels.clone()),
                 next_sequence: 0,
                 closing: false,
+                sleeping_instances: 0,
             }),
             policy,
             work: Condvar::new(),
@@ -178,8 +185,22 @@ impl Scheduler {
             let pending = Pending { request, id, sequence, arrived, deadline, reply };
             match state.queue.push(level, pending) {
                 Ok(()) => {
+                    let wake = state.sleeping_instances > 0 && {
+                        // A sleeping instance is either idle (the queue was
+                        // empty) or waiting for a batch to fill until a moment
+                        // that a later arrival cannot bring forward, unless
+                        // it has its own time-out or completes the batch.
+                        first_in_line
+                            || deadline.is_some()
+                            || matches!(
+                                decide(&state.queue, &shared.policy, arrived, state.closing),
+                                Decision::Dispatch(_)
+                            )
+                    };
                     drop(state);
-                    shared.work.notify_one();
+                    if wake {
+                        shared.work.notify_one();
+                    }
                 }
                 Err(rejected) => {
                     let limit = state.queue.policy(level).max_queue_size;
@@ -193,27 +214,21 @@ impl Scheduler {
                 }
             }
         }
+        // From here on, a caller that goes away takes its request out of
+        // the queue.
+        let cancel_on_drop = CancelOnDrop { id, shared, armed: true };
         // A fast model answers sooner than this task could be woken: poll
         // for the answer for a moment before sleeping, unless other requests
-        // wait (then this thread has better things to do).
-        let mut early = None;
-        if first_in_line && shared.recent_execution.get() < CALLER_SPIN_BELOW {
-            spin_until(CALLER_SPIN, || match answer.try_recv() {
-                Ok(outcome) => {
-                    early = Some(outcome);
-                    true
-                }
-                Err(oneshot::error::TryRecvError::Empty) => false,
-                Err(oneshot::error::TryRecvError::Closed) => true,
-            });
-        }
-        if let Some(outcome) = early {
-            return outcome;
-        }
-        let cancel_on_drop = CancelOnDrop { id, shared, armed: true };
-        let outcome = match deadline {
-            None => answer.await,
-            Some(deadline) => match tokio::time::timeout_at(deadline.into(), &mut answer).await {
+        // wait.
+        let polled = if first_in_line && shared.recent_execution.get() < CALLER_SPIN_BELOW {
+            poll_briefly(&mut answer).await
+        } else {
+            None
+        };
+        let outcome = match (polled, deadline) {
+            (Some(outcome), _) => Ok(outcome),
+            (None, None) => answer.await,
+            (None, Some(deadline)) => match tokio::time::timeout_at(deadline.into(), &mut answer).await {
                 Ok(outcome) => outcome,
                 Err(_) => {
                     // Late: rejected or moved behind the others, as its level
@@ -225,6 +240,22 @@ impl Scheduler {
         };
         cancel_on_drop.disarm();
         outcome.map_err(|_| Error::internal(format!("{}: the instance stopped before answering", shared.label)))?
+    }
+}
+
+/// Polls for an answer for up to [`CALLER_SPIN`]. Between polls the task
+/// yields, so the worker thread goes on serving other connections and
+/// requests instead of spinning, and it never parks, so an answer needs no
+/// thread wake-up to be seen.
+async fn poll_briefly(answer: &mut oneshot::Receiver<Result<Vec<Tensor>>>) -> Option<Result<Vec<Tensor>>> {
+    let until = Instant::now() + CALLER_SPIN;
+    loop {
+        match answer.try_recv() {
+            Ok(outcome) => return Some(outcome),
+            Err(oneshot::error::TryRecvError::Closed) => return None,
+            Err(oneshot::error::TryRecvError::Empty) if Instant::now() >= until => return None,
+            Err(oneshot::error::TryRecvError::Empty) => tokio::task::yield_now().await,
+        }
     }
 }
 
@@ -358,6 +389,25 @@ mod tests {
         let snapshot = statistics.snapshot();
         assert_eq!((snapshot.inference_count, snapshot.execution_count), (6, 3));
         assert_eq!(snapshot.batch_stats[&4].compute_infer.count, 1);
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_fills_up_goes_without_waiting_for_the_delay() {
+        // The instance sleeps until the first request's 60 s delay ends
+        // unless the request that completes the batch wakes it.
+        let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let instance = RecordingInstance(sizes.clone(), Duration::ZERO);
+        let (scheduler, _) = start(
+            policy("max_batch_size: 4 dynamic_batching { max_queue_delay_microseconds: 60000000 }"),
+            vec![Box::new(instance)],
+        );
+        let options = RequestOptions::default();
+        let all = futures::future::join_all((0..4).map(|value| scheduler.execute(request(value), options)));
+        let answers = tokio::time::timeout(Duration::from_secs(10), all).await.expect("the full batch waited");
+        for (value, answer) in (0..4).zip(answers) {
+            assert_eq!(answer.unwrap()[0].data[..], [value]);
+        }
+        assert_eq!(*sizes.lock().unwrap(), vec![4]);
     }
 
     #[tokio::test]

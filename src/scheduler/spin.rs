@@ -1,4 +1,4 @@
-//! Short waits spin instead of sleeping. A thread woken from sleep takes
+//! Short waits poll instead of sleeping. A thread woken from sleep takes
 //! tens of microseconds to run again (about 50 µs on the virtual machines
 //! these servers often run on), more than a small model takes to execute,
 //! so for the short gaps of a busy or latency-bound model it is cheaper to
