@@ -95,6 +95,14 @@ pub struct Args {
     #[arg(long, default_value_t = 0, value_name = "LEVEL")]
     pub log_verbose: u32,
 
+    /// Threads that run the HTTP, gRPC and metrics frontends (network I/O,
+    /// decoding and encoding); model instances run on threads of their own.
+    /// By default half the available cores, at least one, so that the
+    /// frontends and the instances' compute threads do not crowd each other.
+    #[arg(long, env = "TRITONRS_WORKER_THREADS", value_name = "COUNT",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub worker_threads: Option<u16>,
+
     /// Server name reported by ServerMetadata.
     #[arg(long, default_value = "triton", value_name = "NAME")]
     pub id: String,
@@ -132,6 +140,12 @@ pub struct BackendConfig {
 }
 
 impl Args {
+    /// The number of frontend threads: `--worker-threads`, or half of
+    /// `cores`, at least one.
+    pub fn frontend_threads(&self, cores: usize) -> usize {
+        self.worker_threads.map_or((cores / 2).max(1), usize::from)
+    }
+
     /// Interprets `--backend-config` values; settings this server does not
     /// know are returned as warnings.
     pub fn backend_config(&self) -> (BackendConfig, Vec<String>) {
@@ -302,6 +316,15 @@ mod tests {
         assert!(args.exit_on_error);
         assert!(!args.strict_model_config);
         assert_eq!(args.id, "triton");
+    }
+
+    #[test]
+    fn frontend_threads_default_to_half_the_cores() {
+        let args = parse(["tritonserver", "--model-store=/m"]).unwrap().args;
+        assert_eq!((args.frontend_threads(1), args.frontend_threads(2), args.frontend_threads(16)), (1, 1, 8));
+        let args = parse(["tritonserver", "--model-store=/m", "--worker-threads=3"]).unwrap().args;
+        assert_eq!(args.frontend_threads(16), 3);
+        assert!(parse(["tritonserver", "--model-store=/m", "--worker-threads=0"]).is_err());
     }
 
     #[test]

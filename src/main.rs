@@ -20,7 +20,11 @@ fn main() -> ExitCode {
         tracing::info!("{note}");
     }
     let args = command_line.args;
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let worker_threads = args.frontend_threads(cores);
+    tracing::info!("{worker_threads} frontend thread(s) on {cores} core(s)");
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(worker_threads).enable_all().build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             tracing::error!("cannot start the async runtime: {error}");
