@@ -21,8 +21,11 @@ use crate::validation::ValidatedRequest;
 /// Runs batches until the scheduler closes and the queue is empty.
 pub(super) fn run(shared: &Shared, name: &str, mut instance: Box<dyn ModelInstance>) {
     let mut state = shared.lock();
-    // After each batch an idle instance may poll for the next request for a
-    // moment before it sleeps (see `spin`).
+    // After a batch of one request an idle instance may poll for the next
+    // request for a moment before it sleeps (see `spin`). After a larger
+    // batch it does not: the wake-up it would save is shared by the many
+    // requests of the next batch, while the poll takes a core from the
+    // frontend that is busy answering this one.
     let mut may_spin = true;
     loop {
         let now = Instant::now();
@@ -42,8 +45,8 @@ pub(super) fn run(shared: &Shared, name: &str, mut instance: Box<dyn ModelInstan
                     // Another free instance may take what is left.
                     shared.work.notify_one();
                 }
+                may_spin = batch.len() == 1;
                 execute_batch(shared, name, instance.as_mut(), batch);
-                may_spin = true;
                 state = shared.lock();
             }
             Decision::WaitUntil(moment) => {
