@@ -6,8 +6,8 @@
 //!     cargo bench --bench raw_onnxruntime -- --model bench/.work/models/triton/mlp_nobatching \
 //!         --workload mlp --batch 1,8,32 --duration 3
 //!
-//! The settings come from the model directory's `config.pbtxt`, completed
-//! as the server completes it, through the server's own
+//! The settings come from the model directory's `config.pbtxt`, read,
+//! completed and checked by the server's own `prepare_config`, through the server's own
 //! `SessionOptions::from_config` (intra-op threads = cores / instances
 //! unless the config sets them, graph optimization level, ...), and the
 //! session is built by the server's own `OnnxRuntimeBackend::build_session`
@@ -20,6 +20,7 @@
 mod common;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -28,8 +29,9 @@ use ort::value::TensorRef;
 use serde_json::json;
 use tritonrs::backend::onnxruntime::{OnnxRuntimeBackend, SessionOptions};
 use tritonrs::backend::{Backend, Device};
-use tritonrs::model_config::{AutocompleteOptions, autocomplete, parse_text_format};
-use tritonrs::model_manager::instance_placements;
+use tritonrs::model_config::AutocompleteOptions;
+use tritonrs::model_manager::{instance_placements, prepare_config};
+use tritonrs::repository::ModelDirectory;
 
 use common::{Workload, latency_summary, parse_list};
 
@@ -69,21 +71,14 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<(), String> {
-    let config_text = std::fs::read_to_string(args.model.join("config.pbtxt"))
-        .map_err(|error| format!("{}: {error}", args.model.join("config.pbtxt").display()))?;
     let model_file = args.model.join("1").join("model.onnx");
-    let backend = OnnxRuntimeBackend::load(args.library.as_deref())?;
+    let backend = Arc::new(OnnxRuntimeBackend::load(args.library.as_deref())?);
 
     // The configuration and instances the server would make of this directory.
     let name = args.model.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+    let directory = ModelDirectory { name, path: args.model.clone() };
     let completion = AutocompleteOptions { gpu_available: backend.gpu_available(), ..Default::default() };
-    let config = parse_text_format(&config_text)?;
-    let signature = if completion.needs_signature(&config) {
-        Some(backend.signature(&model_file).map_err(|error| error.to_string())?)
-    } else {
-        None
-    };
-    let config = autocomplete(config, &name, signature.as_ref(), completion)?;
+    let config = prepare_config(&directory, &Ok(backend.clone() as Arc<dyn Backend>), completion)?;
     let placements = instance_placements(&config);
     let instances = placements.len();
     let device = placements.first().map_or(Device::Cpu, |(_, device)| *device);

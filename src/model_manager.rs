@@ -212,7 +212,7 @@ impl ModelManager {
 
     fn load_model(&self, model: &ModelDirectory) {
         let name = model.name.as_str();
-        let config = match self.prepare_config(model) {
+        let config = match prepare_config(model, &self.backend, self.options.autocomplete) {
             Ok(config) => Arc::new(config),
             Err(reason) => return self.fail_model(name, reason),
         };
@@ -254,38 +254,6 @@ impl ModelManager {
             };
             self.write_models().entry(name.to_string()).or_default().versions.insert(version, record);
         }
-    }
-
-    /// Reads, auto-completes and checks a model's configuration.
-    fn prepare_config(&self, model: &ModelDirectory) -> std::result::Result<ModelConfig, String> {
-        let config_path = model.path.join(CONFIG_FILENAME);
-        let config = if config_path.is_file() {
-            let text = std::fs::read_to_string(&config_path)
-                .map_err(|error| format!("cannot read '{}': {error}", config_path.display()))?;
-            parse_text_format(&text).map_err(|error| format!("'{}': {error}", config_path.display()))?
-        } else {
-            ModelConfig::default()
-        };
-        let options = self.options.autocomplete;
-        let signature = if options.needs_signature(&config) {
-            let backend = self.backend.as_ref().map_err(Clone::clone)?;
-            let available = available_versions(&model.path)?;
-            let latest = available.last().ok_or_else(|| {
-                format!("'{}' has no version directory to auto-complete the configuration from", model.path.display())
-            })?;
-            let filename = if config.default_model_filename.is_empty() {
-                crate::model_config::DEFAULT_ONNX_FILENAME
-            } else {
-                &config.default_model_filename
-            };
-            let model_file = model.path.join(latest.to_string()).join(filename);
-            Some(backend.signature(&model_file).map_err(|error| error.message().to_string())?)
-        } else {
-            None
-        };
-        let config = autocomplete(config, &model.name, signature.as_ref(), options)?;
-        check_config(&config)?;
-        Ok(config)
     }
 
     fn load_version(&self, model_dir: &Path, config: &Arc<ModelConfig>, version: i64) -> Result<LoadedVersion> {
@@ -508,6 +476,45 @@ impl ModelManager {
         }
         Ok(InferenceResponse { model_name, model_version: loaded.version, id, parameters: Default::default(), outputs })
     }
+}
+
+/// Reads, auto-completes and checks a model's configuration, asking
+/// `backend` for the model's signature when the configuration lacks inputs
+/// or outputs (the backend's load error is the reason when it could not be
+/// loaded). Public so that the benchmark's raw limit runs the configuration
+/// the server would.
+pub fn prepare_config(
+    model: &ModelDirectory,
+    backend: &std::result::Result<Arc<dyn Backend>, String>,
+    options: AutocompleteOptions,
+) -> std::result::Result<ModelConfig, String> {
+    let config_path = model.path.join(CONFIG_FILENAME);
+    let config = if config_path.is_file() {
+        let text = std::fs::read_to_string(&config_path)
+            .map_err(|error| format!("cannot read '{}': {error}", config_path.display()))?;
+        parse_text_format(&text).map_err(|error| format!("'{}': {error}", config_path.display()))?
+    } else {
+        ModelConfig::default()
+    };
+    let signature = if options.needs_signature(&config) {
+        let backend = backend.as_ref().map_err(Clone::clone)?;
+        let available = available_versions(&model.path)?;
+        let latest = available.last().ok_or_else(|| {
+            format!("'{}' has no version directory to auto-complete the configuration from", model.path.display())
+        })?;
+        let filename = if config.default_model_filename.is_empty() {
+            crate::model_config::DEFAULT_ONNX_FILENAME
+        } else {
+            &config.default_model_filename
+        };
+        let model_file = model.path.join(latest.to_string()).join(filename);
+        Some(backend.signature(&model_file).map_err(|error| error.message().to_string())?)
+    } else {
+        None
+    };
+    let config = autocomplete(config, &model.name, signature.as_ref(), options)?;
+    check_config(&config)?;
+    Ok(config)
 }
 
 /// Names and devices of the instances a completed configuration asks for:
