@@ -30,7 +30,7 @@ pub use policy::{DynamicBatching, QueuePolicy, SchedulingPolicy, TimeoutAction};
 use self::batcher::{Decision, decide};
 use self::ordering::Responder;
 use self::queue::{Pending, Removal, RequestQueue};
-use self::spin::{CALLER_SPIN, CALLER_SPIN_BELOW, RecentDuration};
+use self::spin::{CALLER_SPIN, CALLER_SPIN_BELOW, RecentDuration, poll_briefly};
 use crate::backend::ModelInstance;
 use crate::error::{Error, Result};
 use crate::inference::{ParameterValue, Parameters};
@@ -221,7 +221,7 @@ impl Scheduler {
         // for the answer for a moment before sleeping, unless other requests
         // wait.
         let polled = if first_in_line && shared.recent_execution.get() < CALLER_SPIN_BELOW {
-            poll_briefly(&mut answer).await
+            poll_briefly(&mut answer, CALLER_SPIN).await
         } else {
             None
         };
@@ -240,22 +240,6 @@ impl Scheduler {
         };
         cancel_on_drop.disarm();
         outcome.map_err(|_| Error::internal(format!("{}: the instance stopped before answering", shared.label)))?
-    }
-}
-
-/// Polls for an answer for up to [`CALLER_SPIN`]. Between polls the task
-/// yields, so the worker thread goes on serving other connections and
-/// requests instead of spinning, and it never parks, so an answer needs no
-/// thread wake-up to be seen.
-async fn poll_briefly(answer: &mut oneshot::Receiver<Result<Vec<Tensor>>>) -> Option<Result<Vec<Tensor>>> {
-    let until = Instant::now() + CALLER_SPIN;
-    loop {
-        match answer.try_recv() {
-            Ok(outcome) => return Some(outcome),
-            Err(oneshot::error::TryRecvError::Closed) => return None,
-            Err(oneshot::error::TryRecvError::Empty) if Instant::now() >= until => return None,
-            Err(oneshot::error::TryRecvError::Empty) => tokio::task::yield_now().await,
-        }
     }
 }
 

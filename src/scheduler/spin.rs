@@ -8,6 +8,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use tokio::sync::oneshot;
+
 /// How long an idle instance keeps polling the queue before it sleeps:
 /// long enough to catch the next request of a client that sends one as
 /// soon as it has its answer.
@@ -32,6 +34,22 @@ pub fn spin_until(limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
             return false;
         }
         std::hint::spin_loop();
+    }
+}
+
+/// Polls `answer` for up to `limit`; returns it if it came. Between polls
+/// the task yields, so the worker thread goes on serving other connections
+/// and requests instead of spinning, and it never parks, so an answer needs
+/// no thread wake-up to be seen.
+pub async fn poll_briefly<T>(answer: &mut oneshot::Receiver<T>, limit: Duration) -> Option<T> {
+    let until = Instant::now() + limit;
+    loop {
+        match answer.try_recv() {
+            Ok(value) => return Some(value),
+            Err(oneshot::error::TryRecvError::Closed) => return None,
+            Err(oneshot::error::TryRecvError::Empty) if Instant::now() >= until => return None,
+            Err(oneshot::error::TryRecvError::Empty) => tokio::task::yield_now().await,
+        }
     }
 }
 
@@ -67,6 +85,18 @@ mod tests {
         }));
         let started = Instant::now();
         assert!(!spin_until(Duration::from_millis(2), || false));
+        assert!(started.elapsed() >= Duration::from_millis(2));
+    }
+
+    #[tokio::test]
+    async fn a_brief_poll_returns_an_answer_or_gives_up() {
+        let (sender, mut answer) = oneshot::channel();
+        let sent = tokio::spawn(async move { sender.send(7) });
+        assert_eq!(poll_briefly(&mut answer, Duration::from_secs(5)).await, Some(7));
+        assert!(sent.await.unwrap().is_ok());
+        let (_sender, mut silent) = oneshot::channel::<u8>();
+        let started = Instant::now();
+        assert_eq!(poll_briefly(&mut silent, Duration::from_millis(2)).await, None);
         assert!(started.elapsed() >= Duration::from_millis(2));
     }
 
