@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::batch::{merge_inputs, split_outputs, union_of_outputs};
 use super::batcher::{Decision, decide};
 use super::queue::Pending;
-use super::spin::{INSTANCE_SPIN, spin_until};
+use super::spin::{BATCH_WAIT_SPIN, INSTANCE_SPIN, spin_until};
 use super::{Shared, State};
 use crate::backend::ModelInstance;
 use crate::error::{Error, Result};
@@ -22,10 +22,11 @@ use crate::validation::ValidatedRequest;
 pub(super) fn run(shared: &Shared, name: &str, mut instance: Box<dyn ModelInstance>) {
     let mut state = shared.lock();
     // After a batch of one request an idle instance may poll for the next
-    // request for a moment before it sleeps (see `spin`). After a larger
-    // batch it does not: the wake-up it would save is shared by the many
-    // requests of the next batch, while the poll takes a core from the
-    // frontend that is busy answering this one.
+    // request for a moment before it sleeps, and one waiting for a batch to
+    // fill polls through the last moments of the wait (see `spin`). After a
+    // larger batch it does neither: the wake-up it would save is shared by
+    // the many requests of the next batch, while the poll takes a core from
+    // the frontend that is busy answering this one.
     let mut may_spin = true;
     loop {
         let now = Instant::now();
@@ -51,13 +52,29 @@ pub(super) fn run(shared: &Shared, name: &str, mut instance: Box<dyn ModelInstan
             }
             Decision::WaitUntil(moment) => {
                 let until = state.queue.next_deadline().map_or(moment, |deadline| deadline.min(moment));
-                state = sleep(shared, state, Some(until.saturating_duration_since(now)));
+                let left = until.saturating_duration_since(now);
+                if may_spin && left <= BATCH_WAIT_SPIN && !shared.spinner.swap(true, Ordering::AcqRel) {
+                    // Until the moment comes or a request arrives, which
+                    // may complete the batch.
+                    let queued = state.queue.len();
+                    drop(state);
+                    spin_until(left, || {
+                        shared.state.try_lock().is_ok_and(|state| state.queue.len() != queued || state.closing)
+                    });
+                    shared.spinner.store(false, Ordering::Release);
+                    state = shared.lock();
+                } else if may_spin && left > BATCH_WAIT_SPIN {
+                    state = sleep(shared, state, Some(left - BATCH_WAIT_SPIN));
+                } else {
+                    state = sleep(shared, state, Some(left));
+                }
             }
             Decision::Idle if state.closing => return,
             Decision::Idle if may_spin && !shared.spinner.swap(true, Ordering::AcqRel) => {
-                may_spin = false;
                 drop(state);
-                spin_until(INSTANCE_SPIN, || {
+                // Polling goes on through the batch that a request arriving
+                // now starts; without one, the instance sleeps next time.
+                may_spin = spin_until(INSTANCE_SPIN, || {
                     shared.state.try_lock().is_ok_and(|state| !state.queue.is_empty() || state.closing)
                 });
                 shared.spinner.store(false, Ordering::Release);

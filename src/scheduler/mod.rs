@@ -6,8 +6,9 @@
 //! Callers put requests into the queue and wake a sleeping instance thread
 //! when the new request changes what it would decide; the
 //! instance threads take batches from the queue as the batcher decides,
-//! waiting (with a precise timed wait) when the batcher wants more requests,
-//! and answer each request of a batch directly. A request thus crosses
+//! waiting (with a precise timed wait, polling its last moments when the
+//! model is lightly loaded) when the batcher wants more requests, and
+//! answer each request of a batch directly. A request thus crosses
 //! threads twice: to an instance and back.
 
 mod batch;
@@ -392,6 +393,32 @@ mod tests {
             assert_eq!(answer.unwrap()[0].data[..], [value]);
         }
         assert_eq!(*sizes.lock().unwrap(), vec![4]);
+    }
+
+    #[tokio::test]
+    async fn a_lone_request_waits_the_whole_delay_whether_polled_or_slept() {
+        // 200 µs is polled through entirely; of 5 ms the instance sleeps
+        // most and polls the end (`spin::BATCH_WAIT_SPIN`).
+        for delay in [Duration::from_micros(200), Duration::from_millis(5)] {
+            let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let instance = RecordingInstance(sizes.clone(), Duration::ZERO);
+            let config =
+                format!("max_batch_size: 4 dynamic_batching {{ max_queue_delay_microseconds: {} }}", delay.as_micros());
+            let (scheduler, _) = start(policy(&config), vec![Box::new(instance)]);
+            for value in 0..3 {
+                let sent = Instant::now();
+                let answer = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    scheduler.execute(request(value), RequestOptions::default()),
+                )
+                .await
+                .expect("the batch never went")
+                .unwrap();
+                assert_eq!(answer[0].data[..], [value]);
+                assert!(sent.elapsed() >= delay, "answered after {:?}, before the {delay:?} delay", sent.elapsed());
+            }
+            assert_eq!(*sizes.lock().unwrap(), vec![1, 1, 1]);
+        }
     }
 
     #[tokio::test]

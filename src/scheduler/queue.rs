@@ -125,6 +125,11 @@ impl RequestQueue {
         self.levels.iter().flatten().filter_map(|pending| pending.deadline).min()
     }
 
+    /// How many requests wait.
+    pub fn len(&self) -> usize {
+        self.levels.iter().map(|level| level.len()).sum::<usize>() + self.delayed.len()
+    }
+
     /// Whether no request waits.
     pub fn is_empty(&self) -> bool {
         self.iter().next().is_none()
@@ -159,6 +164,7 @@ mod tests {
         assert_eq!(queue.push(2, pending(3, None)).unwrap_err().sequence, 3);
         queue.push(1, pending(4, None)).unwrap();
         assert_eq!(order(&queue), vec![4, 1, 2]);
+        assert_eq!(queue.len(), 3);
         assert_eq!(queue.take_front(2).iter().map(|p| p.sequence).collect::<Vec<_>>(), vec![4, 1]);
         assert_eq!(order(&queue), vec![2]);
         assert_eq!(queue.cancel(102).map(|p| p.sequence), Some(2));
@@ -181,6 +187,7 @@ mod tests {
         assert!(matches!(&removed[0], Removal::TimedOut(pending) if pending.sequence == 3));
         // The delayed request now waits behind everything else.
         assert_eq!(order(&queue), vec![2, 4, 1]);
+        assert_eq!(queue.len(), 3);
         assert_eq!(queue.next_deadline(), future);
     }
 }
