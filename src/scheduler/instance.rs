@@ -57,12 +57,7 @@ pub(super) fn run(shared: &Shared, name: &str, mut instance: Box<dyn ModelInstan
                     // Until the moment comes or a request arrives, which
                     // may complete the batch.
                     let queued = state.queue.len();
-                    drop(state);
-                    spin_until(left, || {
-                        shared.state.try_lock().is_ok_and(|state| state.queue.len() != queued || state.closing)
-                    });
-                    shared.spinner.store(false, Ordering::Release);
-                    state = shared.lock();
+                    (state, _) = poll(shared, state, left, |state| state.queue.len() != queued);
                 } else if may_spin && left > BATCH_WAIT_SPIN {
                     state = sleep(shared, state, Some(left - BATCH_WAIT_SPIN));
                 } else {
@@ -71,14 +66,9 @@ pub(super) fn run(shared: &Shared, name: &str, mut instance: Box<dyn ModelInstan
             }
             Decision::Idle if state.closing => return,
             Decision::Idle if may_spin && !shared.spinner.swap(true, Ordering::AcqRel) => {
-                drop(state);
                 // Polling goes on through the batch that a request arriving
                 // now starts; without one, the instance sleeps next time.
-                may_spin = spin_until(INSTANCE_SPIN, || {
-                    shared.state.try_lock().is_ok_and(|state| !state.queue.is_empty() || state.closing)
-                });
-                shared.spinner.store(false, Ordering::Release);
-                state = shared.lock();
+                (state, may_spin) = poll(shared, state, INSTANCE_SPIN, |state| !state.queue.is_empty());
             }
             Decision::Idle => {
                 let wait = state.queue.next_deadline().map(|deadline| deadline.saturating_duration_since(now));
@@ -98,6 +88,21 @@ fn sleep<'a>(shared: &'a Shared, mut state: MutexGuard<'a, State>, wait: Option<
     };
     state.sleeping_instances -= 1;
     state
+}
+
+/// Polls the queue without holding its lock until `changed` holds, the
+/// scheduler closes or `limit` passes; returns the lock and whether it saw
+/// a change. The caller has taken [`Shared::spinner`], which this releases.
+fn poll<'a>(
+    shared: &'a Shared,
+    state: MutexGuard<'a, State>,
+    limit: Duration,
+    changed: impl Fn(&State) -> bool,
+) -> (MutexGuard<'a, State>, bool) {
+    drop(state);
+    let seen = spin_until(limit, || shared.state.try_lock().is_ok_and(|state| changed(&state) || state.closing));
+    shared.spinner.store(false, Ordering::Release);
+    (shared.lock(), seen)
 }
 
 fn execute_batch(shared: &Shared, name: &str, instance: &mut dyn ModelInstance, batch: Vec<Pending>) {
