@@ -7,14 +7,15 @@
 //!         --workload mlp --batch 1,8,32 --duration 3
 //!
 //! The settings come from the model directory's `config.pbtxt`, read,
-//! completed and checked by the server's own `prepare_config`, through the server's own
-//! `SessionOptions::from_config` (intra-op threads = cores / instances
-//! unless the config sets them, graph optimization level, ...), and the
-//! session is built by the server's own `OnnxRuntimeBackend::build_session`
-//! on the device of the server's first instance (the CUDA execution
-//! provider for `KIND_GPU`). Inputs are borrowed from prepared buffers (as
-//! the server borrows request bytes). Each batch size runs back to back, one call at a time, for
-//! a fixed time or number of calls; the result is one JSON object on stdout.
+//! completed and checked by the server's own `prepare_config`, through the
+//! server's own `SessionOptions::from_config` (intra-op threads = cores /
+//! instances unless the config sets them, graph optimization level, ...),
+//! and the session is built by the server's own
+//! `OnnxRuntimeBackend::build_session` on the device of the server's first
+//! instance (the CUDA execution provider for `KIND_GPU`). Inputs are
+//! borrowed from prepared buffers (as the server borrows request bytes).
+//! Each batch size runs back to back, one call at a time, for a fixed time
+//! or number of calls; the result is one JSON object on stdout.
 
 #[path = "common.rs"]
 mod common;
