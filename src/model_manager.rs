@@ -272,7 +272,8 @@ impl ModelManager {
                 device: *device,
                 instances_of_model: placements.len(),
             };
-            instances.push((name.clone(), backend.create_instance(&settings)?));
+            let instance = on_thread_named(name, || backend.create_instance(&settings))?;
+            instances.push((name.clone(), instance));
         }
         let label = format!("model '{}' version {version}", config.name);
         let statistics = Arc::new(StatisticsRecorder::new(&config.name, version));
@@ -517,6 +518,21 @@ pub fn prepare_config(
     Ok(config)
 }
 
+/// Runs `create` on a new thread called `name` and waits for it. ONNX
+/// Runtime's intra-op threads inherit the name of the thread that creates
+/// the session; created here, they carry the instance's name (as its own
+/// thread does) instead of the async runtime's, so `top -H` and profilers
+/// show which model spends the CPU.
+fn on_thread_named<T: Send>(name: &str, create: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    std::thread::scope(|scope| {
+        let creator = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn_scoped(scope, create)
+            .map_err(|error| Error::internal(format!("instance '{name}': cannot start a thread: {error}")))?;
+        creator.join().unwrap_or_else(|_| Err(Error::internal(format!("instance '{name}': creating it panicked"))))
+    })
+}
+
 /// Names and devices of the instances a completed configuration asks for:
 /// `count` per group on the CPU, or `count` per listed GPU.
 pub fn instance_placements(config: &ModelConfig) -> Vec<(String, Device)> {
@@ -534,4 +550,23 @@ pub fn instance_placements(config: &ModelConfig) -> Vec<(String, Device)> {
         }
     }
     placements
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instances_are_created_on_a_thread_named_after_them() {
+        let name = on_thread_named("mlp_0_1", || Ok(std::thread::current().name().map(str::to_string))).unwrap();
+        assert_eq!(name.as_deref(), Some("mlp_0_1"));
+    }
+
+    #[test]
+    fn a_failed_or_panicking_creation_is_an_error() {
+        let failed = on_thread_named::<()>("mlp_0_0", || Err(Error::unavailable("no GPU"))).unwrap_err();
+        assert_eq!(failed.message(), "no GPU");
+        let panicked = on_thread_named::<()>("mlp_0_0", || panic!("broken model")).unwrap_err();
+        assert_eq!(panicked.message(), "instance 'mlp_0_0': creating it panicked");
+    }
 }
