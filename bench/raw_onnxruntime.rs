@@ -72,7 +72,6 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<(), String> {
-    let model_file = args.model.join("1").join("model.onnx");
     let backend = Arc::new(OnnxRuntimeBackend::load(args.library.as_deref())?);
 
     // The configuration and instances the server would make of this directory.
@@ -84,6 +83,7 @@ fn run(args: Args) -> Result<(), String> {
     let instances = placements.len();
     let device = placements.first().map_or(Device::Cpu, |(_, device)| *device);
     let options = SessionOptions::from_config(&config, instances)?;
+    let model_file = args.model.join("1").join(&config.default_model_filename);
     let mut session = backend.build_session(&options, device, &model_file).map_err(|error| error.to_string())?;
 
     let mut results = Vec::new();
