@@ -1,0 +1,109 @@
+"""The scheduling options as tritonclient sends them: `priority=` and
+`timeout=` of `infer`, which tritonclient.grpc puts into uint64 and int64
+request parameters and tritonclient.http into JSON numbers. The Rust
+scheduling tests send them as int64 parameters only.
+
+Each test serves `batch_busy_loop` (run time chosen by the request) with
+one instance, keeps it busy with a long request and watches what happens
+to the requests queued behind it."""
+
+import time
+
+import numpy as np
+import pytest
+
+from model_requests import in_background
+from protocols import as_numpy, connect, expect_error, module, protocol_of
+from server_process import TEST_MODELS, copy_model
+
+CONFIG = """
+max_batch_size: 1
+instance_group [ { count: 1 kind: KIND_CPU } ]
+dynamic_batching {
+  priority_levels: 2
+  default_priority_level: 2
+  default_queue_policy { allow_timeout_override: true }
+}
+"""
+
+
+@pytest.fixture
+def queued(tmp_path, launch_server, protocol):
+    """A server of `m` (batch_busy_loop with CONFIG) and its URL for the
+    test's protocol."""
+    copy_model(TEST_MODELS / "batch_busy_loop", tmp_path, "m", config=CONFIG)
+    server = launch_server(tmp_path)
+    return server.url_for(protocol)
+
+
+def busy(client, iterations, payload):
+    tritonclient = module(protocol_of(client))
+    tensors = [
+        tritonclient.InferInput("ITERATIONS", [1, 1], "INT64"),
+        tritonclient.InferInput("PAYLOAD", [1, 1], "FP32"),
+    ]
+    tensors[0].set_data_from_numpy(np.array([[iterations]], dtype=np.int64))
+    tensors[1].set_data_from_numpy(np.array([[payload]], dtype=np.float32))
+    return tensors
+
+
+def iterations_for(client, seconds):
+    """Iterations that keep the model busy for about `seconds`."""
+    probe = 200_000
+    fastest = float("inf")
+    for _ in range(2):
+        started = time.monotonic()
+        client.infer("m", busy(client, probe, 0.0))
+        fastest = min(fastest, time.monotonic() - started)
+    return int(seconds / fastest * probe)
+
+
+def occupy(protocol, url, iterations):
+    """Starts a long request and returns once it is surely running."""
+    long = in_background(protocol, url, lambda c: c.infer("m", busy(c, iterations, -1.0)))
+    time.sleep(0.2)
+    return long
+
+
+def echoed(result):
+    return as_numpy(result, "PAYLOAD_OUT").tolist()
+
+
+def test_a_priority_one_request_overtakes_the_default_level(protocol, queued):
+    with connect(protocol, queued) as client:
+        each = iterations_for(client, 0.15)
+    long = occupy(protocol, queued, each * 6)
+    # Sent in this order, 50 ms apart; the last asks for priority level 1.
+    waiting = []
+    for payload, priority in ((1.0, 0), (2.0, 0), (3.0, 1)):
+        waiting.append(
+            in_background(protocol, queued, lambda c, p=payload, q=priority: c.infer("m", busy(c, each, p), priority=q))
+        )
+        time.sleep(0.05)
+    _, _, error = long.get(timeout=60)
+    assert error is None, error
+    finished = {}
+    for payload, answer in zip((1.0, 2.0, 3.0), waiting):
+        at, result, error = answer.get(timeout=60)
+        assert error is None, error
+        assert echoed(result) == [[payload]]
+        finished[payload] = at
+    assert finished[3.0] < finished[1.0] < finished[2.0], finished
+
+
+def test_a_request_timeout_rejects_it_while_it_waits_and_later_requests_run(protocol, queued):
+    with connect(protocol, queued) as client:
+        iterations = iterations_for(client, 1.0)
+        long = occupy(protocol, queued, iterations)
+        started = time.monotonic()
+        message = expect_error(
+            client,
+            lambda: client.infer("m", busy(client, 1, 5.0), timeout=100_000),
+            "UNAVAILABLE",
+            "timed out",
+        )
+        # Rejected when its 100 ms ran out, not when the instance came free.
+        assert time.monotonic() - started < 0.8, message
+        _, _, error = long.get(timeout=60)
+        assert error is None, error
+        assert echoed(client.infer("m", busy(client, 1, 6.0))) == [[6.0]]
