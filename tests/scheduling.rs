@@ -357,6 +357,35 @@ async fn two_instances_run_two_requests_at_once() {
 }
 
 #[tokio::test]
+async fn preserve_ordering_holds_a_later_answer_until_the_earlier_one_is_sent() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let (server, _repository) = serve(
+        "max_batch_size: 1
+         dynamic_batching { preserve_ordering: true }
+         instance_group [ { count: 2 kind: KIND_CPU } ]",
+    )
+    .await;
+    let mut client = server.client().await;
+    let long = iterations_for(&mut client, Duration::from_millis(800)).await;
+    let started = Instant::now();
+    // The short request runs at once on the second instance (as in the
+    // test above) but its answer must wait for the long one's.
+    let requests = vec![tonic::Request::new(busy(long, &[1.0])), tonic::Request::new(busy(3, &[3.0]))];
+    let outcomes = send_in_order(&server, requests).await;
+    let (first, first_at) = &outcomes[0];
+    let (second, second_at) = &outcomes[1];
+    assert_echoes(first.as_ref().unwrap(), long, &[1.0]);
+    assert_echoes(second.as_ref().unwrap(), 3, &[3.0]);
+    let held = second_at.duration_since(started);
+    assert!(
+        held >= Duration::from_millis(500),
+        "the short request's answer came after {held:?}, before the long one's"
+    );
+    assert!(*second_at + Duration::from_millis(100) >= *first_at, "answers out of order");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn statistics_count_every_request_over_both_protocols() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let (server, _repository) = serve("max_batch_size: 4 instance_group [ { count: 1 kind: KIND_CPU } ]").await;
