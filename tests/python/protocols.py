@@ -247,6 +247,25 @@ def model_config(client, model, version=""):
     return client.get_model_config(model, version)
 
 
+def model_stats(client, model, version=""):
+    """The statistics of one model version as a dict, over either protocol."""
+    if protocol_of(client) == "grpc":
+        stats = client.get_inference_statistics(model, version, as_json=True)
+    else:
+        stats = client.get_inference_statistics(model, version)
+    (model_stats,) = stats["model_stats"]
+    return model_stats
+
+
+def count(stats, *path):
+    """A counter from a statistics dict; protobuf's JSON writes 64-bit
+    numbers as strings and leaves zeros out, so both forms are read here."""
+    value = stats
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return int(value) if value is not None else 0
+
+
 def output_names(client, model):
     return [output["name"] for output in model_metadata(client, model)["outputs"]]
 

@@ -7,32 +7,13 @@ import time
 import numpy as np
 
 from model_requests import check_simple_result, in_background, simple_data, simple_inputs
-from protocols import GRPC, HTTP, as_numpy, connect, protocol_of
+from protocols import GRPC, HTTP, as_numpy, connect, count, model_stats, protocol_of
 
 BATCHING_MODEL = "batch_busy_loop"
 
 
 def wire_for(client):
     return GRPC if protocol_of(client) == "grpc" else HTTP
-
-
-def model_stats(client, model, version=""):
-    """The statistics of one model version as a dict, over either protocol."""
-    if protocol_of(client) == "grpc":
-        stats = client.get_inference_statistics(model, version, as_json=True)
-    else:
-        stats = client.get_inference_statistics(model, version)
-    (model_stats,) = stats["model_stats"]
-    return model_stats
-
-
-def count(stats, *path):
-    """A counter from the stats dict; protobuf's JSON writes 64-bit numbers
-    as strings and leaves zeros out, so both forms are read here."""
-    value = stats
-    for key in path:
-        value = value.get(key) if isinstance(value, dict) else None
-    return int(value) if value is not None else 0
 
 
 def batch_counts(stats):

@@ -1,7 +1,8 @@
-"""The scheduling options as tritonclient sends them: `priority=` and
-`timeout=` of `infer`, which tritonclient.grpc puts into uint64 and int64
-request parameters and tritonclient.http into JSON numbers. The Rust
-scheduling tests send them as int64 parameters only.
+"""Requests queued behind a busy instance, as tritonclient sends them: the
+`priority=` and `timeout=` of `infer` (tritonclient.grpc puts them into
+uint64 and int64 request parameters, tritonclient.http into JSON numbers;
+the Rust scheduling tests send int64 parameters only), and clients that
+give up while their request waits.
 
 Each test serves `batch_busy_loop` (run time chosen by the request) with
 one instance, keeps it busy with a long request and watches what happens
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from model_requests import in_background
-from protocols import as_numpy, connect, expect_error, module, protocol_of
+from protocols import as_numpy, connect, count, expect_error, model_stats, module, protocol_of
 from server_process import TEST_MODELS, copy_model
 
 CONFIG = """
@@ -107,3 +108,25 @@ def test_a_request_timeout_rejects_it_while_it_waits_and_later_requests_run(prot
         _, _, error = long.get(timeout=60)
         assert error is None, error
         assert echoed(client.infer("m", busy(client, 1, 6.0))) == [[6.0]]
+
+
+# How a client gives up on a request after 200 ms: tritonclient.grpc by the
+# call's deadline, tritonclient.http by closing its connection when the
+# socket times out.
+IMPATIENT = {"grpc": ({}, {"client_timeout": 0.2}), "http": ({"network_timeout": 0.2}, {})}
+
+
+def test_a_request_whose_client_gave_up_while_it_waited_never_runs(protocol, queued):
+    client_options, call_options = IMPATIENT[protocol]
+    with connect(protocol, queued) as client:
+        iterations = iterations_for(client, 1.0)
+        before = count(model_stats(client, "m"), "inference_count")
+        long = occupy(protocol, queued, iterations)
+        with connect(protocol, queued, **client_options) as impatient:
+            with pytest.raises(Exception, match="(?i)deadline|timed? ?out"):
+                impatient.infer("m", busy(impatient, 1, 9.0), **call_options)
+        _, _, error = long.get(timeout=60)
+        assert error is None, error
+        assert count(model_stats(client, "m"), "inference_count") - before == 1, "the abandoned request ran"
+        assert echoed(client.infer("m", busy(client, 1, 4.0))) == [[4.0]]
+        assert count(model_stats(client, "m"), "inference_count") - before == 2
