@@ -1,11 +1,17 @@
 //! The dynamic batcher's decision: given the waiting requests, send a batch
 //! now, wait until a moment for more requests, or do nothing.
 //!
-//! The rules are Triton's: requests are taken in queue order while their
-//! non-batch shapes match and the batch stays within max_batch_size; a
-//! batch that reaches a preferred size (the largest one reachable) goes at
-//! once; otherwise it goes when it cannot grow any more, when the oldest
-//! request has waited max_queue_delay, or at once when that delay is 0.
+//! The rules are those of Triton's dynamic batcher: requests are taken in
+//! queue order while their non-batch shapes match and the batch stays
+//! within max_batch_size. Unless its oldest request has already waited
+//! max_queue_delay, a batch that reaches a preferred size (the largest one
+//! reachable) goes at once, and so does a batch that the next request
+//! would grow past the largest preferred size without reaching one. Any
+//! other batch goes when it cannot grow any more, when its oldest request
+//! has waited max_queue_delay (then as large as max_batch_size allows), or
+//! at once when that delay is 0. Without preferred sizes the largest
+//! preferred size is max_batch_size, as in Triton, which fills in
+//! `preferred_batch_size: [max_batch_size]`.
 
 use std::time::Instant;
 
@@ -41,29 +47,42 @@ pub fn decide(queue: &RequestQueue, policy: &SchedulingPolicy, now: Instant, clo
     let Some(dynamic) = &policy.dynamic else {
         return Decision::Dispatch(1);
     };
+    let is_preferred = |size: usize| dynamic.preferred_batch_sizes.contains(&size);
+    let largest_preferred = dynamic.preferred_batch_sizes.iter().copied().max().unwrap_or(policy.max_batch_size);
     let mut size = first.request.batch_size;
     let mut count = 1;
-    let mut preferred_count = dynamic.preferred_batch_sizes.contains(&size).then_some(count);
+    let mut oldest = first.arrived;
+    // How many requests make the batch that goes at once, if one does.
+    let mut at_once = is_preferred(size).then_some(count);
     let mut can_grow = true;
     for pending in waiting {
-        if !compatible(&first.request, &pending.request) || size + pending.request.batch_size > policy.max_batch_size {
+        let grown = size + pending.request.batch_size;
+        if grown > largest_preferred && at_once.is_none() {
+            // No preferred size lies ahead: this is as close as it gets.
+            at_once = Some(count);
+        }
+        if grown > policy.max_batch_size || !compatible(&first.request, &pending.request) {
             can_grow = false;
             break;
         }
-        size += pending.request.batch_size;
+        size = grown;
         count += 1;
-        if dynamic.preferred_batch_sizes.contains(&size) {
-            preferred_count = Some(count);
+        oldest = oldest.min(pending.arrived);
+        if is_preferred(size) {
+            at_once = Some(count);
         }
     }
-    if size >= policy.max_batch_size {
-        can_grow = false;
+    let delay = dynamic.max_queue_delay;
+    let send_by = oldest + delay;
+    // Once the delay has passed, the batch goes as large as it can be.
+    let delay_passed = !delay.is_zero() && send_by <= now;
+    match at_once {
+        Some(count) if !delay_passed => Decision::Dispatch(count),
+        _ if closing || !can_grow || size >= largest_preferred || delay_passed || delay.is_zero() => {
+            Decision::Dispatch(count)
+        }
+        _ => Decision::WaitUntil(send_by),
     }
-    if let Some(count) = preferred_count {
-        return Decision::Dispatch(count);
-    }
-    let send_by = first.arrived + dynamic.max_queue_delay;
-    if closing || !can_grow || send_by <= now { Decision::Dispatch(count) } else { Decision::WaitUntil(send_by) }
 }
 
 #[cfg(test)]
@@ -97,8 +116,14 @@ mod tests {
     }
 
     fn queue_of(requests: &[(usize, i64)], arrived: Instant) -> RequestQueue {
+        let arriving: Vec<_> = requests.iter().map(|&(batch, width)| (batch, width, arrived)).collect();
+        queue_arriving(&arriving)
+    }
+
+    /// A queue of (batch size, width, arrival) requests, in that order.
+    fn queue_arriving(requests: &[(usize, i64, Instant)]) -> RequestQueue {
         let mut queue = RequestQueue::new(policy(1, &[], 0).levels);
-        for (sequence, &(batch, width)) in requests.iter().enumerate() {
+        for (sequence, &(batch, width, arrived)) in requests.iter().enumerate() {
             let tensor = Tensor {
                 name: "x".into(),
                 datatype: DataType::Fp32,
@@ -123,6 +148,43 @@ mod tests {
         let ones = vec![(1, 4); 20];
         assert_eq!(decide(&queue_of(&ones, now), &policy(32, &[8, 16], 1000), now, false), Decision::Dispatch(16));
         assert_eq!(decide(&queue_of(&ones[..9], now), &policy(32, &[8, 16], 1000), now, false), Decision::Dispatch(8));
+    }
+
+    #[test]
+    fn a_batch_the_next_request_would_grow_past_every_preferred_size_goes_at_once() {
+        let now = Instant::now();
+        // 3 + 3 = 6 is not preferred, and 9 would pass 8.
+        let threes = queue_of(&[(3, 4), (3, 4), (3, 4)], now);
+        assert_eq!(decide(&threes, &policy(32, &[4, 8], 1000), now, false), Decision::Dispatch(2));
+        // A first request of 3 cannot reach 4 with another 3.
+        assert_eq!(decide(&threes, &policy(32, &[4], 1000), now, false), Decision::Dispatch(1));
+        // Alone, it waits for company that might still make 4.
+        let alone = queue_of(&[(3, 4)], now);
+        assert_eq!(
+            decide(&alone, &policy(32, &[4], 1), now, false),
+            Decision::WaitUntil(now + Duration::from_millis(1))
+        );
+    }
+
+    #[test]
+    fn after_the_delay_the_batch_goes_as_large_as_max_batch_size_allows() {
+        let now = Instant::now();
+        let ones = vec![(1, 4); 20];
+        let later = now + Duration::from_millis(2);
+        assert_eq!(decide(&queue_of(&ones, now), &policy(32, &[8], 1), later, false), Decision::Dispatch(20));
+        let threes = queue_of(&[(3, 4), (3, 4), (3, 4)], now);
+        assert_eq!(decide(&threes, &policy(32, &[4, 8], 1), later, false), Decision::Dispatch(3));
+    }
+
+    #[test]
+    fn the_delay_counts_from_the_oldest_request_in_the_batch() {
+        let now = Instant::now();
+        let earlier = now - Duration::from_millis(3);
+        // A newer request ahead of an older one, as a higher priority puts it.
+        let queue = queue_arriving(&[(1, 4, now), (1, 4, earlier)]);
+        assert_eq!(decide(&queue, &policy(8, &[], 2), now, false), Decision::Dispatch(2));
+        let queue = queue_arriving(&[(1, 4, now), (1, 4, now - Duration::from_millis(1))]);
+        assert_eq!(decide(&queue, &policy(8, &[], 2), now, false), Decision::WaitUntil(now + Duration::from_millis(1)));
     }
 
     #[test]
