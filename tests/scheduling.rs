@@ -271,7 +271,9 @@ async fn a_request_can_shorten_its_timeout_where_allowed() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let (server, _repository) = serve(
         "max_batch_size: 1
-         dynamic_batching { default_queue_policy { allow_timeout_override: true } }
+         dynamic_batching {
+           default_queue_policy { default_timeout_microseconds: 60000000 allow_timeout_override: true }
+         }
          instance_group [ { count: 1 kind: KIND_CPU } ]",
     )
     .await;

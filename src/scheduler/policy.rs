@@ -54,12 +54,16 @@ impl QueuePolicy {
 
     /// The timeout of a request that asked for `requested` (microseconds,
     /// from its `timeout` parameter): a request may shorten the default
-    /// when the policy allows it, never lengthen it.
+    /// when the policy allows it, never lengthen it. Without a default
+    /// there is nothing to shorten, and the request waits as long as it
+    /// takes: Triton documents the override as "less than the default
+    /// timeout value", which is 0 there, and its queue ignores the
+    /// parameter then, so clients that send one keep working unchanged.
     pub fn timeout_for(&self, requested: Option<Duration>) -> Option<Duration> {
-        match (self.default_timeout, requested.filter(|_| self.allow_timeout_override)) {
-            (Some(default), Some(requested)) => Some(default.min(requested)),
-            (None, Some(requested)) => Some(requested),
-            (default, None) => default,
+        let default = self.default_timeout?;
+        match requested.filter(|_| self.allow_timeout_override) {
+            Some(requested) => Some(default.min(requested)),
+            None => Some(default),
         }
     }
 }
@@ -201,6 +205,6 @@ mod tests {
         assert_eq!(policy.timeout_for(Some(us(100))), Some(us(500)));
         policy.default_timeout = None;
         policy.allow_timeout_override = true;
-        assert_eq!(policy.timeout_for(Some(us(100))), Some(us(100)));
+        assert_eq!(policy.timeout_for(Some(us(100))), None);
     }
 }

@@ -23,7 +23,7 @@ instance_group [ { count: 1 kind: KIND_CPU } ]
 dynamic_batching {
   priority_levels: 2
   default_priority_level: 2
-  default_queue_policy { allow_timeout_override: true }
+  default_queue_policy { default_timeout_microseconds: 60000000 allow_timeout_override: true }
 }
 """
 
