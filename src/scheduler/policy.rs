@@ -13,7 +13,8 @@ use crate::proto::inference::{ModelDynamicBatching, ModelQueuePolicy};
 pub enum TimeoutAction {
     /// Answer it with an error.
     Reject,
-    /// Keep it, but behind every request that has not timed out.
+    /// Keep it, but behind the requests of its level that have not timed
+    /// out (still ahead of lower levels).
     Delay,
 }
 

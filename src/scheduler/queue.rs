@@ -1,6 +1,9 @@
 //! The waiting requests of one model version: a FIFO queue per priority
-//! level, each with its size limit and timeout, plus the requests whose
-//! timeout passed under the DELAY action, which go last.
+//! level, each with its size limit and timeout. A level whose timeout
+//! action is DELAY keeps its late requests behind its other requests but
+//! ahead of every lower level, as Triton documents it ("until all other
+//! requests at the same (or higher) priority levels that have not reached
+//! their timeouts are processed").
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -36,18 +39,37 @@ pub enum Removal {
     TimedOut(Pending),
 }
 
+/// The requests of one priority level.
+#[derive(Debug, Default)]
+struct Level {
+    /// Requests within their timeout, oldest first.
+    on_time: VecDeque<Pending>,
+    /// Requests whose timeout passed under the DELAY action, oldest first.
+    delayed: VecDeque<Pending>,
+}
+
+impl Level {
+    fn len(&self) -> usize {
+        self.on_time.len() + self.delayed.len()
+    }
+
+    /// Both queues in the order they run.
+    fn queues_mut(&mut self) -> [&mut VecDeque<Pending>; 2] {
+        [&mut self.on_time, &mut self.delayed]
+    }
+}
+
 /// The priority queues of one model version.
 #[derive(Debug)]
 pub struct RequestQueue {
-    levels: Vec<VecDeque<Pending>>,
+    levels: Vec<Level>,
     policies: Vec<QueuePolicy>,
-    delayed: VecDeque<Pending>,
 }
 
 impl RequestQueue {
     /// Empty queues with one policy per priority level (level 1 first).
     pub fn new(policies: Vec<QueuePolicy>) -> Self {
-        Self { levels: policies.iter().map(|_| VecDeque::new()).collect(), policies, delayed: VecDeque::new() }
+        Self { levels: policies.iter().map(|_| Level::default()).collect(), policies }
     }
 
     /// The policy of a 1-based level.
@@ -56,34 +78,34 @@ impl RequestQueue {
     }
 
     /// Queues a request at a 1-based level, or gives it back when that
-    /// level is full.
+    /// level is full (its delayed requests count, as in Triton).
     pub fn push(&mut self, level: usize, pending: Pending) -> Result<(), Pending> {
         let policy = &self.policies[level - 1];
         let queue = &mut self.levels[level - 1];
         if policy.max_queue_size > 0 && queue.len() >= policy.max_queue_size {
             return Err(pending);
         }
-        queue.push_back(pending);
+        queue.on_time.push_back(pending);
         Ok(())
     }
 
     /// Handles requests whose timeout passed by `now`: REJECT levels hand
-    /// them back, DELAY levels move them behind everything else.
+    /// them back, DELAY levels move them behind their other requests.
     pub fn expire(&mut self, now: Instant) -> Vec<Removal> {
         let mut removed = Vec::new();
-        for (queue, policy) in self.levels.iter_mut().zip(&self.policies) {
-            if !queue.iter().any(|pending| pending.deadline.is_some_and(|deadline| deadline <= now)) {
+        let is_late = |pending: &Pending| pending.deadline.is_some_and(|deadline| deadline <= now);
+        for (level, policy) in self.levels.iter_mut().zip(&self.policies) {
+            if !level.on_time.iter().any(is_late) {
                 continue;
             }
-            let (late, on_time): (VecDeque<Pending>, VecDeque<Pending>) =
-                queue.drain(..).partition(|pending| pending.deadline.is_some_and(|deadline| deadline <= now));
-            *queue = on_time;
+            let (late, on_time): (VecDeque<Pending>, VecDeque<Pending>) = level.on_time.drain(..).partition(is_late);
+            level.on_time = on_time;
             for mut pending in late {
                 match policy.timeout_action {
                     TimeoutAction::Reject => removed.push(Removal::TimedOut(pending)),
                     TimeoutAction::Delay => {
                         pending.deadline = None;
-                        self.delayed.push_back(pending);
+                        level.delayed.push_back(pending);
                     }
                 }
             }
@@ -93,7 +115,7 @@ impl RequestQueue {
 
     /// Removes the request with `id` (its client went away).
     pub fn cancel(&mut self, id: u64) -> Option<Pending> {
-        for queue in self.levels.iter_mut().chain(std::iter::once(&mut self.delayed)) {
+        for queue in self.levels.iter_mut().flat_map(Level::queues_mut) {
             if let Some(index) = queue.iter().position(|pending| pending.id == id) {
                 return queue.remove(index);
             }
@@ -101,16 +123,17 @@ impl RequestQueue {
         None
     }
 
-    /// Waiting requests in the order they should run: level 1 first, each
-    /// level oldest first, delayed requests last.
+    /// Waiting requests in the order they should run: level 1 first; in
+    /// each level the requests within their timeout, oldest first, then
+    /// its delayed ones.
     pub fn iter(&self) -> impl Iterator<Item = &Pending> {
-        self.levels.iter().flatten().chain(&self.delayed)
+        self.levels.iter().flat_map(|level| level.on_time.iter().chain(&level.delayed))
     }
 
     /// Takes the first `count` requests of [`RequestQueue::iter`]'s order.
     pub fn take_front(&mut self, mut count: usize) -> Vec<Pending> {
         let mut taken = Vec::with_capacity(count);
-        for queue in self.levels.iter_mut().chain(std::iter::once(&mut self.delayed)) {
+        for queue in self.levels.iter_mut().flat_map(Level::queues_mut) {
             while count > 0 {
                 let Some(pending) = queue.pop_front() else { break };
                 taken.push(pending);
@@ -122,12 +145,12 @@ impl RequestQueue {
 
     /// The earliest timeout still to come.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.levels.iter().flatten().filter_map(|pending| pending.deadline).min()
+        self.levels.iter().flat_map(|level| &level.on_time).filter_map(|pending| pending.deadline).min()
     }
 
     /// How many requests wait.
     pub fn len(&self) -> usize {
-        self.levels.iter().map(|level| level.len()).sum::<usize>() + self.delayed.len()
+        self.levels.iter().map(Level::len).sum()
     }
 
     /// Whether no request waits.
@@ -185,9 +208,24 @@ mod tests {
         let removed = queue.expire(now);
         assert_eq!(removed.len(), 1);
         assert!(matches!(&removed[0], Removal::TimedOut(pending) if pending.sequence == 3));
-        // The delayed request now waits behind everything else.
-        assert_eq!(order(&queue), vec![2, 4, 1]);
+        // The delayed request now waits behind its own level, ahead of
+        // the lower one.
+        assert_eq!(order(&queue), vec![2, 1, 4]);
         assert_eq!(queue.len(), 3);
         assert_eq!(queue.next_deadline(), future);
+        assert_eq!(queue.take_front(2).iter().map(|p| p.sequence).collect::<Vec<_>>(), vec![2, 1]);
+    }
+
+    #[test]
+    fn delayed_requests_count_towards_their_levels_size_limit() {
+        let now = Instant::now();
+        let mut queue = RequestQueue::new(vec![policy(2, TimeoutAction::Delay)]);
+        queue.push(1, pending(1, Some(now - Duration::from_millis(1)))).unwrap();
+        queue.push(1, pending(2, None)).unwrap();
+        assert!(queue.expire(now).is_empty());
+        assert_eq!(queue.push(1, pending(3, None)).unwrap_err().sequence, 3);
+        assert_eq!(queue.cancel(101).map(|p| p.sequence), Some(1));
+        queue.push(1, pending(3, None)).unwrap();
+        assert_eq!(order(&queue), vec![2, 3]);
     }
 }
