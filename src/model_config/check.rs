@@ -5,7 +5,10 @@ use std::collections::HashSet;
 
 use super::ModelConfig;
 use crate::proto::inference::model_config::SchedulingChoice;
-use crate::proto::inference::{ModelDynamicBatching, ModelTensorReshape, model_version_policy::PolicyChoice};
+use crate::proto::inference::model_queue_policy::TimeoutAction;
+use crate::proto::inference::{
+    ModelDynamicBatching, ModelQueuePolicy, ModelTensorReshape, model_version_policy::PolicyChoice,
+};
 use crate::tensor::{DataType, format_shape};
 
 /// Validates a completed configuration (after [`super::autocomplete`]).
@@ -61,6 +64,24 @@ fn check_dynamic_batching(batching: &ModelDynamicBatching, max_batch_size: i32) 
         return Err(format!(
             "dynamic_batching priority_queue_policy names level {level}, outside 1 to priority_levels {levels}"
         ));
+    }
+    // Answers in arrival order would hold a prioritised or delayed
+    // request's answer behind the requests it overtook; Triton refuses
+    // these combinations for that reason, and so does this server.
+    if batching.preserve_ordering {
+        if levels > 1 {
+            return Err(format!(
+                "dynamic_batching preserve_ordering allows one priority level, not priority_levels {levels}"
+            ));
+        }
+        let delays = |policy: &ModelQueuePolicy| {
+            policy.default_timeout_microseconds != 0 && policy.timeout_action() == TimeoutAction::Delay
+        };
+        if batching.default_queue_policy.iter().chain(batching.priority_queue_policy.values()).any(delays) {
+            return Err("dynamic_batching preserve_ordering cannot be combined with a queue policy whose \
+                        timeout_action is DELAY"
+                .to_string());
+        }
     }
     Ok(())
 }
@@ -168,6 +189,17 @@ mod tests {
             (
                 VALID.replace("max_batch_size: 4", "").replace("reshape { shape: [ ] }", "") + "dynamic_batching { }",
                 "needs a model that batches",
+            ),
+            (
+                VALID.to_string()
+                    + "dynamic_batching { preserve_ordering: true priority_levels: 2 default_priority_level: 1 }",
+                "preserve_ordering allows one priority level, not priority_levels 2",
+            ),
+            (
+                VALID.to_string()
+                    + "dynamic_batching { preserve_ordering: true \
+                       default_queue_policy { default_timeout_microseconds: 100 timeout_action: DELAY } }",
+                "preserve_ordering cannot be combined with a queue policy whose timeout_action is DELAY",
             ),
         ];
         for (text, expected) in cases {

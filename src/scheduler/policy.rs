@@ -153,6 +153,9 @@ mod tests {
 
     #[test]
     fn reads_tritons_dynamic_batching_settings() {
+        // Only the reading is tested here: check_config would refuse this
+        // configuration (a preferred size above max_batch_size,
+        // preserve_ordering with priority levels).
         let config = parse_text_format(
             r#"max_batch_size: 32
                dynamic_batching {
