@@ -388,6 +388,29 @@ async fn preserve_ordering_holds_a_later_answer_until_the_earlier_one_is_sent() 
 }
 
 #[tokio::test]
+async fn with_preserve_ordering_a_request_that_times_out_is_answered_at_once() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let (server, _repository) = serve(
+        "max_batch_size: 1
+         dynamic_batching { preserve_ordering: true default_queue_policy { default_timeout_microseconds: 200000 } }
+         instance_group [ { count: 1 kind: KIND_CPU } ]",
+    )
+    .await;
+    let mut client = server.client().await;
+    let long = occupy(&server, iterations_for(&mut client, Duration::from_millis(1500)).await).await;
+    let started = Instant::now();
+    let status = client.model_infer(busy(1, &[1.0])).await.unwrap_err();
+    let waited = started.elapsed();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    // Only requests that run keep arrival order, as in Triton: the
+    // rejection does not wait for the long request's answer.
+    assert!(waited < Duration::from_millis(1000), "rejected after {waited:?}");
+    assert!(!long.is_finished(), "the long request finished before the rejection");
+    long.await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn statistics_count_every_request_over_both_protocols() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let (server, _repository) = serve("max_batch_size: 4 instance_group [ { count: 1 kind: KIND_CPU } ]").await;

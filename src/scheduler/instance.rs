@@ -111,7 +111,11 @@ fn execute_batch(shared: &Shared, name: &str, instance: &mut dyn ModelInstance, 
     let (live, gone): (Vec<Pending>, Vec<Pending>) = batch.into_iter().partition(|pending| !pending.reply.is_closed());
     for pending in gone {
         tracing::debug!(instance = name, "dropping a request whose client went away");
-        shared.responder.respond(pending.sequence, pending.reply, Err(Error::unavailable("the request was cancelled")));
+        shared.responder.respond_now(
+            pending.sequence,
+            pending.reply,
+            Err(Error::unavailable("the request was cancelled")),
+        );
     }
     if live.is_empty() {
         return;

@@ -114,7 +114,7 @@ impl Shared {
                 self.label,
                 waited.as_micros()
             ));
-            self.responder.respond(pending.sequence, pending.reply, Err(error));
+            self.responder.respond_now(pending.sequence, pending.reply, Err(error));
         }
     }
 
@@ -211,7 +211,7 @@ impl Scheduler {
                         "{}: the queue is full ({limit} requests wait at priority level {level}); try again later",
                         shared.label
                     ));
-                    shared.responder.respond(rejected.sequence, rejected.reply, Err(error));
+                    shared.responder.respond_now(rejected.sequence, rejected.reply, Err(error));
                 }
             }
         }
@@ -274,7 +274,7 @@ impl Drop for CancelOnDrop<'_> {
         if let Some(pending) = cancelled {
             tracing::debug!(scheduler = %self.shared.label, "dropped a request whose client went away");
             let error = Error::unavailable("the request was cancelled");
-            self.shared.responder.respond(pending.sequence, pending.reply, Err(error));
+            self.shared.responder.respond_now(pending.sequence, pending.reply, Err(error));
         }
     }
 }

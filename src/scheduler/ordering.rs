@@ -1,6 +1,8 @@
 //! Delivering answers: straight to each waiting caller, or, with
 //! `preserve_ordering`, held back until every earlier request has been
-//! answered so callers see answers in arrival order.
+//! answered so callers see answers in arrival order. As in Triton, only
+//! requests that run keep that order: one that leaves the queue without
+//! running (refused, timed out, cancelled) is answered at once.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -11,6 +13,9 @@ use crate::error::Result;
 use crate::tensor::Tensor;
 
 type Reply = oneshot::Sender<Result<Vec<Tensor>>>;
+
+/// A finished answer and where it goes.
+type Answer = (Reply, Result<Vec<Tensor>>);
 
 /// Hands answers to callers.
 #[derive(Debug)]
@@ -25,7 +30,21 @@ pub enum Responder {
 #[derive(Debug, Default)]
 pub struct ReorderBuffer {
     next: u64,
-    ready: BTreeMap<u64, (Reply, Result<Vec<Tensor>>)>,
+    /// By sequence number; `None` for a request already answered out of
+    /// order, which later answers need not wait for.
+    ready: BTreeMap<u64, Option<Answer>>,
+}
+
+impl ReorderBuffer {
+    /// Sends every answer whose predecessors have all been sent.
+    fn release(&mut self) {
+        while let Some(entry) = self.ready.remove(&self.next) {
+            if let Some((reply, outcome)) = entry {
+                let _ = reply.send(outcome);
+            }
+            self.next += 1;
+        }
+    }
 }
 
 impl Responder {
@@ -44,11 +63,20 @@ impl Responder {
             return;
         };
         let mut buffer = buffer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        buffer.ready.insert(sequence, (reply, outcome));
-        let ReorderBuffer { next, ready } = &mut *buffer;
-        while let Some((reply, outcome)) = ready.remove(next) {
-            let _ = reply.send(outcome);
-            *next += 1;
+        buffer.ready.insert(sequence, Some((reply, outcome)));
+        buffer.release();
+    }
+
+    /// Answers the request with `sequence` at once, whatever the order:
+    /// for a request that leaves the queue without running. It still
+    /// counts as answered, so later answers do not wait for it.
+    pub fn respond_now(&self, sequence: u64, reply: Reply, outcome: Result<Vec<Tensor>>) {
+        // The caller may have gone away; then nobody needs the answer.
+        let _ = reply.send(outcome);
+        if let Self::Ordered(buffer) = self {
+            let mut buffer = buffer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            buffer.ready.insert(sequence, None);
+            buffer.release();
         }
     }
 }
@@ -70,6 +98,21 @@ mod tests {
         responder.respond(0, first, Ok(vec![]));
         assert!(receivers[0].try_recv().unwrap().is_ok());
         assert!(receivers[1].try_recv().unwrap().is_err());
+        assert!(receivers[2].try_recv().unwrap().is_ok());
+    }
+
+    #[test]
+    fn a_request_that_never_ran_is_answered_at_once_and_holds_nothing_back() {
+        let responder = Responder::new(true);
+        let (replies, mut receivers): (Vec<_>, Vec<_>) = (0..3).map(|_| oneshot::channel()).unzip();
+        let mut replies = replies.into_iter();
+        let (first, second, third) = (replies.next().unwrap(), replies.next().unwrap(), replies.next().unwrap());
+        responder.respond_now(1, second, Err(Error::unavailable("timed out")));
+        assert!(receivers[1].try_recv().unwrap().is_err(), "the timed-out request waited for request 0");
+        responder.respond(2, third, Ok(vec![]));
+        assert!(receivers[2].try_recv().is_err(), "answer 2 went out before answer 0");
+        responder.respond(0, first, Ok(vec![]));
+        assert!(receivers[0].try_recv().unwrap().is_ok());
         assert!(receivers[2].try_recv().unwrap().is_ok());
     }
 }
