@@ -337,8 +337,10 @@ async fn a_cancelled_request_never_executes() {
     // tonic reports its own deadline as a cancellation.
     assert!(matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled), "{status:?}");
     long.await.unwrap();
-    let after_long = statistics(&mut client).await.inference_count;
-    assert_eq!(after_long - before, 1, "only the long request ran");
+    let after_long = statistics(&mut client).await;
+    assert_eq!(after_long.inference_count - before, 1, "only the long request ran");
+    // As in Triton, the cancelled request counts as a failure.
+    assert_eq!(after_long.inference_stats.unwrap().fail.unwrap().count, 1);
     client.model_infer(busy(5, &[5.0])).await.unwrap();
     assert_eq!(statistics(&mut client).await.inference_count - before, 2);
     server.stop().await;

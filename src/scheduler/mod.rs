@@ -273,6 +273,8 @@ impl Drop for CancelOnDrop<'_> {
         let cancelled = self.shared.lock().queue.cancel(self.id);
         if let Some(pending) = cancelled {
             tracing::debug!(scheduler = %self.shared.label, "dropped a request whose client went away");
+            // Triton counts a cancelled request as a failure.
+            self.shared.statistics.record_failure(pending.arrived.elapsed());
             let error = Error::unavailable("the request was cancelled");
             self.shared.responder.respond_now(pending.sequence, pending.reply, Err(error));
         }
