@@ -111,13 +111,7 @@ fn execute_batch(shared: &Shared, name: &str, instance: &mut dyn ModelInstance, 
     let (live, gone): (Vec<Pending>, Vec<Pending>) = batch.into_iter().partition(|pending| !pending.reply.is_closed());
     for pending in gone {
         tracing::debug!(instance = name, "dropping a request whose client went away");
-        // Triton counts a cancelled request as a failure.
-        shared.statistics.record_failure(started.saturating_duration_since(pending.arrived));
-        shared.responder.respond_now(
-            pending.sequence,
-            pending.reply,
-            Err(Error::unavailable("the request was cancelled")),
-        );
+        shared.answer_unrun(pending, Error::unavailable("the request was cancelled"));
     }
     if live.is_empty() {
         return;

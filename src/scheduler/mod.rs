@@ -103,18 +103,23 @@ impl Shared {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Answers requests that left the queue without running.
+    /// Answers a request that leaves the queue without running (refused,
+    /// timed out, or its client went away): at once, whatever the answer
+    /// order, and counted as a failure, as Triton counts it.
+    fn answer_unrun(&self, pending: Pending, error: Error) {
+        self.statistics.record_failure(pending.arrived.elapsed());
+        self.responder.respond_now(pending.sequence, pending.reply, Err(error));
+    }
+
+    /// Answers requests that timed out in the queue.
     fn reject_late(&self, removals: Vec<Removal>) {
-        let now = Instant::now();
         for Removal::TimedOut(pending) in removals {
-            let waited = now.saturating_duration_since(pending.arrived);
-            self.statistics.record_failure(waited);
             let error = Error::unavailable(format!(
                 "{}: the request timed out after waiting {} µs in the queue",
                 self.label,
-                waited.as_micros()
+                pending.arrived.elapsed().as_micros()
             ));
-            self.responder.respond_now(pending.sequence, pending.reply, Err(error));
+            self.answer_unrun(pending, error);
         }
     }
 
@@ -206,12 +211,11 @@ impl Scheduler {
                 Err(rejected) => {
                     let limit = state.queue.policy(level).max_queue_size;
                     drop(state);
-                    shared.statistics.record_failure(rejected.arrived.elapsed());
                     let error = Error::unavailable(format!(
                         "{}: the queue is full ({limit} requests wait at priority level {level}); try again later",
                         shared.label
                     ));
-                    shared.responder.respond_now(rejected.sequence, rejected.reply, Err(error));
+                    shared.answer_unrun(rejected, error);
                 }
             }
         }
@@ -273,10 +277,7 @@ impl Drop for CancelOnDrop<'_> {
         let cancelled = self.shared.lock().queue.cancel(self.id);
         if let Some(pending) = cancelled {
             tracing::debug!(scheduler = %self.shared.label, "dropped a request whose client went away");
-            // Triton counts a cancelled request as a failure.
-            self.shared.statistics.record_failure(pending.arrived.elapsed());
-            let error = Error::unavailable("the request was cancelled");
-            self.shared.responder.respond_now(pending.sequence, pending.reply, Err(error));
+            self.shared.answer_unrun(pending, Error::unavailable("the request was cancelled"));
         }
     }
 }
