@@ -5,7 +5,7 @@
 //! running (refused, timed out, cancelled) is answered at once.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::oneshot;
 
@@ -36,8 +36,11 @@ pub struct ReorderBuffer {
 }
 
 impl ReorderBuffer {
-    /// Sends every answer whose predecessors have all been sent.
-    fn release(&mut self) {
+    /// Records the request with `sequence` as finished (`answer` is `None`
+    /// when it was answered already) and sends every answer whose
+    /// predecessors have all been sent.
+    fn settle(&mut self, sequence: u64, answer: Option<Answer>) {
+        self.ready.insert(sequence, answer);
         while let Some(entry) = self.ready.remove(&self.next) {
             if let Some((reply, outcome)) = entry {
                 let _ = reply.send(outcome);
@@ -53,18 +56,15 @@ impl Responder {
         if preserve_ordering { Self::Ordered(Mutex::new(ReorderBuffer::default())) } else { Self::Immediate }
     }
 
-    /// Answers the request with `sequence`. Every sequence number handed
-    /// out must be answered exactly once, even for requests that never ran,
-    /// or later answers would wait forever.
+    /// Answers the request with `sequence`, a request that ran. Every
+    /// sequence number handed out must be answered exactly once, by this or
+    /// [`Responder::respond_now`], or later answers would wait forever.
     pub fn respond(&self, sequence: u64, reply: Reply, outcome: Result<Vec<Tensor>>) {
-        let Self::Ordered(buffer) = self else {
+        match self {
             // The caller may have gone away; then nobody needs the answer.
-            let _ = reply.send(outcome);
-            return;
-        };
-        let mut buffer = buffer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        buffer.ready.insert(sequence, Some((reply, outcome)));
-        buffer.release();
+            Self::Immediate => drop(reply.send(outcome)),
+            Self::Ordered(buffer) => lock(buffer).settle(sequence, Some((reply, outcome))),
+        }
     }
 
     /// Answers the request with `sequence` at once, whatever the order:
@@ -72,13 +72,17 @@ impl Responder {
     /// counts as answered, so later answers do not wait for it.
     pub fn respond_now(&self, sequence: u64, reply: Reply, outcome: Result<Vec<Tensor>>) {
         // The caller may have gone away; then nobody needs the answer.
-        let _ = reply.send(outcome);
+        drop(reply.send(outcome));
         if let Self::Ordered(buffer) = self {
-            let mut buffer = buffer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            buffer.ready.insert(sequence, None);
-            buffer.release();
+            lock(buffer).settle(sequence, None);
         }
     }
+}
+
+fn lock(buffer: &Mutex<ReorderBuffer>) -> MutexGuard<'_, ReorderBuffer> {
+    // Settling is short and panic-free, so a poisoned lock still guards a
+    // consistent buffer.
+    buffer.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
