@@ -4,7 +4,8 @@ either protocol (see protocols.py).
 `simple`: INT32 [batch, 16] INPUT0, INPUT1 -> OUTPUT0 = sum, OUTPUT1 =
 difference; most modules use it to prove the server still answers
 correctly. `busy_loop`: INT64 [1] ITERATIONS -> COUNT after that many loop
-steps, to keep a model busy for a chosen time."""
+steps, to keep a model busy for a chosen time; `batch_busy_loop` the same
+with a batch dimension and a FP32 PAYLOAD echoed back."""
 
 import queue
 import threading
@@ -52,6 +53,15 @@ def assert_simple_works(client, seed=12345):
 
 def busy_loop_inputs(iterations, wire=GRPC):
     return [wire.input("ITERATIONS", np.array([iterations], dtype=np.int64))]
+
+
+def batch_busy_loop_inputs(iterations, payload, wire=GRPC):
+    """One row of `batch_busy_loop`: it loops `iterations` times and echoes
+    `payload` (a list of floats) as PAYLOAD_OUT."""
+    return [
+        wire.input("ITERATIONS", np.array([[iterations]], dtype=np.int64)),
+        wire.input("PAYLOAD", np.array([payload], dtype=np.float32)),
+    ]
 
 
 def in_background(protocol, url, call, network_timeout=120):

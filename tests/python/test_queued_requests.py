@@ -10,11 +10,10 @@ to the requests queued behind it."""
 
 import time
 
-import numpy as np
 import pytest
 
-from model_requests import in_background
-from protocols import as_numpy, connect, count, expect_error, model_stats, module, protocol_of
+from model_requests import batch_busy_loop_inputs, default_wire, in_background
+from protocols import as_numpy, connect, count, expect_error, model_stats
 from server_process import TEST_MODELS, copy_model
 
 CONFIG = """
@@ -38,14 +37,7 @@ def queued(tmp_path, launch_server, protocol):
 
 
 def busy(client, iterations, payload):
-    tritonclient = module(protocol_of(client))
-    tensors = [
-        tritonclient.InferInput("ITERATIONS", [1, 1], "INT64"),
-        tritonclient.InferInput("PAYLOAD", [1, 1], "FP32"),
-    ]
-    tensors[0].set_data_from_numpy(np.array([[iterations]], dtype=np.int64))
-    tensors[1].set_data_from_numpy(np.array([[payload]], dtype=np.float32))
-    return tensors
+    return batch_busy_loop_inputs(iterations, [payload], default_wire(client))
 
 
 def iterations_for(client, seconds):

@@ -4,16 +4,17 @@ show as fewer executions than inferences."""
 
 import time
 
-import numpy as np
-
-from model_requests import check_simple_result, in_background, simple_data, simple_inputs
-from protocols import GRPC, HTTP, as_numpy, connect, count, model_stats, protocol_of
+from model_requests import (
+    batch_busy_loop_inputs,
+    check_simple_result,
+    default_wire,
+    in_background,
+    simple_data,
+    simple_inputs,
+)
+from protocols import as_numpy, connect, count, model_stats
 
 BATCHING_MODEL = "batch_busy_loop"
-
-
-def wire_for(client):
-    return GRPC if protocol_of(client) == "grpc" else HTTP
 
 
 def batch_counts(stats):
@@ -21,7 +22,7 @@ def batch_counts(stats):
 
 
 def test_counts_match_the_requests_sent(client):
-    wire = wire_for(client)
+    wire = default_wire(client)
     before = model_stats(client, "simple", "1")
     sizes = [1, 3, 3, 8]
     for seed, batch in enumerate(sizes):
@@ -44,25 +45,18 @@ def test_counts_match_the_requests_sent(client):
     assert {size: n for size, n in new_batches.items() if n} == {1: 1, 3: 2, 8: 1}
 
 
-def busy_inputs(wire, iterations, payload):
-    return [
-        wire.input("ITERATIONS", np.array([[iterations]], dtype=np.int64)),
-        wire.input("PAYLOAD", np.array([payload], dtype=np.float32)),
-    ]
-
-
 def test_batching_shows_as_fewer_executions_than_inferences(client, protocol, url):
     # batch_busy_loop has no config.pbtxt: auto-complete gives it the dynamic
     # batcher, max_batch_size 4 and two instances. Two long requests keep
     # both instances busy while eight short ones queue up behind them, and
     # the batcher merges those into batches of up to 4.
-    wire = wire_for(client)
+    wire = default_wire(client)
     started = time.monotonic()
-    client.infer(BATCHING_MODEL, busy_inputs(wire, 200_000, [0.0]))
+    client.infer(BATCHING_MODEL, batch_busy_loop_inputs(200_000, [0.0], wire))
     one_second = int(200_000 / max(time.monotonic() - started, 1e-3))
     before = model_stats(client, BATCHING_MODEL)
     long_requests = [
-        in_background(protocol, url, lambda c: c.infer(BATCHING_MODEL, busy_inputs(wire_for(c), one_second, [-1.0])))
+        in_background(protocol, url, lambda c: c.infer(BATCHING_MODEL, batch_busy_loop_inputs(one_second, [-1.0], default_wire(c))))
         for _ in range(2)
     ]
     time.sleep(0.3)
@@ -70,7 +64,7 @@ def test_batching_shows_as_fewer_executions_than_inferences(client, protocol, ur
     # otherwise; the burst must arrive together to queue together.
     options = {"concurrency": 8} if protocol == "http" else {}
     with connect(protocol, url, **options) as burst:
-        waits = [wire.start_infer(burst, BATCHING_MODEL, busy_inputs(wire, n, [float(n)])) for n in range(8)]
+        waits = [wire.start_infer(burst, BATCHING_MODEL, batch_busy_loop_inputs(n, [float(n)], wire)) for n in range(8)]
         for n, wait in enumerate(waits):
             result = wait(60)
             assert as_numpy(result, "COUNT").tolist() == [[n]]
