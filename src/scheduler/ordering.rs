@@ -90,14 +90,20 @@ mod tests {
     use super::*;
     use crate::error::Error;
 
+    type Answered = oneshot::Receiver<Result<Vec<Tensor>>>;
+
+    /// Reply channels for requests 0, 1 and 2, and their receiving ends.
+    fn three_replies() -> ([Reply; 3], [Answered; 3]) {
+        let (first, second, third) = (oneshot::channel(), oneshot::channel(), oneshot::channel());
+        ([first.0, second.0, third.0], [first.1, second.1, third.1])
+    }
+
     #[test]
     fn ordered_answers_wait_for_earlier_ones() {
         let responder = Responder::new(true);
-        let (replies, mut receivers): (Vec<_>, Vec<_>) = (0..3).map(|_| oneshot::channel()).unzip();
-        let mut replies = replies.into_iter();
-        let (first, second, third) = (replies.next().unwrap(), replies.next().unwrap(), replies.next().unwrap());
+        let ([first, second, third], mut receivers) = three_replies();
         responder.respond(2, third, Ok(vec![]));
-        responder.respond(1, second, Err(Error::unavailable("timed out")));
+        responder.respond(1, second, Err(Error::internal("the model failed")));
         assert!(receivers[2].try_recv().is_err(), "answer 2 went out before answer 0");
         responder.respond(0, first, Ok(vec![]));
         assert!(receivers[0].try_recv().unwrap().is_ok());
@@ -108,9 +114,7 @@ mod tests {
     #[test]
     fn a_request_that_never_ran_is_answered_at_once_and_holds_nothing_back() {
         let responder = Responder::new(true);
-        let (replies, mut receivers): (Vec<_>, Vec<_>) = (0..3).map(|_| oneshot::channel()).unzip();
-        let mut replies = replies.into_iter();
-        let (first, second, third) = (replies.next().unwrap(), replies.next().unwrap(), replies.next().unwrap());
+        let ([first, second, third], mut receivers) = three_replies();
         responder.respond_now(1, second, Err(Error::unavailable("timed out")));
         assert!(receivers[1].try_recv().unwrap().is_err(), "the timed-out request waited for request 0");
         responder.respond(2, third, Ok(vec![]));
