@@ -105,20 +105,23 @@ impl ModelIo {
 
     /// Validates `request` and prepares its inputs for the backend.
     pub fn validate(&self, request: InferenceRequest) -> Result<ValidatedRequest> {
-        let mut seen = HashSet::new();
+        // Which of the model's inputs the request has sent, by position in
+        // the configuration.
+        let mut seen = vec![false; self.inputs.len()];
         let mut batch_size: Option<(usize, String)> = None;
         let mut inputs = Vec::with_capacity(request.inputs.len());
         for mut tensor in request.inputs {
-            if !seen.insert(tensor.name.clone()) {
-                return Err(self.invalid(format_args!("input '{}' appears more than once", tensor.name)));
-            }
-            let Some(contract) = self.inputs.iter().find(|contract| contract.name == tensor.name) else {
+            let Some(position) = self.inputs.iter().position(|contract| contract.name == tensor.name) else {
                 return Err(self.invalid(format_args!(
                     "unexpected input '{}'; the model's inputs are: {}",
                     tensor.name,
                     Self::names(&self.inputs)
                 )));
             };
+            if std::mem::replace(&mut seen[position], true) {
+                return Err(self.invalid(format_args!("input '{}' appears more than once", tensor.name)));
+            }
+            let contract = &self.inputs[position];
             let rows = self.check_input(contract, &tensor)?;
             if let Some(rows) = rows {
                 match &batch_size {
@@ -135,9 +138,14 @@ impl ModelIo {
             if let Some(reshape) = &contract.reshape {
                 tensor.shape = self.reshaped(&tensor, reshape);
             }
-            inputs.push(tensor);
+            inputs.push((position, tensor));
         }
-        if let Some(missing) = self.inputs.iter().find(|contract| !contract.optional && !seen.contains(&contract.name))
+        if let Some(missing) = self
+            .inputs
+            .iter()
+            .zip(&seen)
+            .find(|&(contract, &sent)| !contract.optional && !sent)
+            .map(|(contract, _)| contract)
         {
             return Err(self.invalid(format_args!(
                 "missing input '{}'; expected {} {} of shape {}",
@@ -154,7 +162,8 @@ impl ModelIo {
         let outputs = self.requested_outputs(&request.outputs)?;
         // Inputs in configuration order, so requests that can share a batch
         // line up input by input.
-        inputs.sort_by_key(|tensor| self.inputs.iter().position(|contract| contract.name == tensor.name));
+        inputs.sort_by_key(|&(position, _)| position);
+        let inputs = inputs.into_iter().map(|(_, tensor)| tensor).collect();
         Ok(ValidatedRequest { batch_size: batch_size.map_or(1, |(rows, _)| rows), inputs, outputs })
     }
 
