@@ -105,11 +105,10 @@ impl ModelIo {
 
     /// Validates `request` and prepares its inputs for the backend.
     pub fn validate(&self, request: InferenceRequest) -> Result<ValidatedRequest> {
-        // Which of the model's inputs the request has sent, by position in
-        // the configuration.
-        let mut seen = vec![false; self.inputs.len()];
+        // The request's inputs by their position in the configuration:
+        // which ones it sent, and the order the backend takes them in.
+        let mut sent: Vec<Option<Tensor>> = self.inputs.iter().map(|_| None).collect();
         let mut batch_size: Option<(usize, String)> = None;
-        let mut inputs = Vec::with_capacity(request.inputs.len());
         for mut tensor in request.inputs {
             let Some(position) = self.inputs.iter().position(|contract| contract.name == tensor.name) else {
                 return Err(self.invalid(format_args!(
@@ -118,7 +117,7 @@ impl ModelIo {
                     Self::names(&self.inputs)
                 )));
             };
-            if std::mem::replace(&mut seen[position], true) {
+            if sent[position].is_some() {
                 return Err(self.invalid(format_args!("input '{}' appears more than once", tensor.name)));
             }
             let contract = &self.inputs[position];
@@ -138,13 +137,13 @@ impl ModelIo {
             if let Some(reshape) = &contract.reshape {
                 tensor.shape = self.reshaped(&tensor, reshape);
             }
-            inputs.push((position, tensor));
+            sent[position] = Some(tensor);
         }
         if let Some(missing) = self
             .inputs
             .iter()
-            .zip(&seen)
-            .find(|&(contract, &sent)| !contract.optional && !sent)
+            .zip(&sent)
+            .find(|&(contract, tensor)| !contract.optional && tensor.is_none())
             .map(|(contract, _)| contract)
         {
             return Err(self.invalid(format_args!(
@@ -162,8 +161,7 @@ impl ModelIo {
         let outputs = self.requested_outputs(&request.outputs)?;
         // Inputs in configuration order, so requests that can share a batch
         // line up input by input.
-        inputs.sort_by_key(|&(position, _)| position);
-        let inputs = inputs.into_iter().map(|(_, tensor)| tensor).collect();
+        let inputs = sent.into_iter().flatten().collect();
         Ok(ValidatedRequest { batch_size: batch_size.map_or(1, |(rows, _)| rows), inputs, outputs })
     }
 
