@@ -304,7 +304,10 @@ def counter_delta(before, after):
     delta["avg_batch"] = round(delta["inference_count"] / executions, 3) if executions else None
     if executions and "queue_ns" in delta and delta.get("success_count"):
         delta["avg_queue_us"] = round(delta["queue_ns"] / delta["success_count"] / 1000, 1)
-        delta["avg_compute_infer_us_per_execution"] = round(delta["compute_infer_ns"] / executions / 1000, 1)
+        # Triton's inference_stats count each request of a batch with the
+        # batch's whole duration, so per request this is the time of the
+        # batch it ran in, not a share of it.
+        delta["avg_compute_infer_us"] = round(delta["compute_infer_ns"] / delta["success_count"] / 1000, 1)
         delta["avg_server_us"] = round(delta["success_ns"] / delta["success_count"] / 1000, 1)
     return delta
 
