@@ -64,6 +64,24 @@ pub struct InferenceResponse {
     /// Output tensors, in the order they were requested (or the model's
     /// configuration order when all were requested).
     pub outputs: Vec<Tensor>,
+    /// Where this answer stood among the answers of the execution that
+    /// produced it.
+    pub batch_position: BatchPosition,
+}
+
+/// The place of one answer among the answers of one execution: the
+/// instance hands a batch's answers back in this order, all at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchPosition {
+    /// 0 for the first answer handed back.
+    pub index: usize,
+    /// How many requests the execution answered.
+    pub answers: usize,
+}
+
+impl BatchPosition {
+    /// The only answer of an execution.
+    pub const ALONE: Self = Self { index: 0, answers: 1 };
 }
 
 /// Tensor parameters that ask for features this server does not offer.

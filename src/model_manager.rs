@@ -471,11 +471,19 @@ impl ModelManager {
         let id = request.id.clone();
         let options = RequestOptions::from_parameters(&model_name, &request.parameters)?;
         let validated = loaded.io.validate(request)?;
-        let mut outputs = loaded.scheduler.execute(validated, options).await?;
+        let executed = loaded.scheduler.execute(validated, options).await?;
+        let mut outputs = executed.outputs;
         for output in &mut outputs {
             output.shape = loaded.io.response_shape(&output.name, std::mem::take(&mut output.shape));
         }
-        Ok(InferenceResponse { model_name, model_version: loaded.version, id, parameters: Default::default(), outputs })
+        Ok(InferenceResponse {
+            model_name,
+            model_version: loaded.version,
+            id,
+            parameters: Default::default(),
+            outputs,
+            batch_position: executed.position,
+        })
     }
 }
 

@@ -269,6 +269,7 @@ pub fn encode_statistics(statistics: Vec<ModelStatistics>) -> ModelStatisticsRes
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inference::BatchPosition;
 
     fn input(name: &str, datatype: &str, shape: Vec<i64>, contents: Option<InferTensorContents>) -> InferInputTensor {
         InferInputTensor { name: name.into(), datatype: datatype.into(), shape, parameters: HashMap::new(), contents }
@@ -354,6 +355,8 @@ mod tests {
                 shape: vec![1],
                 data: Bytes::from_static(&[0, 0, 128, 63]),
             }],
+
+            batch_position: BatchPosition::ALONE,
         });
         assert_eq!(response.model_version, "3");
         assert_eq!(response.id, "req-1");

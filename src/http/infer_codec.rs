@@ -346,6 +346,7 @@ pub fn raw_binary_request(
 mod tests {
     use super::*;
     use crate::error::ErrorKind;
+    use crate::inference::BatchPosition;
     use crate::tensor::encode_byte_strings;
 
     #[test]
@@ -420,6 +421,8 @@ mod tests {
                     data: encode_byte_strings(["hi"]),
                 },
             ],
+
+            batch_position: BatchPosition::ALONE,
         };
         let encoding = OutputEncoding { binary_by_default: false, binary: HashMap::from([("b".to_string(), true)]) };
         let encoded = encode_response(response, &encoding).unwrap();

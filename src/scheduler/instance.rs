@@ -11,9 +11,10 @@ use super::batch::{merge_inputs, split_outputs, union_of_outputs};
 use super::batcher::{Decision, decide};
 use super::queue::Pending;
 use super::spin::{BATCH_WAIT_SPIN, INSTANCE_SPIN, spin_until};
-use super::{Shared, State};
+use super::{Executed, Shared, State};
 use crate::backend::ModelInstance;
 use crate::error::{Error, Result};
+use crate::inference::BatchPosition;
 use crate::statistics::ExecutionTimes;
 use crate::tensor::Tensor;
 use crate::validation::ValidatedRequest;
@@ -130,8 +131,10 @@ fn execute_batch(shared: &Shared, name: &str, instance: &mut dyn ModelInstance, 
                 live.iter().map(|pending| finished.saturating_duration_since(pending.arrived)).collect();
             shared.statistics.record_execution(batch_size, times, &queued, &totals);
             shared.recent_execution.record(times.input + times.infer + times.output);
-            for (pending, share) in live.into_iter().zip(shares) {
-                shared.responder.respond(pending.sequence, pending.reply, Ok(share));
+            let answers = live.len();
+            for (index, (pending, outputs)) in live.into_iter().zip(shares).enumerate() {
+                let position = BatchPosition { index, answers };
+                shared.responder.respond(pending.sequence, pending.reply, Ok(Executed { outputs, position }));
             }
         }
         Err(error) => {

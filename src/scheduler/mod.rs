@@ -34,7 +34,7 @@ use self::queue::{Pending, Removal, RequestQueue};
 use self::spin::{CALLER_SPIN, CALLER_SPIN_BELOW, RecentDuration, poll_briefly};
 use crate::backend::ModelInstance;
 use crate::error::{Error, Result};
-use crate::inference::{ParameterValue, Parameters};
+use crate::inference::{BatchPosition, ParameterValue, Parameters};
 use crate::statistics::StatisticsRecorder;
 use crate::tensor::Tensor;
 use crate::validation::ValidatedRequest;
@@ -65,6 +65,18 @@ impl RequestOptions {
         Ok(Self { priority: unsigned("priority")?, timeout: unsigned("timeout")?.map(Duration::from_micros) })
     }
 }
+
+/// What a request that ran gets back.
+#[derive(Debug)]
+pub struct Executed {
+    /// Its outputs.
+    pub outputs: Vec<Tensor>,
+    /// Its place among the answers of its execution.
+    pub position: BatchPosition,
+}
+
+/// Where an instance sends a request's answer.
+type Reply = oneshot::Sender<Result<Executed>>;
 
 /// The queue state that callers and instance threads share.
 struct State {
@@ -175,7 +187,7 @@ impl Scheduler {
     /// Queues a request and waits for its outputs. If the caller stops
     /// waiting (its client went away), the request leaves the queue and
     /// never runs.
-    pub async fn execute(&self, request: ValidatedRequest, options: RequestOptions) -> Result<Vec<Tensor>> {
+    pub async fn execute(&self, request: ValidatedRequest, options: RequestOptions) -> Result<Executed> {
         let shared = &self.shared;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let level = shared.policy.level_for(options.priority);
@@ -350,8 +362,8 @@ mod tests {
         let both =
             async { tokio::join!(scheduler.execute(request(1), options), scheduler.execute(request(2), options)) };
         let (first, second) = tokio::time::timeout(Duration::from_secs(10), both).await.expect("instances deadlocked");
-        assert_eq!(first.unwrap()[0].data[..], [1]);
-        assert_eq!(second.unwrap()[0].data[..], [2]);
+        assert_eq!(first.unwrap().outputs[0].data[..], [1]);
+        assert_eq!(second.unwrap().outputs[0].data[..], [2]);
     }
 
     #[tokio::test]
@@ -369,9 +381,14 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
         let answers = futures::future::join_all((1..6).map(|value| scheduler.execute(request(value), options))).await;
-        assert_eq!(first.await.unwrap().unwrap()[0].data[..], [0]);
-        for (value, answer) in (1..6).zip(answers) {
-            assert_eq!(answer.unwrap()[0].data[..], [value]);
+        let first = first.await.unwrap().unwrap();
+        assert_eq!((&first.outputs[0].data[..], first.position), (&[0][..], BatchPosition::ALONE));
+        // Each answer knows its place in the batch that produced it.
+        let positions = [(0, 4), (1, 4), (2, 4), (3, 4), (0, 1)];
+        for ((value, answer), (index, answers)) in (1..6).zip(answers).zip(positions) {
+            let answer = answer.unwrap();
+            assert_eq!(answer.outputs[0].data[..], [value]);
+            assert_eq!(answer.position, BatchPosition { index, answers });
         }
         assert_eq!(*sizes.lock().unwrap(), vec![1, 4, 1]);
         let snapshot = statistics.snapshot();
@@ -393,7 +410,7 @@ mod tests {
         let all = futures::future::join_all((0..4).map(|value| scheduler.execute(request(value), options)));
         let answers = tokio::time::timeout(Duration::from_secs(10), all).await.expect("the full batch waited");
         for (value, answer) in (0..4).zip(answers) {
-            assert_eq!(answer.unwrap()[0].data[..], [value]);
+            assert_eq!(answer.unwrap().outputs[0].data[..], [value]);
         }
         assert_eq!(*sizes.lock().unwrap(), vec![4]);
     }
@@ -417,7 +434,7 @@ mod tests {
                 .await
                 .expect("the batch never went")
                 .unwrap();
-                assert_eq!(answer[0].data[..], [value]);
+                assert_eq!(answer.outputs[0].data[..], [value]);
                 assert!(sent.elapsed() >= delay, "answered after {:?}, before the {delay:?} delay", sent.elapsed());
             }
             assert_eq!(*sizes.lock().unwrap(), vec![1, 1, 1]);
@@ -442,7 +459,7 @@ mod tests {
         // does not.
         let (queued, rejected) =
             tokio::join!(scheduler.execute(request(1), options), scheduler.execute(request(2), options));
-        assert_eq!(queued.unwrap()[0].data[..], [1]);
+        assert_eq!(queued.unwrap().outputs[0].data[..], [1]);
         let rejected = rejected.unwrap_err();
         assert_eq!(rejected.kind(), crate::error::ErrorKind::Unavailable);
         assert!(rejected.message().contains("queue is full"), "{}", rejected.message());

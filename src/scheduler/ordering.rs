@@ -7,15 +7,11 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
-use tokio::sync::oneshot;
-
+use super::{Executed, Reply};
 use crate::error::Result;
-use crate::tensor::Tensor;
-
-type Reply = oneshot::Sender<Result<Vec<Tensor>>>;
 
 /// A finished answer and where it goes.
-type Answer = (Reply, Result<Vec<Tensor>>);
+type Answer = (Reply, Result<Executed>);
 
 /// Hands answers to callers.
 #[derive(Debug)]
@@ -59,7 +55,7 @@ impl Responder {
     /// Answers the request with `sequence`, a request that ran. Every
     /// sequence number handed out must be answered exactly once, by this or
     /// [`Responder::respond_now`], or later answers would wait forever.
-    pub fn respond(&self, sequence: u64, reply: Reply, outcome: Result<Vec<Tensor>>) {
+    pub fn respond(&self, sequence: u64, reply: Reply, outcome: Result<Executed>) {
         match self {
             // The caller may have gone away; then nobody needs the answer.
             Self::Immediate => drop(reply.send(outcome)),
@@ -70,7 +66,7 @@ impl Responder {
     /// Answers the request with `sequence` at once, whatever the order:
     /// for a request that leaves the queue without running. It still
     /// counts as answered, so later answers do not wait for it.
-    pub fn respond_now(&self, sequence: u64, reply: Reply, outcome: Result<Vec<Tensor>>) {
+    pub fn respond_now(&self, sequence: u64, reply: Reply, outcome: Result<Executed>) {
         // The caller may have gone away; then nobody needs the answer.
         drop(reply.send(outcome));
         if let Self::Ordered(buffer) = self {
@@ -87,10 +83,17 @@ fn lock(buffer: &Mutex<ReorderBuffer>) -> MutexGuard<'_, ReorderBuffer> {
 
 #[cfg(test)]
 mod tests {
+    use tokio::sync::oneshot;
+
     use super::*;
     use crate::error::Error;
+    use crate::inference::BatchPosition;
 
-    type Answered = oneshot::Receiver<Result<Vec<Tensor>>>;
+    type Answered = oneshot::Receiver<Result<Executed>>;
+
+    fn ran() -> Result<Executed> {
+        Ok(Executed { outputs: vec![], position: BatchPosition::ALONE })
+    }
 
     /// Reply channels for requests 0, 1 and 2, and their receiving ends.
     fn three_replies() -> ([Reply; 3], [Answered; 3]) {
@@ -102,10 +105,10 @@ mod tests {
     fn ordered_answers_wait_for_earlier_ones() {
         let responder = Responder::new(true);
         let ([first, second, third], mut receivers) = three_replies();
-        responder.respond(2, third, Ok(vec![]));
+        responder.respond(2, third, ran());
         responder.respond(1, second, Err(Error::internal("the model failed")));
         assert!(receivers[2].try_recv().is_err(), "answer 2 went out before answer 0");
-        responder.respond(0, first, Ok(vec![]));
+        responder.respond(0, first, ran());
         assert!(receivers[0].try_recv().unwrap().is_ok());
         assert!(receivers[1].try_recv().unwrap().is_err());
         assert!(receivers[2].try_recv().unwrap().is_ok());
@@ -117,9 +120,9 @@ mod tests {
         let ([first, second, third], mut receivers) = three_replies();
         responder.respond_now(1, second, Err(Error::unavailable("timed out")));
         assert!(receivers[1].try_recv().unwrap().is_err(), "the timed-out request waited for request 0");
-        responder.respond(2, third, Ok(vec![]));
+        responder.respond(2, third, ran());
         assert!(receivers[2].try_recv().is_err(), "answer 2 went out before answer 0");
-        responder.respond(0, first, Ok(vec![]));
+        responder.respond(0, first, ran());
         assert!(receivers[0].try_recv().unwrap().is_ok());
         assert!(receivers[2].try_recv().unwrap().is_ok());
     }

@@ -8,11 +8,8 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use tokio::sync::oneshot;
-
+use super::Reply;
 use super::policy::{QueuePolicy, TimeoutAction};
-use crate::error::Result;
-use crate::tensor::Tensor;
 use crate::validation::ValidatedRequest;
 
 /// A request waiting to run.
@@ -29,7 +26,7 @@ pub struct Pending {
     /// When its queue timeout passes, if it has one.
     pub deadline: Option<Instant>,
     /// Where its outputs go.
-    pub reply: oneshot::Sender<Result<Vec<Tensor>>>,
+    pub reply: Reply,
 }
 
 /// Why a request left the queue without running.
@@ -79,7 +76,7 @@ impl RequestQueue {
 
     /// Queues a request at a 1-based level, or gives it back when that
     /// level is full (its delayed requests count, as in Triton).
-    pub fn push(&mut self, level: usize, pending: Pending) -> Result<(), Pending> {
+    pub fn push(&mut self, level: usize, pending: Pending) -> std::result::Result<(), Pending> {
         let policy = &self.policies[level - 1];
         let queue = &mut self.levels[level - 1];
         if policy.max_queue_size > 0 && queue.len() >= policy.max_queue_size {
@@ -162,6 +159,8 @@ impl RequestQueue {
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    use tokio::sync::oneshot;
 
     use super::*;
 
