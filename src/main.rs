@@ -23,8 +23,17 @@ fn main() -> ExitCode {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let worker_threads = args.frontend_threads(cores);
     tracing::info!("{worker_threads} frontend thread(s) on {cores} core(s)");
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(worker_threads).enable_all().build()
-    {
+    // One frontend thread gets tokio's single-threaded scheduler: it runs
+    // tasks in the order they were woken, which the gRPC frontend uses to
+    // write the answers of a batch a few at a time (`grpc::answer_pacing`).
+    let mut builder = if worker_threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(worker_threads);
+        builder
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             tracing::error!("cannot start the async runtime: {error}");

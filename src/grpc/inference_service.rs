@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::answer_pacing::AnswerPacing;
 use super::codec::{decode_request, encode_response, encode_statistics, status_of};
 use crate::identity::ServerIdentity;
 use crate::inference::parse_model_version;
@@ -27,13 +28,16 @@ pub struct InferenceService {
     manager: Arc<ModelManager>,
     identity: ServerIdentity,
     shutdown: ShutdownSignal,
+    pacing: AnswerPacing,
 }
 
 impl InferenceService {
     /// A service over `manager`. Once `shutdown` fires, streams stop reading
-    /// new requests, answer the ones they have, and end.
+    /// new requests, answer the ones they have, and end. Made on the
+    /// runtime it will serve from, which decides whether the answers of a
+    /// batch are paced ([`AnswerPacing`]).
     pub fn new(manager: Arc<ModelManager>, identity: ServerIdentity, shutdown: ShutdownSignal) -> Self {
-        Self { manager, identity, shutdown }
+        Self { manager, identity, shutdown, pacing: AnswerPacing::for_current_runtime() }
     }
 }
 
@@ -100,6 +104,7 @@ impl GrpcInferenceService for InferenceService {
     async fn model_infer(&self, request: Request<ModelInferRequest>) -> Result<Response<ModelInferResponse>, Status> {
         let request = decode_request(request.into_inner()).map_err(status_of)?;
         let response = self.manager.infer(request).await.map_err(status_of)?;
+        self.pacing.wait_turn(response.batch_position).await;
         Ok(Response::new(encode_response(response)))
     }
 

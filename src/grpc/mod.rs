@@ -1,6 +1,7 @@
 //! The gRPC frontend: Triton's inference service, the standard health
 //! service and server reflection, on one port.
 
+mod answer_pacing;
 mod codec;
 mod health_service;
 mod inference_service;
