@@ -16,8 +16,10 @@
 //! runtime runs tasks: a task that yields runs again only after the tasks
 //! queued before it, among them the connection task that the answers
 //! handed over before it woke. So an answer waits one more yield for each
-//! group of [`ANSWERS_PER_WRITE`] answers ahead of it in its batch, and
-//! each round of yields ends with the connection writing one group. A
+//! group of [`ANSWERS_PER_WRITE`] answers ahead of it in its batch (larger
+//! groups for batches of more than [`MAX_WRITES`] groups, so that the
+//! last answer of a large batch does not wait many rounds), and each round
+//! of yields ends with the connection writing one group. A
 //! multi-threaded runtime runs the task a response wakes next on the same
 //! thread (its "LIFO slot"), which undoes the grouping, so there the
 //! answers are not held at all.
@@ -32,6 +34,11 @@ use crate::inference::BatchPosition;
 /// concurrency 32 on 2 cores ran fastest and steadiest with 6 to 11
 /// (BENCHMARKS.md).
 pub const ANSWERS_PER_WRITE: usize = 6;
+
+/// How many writes a batch's answers take at most; beyond
+/// `ANSWERS_PER_WRITE * MAX_WRITES` answers, the groups grow instead. Every
+/// write is a round of the runtime that the last answers wait through.
+pub const MAX_WRITES: usize = 6;
 
 /// Whether answers are paced on the runtime the service runs on.
 #[derive(Debug, Clone, Copy)]
@@ -52,13 +59,22 @@ impl AnswerPacing {
     /// answers ahead of it, plus one that lets the whole batch reach the
     /// frontend first.
     pub async fn wait_turn(self, position: BatchPosition) {
-        if !self.enabled || position.answers <= 1 {
+        if !self.enabled {
             return;
         }
-        for _ in 0..=position.index / ANSWERS_PER_WRITE {
+        for _ in 0..yields_before(position) {
             tokio::task::yield_now().await;
         }
     }
+}
+
+/// How many times the answer at `position` yields before it goes.
+fn yields_before(position: BatchPosition) -> usize {
+    if position.answers <= 1 {
+        return 0;
+    }
+    let group = ANSWERS_PER_WRITE.max(position.answers.div_ceil(MAX_WRITES));
+    1 + position.index / group
 }
 
 #[cfg(test)]
@@ -122,8 +138,17 @@ mod tests {
     async fn a_batch_goes_out_a_few_answers_per_write() {
         let pacing = AnswerPacing::for_current_runtime();
         assert_eq!(answers_per_write(pacing, 32).await, [6, 6, 6, 6, 6, 2]);
+        assert_eq!(answers_per_write(pacing, 8).await, [6, 2]);
         // Unpaced, the connection runs after each answer.
         assert_eq!(answers_per_write(AnswerPacing { enabled: false }, 4).await, [1, 1, 1, 1]);
+    }
+
+    #[test]
+    fn a_large_batch_takes_no_more_rounds_with_more_answers_in_each() {
+        let yields = |index, answers| yields_before(BatchPosition { index, answers });
+        assert_eq!((yields(0, 32), yields(5, 32), yields(6, 32), yields(31, 32)), (1, 1, 2, 6));
+        assert_eq!((yields(10, 64), yields(11, 64), yields(63, 64)), (1, 2, 6));
+        assert_eq!((yields(0, 1), yields(0, 2), yields(1, 2)), (0, 1, 1));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
