@@ -5,7 +5,7 @@
 //! request's task hands its response to the connection's task, which writes
 //! whatever is queued when it next runs. Left alone, the connection task
 //! runs after every answer: one socket write per answer, which on loopback
-//! also runs the client's side of TCP, and is the largest part of the
+//! also runs the client's side of TCP, and is about a third of the
 //! frontend's cost per request under load. Written all in one go, the
 //! client gets nothing until the last answer is encoded, and a closed-loop
 //! client then sends its next requests in one burst while the frontend
