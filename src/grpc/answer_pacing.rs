@@ -31,7 +31,7 @@ use crate::inference::BatchPosition;
 /// How many answers of a batch one write carries. With fewer, the writes
 /// cost more; with more, the client waits longer for the first answers of
 /// a batch. Of 2, 4, 6, 8, 11, 16 and 32, the benchmark's W2 at
-/// concurrency 32 on 2 cores ran fastest and steadiest with 6 to 11
+/// concurrency 32 on 2 cores ran fastest and steadiest with 6 and 11
 /// (BENCHMARKS.md).
 pub const ANSWERS_PER_WRITE: usize = 6;
 
