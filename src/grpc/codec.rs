@@ -355,7 +355,6 @@ mod tests {
                 shape: vec![1],
                 data: Bytes::from_static(&[0, 0, 128, 63]),
             }],
-
             batch_position: BatchPosition::ALONE,
         });
         assert_eq!(response.model_version, "3");

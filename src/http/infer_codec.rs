@@ -421,7 +421,6 @@ mod tests {
                     data: encode_byte_strings(["hi"]),
                 },
             ],
-
             batch_position: BatchPosition::ALONE,
         };
         let encoding = OutputEncoding { binary_by_default: false, binary: HashMap::from([("b".to_string(), true)]) };

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use super::Reply;
 use super::policy::{QueuePolicy, TimeoutAction};
+use crate::error::Result;
 use crate::validation::ValidatedRequest;
 
 /// A request waiting to run.
@@ -76,7 +77,7 @@ impl RequestQueue {
 
     /// Queues a request at a 1-based level, or gives it back when that
     /// level is full (its delayed requests count, as in Triton).
-    pub fn push(&mut self, level: usize, pending: Pending) -> std::result::Result<(), Pending> {
+    pub fn push(&mut self, level: usize, pending: Pending) -> Result<(), Pending> {
         let policy = &self.policies[level - 1];
         let queue = &mut self.levels[level - 1];
         if policy.max_queue_size > 0 && queue.len() >= policy.max_queue_size {
