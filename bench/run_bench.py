@@ -10,7 +10,8 @@ BENCHMARKS.md); standard library only. For each repetition:
   2. this server (target/release/tritonrs) with the four Triton models
      (<workload>_batching, <workload>_nobatching), each first checked against
      the reference outputs of generate_workloads.py: perf_analyzer over gRPC and
-     over HTTP, and bench/loadgen.rs over gRPC, at each concurrency; the
+     over HTTP, and bench/loadgen.rs over gRPC, at each concurrency, the two
+     models of a workload one right after the other at each point; the
      effective batch of each measurement is the change of inference_count /
      execution_count in /v2/models/{m}/stats across it;
   3. Seldon MLServer with bench/mlserver/runtime.py and adaptive batching,
@@ -549,12 +550,17 @@ def main():
                 server.wait_ready([f"http://127.0.0.1:{http_port}/v2/models/{m}/ready" for m in models])
                 for model in models:
                     verify("tritonrs", repetition, http_port, model, model.split("_")[0])
-                for model in models:
-                    workload = model.split("_")[0]
+                # The two models of a workload are measured back to back at
+                # each point, so that the batching ratio compares runs seconds
+                # apart rather than minutes: this host's speed drifts by up
+                # to a fifth within minutes.
+                for workload in workloads:
                     for generator in generators:
                         for concurrency in concurrencies:
-                            measure(repetition, "tritonrs", server, (grpc_port, http_port), workload, model,
-                                    generator, concurrency, lambda: triton_counters(http_port, model))  # fmt: skip
+                            for variant in ("nobatching", "batching"):
+                                model = f"{workload}_{variant}"
+                                measure(repetition, "tritonrs", server, (grpc_port, http_port), workload, model,
+                                        generator, concurrency, lambda: triton_counters(http_port, model))  # fmt: skip
             finally:
                 server.stop()
 
