@@ -12,6 +12,7 @@ the model does not batch).
 """
 
 import json
+import math
 import statistics
 import sys
 from collections import defaultdict
@@ -38,6 +39,17 @@ def fmt(value, digits=0):
     if digits == 0:
         return f"{value:,.0f}"
     return f"{value:,.{digits}f}"
+
+
+def fmt_down(value, digits):
+    """Rounded down, for a figure with a lower bound: 39.96 % shows as
+    39.9 %, not as a 40.0 % that falls short."""
+    return fmt(math.floor(value * 10**digits) / 10**digits if value is not None else None, digits)
+
+
+def fmt_up(value, digits):
+    """Rounded up, for a figure with an upper bound."""
+    return fmt(math.ceil(value * 10**digits) / 10**digits if value is not None else None, digits)
 
 
 class Raw:
@@ -216,13 +228,13 @@ def main():
         single = get("mlp", "tritonrs", "mlp_nobatching", generator, 32).get("throughput")
         ratio = batched / single if batched and single else None
         out(f"| W2, c=32, gRPC: dynamic batching vs none | ≥ 2.5× | {GENERATOR_NAMES[generator]} | "
-            f"{fmt(batched)} / {fmt(single)} = {fmt(ratio, 2)}× | {verdict(ratio >= 2.5 if ratio else None)} |")
+            f"{fmt(batched)} / {fmt(single)} = {fmt_down(ratio, 2)}× | {verdict(ratio >= 2.5 if ratio else None)} |")
     raw32 = raw.entries.get(("mlp", 32), {}).get("inferences_per_s")
     for generator in grpc_generators:
         batched = get("mlp", "tritonrs", "mlp_batching", generator, 32).get("throughput")
         share = batched / raw32 if batched and raw32 else None
         out(f"| W2, c=32, gRPC, dynamic batching vs raw at batch 32 | ≥ 40 % | {GENERATOR_NAMES[generator]} | "
-            f"{fmt(batched)} / {fmt(raw32)} = {fmt(share * 100 if share else None, 1)} % | {verdict(share >= 0.4 if share else None)} |")
+            f"{fmt(batched)} / {fmt(raw32)} = {fmt_down(share * 100 if share else None, 1)} % | {verdict(share >= 0.4 if share else None)} |")
     raw_p50 = raw.entries.get(("simple", 1), {}).get("p50_us")
     for generator in ("pa_grpc", "loadgen_grpc", "pa_http"):
         for model in ("simple_nobatching", "simple_batching"):
@@ -232,7 +244,7 @@ def main():
             added = p50 - raw_p50 if raw_p50 is not None else None
             label = "no batching" if model.endswith("nobatching") else "dynamic batching (500 µs max queue delay)"
             out(f"| W1, c=1, p50 added over the raw call, {label} | ≤ 100 µs | {GENERATOR_NAMES[generator]} | "
-                f"{fmt(p50, 1)} − {fmt(raw_p50, 1)} = {fmt(added, 1)} µs | {verdict(added <= 100 if added is not None else None)} |")
+                f"{fmt(p50, 1)} − {fmt(raw_p50, 1)} = {fmt_up(added, 1)} µs | {verdict(added <= 100 if added is not None else None)} |")
     for workload, concurrency in (("simple", 8), ("mlp", 32)):
         for generator in ("loadgen_grpc", "loadgen_grpc_8conn"):
             theirs = get(workload, "mlserver", workload, generator, concurrency).get("throughput")
@@ -243,7 +255,7 @@ def main():
                 ratio = ours / theirs if ours and theirs else None
                 label = "dynamic batching" if variant == "batching" else "no batching"
                 out(f"| {'W1' if workload == 'simple' else 'W2'}, c={concurrency}: tritonrs ({label}) vs MLServer (adaptive batching) | ≥ 5× | "
-                    f"{GENERATOR_NAMES[generator]} | {fmt(ours)} / {fmt(theirs)} = {fmt(ratio, 1)}× | {verdict(ratio >= 5 if ratio else None)} |")
+                    f"{GENERATOR_NAMES[generator]} | {fmt(ours)} / {fmt(theirs)} = {fmt_down(ratio, 1)}× | {verdict(ratio >= 5 if ratio else None)} |")
     out("")
     probes = results.get("mlserver_perf_analyzer_probe", [])
     if probes:
