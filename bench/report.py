@@ -63,7 +63,6 @@ class Raw:
                 "inferences_per_s": median([entry["inferences_per_s"] for entry in entries]),
                 "p50_us": median([entry["p50_us"] for entry in entries]),
                 "p99_us": median([entry["p99_us"] for entry in entries]),
-                "runs": [round(entry["inferences_per_s"]) for entry in entries],
             }
             for key, entries in by_key.items()
         }
@@ -104,12 +103,10 @@ def summarize(results, raw):
         throughput = median([entry["throughput"] for entry in good])
         limit = raw.at(key[0], batch)
         summary[key] = {
-            "runs": len(good),
             "failures": [entry["error"][:200] for entry in entries if "error" in entry],
             "repetitions": len(entries),
             "retried": sum(1 for entry in entries if entry.get("first_error") or entry.get("retried_after")),
             "throughput": throughput,
-            "throughput_runs": [round(entry["throughput"]) for entry in good],
             "throughput_by_repetition": {entry["repetition"]: entry["throughput"] for entry in good},
             "p50_us": median([entry["p50_us"] for entry in good]),
             "p99_us": median([entry["p99_us"] for entry in good]),
@@ -234,17 +231,14 @@ def main():
     out("| --- | --- | --- | --- | --- |")
     grpc_generators = ("pa_grpc", "loadgen_grpc", "loadgen_grpc_8conn")
     for generator in grpc_generators:
-        batched = get("mlp", "tritonrs", "mlp_batching", generator, 32).get("throughput")
-        single = get("mlp", "tritonrs", "mlp_nobatching", generator, 32).get("throughput")
+        batched_entry = get("mlp", "tritonrs", "mlp_batching", generator, 32)
+        single_entry = get("mlp", "tritonrs", "mlp_nobatching", generator, 32)
+        batched, single = batched_entry.get("throughput"), single_entry.get("throughput")
         ratio = batched / single if batched and single else None
         # Each repetition measures the two models back to back, so their
         # ratio per repetition shows how much of the spread is the host's.
         by_repetition = [
-            fmt(pair[0] / pair[1], 2) + "×"
-            for pair in paired_by_repetition(
-                get("mlp", "tritonrs", "mlp_batching", generator, 32),
-                get("mlp", "tritonrs", "mlp_nobatching", generator, 32),
-            )
+            fmt(pair[0] / pair[1], 2) + "×" for pair in paired_by_repetition(batched_entry, single_entry)
         ]
         spread = f" (repetitions: {', '.join(by_repetition)})" if len(by_repetition) > 1 else ""
         out(f"| W2, c=32, gRPC: dynamic batching vs none | ≥ 2.5× | {GENERATOR_NAMES[generator]} | "
