@@ -40,7 +40,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(server::run(args))
+    let exit = runtime.block_on(server::run(args));
+    // `server::run` has waited for what it must, up to --exit-timeout-secs;
+    // dropping the runtime would wait on without limit for a blocking task
+    // (a model instance still finishing a batch).
+    runtime.shutdown_background();
+    exit
 }
 
 /// `RUST_LOG` wins when set; otherwise `--log-verbose` picks the level.

@@ -464,6 +464,31 @@ impl ModelManager {
         })
     }
 
+    /// Unloads every model version, as Triton does before it exits: each
+    /// version stops taking requests (they get UNAVAILABLE), answers what is
+    /// already queued, and its instances release their backend resources
+    /// before this returns. Blocks while the batches in flight finish.
+    pub fn unload_all(&self) {
+        let unloaded: Vec<(String, i64, Arc<LoadedVersion>)> = {
+            let mut models = self.write_models();
+            models
+                .iter_mut()
+                .flat_map(|(name, record)| {
+                    record.versions.iter_mut().filter_map(move |(&version, version_record)| {
+                        let loaded = version_record.loaded.take()?;
+                        version_record.state = VersionState::Unavailable("unloaded".to_string());
+                        Some((name.clone(), version, loaded))
+                    })
+                })
+                .collect()
+        };
+        self.readiness.send_replace(false);
+        for (name, version, loaded) in unloaded {
+            loaded.scheduler.stop();
+            tracing::info!(model = %name, version, "unloaded");
+        }
+    }
+
     /// Runs one inference request.
     pub async fn infer(&self, request: InferenceRequest) -> Result<InferenceResponse> {
         let loaded = self.resolve(&request.model_name, request.model_version)?;

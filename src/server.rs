@@ -128,9 +128,18 @@ pub async fn run(args: Args) -> ExitCode {
     }
 
     stopped.fired().await;
+    let exit_deadline = tokio::time::Instant::now() + Duration::from_secs(args.exit_timeout_secs);
     let drain = futures::future::join_all(endpoints);
-    if tokio::time::timeout(Duration::from_secs(args.exit_timeout_secs), drain).await.is_err() {
+    if tokio::time::timeout_at(exit_deadline, drain).await.is_err() {
         tracing::warn!("requests still in flight after {} s; exiting anyway", args.exit_timeout_secs);
+    }
+    // Every ONNX Runtime session is released before the process exits and
+    // tears down the libraries under it.
+    let unload = tokio::task::spawn_blocking(move || manager.unload_all());
+    match tokio::time::timeout_at(exit_deadline, unload).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::error!("unloading the models failed: {error}"),
+        Err(_) => tracing::warn!("model instances still running after {} s; exiting anyway", args.exit_timeout_secs),
     }
     tracing::info!("server stopped");
     exit

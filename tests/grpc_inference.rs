@@ -373,5 +373,10 @@ async fn sigterm_answers_in_flight_requests_then_exits_cleanly() {
     let mut server = server;
     let status = server.wait_exit(Duration::from_secs(10)).await.expect("the server exits after draining");
     assert!(status.success(), "exit status {status:?}");
-    assert!(server.log().contains("received SIGTERM"), "{}", server.log());
+    let log = server.log();
+    assert!(log.contains("received SIGTERM"), "{log}");
+    // Every model's instances are released before the process exits.
+    let unloaded = log.find("unloaded model=simple version=1").unwrap_or_else(|| panic!("no unload in: {log}"));
+    let stopped = log.find("server stopped").unwrap_or_else(|| panic!("no stop in: {log}"));
+    assert!(unloaded < stopped, "{log}");
 }

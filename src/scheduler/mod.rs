@@ -20,8 +20,8 @@ mod queue;
 mod spin;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
@@ -82,8 +82,9 @@ type Reply = oneshot::Sender<Result<Executed>>;
 struct State {
     queue: RequestQueue,
     next_sequence: u64,
-    /// Set when the scheduler is dropped: instances send what is queued
-    /// without waiting for more, then end.
+    /// Set when the scheduler stops or is dropped: new requests are
+    /// refused, and instances send what is queued without waiting for more,
+    /// then end.
     closing: bool,
     /// Instances sleeping on [`Shared::work`]. Waking a thread is a system
     /// call and a context switch, so callers only signal when one sleeps
@@ -146,6 +147,8 @@ impl Shared {
 pub struct Scheduler {
     shared: Arc<Shared>,
     next_id: AtomicU64,
+    /// The instance threads, until [`Scheduler::stop`] joins them.
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Scheduler {
@@ -173,15 +176,41 @@ impl Scheduler {
             spinner: AtomicBool::new(false),
             recent_execution: RecentDuration::default(),
         });
+        let mut threads = Vec::with_capacity(instances.len());
         for (name, backend_instance) in instances {
             let shared = Arc::clone(&shared);
             let thread_name = name.clone();
-            thread::Builder::new()
+            let thread = thread::Builder::new()
                 .name(thread_name)
                 .spawn(move || instance::run(&shared, &name, backend_instance))
                 .map_err(|error| Error::internal(format!("{label}: cannot start an instance thread: {error}")))?;
+            threads.push(thread);
         }
-        Ok(Self { shared, next_id: AtomicU64::new(0) })
+        Ok(Self { shared, next_id: AtomicU64::new(0), threads: Mutex::new(threads) })
+    }
+
+    /// Stops taking requests, lets the instances answer what is queued, and
+    /// returns once every instance thread has ended and dropped its backend
+    /// instance. The server calls it before the process exits: an instance
+    /// thread still releasing its ONNX Runtime session (and its CUDA
+    /// memory) while the process exits can crash it at the last moment.
+    /// Blocks for as long as the batches in flight take.
+    pub fn stop(&self) {
+        self.close();
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
+        for thread in threads {
+            // `instance::run` catches the backend's panics, so a thread
+            // that panicked anyway is a scheduler bug: say so, and stop the
+            // others all the same.
+            if thread.join().is_err() {
+                tracing::error!(scheduler = %self.shared.label, "an instance thread panicked");
+            }
+        }
+    }
+
+    fn close(&self) {
+        self.shared.lock().closing = true;
+        self.shared.work.notify_all();
     }
 
     /// Queues a request and waits for its outputs. If the caller stops
@@ -197,6 +226,10 @@ impl Scheduler {
         let first_in_line;
         {
             let mut state = shared.lock();
+            if state.closing {
+                drop(state);
+                return Err(Error::unavailable(format!("{}: the model is being unloaded", shared.label)));
+            }
             let sequence = state.next_sequence;
             state.next_sequence += 1;
             first_in_line = state.queue.is_empty();
@@ -262,9 +295,9 @@ impl Scheduler {
 
 impl Drop for Scheduler {
     fn drop(&mut self) {
-        // Instances send what is queued, then their threads end.
-        self.shared.lock().closing = true;
-        self.shared.work.notify_all();
+        // Instances send what is queued, then their threads end; without
+        // waiting for them, since a drop may happen on an async task.
+        self.close();
     }
 }
 
@@ -465,6 +498,58 @@ mod tests {
         assert!(rejected.message().contains("queue is full"), "{}", rejected.message());
         assert!(running.await.unwrap().is_ok());
         assert_eq!(statistics.snapshot().inference_stats.fail.count, 1);
+    }
+
+    /// Echoes its input after a pause, and records when it is dropped.
+    struct DropRecordingInstance(Arc<AtomicBool>);
+
+    impl ModelInstance for DropRecordingInstance {
+        fn execute(&mut self, inputs: &[Tensor], _: &[String], _: &mut ExecutionTimes) -> Result<Vec<Tensor>> {
+            std::thread::sleep(Duration::from_millis(200));
+            Ok(vec![Tensor { name: "y".into(), ..inputs[0].clone() }])
+        }
+    }
+
+    impl Drop for DropRecordingInstance {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn stop_answers_the_queue_then_releases_the_instances() {
+        let dropped: Vec<Arc<AtomicBool>> = (0..2).map(|_| Arc::default()).collect();
+        let instances: Vec<Box<dyn ModelInstance>> = dropped
+            .iter()
+            .map(|flag| Box::new(DropRecordingInstance(Arc::clone(flag))) as Box<dyn ModelInstance>)
+            .collect();
+        // A minute's delay: the queued requests would wait for it unless
+        // stopping sends them at once.
+        let (scheduler, _) =
+            start(policy("max_batch_size: 8 dynamic_batching { max_queue_delay_microseconds: 60000000 }"), instances);
+        let scheduler = Arc::new(scheduler);
+        let options = RequestOptions::default();
+        let queued: Vec<_> = (0..3)
+            .map(|value| {
+                let scheduler = Arc::clone(&scheduler);
+                tokio::spawn(async move { scheduler.execute(request(value), options).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let stopping = tokio::task::spawn_blocking({
+            let scheduler = Arc::clone(&scheduler);
+            move || scheduler.stop()
+        });
+        tokio::time::timeout(Duration::from_secs(10), stopping).await.expect("stop hung").unwrap();
+        // Stop returned only after both instances were dropped, and after
+        // every queued request had its answer.
+        assert!(dropped.iter().all(|flag| flag.load(Ordering::SeqCst)));
+        for (value, answer) in (0..3).zip(queued) {
+            assert_eq!(answer.await.unwrap().unwrap().outputs[0].data[..], [value]);
+        }
+        let refused = scheduler.execute(request(9), options).await.unwrap_err();
+        assert_eq!(refused.kind(), crate::error::ErrorKind::Unavailable);
+        assert!(refused.message().contains("being unloaded"), "{}", refused.message());
     }
 
     #[tokio::test]
