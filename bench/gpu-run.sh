@@ -12,18 +12,9 @@
 # LD_LIBRARY_PATH here. MLServer is not part of this run: its runtime uses
 # the CPU onnxruntime package. Results go to
 # bench/.work/results/<UTC time>-gpu/ (results.json, report.md, logs/).
-set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-if [[ $# -lt 1 || ! -d "$1/bin" ]]; then
-    echo "usage: bench/gpu-run.sh BUNDLE [run_bench.py options] (BUNDLE from bench/gpu-pack.sh)" >&2
-    exit 2
-fi
-BUNDLE="$(cd "$1" && pwd)"
-shift
-WORK="$ROOT/bench/.work"
-PYTHON="${PYTHON:-python3}"
+# shellcheck source=bench/bundle-run.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bundle-run.sh"
 
 nvidia_libraries=$("$PYTHON" - <<'PY'
 import importlib.util
@@ -36,26 +27,6 @@ print(":".join(sorted(folders)))
 PY
 )
 export LD_LIBRARY_PATH="$nvidia_libraries${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export ORT_DYLIB_PATH="$BUNDLE/lib/libonnxruntime.so.1.31.1"
 
 "$PYTHON" bench/generate_workloads.py "$WORK/gpu-models" --gpu >/dev/null
-OUT="$WORK/results/$(date -u +%Y%m%dT%H%M%SZ)-gpu"
-mkdir -p "$OUT"
-"$PYTHON" bench/meta.py "$OUT/meta.json" "$ORT_DYLIB_PATH" --build-facts "$BUNDLE/build.json"
-
-echo "[gpu-run] results in $OUT" >&2
-"$PYTHON" bench/run_bench.py \
-    --models "$WORK/gpu-models" \
-    --out "$OUT" \
-    --meta "$OUT/meta.json" \
-    --systems raw,tritonrs \
-    --workloads mlp \
-    --server "$BUNDLE/bin/tritonrs" \
-    --raw "$BUNDLE/bin/raw_onnxruntime" \
-    --loadgen "$BUNDLE/bin/loadgen" \
-    --perf-analyzer "$BUNDLE/bin/perf_analyzer" \
-    --perf-analyzer-lib "$BUNDLE/pa-lib" \
-    "$@"
-"$PYTHON" bench/report.py "$OUT/results.json" >"$OUT/report.md"
-echo "[gpu-run] report: $OUT/report.md" >&2
-cat "$OUT/report.md"
+run_from_bundle gpu "$WORK/gpu-models" --workloads mlp "$@"

@@ -14,18 +14,9 @@
 # SERVER_CPUS has cores. Needs python3 with numpy and onnx and util-linux's
 # taskset. MLServer is not part of this run. Results go to
 # bench/.work/results/<UTC time>-pinned/ (results.json, report.md, logs/).
-set -euo pipefail
+# shellcheck source=bench/bundle-run.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bundle-run.sh"
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-if [[ $# -lt 1 || ! -d "$1/bin" ]]; then
-    echo "usage: bench/pinned-run.sh BUNDLE [run_bench.py options] (BUNDLE from bench/gpu-pack.sh)" >&2
-    exit 2
-fi
-BUNDLE="$(cd "$1" && pwd)"
-shift
-WORK="$ROOT/bench/.work"
-PYTHON="${PYTHON:-python3}"
 SERVER_CPUS="${SERVER_CPUS:-0,1}"
 if [[ -z "${GENERATOR_CPUS:-}" ]]; then
     cores="$(nproc --all)"
@@ -35,7 +26,6 @@ if [[ -z "${GENERATOR_CPUS:-}" ]]; then
     fi
     GENERATOR_CPUS="2-$((cores - 1))"
 fi
-export ORT_DYLIB_PATH="$BUNDLE/lib/libonnxruntime.so.1.31.1"
 
 # run_bench.py starts each program by path and stops it by PID: a wrapper
 # that execs under taskset keeps both.
@@ -51,22 +41,10 @@ pin loadgen "$GENERATOR_CPUS"
 pin perf_analyzer "$GENERATOR_CPUS"
 
 "$PYTHON" bench/generate_workloads.py "$WORK/models" >/dev/null
-OUT="$WORK/results/$(date -u +%Y%m%dT%H%M%SZ)-pinned"
-mkdir -p "$OUT"
-"$PYTHON" bench/meta.py "$OUT/meta.json" "$ORT_DYLIB_PATH" --build-facts "$BUNDLE/build.json"
-
-echo "[pinned-run] server on CPUs $SERVER_CPUS, generators on $GENERATOR_CPUS; results in $OUT" >&2
-"$PYTHON" bench/run_bench.py \
-    --models "$WORK/models" \
-    --out "$OUT" \
-    --meta "$OUT/meta.json" \
-    --systems raw,tritonrs \
+echo "[pinned] server on CPUs $SERVER_CPUS, generators on $GENERATOR_CPUS" >&2
+run_from_bundle pinned "$WORK/models" \
     --server "$PINNED/tritonrs" \
     --raw "$PINNED/raw_onnxruntime" \
     --loadgen "$PINNED/loadgen" \
     --perf-analyzer "$PINNED/perf_analyzer" \
-    --perf-analyzer-lib "$BUNDLE/pa-lib" \
     "$@"
-"$PYTHON" bench/report.py "$OUT/results.json" >"$OUT/report.md"
-echo "[pinned-run] report: $OUT/report.md" >&2
-cat "$OUT/report.md"
