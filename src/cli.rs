@@ -87,7 +87,8 @@ pub struct Args {
           num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub exit_on_error: bool,
 
-    /// Seconds to let in-flight requests finish after SIGTERM or SIGINT.
+    /// Seconds to let in-flight requests finish and the models unload after
+    /// SIGTERM or SIGINT.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub exit_timeout_secs: u64,
 
