@@ -176,17 +176,23 @@ impl Scheduler {
             spinner: AtomicBool::new(false),
             recent_execution: RecentDuration::default(),
         });
-        let mut threads = Vec::with_capacity(instances.len());
+        // Built first, so that if a thread cannot be started, dropping it
+        // ends the threads started before.
+        let scheduler = Self { shared, next_id: AtomicU64::new(0), threads: Mutex::new(Vec::new()) };
         for (name, backend_instance) in instances {
-            let shared = Arc::clone(&shared);
+            let shared = Arc::clone(&scheduler.shared);
             let thread_name = name.clone();
             let thread = thread::Builder::new()
                 .name(thread_name)
                 .spawn(move || instance::run(&shared, &name, backend_instance))
                 .map_err(|error| Error::internal(format!("{label}: cannot start an instance thread: {error}")))?;
-            threads.push(thread);
+            scheduler.lock_threads().push(thread);
         }
-        Ok(Self { shared, next_id: AtomicU64::new(0), threads: Mutex::new(threads) })
+        Ok(scheduler)
+    }
+
+    fn lock_threads(&self) -> MutexGuard<'_, Vec<JoinHandle<()>>> {
+        self.threads.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Stops taking requests, lets the instances answer what is queued, and
@@ -197,7 +203,7 @@ impl Scheduler {
     /// Blocks for as long as the batches in flight take.
     pub fn stop(&self) {
         self.close();
-        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
+        let threads = std::mem::take(&mut *self.lock_threads());
         for thread in threads {
             // `instance::run` catches the backend's panics, so a thread
             // that panicked anyway is a scheduler bug: say so, and stop the
