@@ -469,23 +469,23 @@ impl ModelManager {
     /// already queued, and its instances release their backend resources
     /// before this returns. Blocks while the batches in flight finish.
     pub fn unload_all(&self) {
-        let unloaded: Vec<(String, i64, Arc<LoadedVersion>)> = {
+        let unloaded: Vec<(String, Arc<LoadedVersion>)> = {
             let mut models = self.write_models();
             models
                 .iter_mut()
                 .flat_map(|(name, record)| {
-                    record.versions.iter_mut().filter_map(move |(&version, version_record)| {
+                    record.versions.values_mut().filter_map(move |version_record| {
                         let loaded = version_record.loaded.take()?;
                         version_record.state = VersionState::Unavailable("unloaded".to_string());
-                        Some((name.clone(), version, loaded))
+                        Some((name.clone(), loaded))
                     })
                 })
                 .collect()
         };
         self.readiness.send_replace(false);
-        for (name, version, loaded) in unloaded {
+        for (name, loaded) in unloaded {
             loaded.scheduler.stop();
-            tracing::info!(model = %name, version, "unloaded");
+            tracing::info!(model = %name, version = loaded.version, "unloaded");
         }
     }
 
