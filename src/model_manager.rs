@@ -405,17 +405,16 @@ impl ModelManager {
     }
 
     /// Statistics of every ready version of `name` (of every model when
-    /// `None`), or of one version, ordered by name and version.
+    /// `None`, whatever `version` says, as in Triton), or of one version,
+    /// ordered by name and version. A named model without a ready version
+    /// is an error, not an empty list, so a failed model does not pass for
+    /// an idle one.
     pub fn statistics(&self, name: Option<&str>, version: Option<i64>) -> Result<Vec<ModelStatistics>> {
         if let Some(name) = name {
+            let resolved = self.resolve(name, version)?;
             if version.is_some() {
-                return Ok(vec![self.resolve(name, version)?.statistics.snapshot()]);
+                return Ok(vec![resolved.statistics.snapshot()]);
             }
-            if !self.read_models().contains_key(name) {
-                return Err(Error::not_found(format!("model '{name}' is not in the model repository")));
-            }
-        } else if version.is_some() {
-            return Err(Error::invalid_argument("a version needs a model name"));
         }
         let models = self.read_models();
         Ok(models

@@ -115,7 +115,8 @@ impl StatisticsRecorder {
         let requests = queue_times.len() as u64;
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_millis() as u64);
         self.update(|statistics| {
-            statistics.last_inference = now_ms;
+            // Instances finish out of order: keep the latest.
+            statistics.last_inference = statistics.last_inference.max(now_ms);
             statistics.inference_count += batch_size;
             statistics.execution_count += 1;
             let batch = statistics.batch_stats.entry(batch_size).or_default();

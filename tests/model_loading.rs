@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::{TestServer, copy_model, examples, simple_request};
 use tonic::Code;
-use tritonrs::proto::inference::{ModelMetadataRequest, ModelReadyRequest, ServerReadyRequest};
+use tritonrs::proto::inference::{ModelMetadataRequest, ModelReadyRequest, ModelStatisticsRequest, ServerReadyRequest};
 
 fn metadata(name: &str) -> ModelMetadataRequest {
     ModelMetadataRequest { name: name.into(), version: String::new() }
@@ -54,6 +54,18 @@ async fn a_failing_model_stops_the_server_unless_told_otherwise() {
     let error = client.model_metadata(metadata("broken")).await.unwrap_err();
     assert_eq!(error.code(), Code::Unavailable);
     assert!(error.message().contains("line 2"), "{}", error.message());
+    // Its statistics are an error too, not an empty list that would pass for
+    // an idle model.
+    let statistics = |name: &str, version: &str| ModelStatisticsRequest { name: name.into(), version: version.into() };
+    let error = client.model_statistics(statistics("broken", "")).await.unwrap_err();
+    assert_eq!(error.code(), Code::Unavailable);
+    assert!(error.message().contains("line 2"), "{}", error.message());
+    // Every model's statistics list the ready versions; as in Triton, a
+    // version without a model name is ignored.
+    for version in ["", "1"] {
+        let all = client.model_statistics(statistics("", version)).await.unwrap().into_inner();
+        assert_eq!(all.model_stats.iter().map(|stats| stats.name.as_str()).collect::<Vec<_>>(), ["simple"]);
+    }
     server.stop().await;
 }
 

@@ -59,6 +59,9 @@ fn encode(statistics: Vec<ModelStatistics>) -> Value {
                 },
                 "batch_stats": batches,
                 "memory_usage": [],
+                // Per-response statistics belong to decoupled models, which
+                // this server does not run: Triton sends an empty object.
+                "response_stats": {},
             })
         })
         .collect();
