@@ -174,9 +174,16 @@ fn normalize(config: &mut ModelConfig, gpu_available: bool) {
         if group.name.is_empty() {
             group.name = format!("{}_{index}", config.name);
         }
-        // KIND_AUTO is the GPU when the server can use one, else the CPU.
+        // KIND_AUTO is the GPU when the server can use one, else the CPU,
+        // where the GPUs it lists do not apply: the same configuration
+        // serves on hosts with and without a GPU.
         if group.kind() == Kind::Auto {
-            group.set_kind(if gpu_available { Kind::Gpu } else { Kind::Cpu });
+            if gpu_available {
+                group.set_kind(Kind::Gpu);
+            } else {
+                group.set_kind(Kind::Cpu);
+                group.gpus.clear();
+            }
         }
         // Without a device count, an unlisted GPU means the first one.
         if group.kind() == Kind::Gpu && group.gpus.is_empty() {
@@ -343,6 +350,16 @@ mod tests {
         };
         assert_eq!(config(false), (Kind::Cpu, vec![], 2));
         assert_eq!(config(true), (Kind::Gpu, vec![0], 1));
+        // The GPUs a KIND_AUTO group names apply only where it runs on one.
+        let listing_gpu_1 = |gpu_available| {
+            let group = ModelInstanceGroup { gpus: vec![1], ..Default::default() };
+            let config = ModelConfig { instance_group: vec![group], ..Default::default() };
+            let options = AutocompleteOptions { gpu_available, ..Default::default() };
+            let config = autocomplete(config, "m", Some(&batching_signature()), options).unwrap();
+            (config.instance_group[0].kind(), config.instance_group[0].gpus.clone())
+        };
+        assert_eq!(listing_gpu_1(false), (Kind::Cpu, vec![]));
+        assert_eq!(listing_gpu_1(true), (Kind::Gpu, vec![1]));
     }
 
     #[test]

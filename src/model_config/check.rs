@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use super::ModelConfig;
 use crate::proto::inference::model_config::SchedulingChoice;
+use crate::proto::inference::model_instance_group::Kind;
 use crate::proto::inference::model_queue_policy::TimeoutAction;
 use crate::proto::inference::{
     ModelDynamicBatching, ModelQueuePolicy, ModelTensorReshape, model_version_policy::PolicyChoice,
@@ -33,21 +34,38 @@ pub fn check_config(config: &ModelConfig) -> Result<(), String> {
     {
         return Err("version_policy latest must keep at least 1 version (num_versions: 0)".to_string());
     }
-    if let Some(SchedulingChoice::DynamicBatching(batching)) = &config.scheduling_choice {
-        check_dynamic_batching(batching, config.max_batch_size)?;
+    match &config.scheduling_choice {
+        Some(SchedulingChoice::DynamicBatching(batching)) => check_dynamic_batching(batching, config.max_batch_size)?,
+        // Running a stateful model without its sequence batcher would mix
+        // the requests of different sequences, and this server has no
+        // ensembles to schedule: refusing says so at load time.
+        Some(SchedulingChoice::SequenceBatching(_)) => {
+            return Err("sequence_batching is not supported: this server runs stateless models, with the default \
+                        scheduler or dynamic_batching"
+                .to_string());
+        }
+        Some(SchedulingChoice::EnsembleScheduling(_)) => {
+            return Err("ensemble_scheduling is not supported: this server has no ensemble platform".to_string());
+        }
+        None => {}
     }
     for group in &config.instance_group {
-        if group.count < 1 {
-            return Err(format!("instance_group '{}' must have count 1 or more, not {}", group.name, group.count));
+        if matches!(group.kind(), Kind::Cpu | Kind::Model) && !group.gpus.is_empty() {
+            return Err(format!(
+                "instance_group '{}' has kind {} but lists gpus {:?}; only KIND_GPU and KIND_AUTO groups name GPUs",
+                group.name,
+                group.kind().as_str_name(),
+                group.gpus
+            ));
         }
     }
     Ok(())
 }
 
+/// Triton's checks of `dynamic_batching`. A model that does not batch may
+/// have it too: its requests then run one at a time, with the priority
+/// levels and queue policies.
 fn check_dynamic_batching(batching: &ModelDynamicBatching, max_batch_size: i32) -> Result<(), String> {
-    if max_batch_size == 0 {
-        return Err("dynamic_batching needs a model that batches (max_batch_size above 0)".to_string());
-    }
     if let Some(&size) = batching.preferred_batch_size.iter().find(|&&size| size < 1 || size > max_batch_size) {
         return Err(format!(
             "dynamic_batching preferred_batch_size {size} must be between 1 and max_batch_size {max_batch_size}"
@@ -60,7 +78,10 @@ fn check_dynamic_batching(batching: &ModelDynamicBatching, max_batch_size: i32) 
             batching.default_priority_level
         ));
     }
-    if let Some(level) = batching.priority_queue_policy.keys().find(|&&level| level < 1 || level > levels) {
+    // Without priority levels Triton ignores per-level policies.
+    if levels > 0
+        && let Some(level) = batching.priority_queue_policy.keys().find(|&&level| level < 1 || level > levels)
+    {
         return Err(format!(
             "dynamic_batching priority_queue_policy names level {level}, outside 1 to priority_levels {levels}"
         ));
@@ -187,8 +208,16 @@ mod tests {
                 "default_priority_level must be between 1 and priority_levels 2",
             ),
             (
-                VALID.replace("max_batch_size: 4", "").replace("reshape { shape: [ ] }", "") + "dynamic_batching { }",
-                "needs a model that batches",
+                VALID.to_string()
+                    + "dynamic_batching { priority_levels: 2 default_priority_level: 1 \
+                                     priority_queue_policy { key: 3 value { } } }",
+                "priority_queue_policy names level 3, outside 1 to priority_levels 2",
+            ),
+            (VALID.to_string() + "sequence_batching { }", "sequence_batching is not supported"),
+            (VALID.to_string() + "ensemble_scheduling { }", "ensemble_scheduling is not supported"),
+            (
+                VALID.to_string() + "instance_group { name: \"g\" kind: KIND_CPU gpus: [ 0 ] }",
+                "instance_group 'g' has kind KIND_CPU but lists gpus [0]",
             ),
             (
                 VALID.to_string()
@@ -206,6 +235,20 @@ mod tests {
             let error = check_config(&config(&text)).unwrap_err();
             assert!(error.contains(expected), "expected '{expected}' in '{error}'");
         }
+    }
+
+    #[test]
+    fn accepts_what_triton_accepts_without_batching() {
+        // Requests of a model that does not batch still go through the
+        // dynamic batcher's queue policies, one at a time; per-level
+        // policies without levels are ignored.
+        let unbatched = VALID.replace("max_batch_size: 4", "").replace("reshape { shape: [ ] }", "");
+        check_config(&config(&(unbatched + "dynamic_batching { default_queue_policy { max_queue_size: 2 } }")))
+            .unwrap();
+        check_config(&config(
+            &(VALID.to_string() + "dynamic_batching { priority_queue_policy { key: 5 value { max_queue_size: 1 } } }"),
+        ))
+        .unwrap();
     }
 
     #[test]

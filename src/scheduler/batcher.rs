@@ -93,7 +93,7 @@ mod tests {
     use tokio::sync::oneshot;
 
     use super::*;
-    use crate::scheduler::policy::{DynamicBatching, QueuePolicy, TimeoutAction};
+    use crate::scheduler::policy::{DynamicBatching, PriorityLevels};
     use crate::scheduler::queue::Pending;
     use crate::tensor::{DataType, Tensor};
 
@@ -103,14 +103,9 @@ mod tests {
             dynamic: Some(DynamicBatching {
                 preferred_batch_sizes: preferred.to_vec(),
                 max_queue_delay: Duration::from_millis(delay_ms),
-                preserve_ordering: false,
             }),
-            levels: vec![QueuePolicy {
-                max_queue_size: 0,
-                default_timeout: None,
-                allow_timeout_override: false,
-                timeout_action: TimeoutAction::Reject,
-            }],
+            preserve_ordering: false,
+            levels: PriorityLevels::single(),
             default_level: 1,
         }
     }

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-pub use policy::{DynamicBatching, QueuePolicy, SchedulingPolicy, TimeoutAction};
+pub use policy::{DynamicBatching, PriorityLevels, QueuePolicy, SchedulingPolicy, TimeoutAction};
 
 use self::batcher::{Decision, decide};
 use self::ordering::Responder;
@@ -116,9 +116,9 @@ impl Shared {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Answers a request that leaves the queue without running (refused,
-    /// timed out, or its client went away): at once, whatever the answer
-    /// order, and counted as a failure, as Triton counts it.
+    /// Answers a request that leaves the queue without running (timed out,
+    /// or its client went away): at once, whatever the answer order, and
+    /// counted as a failure, as Triton counts it.
     fn answer_unrun(&self, pending: Pending, error: Error) {
         self.statistics.record_failure(pending.arrived.elapsed());
         self.responder.respond_now(pending.sequence, pending.reply, Err(error));
@@ -127,8 +127,9 @@ impl Shared {
     /// Answers requests that timed out in the queue.
     fn reject_late(&self, removals: Vec<Removal>) {
         for Removal::TimedOut(pending) in removals {
+            // Triton's words first: clients match on them.
             let error = Error::unavailable(format!(
-                "{}: the request timed out after waiting {} µs in the queue",
+                "Request timeout expired: the request to {} waited {} µs in the queue",
                 self.label,
                 pending.arrived.elapsed().as_micros()
             ));
@@ -160,7 +161,7 @@ impl Scheduler {
         instances: Vec<(String, Box<dyn ModelInstance>)>,
         statistics: Arc<StatisticsRecorder>,
     ) -> Result<Self> {
-        let preserve_ordering = policy.dynamic.as_ref().is_some_and(|dynamic| dynamic.preserve_ordering);
+        let preserve_ordering = policy.preserve_ordering;
         let shared = Arc::new(Shared {
             label: label.to_string(),
             state: Mutex::new(State {
@@ -227,7 +228,7 @@ impl Scheduler {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let level = shared.policy.level_for(options.priority);
         let arrived = Instant::now();
-        let deadline = shared.policy.levels[level - 1].timeout_for(options.timeout).map(|timeout| arrived + timeout);
+        let deadline = shared.policy.levels.policy(level).timeout_for(options.timeout).map(|timeout| arrived + timeout);
         let (reply, mut answer) = oneshot::channel();
         let first_in_line;
         {
@@ -262,11 +263,15 @@ impl Scheduler {
                 Err(rejected) => {
                     let limit = state.queue.policy(level).max_queue_size;
                     drop(state);
+                    // Triton's words first: clients match on them. Like
+                    // Triton, a refusal at the door is not an inference
+                    // failure in the statistics; it never entered the queue.
                     let error = Error::unavailable(format!(
-                        "{}: the queue is full ({limit} requests wait at priority level {level}); try again later",
+                        "Exceeds maximum queue size: {limit} requests already wait for {} at priority level \
+                         {level}; try again later",
                         shared.label
                     ));
-                    shared.answer_unrun(rejected, error);
+                    shared.responder.respond_now(rejected.sequence, rejected.reply, Err(error));
                 }
             }
         }
@@ -501,9 +506,12 @@ mod tests {
         assert_eq!(queued.unwrap().outputs[0].data[..], [1]);
         let rejected = rejected.unwrap_err();
         assert_eq!(rejected.kind(), crate::error::ErrorKind::Unavailable);
-        assert!(rejected.message().contains("queue is full"), "{}", rejected.message());
+        assert!(rejected.message().starts_with("Exceeds maximum queue size"), "{}", rejected.message());
         assert!(running.await.unwrap().is_ok());
-        assert_eq!(statistics.snapshot().inference_stats.fail.count, 1);
+        // As in Triton, the refused request counts neither as a success nor
+        // as a failure.
+        let counts = statistics.snapshot().inference_stats;
+        assert_eq!((counts.success.count, counts.fail.count), (2, 0));
     }
 
     /// Echoes its input after a pause, and records when it is dropped.

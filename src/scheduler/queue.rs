@@ -5,11 +5,11 @@
 //! requests at the same (or higher) priority levels that have not reached
 //! their timeouts are processed").
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 use super::Reply;
-use super::policy::{QueuePolicy, TimeoutAction};
+use super::policy::{PriorityLevels, QueuePolicy, TimeoutAction};
 use crate::error::Result;
 use crate::validation::ValidatedRequest;
 
@@ -57,30 +57,32 @@ impl Level {
     }
 }
 
-/// The priority queues of one model version.
+/// The priority queues of one model version. Only levels with waiting
+/// requests are kept, in level order, since a configuration may declare
+/// far more levels than requests ever use.
 #[derive(Debug)]
 pub struct RequestQueue {
-    levels: Vec<Level>,
-    policies: Vec<QueuePolicy>,
+    levels: BTreeMap<u64, Level>,
+    policies: PriorityLevels,
 }
 
 impl RequestQueue {
-    /// Empty queues with one policy per priority level (level 1 first).
-    pub fn new(policies: Vec<QueuePolicy>) -> Self {
-        Self { levels: policies.iter().map(|_| Level::default()).collect(), policies }
+    /// Empty queues under the given priority levels' policies.
+    pub fn new(policies: PriorityLevels) -> Self {
+        Self { levels: BTreeMap::new(), policies }
     }
 
     /// The policy of a 1-based level.
-    pub fn policy(&self, level: usize) -> &QueuePolicy {
-        &self.policies[level - 1]
+    pub fn policy(&self, level: u64) -> &QueuePolicy {
+        self.policies.policy(level)
     }
 
     /// Queues a request at a 1-based level, or gives it back when that
     /// level is full (its delayed requests count, as in Triton).
-    pub fn push(&mut self, level: usize, pending: Pending) -> Result<(), Pending> {
-        let policy = &self.policies[level - 1];
-        let queue = &mut self.levels[level - 1];
-        if policy.max_queue_size > 0 && queue.len() >= policy.max_queue_size {
+    pub fn push(&mut self, level: u64, pending: Pending) -> Result<(), Pending> {
+        let max_queue_size = self.policies.policy(level).max_queue_size;
+        let queue = self.levels.entry(level).or_default();
+        if max_queue_size > 0 && queue.len() >= max_queue_size {
             return Err(pending);
         }
         queue.on_time.push_back(pending);
@@ -92,14 +94,14 @@ impl RequestQueue {
     pub fn expire(&mut self, now: Instant) -> Vec<Removal> {
         let mut removed = Vec::new();
         let is_late = |pending: &Pending| pending.deadline.is_some_and(|deadline| deadline <= now);
-        for (level, policy) in self.levels.iter_mut().zip(&self.policies) {
+        for (&number, level) in &mut self.levels {
             if !level.on_time.iter().any(is_late) {
                 continue;
             }
             let (late, on_time): (VecDeque<Pending>, VecDeque<Pending>) = level.on_time.drain(..).partition(is_late);
             level.on_time = on_time;
             for mut pending in late {
-                match policy.timeout_action {
+                match self.policies.policy(number).timeout_action {
                     TimeoutAction::Reject => removed.push(Removal::TimedOut(pending)),
                     TimeoutAction::Delay => {
                         pending.deadline = None;
@@ -108,52 +110,58 @@ impl RequestQueue {
                 }
             }
         }
+        self.drop_empty_levels();
         removed
     }
 
     /// Removes the request with `id` (its client went away).
     pub fn cancel(&mut self, id: u64) -> Option<Pending> {
-        for queue in self.levels.iter_mut().flat_map(Level::queues_mut) {
-            if let Some(index) = queue.iter().position(|pending| pending.id == id) {
-                return queue.remove(index);
-            }
-        }
-        None
+        let cancelled = self.levels.values_mut().flat_map(Level::queues_mut).find_map(|queue| {
+            let index = queue.iter().position(|pending| pending.id == id)?;
+            queue.remove(index)
+        });
+        self.drop_empty_levels();
+        cancelled
     }
 
     /// Waiting requests in the order they should run: level 1 first; in
     /// each level the requests within their timeout, oldest first, then
     /// its delayed ones.
     pub fn iter(&self) -> impl Iterator<Item = &Pending> {
-        self.levels.iter().flat_map(|level| level.on_time.iter().chain(&level.delayed))
+        self.levels.values().flat_map(|level| level.on_time.iter().chain(&level.delayed))
     }
 
     /// Takes the first `count` requests of [`RequestQueue::iter`]'s order.
     pub fn take_front(&mut self, mut count: usize) -> Vec<Pending> {
         let mut taken = Vec::with_capacity(count);
-        for queue in self.levels.iter_mut().flat_map(Level::queues_mut) {
+        for queue in self.levels.values_mut().flat_map(Level::queues_mut) {
             while count > 0 {
                 let Some(pending) = queue.pop_front() else { break };
                 taken.push(pending);
                 count -= 1;
             }
         }
+        self.drop_empty_levels();
         taken
     }
 
     /// The earliest timeout still to come.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.levels.iter().flat_map(|level| &level.on_time).filter_map(|pending| pending.deadline).min()
+        self.levels.values().flat_map(|level| &level.on_time).filter_map(|pending| pending.deadline).min()
     }
 
     /// How many requests wait.
     pub fn len(&self) -> usize {
-        self.levels.iter().map(Level::len).sum()
+        self.levels.values().map(Level::len).sum()
     }
 
     /// Whether no request waits.
     pub fn is_empty(&self) -> bool {
-        self.iter().next().is_none()
+        self.levels.is_empty()
+    }
+
+    fn drop_empty_levels(&mut self) {
+        self.levels.retain(|_, level| level.len() > 0);
     }
 }
 
@@ -169,6 +177,12 @@ mod tests {
         QueuePolicy { max_queue_size, default_timeout: None, allow_timeout_override: false, timeout_action: action }
     }
 
+    /// Levels 1, 2, ... with the given policies.
+    fn levels(policies: &[QueuePolicy]) -> PriorityLevels {
+        let own = policies.iter().enumerate().map(|(index, &policy)| (index as u64 + 1, policy)).collect();
+        PriorityLevels::new(policies.len() as u64, QueuePolicy::UNBOUNDED, own)
+    }
+
     fn pending(sequence: u64, deadline: Option<Instant>) -> Pending {
         let (reply, _) = oneshot::channel();
         let request = ValidatedRequest { batch_size: 1, inputs: vec![], outputs: vec![] };
@@ -181,7 +195,8 @@ mod tests {
 
     #[test]
     fn higher_levels_come_first_and_full_levels_refuse() {
-        let mut queue = RequestQueue::new(vec![policy(0, TimeoutAction::Reject), policy(2, TimeoutAction::Reject)]);
+        let mut queue =
+            RequestQueue::new(levels(&[policy(0, TimeoutAction::Reject), policy(2, TimeoutAction::Reject)]));
         queue.push(2, pending(1, None)).unwrap();
         queue.push(2, pending(2, None)).unwrap();
         assert_eq!(queue.push(2, pending(3, None)).unwrap_err().sequence, 3);
@@ -199,7 +214,7 @@ mod tests {
         let now = Instant::now();
         let past = Some(now - Duration::from_millis(1));
         let future = Some(now + Duration::from_secs(60));
-        let mut queue = RequestQueue::new(vec![policy(0, TimeoutAction::Delay), policy(0, TimeoutAction::Reject)]);
+        let mut queue = RequestQueue::new(levels(&[policy(0, TimeoutAction::Delay), policy(0, TimeoutAction::Reject)]));
         queue.push(1, pending(1, past)).unwrap();
         queue.push(1, pending(2, future)).unwrap();
         queue.push(2, pending(3, past)).unwrap();
@@ -219,7 +234,7 @@ mod tests {
     #[test]
     fn delayed_requests_count_towards_their_levels_size_limit() {
         let now = Instant::now();
-        let mut queue = RequestQueue::new(vec![policy(2, TimeoutAction::Delay)]);
+        let mut queue = RequestQueue::new(levels(&[policy(2, TimeoutAction::Delay)]));
         queue.push(1, pending(1, Some(now - Duration::from_millis(1)))).unwrap();
         queue.push(1, pending(2, None)).unwrap();
         assert!(queue.expire(now).is_empty());
@@ -227,5 +242,24 @@ mod tests {
         assert_eq!(queue.cancel(101).map(|p| p.sequence), Some(1));
         queue.push(1, pending(3, None)).unwrap();
         assert_eq!(order(&queue), vec![2, 3]);
+    }
+
+    #[test]
+    fn only_levels_in_use_are_kept() {
+        let mut queue = RequestQueue::new(PriorityLevels::new(
+            u64::MAX,
+            QueuePolicy::UNBOUNDED,
+            BTreeMap::from([(u64::MAX, policy(1, TimeoutAction::Reject))]),
+        ));
+        queue.push(u64::MAX, pending(1, None)).unwrap();
+        assert_eq!(queue.push(u64::MAX, pending(2, None)).unwrap_err().sequence, 2);
+        queue.push(1 << 40, pending(3, None)).unwrap();
+        queue.push(1, pending(4, None)).unwrap();
+        assert_eq!(order(&queue), vec![4, 3, 1]);
+        assert_eq!(queue.levels.len(), 3);
+        assert_eq!(queue.take_front(2).len(), 2);
+        assert_eq!(queue.cancel(101).map(|p| p.sequence), Some(1));
+        assert!(queue.is_empty());
+        assert!(queue.levels.is_empty());
     }
 }

@@ -93,7 +93,7 @@ def test_a_request_timeout_rejects_it_while_it_waits_and_later_requests_run(prot
             client,
             lambda: client.infer("m", busy(client, 1, 5.0), timeout=100_000),
             "UNAVAILABLE",
-            "timed out",
+            "Request timeout expired",
         )
         # Rejected when its 100 ms ran out, not when the instance came free.
         assert time.monotonic() - started < 0.8, message
