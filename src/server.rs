@@ -60,7 +60,7 @@ pub async fn run(args: Args) -> ExitCode {
         autocomplete: AutocompleteOptions {
             strict: args.strict_model_config,
             default_max_batch_size: backend_config.default_max_batch_size,
-            gpu_available: backend.as_ref().is_ok_and(|backend| backend.gpu_available()),
+            gpu_count: backend.as_ref().map_or(0, |backend| backend.gpu_count()),
         },
     };
     let manager = Arc::new(ModelManager::new(backend, options));

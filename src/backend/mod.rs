@@ -64,10 +64,10 @@ pub trait Backend: Send + Sync {
     /// The backend name used in model configurations (`backend: "..."`).
     fn name(&self) -> &'static str;
 
-    /// Whether instances can run on a GPU (a `KIND_AUTO` instance group then
-    /// means GPU 0).
-    fn gpu_available(&self) -> bool {
-        false
+    /// How many GPUs instances can run on, as device ids 0 to count - 1;
+    /// decides what `KIND_AUTO` and a `KIND_GPU` group without `gpus` mean.
+    fn gpu_count(&self) -> u32 {
+        0
     }
 
     /// Reads the inputs and outputs that a model file declares.

@@ -22,14 +22,14 @@ pub struct AutocompleteOptions {
     /// max_batch_size given to models that can batch but whose configuration
     /// does not say (Triton's `default-max-batch-size`, 4).
     pub default_max_batch_size: i32,
-    /// Whether the backend can run instances on a GPU; decides what
-    /// `KIND_AUTO` means.
-    pub gpu_available: bool,
+    /// How many GPUs the backend can run instances on (ids 0 to count - 1);
+    /// decides what `KIND_AUTO` and a `KIND_GPU` group without `gpus` mean.
+    pub gpu_count: u32,
 }
 
 impl Default for AutocompleteOptions {
     fn default() -> Self {
-        Self { strict: false, default_max_batch_size: 4, gpu_available: false }
+        Self { strict: false, default_max_batch_size: 4, gpu_count: 0 }
     }
 }
 
@@ -59,7 +59,7 @@ pub fn autocomplete(
         let signature = signature.ok_or_else(|| "the model file's inputs and outputs are unknown".to_string())?;
         complete_from_signature(&mut config, signature, options.default_max_batch_size)?;
     }
-    normalize(&mut config, options.gpu_available);
+    normalize(&mut config, options.gpu_count)?;
     Ok(config)
 }
 
@@ -151,8 +151,10 @@ fn config_shape(spec: &TensorSpec, batching: bool) -> Result<(i32, Vec<i64>, Opt
     Ok((datatype.to_config() as i32, dims, None))
 }
 
-/// Triton's defaults for fields no configuration needs to spell out.
-fn normalize(config: &mut ModelConfig, gpu_available: bool) {
+/// Triton's defaults for fields no configuration needs to spell out, and
+/// its reading of instance groups against the GPUs the server sees.
+fn normalize(config: &mut ModelConfig, gpu_count: u32) -> Result<(), String> {
+    let is_gpu = |gpu: &i32| u32::try_from(*gpu).is_ok_and(|gpu| gpu < gpu_count);
     if config.version_policy.is_none() {
         config.version_policy =
             Some(ModelVersionPolicy { policy_choice: Some(PolicyChoice::Latest(Latest { num_versions: 1 })) });
@@ -174,26 +176,37 @@ fn normalize(config: &mut ModelConfig, gpu_available: bool) {
         if group.name.is_empty() {
             group.name = format!("{}_{index}", config.name);
         }
-        // KIND_AUTO is the GPU when the server can use one, else the CPU,
-        // where the GPUs it lists do not apply: the same configuration
-        // serves on hosts with and without a GPU.
+        // KIND_AUTO is the GPU when the server sees one and every GPU the
+        // group lists, else the CPU, where those GPUs do not apply: the same
+        // configuration serves on hosts with and without a GPU.
         if group.kind() == Kind::Auto {
-            if gpu_available {
+            if gpu_count > 0 && group.gpus.iter().all(is_gpu) {
                 group.set_kind(Kind::Gpu);
             } else {
                 group.set_kind(Kind::Cpu);
                 group.gpus.clear();
             }
         }
-        // Without a device count, an unlisted GPU means the first one.
-        if group.kind() == Kind::Gpu && group.gpus.is_empty() {
-            group.gpus.push(0);
+        if group.kind() == Kind::Gpu {
+            if let Some(missing) = group.gpus.iter().find(|gpu| gpu_count > 0 && !is_gpu(gpu)) {
+                return Err(format!(
+                    "instance_group '{}' names GPU {missing}, but the GPUs this server sees are 0 to {}",
+                    group.name,
+                    gpu_count - 1
+                ));
+            }
+            // Unlisted GPUs mean every GPU, as in Triton. Without any, GPU 0
+            // stays, so that creating the instance says what is missing.
+            if group.gpus.is_empty() {
+                group.gpus = (0..gpu_count.max(1)).map(|gpu| gpu as i32).collect();
+            }
         }
         if group.count < 1 {
             // Triton gives ONNX Runtime models two CPU instances by default.
             group.count = if group.kind() == Kind::Cpu { 2 } else { 1 };
         }
     }
+    Ok(())
 }
 
 /// Checks that a configuration fits the model file it will run: the same
@@ -343,23 +356,32 @@ mod tests {
 
     #[test]
     fn kind_auto_means_gpu_only_when_one_is_usable() {
-        let config = |gpu_available| {
-            let options = AutocompleteOptions { gpu_available, ..Default::default() };
+        let config = |gpu_count| {
+            let options = AutocompleteOptions { gpu_count, ..Default::default() };
             let config = autocomplete(ModelConfig::default(), "m", Some(&batching_signature()), options).unwrap();
             (config.instance_group[0].kind(), config.instance_group[0].gpus.clone(), config.instance_group[0].count)
         };
-        assert_eq!(config(false), (Kind::Cpu, vec![], 2));
-        assert_eq!(config(true), (Kind::Gpu, vec![0], 1));
-        // The GPUs a KIND_AUTO group names apply only where it runs on one.
-        let listing_gpu_1 = |gpu_available| {
-            let group = ModelInstanceGroup { gpus: vec![1], ..Default::default() };
+        assert_eq!(config(0), (Kind::Cpu, vec![], 2));
+        // Unlisted GPUs mean all of them, as in Triton.
+        assert_eq!(config(2), (Kind::Gpu, vec![0, 1], 1));
+        let grouped = |kind: Kind, gpus: Vec<i32>, gpu_count| {
+            let group = ModelInstanceGroup { kind: kind as i32, gpus, ..Default::default() };
             let config = ModelConfig { instance_group: vec![group], ..Default::default() };
-            let options = AutocompleteOptions { gpu_available, ..Default::default() };
-            let config = autocomplete(config, "m", Some(&batching_signature()), options).unwrap();
-            (config.instance_group[0].kind(), config.instance_group[0].gpus.clone())
+            let options = AutocompleteOptions { gpu_count, ..Default::default() };
+            autocomplete(config, "m", Some(&batching_signature()), options)
+                .map(|config| (config.instance_group[0].kind(), config.instance_group[0].gpus.clone()))
         };
-        assert_eq!(listing_gpu_1(false), (Kind::Cpu, vec![]));
-        assert_eq!(listing_gpu_1(true), (Kind::Gpu, vec![1]));
+        // The GPUs a KIND_AUTO group names apply only where all of them exist.
+        assert_eq!(grouped(Kind::Auto, vec![1], 0), Ok((Kind::Cpu, vec![])));
+        assert_eq!(grouped(Kind::Auto, vec![1], 1), Ok((Kind::Cpu, vec![])));
+        assert_eq!(grouped(Kind::Auto, vec![1], 2), Ok((Kind::Gpu, vec![1])));
+        // KIND_GPU on a missing GPU says which GPUs there are; with none at
+        // all, GPU 0 stays, and creating the instance says what is missing.
+        assert_eq!(
+            grouped(Kind::Gpu, vec![2], 2).unwrap_err(),
+            "instance_group 'm_0' names GPU 2, but the GPUs this server sees are 0 to 1"
+        );
+        assert_eq!(grouped(Kind::Gpu, vec![], 0), Ok((Kind::Gpu, vec![0])));
     }
 
     #[test]

@@ -60,8 +60,8 @@ impl Backend for OnnxRuntimeBackend {
         ONNX_BACKEND
     }
 
-    fn gpu_available(&self) -> bool {
-        cuda::available()
+    fn gpu_count(&self) -> u32 {
+        cuda::usable_gpu_count()
     }
 
     fn signature(&self, model_path: &Path) -> Result<ModelSignature> {
