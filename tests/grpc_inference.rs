@@ -11,6 +11,7 @@ use tonic::Code;
 use tritonrs::proto::health::HealthCheckRequest;
 use tritonrs::proto::health::health_check_response::ServingStatus;
 use tritonrs::proto::health::health_client::HealthClient;
+use tritonrs::proto::inference::infer_parameter::ParameterChoice;
 use tritonrs::proto::inference::model_infer_request::{InferInputTensor, InferRequestedOutputTensor};
 use tritonrs::proto::inference::*;
 
@@ -281,6 +282,9 @@ async fn stream_answers_in_order_and_survives_bad_requests() {
         let message = message.unwrap();
         let response = message.infer_response.unwrap();
         assert_eq!(response.id, format!("request-{seen}"), "responses come back in request order");
+        // Each answer is its request's last, and says so as Triton does.
+        let final_mark = response.parameters.get("triton_final_response").and_then(|p| p.parameter_choice.clone());
+        assert_eq!(final_mark, Some(ParameterChoice::BoolParam(true)));
         if seen % 10 == 3 {
             assert!(message.error_message.contains("no_such_model"), "{}", message.error_message);
         } else {

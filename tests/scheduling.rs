@@ -368,6 +368,37 @@ async fn a_cancelled_request_never_executes() {
 }
 
 #[tokio::test]
+async fn cancelling_a_stream_cancels_its_queued_requests() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let (server, _repository) =
+        serve("max_batch_size: 1 dynamic_batching { } instance_group [ { count: 1 kind: KIND_CPU } ]").await;
+    let mut client = server.client().await;
+    let iterations = iterations_for(&mut client, Duration::from_millis(800)).await;
+    let before = statistics(&mut client).await.inference_count;
+    // One stream: a long request that occupies the instance, then two that
+    // queue behind it. The client cancels the stream while they wait.
+    let (sender, requests) = tokio::sync::mpsc::channel(4);
+    for (count, payload) in [(iterations, -1.0), (1, 1.0), (2, 2.0)] {
+        sender.send(busy(count, &[payload])).await.unwrap();
+    }
+    let mut streaming = server.client().await;
+    let responses =
+        streaming.model_stream_infer(tokio_stream::wrappers::ReceiverStream::new(requests)).await.unwrap().into_inner();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Dropping both halves of the call resets the HTTP/2 stream, as a gRPC
+    // client's cancel does.
+    drop((responses, sender, streaming));
+    // The long request finishes; the queued ones never run.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after = statistics(&mut client).await;
+    assert_eq!(after.inference_count - before, 1, "only the running request ran");
+    assert_eq!(after.inference_stats.unwrap().fail.unwrap().count, 2);
+    client.model_infer(busy(5, &[5.0])).await.unwrap();
+    assert_eq!(statistics(&mut client).await.inference_count - before, 2);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn two_instances_run_two_requests_at_once() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let (server, _repository) = serve("max_batch_size: 1 instance_group [ { count: 2 kind: KIND_CPU } ]").await;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -130,14 +131,14 @@ impl GrpcInferenceService for InferenceService {
                     break;
                 };
                 let manager = Arc::clone(&manager);
-                let task = tokio::spawn(async move { stream_response(&manager, message).await });
+                let task = StreamedRequest(tokio::spawn(async move { stream_response(&manager, message).await }));
                 if pending.send(task).await.is_err() {
                     break;
                 }
             }
         });
-        let responses = ReceiverStream::new(queued).then(|task| async move {
-            Ok(task.await.unwrap_or_else(|error| ModelStreamInferResponse {
+        let responses = ReceiverStream::new(queued).then(|mut task| async move {
+            Ok((&mut task.0).await.unwrap_or_else(|error| ModelStreamInferResponse {
                 error_message: format!("the request failed inside the server: {error}"),
                 infer_response: None,
             }))
@@ -238,6 +239,19 @@ impl GrpcInferenceService for InferenceService {
     }
 }
 
+/// The task running one streamed request. When the client cancels the
+/// stream, tonic drops the response stream and with it these handles, and
+/// the tasks are aborted: a request still queued leaves its queue and never
+/// runs, as Triton cancels the requests of a cancelled stream. (A client
+/// that only closes its sending side still gets every answer.)
+struct StreamedRequest(JoinHandle<ModelStreamInferResponse>);
+
+impl Drop for StreamedRequest {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Runs one streamed request. Errors keep the request's model, version and
 /// id so the client can tell which request failed.
 async fn stream_response(manager: &ModelManager, message: ModelInferRequest) -> ModelStreamInferResponse {
@@ -251,12 +265,16 @@ async fn stream_response(manager: &ModelManager, message: ModelInferRequest) -> 
         Ok(request) => manager.infer(request).await,
         Err(error) => Err(error),
     };
-    match outcome {
-        Ok(response) => {
-            ModelStreamInferResponse { error_message: String::new(), infer_response: Some(encode_response(response)) }
-        }
-        Err(error) => {
-            ModelStreamInferResponse { error_message: error.message().to_string(), infer_response: Some(echo) }
-        }
-    }
+    let (error_message, mut infer_response) = match outcome {
+        Ok(response) => (String::new(), encode_response(response)),
+        Err(error) => (error.message().to_string(), echo),
+    };
+    // Every answer is its request's last (this server runs no decoupled
+    // models); Triton marks each one so, and clients that asked for
+    // `triton_enable_empty_final_response` wait for the mark.
+    infer_response.parameters.insert(
+        "triton_final_response".to_string(),
+        InferParameter { parameter_choice: Some(infer_parameter::ParameterChoice::BoolParam(true)) },
+    );
+    ModelStreamInferResponse { error_message, infer_response: Some(infer_response) }
 }

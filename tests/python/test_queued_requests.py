@@ -8,6 +8,7 @@ Each test serves `batch_busy_loop` (run time chosen by the request) with
 one instance, keeps it busy with a long request and watches what happens
 to the requests queued behind it."""
 
+import queue
 import time
 
 import pytest
@@ -34,6 +35,13 @@ def queued(tmp_path, launch_server, protocol):
     copy_model(TEST_MODELS / "batch_busy_loop", tmp_path, "m", config=CONFIG)
     server = launch_server(tmp_path)
     return server.url_for(protocol)
+
+
+@pytest.fixture
+def queued_grpc(tmp_path, launch_server):
+    """The same server, for the gRPC-only stream tests."""
+    copy_model(TEST_MODELS / "batch_busy_loop", tmp_path, "m", config=CONFIG)
+    return launch_server(tmp_path).url_for("grpc")
 
 
 def busy(client, iterations, payload):
@@ -122,3 +130,23 @@ def test_a_request_whose_client_gave_up_while_it_waited_never_runs(protocol, que
         assert count(model_stats(client, "m"), "inference_count") - before == 1, "the abandoned request ran"
         assert echoed(client.infer("m", busy(client, 1, 4.0))) == [[4.0]]
         assert count(model_stats(client, "m"), "inference_count") - before == 2
+
+
+def test_requests_queued_on_a_cancelled_stream_never_run(queued_grpc):
+    # tritonclient's stop_stream(cancel_requests=True) cancels the call;
+    # as in Triton, the stream's requests still waiting leave the queue.
+    with connect("grpc", queued_grpc) as client:
+        iterations = iterations_for(client, 1.0)
+        before = count(model_stats(client, "m"), "inference_count")
+        answers = queue.Queue()
+        client.start_stream(callback=lambda result, error: answers.put((result, error)), stream_timeout=60)
+        client.async_stream_infer("m", busy(client, iterations, -1.0))
+        for payload in (1.0, 2.0):
+            client.async_stream_infer("m", busy(client, 1, payload))
+        time.sleep(0.3)
+        client.stop_stream(cancel_requests=True)
+        # The long request was running and finishes; give it time to.
+        time.sleep(1.5)
+        stats = model_stats(client, "m")
+        assert count(stats, "inference_count") - before == 1, "a request of the cancelled stream ran"
+        assert echoed(client.infer("m", busy(client, 1, 4.0))) == [[4.0]]

@@ -122,3 +122,22 @@ def test_stream_can_be_restarted(grpc_client):
         assert error is None
         assert result.get_response().id == f"round-{round_number}"
         check_simple_result(result, a, b)
+
+
+def test_every_stream_answer_is_marked_final(grpc_client):
+    # Triton marks each answer of a model that is not decoupled as its
+    # request's last; clients that ask for empty final responses wait for it.
+    events = queue.Queue()
+    grpc_client.start_stream(callback=collect_into(events), stream_timeout=30)
+    try:
+        a, b = simple_data(1, seed=5)
+        grpc_client.async_stream_infer(
+            "simple", simple_inputs(a, b), request_id="marked", enable_empty_final_response=True
+        )
+        ((result, error),) = collect(events, 1)
+    finally:
+        grpc_client.stop_stream()
+    assert error is None, error
+    response = result.get_response()
+    assert response.parameters["triton_final_response"].bool_param is True
+    check_simple_result(result, a, b)
