@@ -85,9 +85,10 @@ mod driver {
     }
 }
 
-/// The CUDA execution provider on device `gpu`, failing the session rather
-/// than silently running on the CPU when it cannot be registered.
-pub fn execution_provider(gpu: i32, library: &Path) -> Result<ExecutionProviderDispatch> {
+/// The CUDA execution provider on device `gpu` with the configuration's
+/// provider `options`, failing the session rather than silently running on
+/// the CPU when it cannot be registered.
+pub fn execution_provider(gpu: i32, library: &Path, options: &[(String, String)]) -> Result<ExecutionProviderDispatch> {
     if !cfg!(feature = "cuda") {
         return Err(Error::unavailable(format!(
             "KIND_GPU instances need a build with the `cuda` feature (cargo build --features cuda) and the \
@@ -101,16 +102,20 @@ pub fn execution_provider(gpu: i32, library: &Path) -> Result<ExecutionProviderD
             library.display()
         )));
     }
-    cuda_provider(gpu)
+    cuda_provider(gpu, options)
 }
 
 #[cfg(feature = "cuda")]
-fn cuda_provider(gpu: i32) -> Result<ExecutionProviderDispatch> {
-    Ok(ort::ep::CUDA::default().with_device_id(gpu).build().error_on_failure())
+fn cuda_provider(gpu: i32, options: &[(String, String)]) -> Result<ExecutionProviderDispatch> {
+    use ort::ep::ArbitrarilyConfigurableExecutionProvider;
+    let provider = options
+        .iter()
+        .fold(ort::ep::CUDA::default(), |provider, (key, value)| provider.with_arbitrary_config(key, value));
+    Ok(provider.with_device_id(gpu).build().error_on_failure())
 }
 
 #[cfg(not(feature = "cuda"))]
-fn cuda_provider(gpu: i32) -> Result<ExecutionProviderDispatch> {
+fn cuda_provider(gpu: i32, _: &[(String, String)]) -> Result<ExecutionProviderDispatch> {
     Err(Error::unavailable(format!("GPU {gpu}: this build has no CUDA support")))
 }
 
@@ -122,7 +127,7 @@ mod tests {
 
     #[test]
     fn gpu_instances_explain_what_they_need() {
-        let Err(error) = execution_provider(0, Path::new("/opt/lib/libonnxruntime.so.1.31.1")) else {
+        let Err(error) = execution_provider(0, Path::new("/opt/lib/libonnxruntime.so.1.31.1"), &[]) else {
             panic!("a GPU provider without a GPU library");
         };
         assert!(error.message().contains("KIND_GPU instances need"), "{}", error.message());

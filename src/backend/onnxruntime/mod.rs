@@ -1,6 +1,7 @@
 //! The ONNX Runtime backend, through the `ort` crate with the library
 //! loaded at run time.
 
+mod accelerators;
 mod cuda;
 mod library;
 mod session_options;
@@ -80,7 +81,7 @@ impl Backend for OnnxRuntimeBackend {
     }
 
     fn create_instance(&self, settings: &InstanceSettings) -> Result<Box<dyn ModelInstance>> {
-        let options = SessionOptions::from_config(&settings.config, settings.instances_of_model)
+        let options = SessionOptions::from_config(&settings.config, settings.instances_of_model, settings.device)
             .map_err(Error::invalid_argument)?;
         let session = self
             .build_session(&options, settings.device, &settings.model_path)
@@ -100,7 +101,7 @@ impl OnnxRuntimeBackend {
     pub fn build_session(&self, options: &SessionOptions, device: Device, model_path: &Path) -> Result<Session> {
         let execution_provider = match device {
             Device::Cpu => None,
-            Device::Gpu(gpu) => Some(cuda::execution_provider(gpu, &self.library)?),
+            Device::Gpu(gpu) => Some(cuda::execution_provider(gpu, &self.library, &options.cuda_provider_options)?),
         };
         let configure = || -> ort::Result<Session> {
             let mut builder = options.apply(self.session_builder()?)?;

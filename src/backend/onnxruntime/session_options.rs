@@ -4,10 +4,12 @@
 
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 
+use super::accelerators::{check_cpu_accelerators, cuda_provider_options, parse_bool};
+use crate::backend::Device;
 use crate::model_config::ModelConfig;
 
 /// How to build the ONNX Runtime sessions of one model version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionOptions {
     /// Threads inside one operator.
     pub intra_op_threads: usize,
@@ -25,20 +27,25 @@ pub struct SessionOptions {
     /// threads take the cores the request handling and the other
     /// instances need, and a server is rarely idle long enough to gain.
     pub intra_op_spinning: bool,
+    /// Options for the CUDA execution provider, for a GPU instance (see
+    /// [`cuda_provider_options`]); empty on the CPU.
+    pub cuda_provider_options: Vec<(String, String)>,
 }
 
 impl SessionOptions {
-    /// Reads the settings of `config`. Without `intra_op_thread_count`, the
-    /// machine's cores are divided between the model's `instances` so that
-    /// instances running side by side do not oversubscribe the CPU.
-    pub fn from_config(config: &ModelConfig, instances: usize) -> Result<Self, String> {
+    /// Reads the settings of `config` for an instance on `device`. Without
+    /// `intra_op_thread_count`, the machine's cores are divided between the
+    /// model's `instances` so that instances running side by side do not
+    /// oversubscribe the CPU.
+    pub fn from_config(config: &ModelConfig, instances: usize, device: Device) -> Result<Self, String> {
         let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
-        let intra_op_threads = match parameter::<usize>(config, "intra_op_thread_count")? {
-            Some(threads) if threads > 0 => threads,
-            _ => (cores / instances.max(1)).max(1),
-        };
-        let inter_op_threads = parameter::<usize>(config, "inter_op_thread_count")?.unwrap_or(0);
-        let parallel_execution = match parameter::<u8>(config, "execution_mode")? {
+        // As in Triton, a count of 0 or less keeps the default.
+        let positive = |count: Option<i64>| count.and_then(|count| usize::try_from(count).ok()).filter(|&n| n > 0);
+        let intra_op_threads =
+            positive(parameter(config, "intra_op_thread_count")?).unwrap_or_else(|| (cores / instances.max(1)).max(1));
+        let inter_op_threads = positive(parameter(config, "inter_op_thread_count")?).unwrap_or(0);
+        check_cpu_accelerators(config)?;
+        let parallel_execution = match parameter::<i64>(config, "execution_mode")? {
             None | Some(0) => false,
             Some(1) => true,
             Some(other) => {
@@ -56,7 +63,12 @@ impl SessionOptions {
             2 => GraphOptimizationLevel::Disable,
             _ => GraphOptimizationLevel::All,
         };
-        let memory_pattern = parameter::<u8>(config, "enable_mem_pattern")?.map(|value| value != 0);
+        let memory_pattern = match config.parameters.get("enable_mem_pattern") {
+            None => None,
+            Some(value) => Some(parse_bool(&value.string_value).ok_or_else(|| {
+                format!("parameter enable_mem_pattern must be true or false, not '{}'", value.string_value)
+            })?),
+        };
         let intra_op_spinning =
             parameter::<u8>(config, "session.intra_op.allow_spinning")?.is_some_and(|value| value != 0);
         Ok(Self {
@@ -66,6 +78,10 @@ impl SessionOptions {
             optimization,
             memory_pattern,
             intra_op_spinning,
+            cuda_provider_options: match device {
+                Device::Cpu => Vec::new(),
+                Device::Gpu(_) => cuda_provider_options(config)?,
+            },
         })
     }
 
@@ -93,7 +109,7 @@ fn parameter<T: std::str::FromStr>(config: &ModelConfig, key: &str) -> Result<Op
         return Ok(None);
     };
     let text = value.string_value.trim();
-    text.parse::<T>().map(Some).map_err(|_| format!("parameter {key} must be a non-negative integer, not '{text}'"))
+    text.parse::<T>().map(Some).map_err(|_| format!("parameter {key} must be an integer, not '{text}'"))
 }
 
 #[cfg(test)]
@@ -108,11 +124,11 @@ mod tests {
                parameters { key: "intra_op_thread_count" value { string_value: "3" } }
                parameters { key: "inter_op_thread_count" value { string_value: "2" } }
                parameters { key: "execution_mode" value { string_value: "1" } }
-               parameters { key: "enable_mem_pattern" value { string_value: "0" } }
+               parameters { key: "enable_mem_pattern" value { string_value: "false" } }
                parameters { key: "session.intra_op.allow_spinning" value { string_value: "1" } }"#,
         )
         .unwrap();
-        let options = SessionOptions::from_config(&config, 2).unwrap();
+        let options = SessionOptions::from_config(&config, 2, Device::Cpu).unwrap();
         assert_eq!(
             options,
             SessionOptions {
@@ -122,6 +138,7 @@ mod tests {
                 optimization: GraphOptimizationLevel::Disable,
                 memory_pattern: Some(false),
                 intra_op_spinning: true,
+                cuda_provider_options: vec![],
             }
         );
     }
@@ -129,19 +146,45 @@ mod tests {
     #[test]
     fn divides_cores_between_instances_by_default() {
         let cores = std::thread::available_parallelism().unwrap().get();
-        let options = SessionOptions::from_config(&ModelConfig::default(), 1).unwrap();
+        let options = SessionOptions::from_config(&ModelConfig::default(), 1, Device::Cpu).unwrap();
         assert_eq!(options.intra_op_threads, cores);
         assert_eq!(options.optimization, GraphOptimizationLevel::All);
         assert!(!options.intra_op_spinning);
-        let many = SessionOptions::from_config(&ModelConfig::default(), cores * 4).unwrap();
+        let many = SessionOptions::from_config(&ModelConfig::default(), cores * 4, Device::Cpu).unwrap();
         assert_eq!(many.intra_op_threads, 1);
+        // As in Triton, a count of 0 or less means the default.
+        let config =
+            parse_text_format(r#"parameters { key: "intra_op_thread_count" value { string_value: "-1" } }"#).unwrap();
+        assert_eq!(SessionOptions::from_config(&config, 1, Device::Cpu).unwrap().intra_op_threads, cores);
+    }
+
+    #[test]
+    fn only_gpu_instances_read_the_gpu_settings() {
+        // As in Triton, a CPU instance ignores the GPU accelerators, even
+        // one it would refuse.
+        let config = parse_text_format(
+            r#"parameters { key: "gpu_mem_limit" value { string_value: "1024" } }
+               optimization { execution_accelerators { gpu_execution_accelerator: [ { name: "cuda" } ] } }"#,
+        )
+        .unwrap();
+        assert_eq!(SessionOptions::from_config(&config, 1, Device::Cpu).unwrap().cuda_provider_options, vec![]);
+        assert_eq!(
+            SessionOptions::from_config(&config, 1, Device::Gpu(0)).unwrap().cuda_provider_options,
+            vec![("gpu_mem_limit".to_string(), "1024".to_string())]
+        );
+        let unknown = parse_text_format(
+            r#"optimization { execution_accelerators { gpu_execution_accelerator: [ { name: "rocm" } ] } }"#,
+        )
+        .unwrap();
+        assert!(SessionOptions::from_config(&unknown, 1, Device::Cpu).is_ok());
+        assert!(SessionOptions::from_config(&unknown, 1, Device::Gpu(0)).unwrap_err().contains("'rocm'"));
     }
 
     #[test]
     fn rejects_malformed_values() {
         let config =
             parse_text_format(r#"parameters { key: "intra_op_thread_count" value { string_value: "many" } }"#).unwrap();
-        let error = SessionOptions::from_config(&config, 1).unwrap_err();
+        let error = SessionOptions::from_config(&config, 1, Device::Cpu).unwrap_err();
         assert!(error.contains("intra_op_thread_count") && error.contains("many"), "{error}");
     }
 }
