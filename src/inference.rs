@@ -2,6 +2,7 @@
 //! into and encodes from.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -19,6 +20,19 @@ pub enum ParameterValue {
     Double(f64),
     /// A string.
     String(String),
+}
+
+impl fmt::Display for ParameterValue {
+    /// The value as a client wrote it, for error messages.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Bool(value) => write!(f, "{value}"),
+            Self::Int64(value) => write!(f, "{value}"),
+            Self::Uint64(value) => write!(f, "{value}"),
+            Self::Double(value) => write!(f, "{value}"),
+            Self::String(value) => write!(f, "{value:?}"),
+        }
+    }
 }
 
 /// Named parameters, ordered so responses are deterministic.

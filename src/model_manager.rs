@@ -263,6 +263,12 @@ impl ModelManager {
             return Err(Error::unavailable(format!("model file '{}' does not exist", model_path.display())));
         }
         let placements = instance_placements(config);
+        if placements.is_empty() {
+            return Err(Error::unavailable(format!(
+                "model '{}': every instance group is passive, so no instance would take its requests",
+                config.name
+            )));
+        }
         let mut instances: Vec<(String, Box<dyn ModelInstance>)> = Vec::with_capacity(placements.len());
         for (name, device) in &placements {
             let settings = InstanceSettings {
@@ -566,19 +572,24 @@ fn on_thread_named<T: Send>(name: &str, create: impl FnOnce() -> Result<T> + Sen
 }
 
 /// Names and devices of the instances a completed configuration asks for:
-/// `count` per group on the CPU, or `count` per listed GPU.
+/// `count` per group on the CPU, or `count` per listed GPU, named
+/// `<group>_<n>` with n counting within the group and device, as Triton
+/// names them. Passive instances are left out: Triton loads them but never
+/// sends them requests, and this server has nothing else to use them for.
 pub fn instance_placements(config: &ModelConfig) -> Vec<(String, Device)> {
     let mut placements = Vec::new();
     for group in &config.instance_group {
+        if group.passive {
+            tracing::info!(model = %config.name, group = %group.name, "passive instances are not loaded: they would get no requests");
+            continue;
+        }
         let count = usize::try_from(group.count).unwrap_or(0);
         let devices: Vec<Device> = match group.kind() {
             Kind::Gpu => group.gpus.iter().map(|&gpu| Device::Gpu(gpu)).collect(),
             _ => vec![Device::Cpu],
         };
         for device in devices {
-            for _ in 0..count {
-                placements.push((format!("{}_{}", group.name, placements.len()), device));
-            }
+            placements.extend((0..count).map(|index| (format!("{}_{index}", group.name), device)));
         }
     }
     placements
@@ -587,6 +598,20 @@ pub fn instance_placements(config: &ModelConfig) -> Vec<(String, Device)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instances_are_named_within_their_group_and_passive_ones_left_out() {
+        let config = crate::model_config::parse_text_format(
+            r#"name: "m"
+               instance_group [ { name: "a" count: 2 kind: KIND_CPU },
+                                { name: "g" count: 1 kind: KIND_GPU gpus: [ 0, 1 ] },
+                                { name: "p" count: 3 kind: KIND_CPU passive: true } ]"#,
+        )
+        .unwrap();
+        let placements = instance_placements(&config);
+        let expected = [("a_0", Device::Cpu), ("a_1", Device::Cpu), ("g_0", Device::Gpu(0)), ("g_0", Device::Gpu(1))];
+        assert_eq!(placements, expected.map(|(name, device)| (name.to_string(), device)));
+    }
 
     #[test]
     fn instances_are_created_on_a_thread_named_after_them() {

@@ -118,3 +118,25 @@ async fn a_missing_repository_is_a_startup_error() {
     assert_eq!(status.code(), Some(1));
     assert!(server.log().contains("cannot read model repository '/nonexistent/models'"), "{}", server.log());
 }
+
+#[tokio::test]
+async fn a_model_whose_instances_are_all_passive_fails_to_load() {
+    // Triton never sends requests to passive instances: such a model could
+    // only leave its requests waiting.
+    let repository = tempfile::tempdir().unwrap();
+    copy_model(&examples().join("simple"), repository.path(), "simple");
+    copy_model(&examples().join("simple"), repository.path(), "idle");
+    let config = std::fs::read_to_string(repository.path().join("idle/config.pbtxt")).unwrap();
+    let config = config.replace("\"simple\"", "\"idle\"") + "instance_group [ { kind: KIND_CPU passive: true } ]\n";
+    std::fs::write(repository.path().join("idle/config.pbtxt"), config).unwrap();
+    let server =
+        TestServer::start(&[&format!("--model-repository={}", repository.path().display()), "--exit-on-error=false"]);
+    server.wait_loaded().await;
+    let mut client = server.client().await;
+    let error = client.model_metadata(metadata("idle")).await.unwrap_err();
+    assert_eq!(error.code(), Code::Unavailable);
+    assert!(error.message().contains("every instance group is passive"), "{}", error.message());
+    let response = client.model_infer(simple_request(1)).await.unwrap().into_inner();
+    common::assert_simple_response(&response, 1);
+    server.stop().await;
+}

@@ -138,6 +138,10 @@ fn execute_batch(shared: &Shared, name: &str, instance: &mut dyn ModelInstance, 
             }
         }
         Err(error) => {
+            // Say which model and instance failed, to the clients and in the
+            // log: a backend's own message rarely names them.
+            let error = Error::new(error.kind(), format!("{} (instance '{name}'): {}", shared.label, error.message()));
+            tracing::warn!(instance = name, requests = live.len(), "a batch failed: {}", error.message());
             for pending in live {
                 shared.statistics.record_failure(finished.saturating_duration_since(pending.arrived));
                 shared.responder.respond(pending.sequence, pending.reply, Err(error.clone()));

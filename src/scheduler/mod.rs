@@ -58,7 +58,7 @@ impl RequestOptions {
                 Some(ParameterValue::Uint64(value)) => Ok(Some(*value)),
                 Some(ParameterValue::Int64(value)) if *value >= 0 => Ok(Some(*value as u64)),
                 Some(other) => Err(Error::invalid_argument(format!(
-                    "model '{model}': the '{key}' parameter must be a non-negative integer, not {other:?}"
+                    "model '{model}': the '{key}' parameter must be a non-negative integer, not {other}"
                 ))),
             }
         };
@@ -572,6 +572,7 @@ mod tests {
         for _ in 0..2 {
             let error = scheduler.execute(request(0), RequestOptions::default()).await.unwrap_err();
             assert!(error.message().contains("panicked"), "{}", error.message());
+            assert!(error.message().starts_with("model 'm' version 1 (instance 'm_0'): "), "{}", error.message());
         }
     }
 
@@ -584,6 +585,9 @@ mod tests {
         let options = RequestOptions::from_parameters("m", &parameters).unwrap();
         assert_eq!(options, RequestOptions { priority: Some(2), timeout: Some(Duration::from_micros(1500)) });
         let bad = Parameters::from([("priority".to_string(), ParameterValue::String("high".into()))]);
-        assert!(RequestOptions::from_parameters("m", &bad).unwrap_err().message().contains("'priority'"));
+        assert_eq!(
+            RequestOptions::from_parameters("m", &bad).unwrap_err().message(),
+            "model 'm': the 'priority' parameter must be a non-negative integer, not \"high\""
+        );
     }
 }
