@@ -258,7 +258,7 @@ impl ModelManager {
 
     fn load_version(&self, model_dir: &Path, config: &Arc<ModelConfig>, version: i64) -> Result<LoadedVersion> {
         let backend = self.backend.as_ref().map_err(|reason| Error::unavailable(reason.clone()))?;
-        let model_path = model_dir.join(version.to_string()).join(&config.default_model_filename);
+        let model_path = model_file(model_dir, version, &config.default_model_filename);
         if !model_path.is_file() {
             return Err(Error::unavailable(format!("model file '{}' does not exist", model_path.display())));
         }
@@ -546,7 +546,7 @@ pub fn prepare_config(
         } else {
             &config.default_model_filename
         };
-        let model_file = model.path.join(latest.to_string()).join(filename);
+        let model_file = model_file(&model.path, *latest, filename);
         Some(backend.signature(&model_file).map_err(|error| error.message().to_string())?)
     } else {
         None
@@ -554,6 +554,14 @@ pub fn prepare_config(
     let config = autocomplete(config, &model.name, signature.as_ref(), options)?;
     check_config(&config)?;
     Ok(config)
+}
+
+/// The model file of `version`: `<model>/<version>/<filename>`, or, where
+/// that is a directory (a model with its weights in files beside it),
+/// the `model.onnx` inside it, as Triton's ONNX Runtime backend reads it.
+fn model_file(model_dir: &Path, version: i64, filename: &str) -> PathBuf {
+    let path = model_dir.join(version.to_string()).join(filename);
+    if path.is_dir() { path.join(crate::model_config::DEFAULT_ONNX_FILENAME) } else { path }
 }
 
 /// Runs `create` on a new thread called `name` and waits for it. ONNX

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use common::{TestServer, copy_model, examples, simple_request};
 use tonic::Code;
-use tritonrs::proto::inference::{ModelMetadataRequest, ModelReadyRequest, ModelStatisticsRequest, ServerReadyRequest};
+use tritonrs::proto::inference::{
+    ModelInferRequest, ModelMetadataRequest, ModelReadyRequest, ModelStatisticsRequest, ServerReadyRequest,
+};
 
 fn metadata(name: &str) -> ModelMetadataRequest {
     ModelMetadataRequest { name: name.into(), version: String::new() }
@@ -138,5 +140,30 @@ async fn a_model_whose_instances_are_all_passive_fails_to_load() {
     assert!(error.message().contains("every instance group is passive"), "{}", error.message());
     let response = client.model_infer(simple_request(1)).await.unwrap().into_inner();
     common::assert_simple_response(&response, 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_model_file_may_be_a_directory_holding_model_onnx() {
+    // Triton's layout for models whose weights sit in files beside them:
+    // <model>/<version>/model.onnx/model.onnx. With and without a
+    // configuration (the second is auto-completed from that file).
+    let repository = tempfile::tempdir().unwrap();
+    for name in ["simple", "simple_auto"] {
+        copy_model(&examples().join("simple"), repository.path(), name);
+        let version = repository.path().join(name).join("1");
+        std::fs::rename(version.join("model.onnx"), version.join("weights.onnx")).unwrap();
+        std::fs::create_dir(version.join("model.onnx")).unwrap();
+        std::fs::rename(version.join("weights.onnx"), version.join("model.onnx/model.onnx")).unwrap();
+    }
+    std::fs::remove_file(repository.path().join("simple_auto/config.pbtxt")).unwrap();
+    let server = TestServer::start(&[&format!("--model-repository={}", repository.path().display())]);
+    server.wait_ready().await;
+    let mut client = server.client().await;
+    for name in ["simple", "simple_auto"] {
+        let request = ModelInferRequest { model_name: name.into(), ..simple_request(1) };
+        let response = client.model_infer(request).await.unwrap().into_inner();
+        common::assert_simple_response(&response, 1);
+    }
     server.stop().await;
 }
