@@ -57,9 +57,15 @@ impl Level {
     }
 }
 
-/// The priority queues of one model version. Only levels with waiting
-/// requests are kept, in level order, since a configuration may declare
-/// far more levels than requests ever use.
+/// Levels kept once they are empty, so that their queues' buffers serve the
+/// next requests instead of being freed and allocated again for every
+/// request; past this many, empty levels are dropped, so that clients
+/// naming ever new priorities cannot grow the queue.
+const KEPT_LEVELS: usize = 8;
+
+/// The priority queues of one model version. Only the levels requests use
+/// are kept (see [`KEPT_LEVELS`]), in level order, since a configuration
+/// may declare far more levels than requests ever use.
 #[derive(Debug)]
 pub struct RequestQueue {
     levels: BTreeMap<u64, Level>,
@@ -157,11 +163,13 @@ impl RequestQueue {
 
     /// Whether no request waits.
     pub fn is_empty(&self) -> bool {
-        self.levels.is_empty()
+        self.levels.values().all(|level| level.len() == 0)
     }
 
     fn drop_empty_levels(&mut self) {
-        self.levels.retain(|_, level| level.len() > 0);
+        if self.levels.len() > KEPT_LEVELS {
+            self.levels.retain(|_, level| level.len() > 0);
+        }
     }
 }
 
@@ -256,10 +264,16 @@ mod tests {
         queue.push(1 << 40, pending(3, None)).unwrap();
         queue.push(1, pending(4, None)).unwrap();
         assert_eq!(order(&queue), vec![4, 3, 1]);
-        assert_eq!(queue.levels.len(), 3);
         assert_eq!(queue.take_front(2).len(), 2);
         assert_eq!(queue.cancel(101).map(|p| p.sequence), Some(1));
         assert!(queue.is_empty());
-        assert!(queue.levels.is_empty());
+        // A few empty levels stay for reuse; many do not.
+        assert_eq!(queue.levels.len(), 3);
+        for level in 0..100 {
+            queue.push(level + 10, pending(level + 10, None)).unwrap();
+            assert_eq!(queue.take_front(1).len(), 1);
+        }
+        assert!(queue.is_empty());
+        assert!(queue.levels.len() <= KEPT_LEVELS + 1, "{} levels kept", queue.levels.len());
     }
 }
