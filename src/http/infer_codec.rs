@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::inference::{
     InferenceRequest, InferenceResponse, ParameterValue, Parameters, RequestedOutput, check_tensor_parameters,
 };
-use crate::tensor::{DataType, Tensor, element_count, format_shape};
+use crate::tensor::{DataType, Tensor, element_count, encode_byte_strings, format_shape};
 
 /// Header giving the length of the JSON part when binary data follows it.
 pub const HEADER_LENGTH: &str = "inference-header-content-length";
@@ -297,6 +297,7 @@ pub fn raw_binary_request(
         *first = 1;
     }
     let variable: Vec<usize> = shape.iter().enumerate().filter(|(_, dim)| **dim < 0).map(|(index, _)| index).collect();
+    let mut data = body;
     match input.datatype.element_size() {
         None => {
             if element_count(&shape.iter().map(|&dim| dim.max(1)).collect::<Vec<_>>()) != Some(1) {
@@ -307,6 +308,9 @@ pub fn raw_binary_request(
                 )));
             }
             shape.iter_mut().for_each(|dim| *dim = (*dim).max(1));
+            // The body is the one element's bytes; as Triton does, give it
+            // the length prefix that BYTES tensors carry.
+            data = encode_byte_strings([&data]);
         }
         Some(size) => {
             if variable.len() > 1 {
@@ -319,16 +323,16 @@ pub fn raw_binary_request(
             if let Some(&index) = variable.first() {
                 let known: usize = shape.iter().filter(|&&dim| dim >= 0).map(|&dim| dim as usize).product();
                 let per_step = known * size;
-                if per_step == 0 || !body.len().is_multiple_of(per_step) {
+                if per_step == 0 || !data.len().is_multiple_of(per_step) {
                     return Err(invalid(format!(
                         "{} bytes of raw binary data do not fill input '{}' of shape {} with {} elements",
-                        body.len(),
+                        data.len(),
                         input.name,
                         format_shape(&input.shape),
                         input.datatype
                     )));
                 }
-                shape[index] = (body.len() / per_step) as i64;
+                shape[index] = (data.len() / per_step) as i64;
             }
         }
     }
@@ -337,7 +341,7 @@ pub fn raw_binary_request(
         model_version,
         id: String::new(),
         parameters: Parameters::new(),
-        inputs: vec![Tensor { name: input.name.clone(), datatype: input.datatype, shape, data: body }],
+        inputs: vec![Tensor { name: input.name.clone(), datatype: input.datatype, shape, data }],
         outputs: Vec::new(),
     })
 }

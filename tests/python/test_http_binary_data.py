@@ -183,6 +183,15 @@ def test_raw_binary_request_with_a_variable_dimension(http_url):
     np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), values.reshape(1, 5))
 
 
+def test_raw_binary_request_on_a_bytes_input(http_url):
+    # The body is the one BYTES element itself; as in Triton, the server adds
+    # the 4-byte length BYTES tensors carry, so the bytes come back as sent.
+    element = b"\x00raw \xff bytes"
+    result = result_of(post(http_url, "/v2/models/identity_bytes/infer", element, RAW))
+    assert result.get_output("OUTPUT0")["shape"] == [1, 1]
+    assert result.as_numpy("OUTPUT0").tolist() == [[element]]
+
+
 def test_raw_binary_request_on_predict(http_url):
     values = np.array([2.0, 4.0, 6.0, 8.0], dtype="<f2")
     response = post(http_url, "/predict", values.tobytes(), {**RAW, "model_name": "scale_fp16"})
