@@ -236,7 +236,11 @@ impl ModelIo {
         let batching = self.max_batch_size > 0;
         let item = if batching { &tensor.shape[1..] } else { &tensor.shape[..] };
         let mut shape: Vec<i64> = if batching { vec![tensor.shape[0]] } else { Vec::new() };
-        shape.extend(resolve_variable_dim(reshape, item.iter().product()));
+        // The shape passed validation, so its element count fits in memory:
+        // the product can only overflow on the way to a zero dimension, and
+        // then the count is 0.
+        let elements = item.iter().try_fold(1i64, |count, &dim| count.checked_mul(dim)).unwrap_or(0);
+        shape.extend(resolve_variable_dim(reshape, elements));
         shape
     }
 

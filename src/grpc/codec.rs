@@ -89,7 +89,10 @@ fn decode_input(input: InferInputTensor, raw: Option<Bytes>) -> Result<Tensor, S
             return Err(format!("input '{name}' has both contents and raw_input_contents; send one of them"));
         }
         (None, Some(contents)) => pack_contents(&name, datatype, contents)?,
-        (None, None) => Bytes::new(),
+        // As in Triton: a tensor without data is a mistake, even an empty one.
+        (None, None) => {
+            return Err(format!("input '{name}' has no data: send it in raw_input_contents or in contents"));
+        }
     };
     Ok(Tensor { name, datatype, shape: input.shape, data })
 }
@@ -322,6 +325,7 @@ mod tests {
                 ),
                 "256 in uint_contents does not fit UINT8",
             ),
+            (input("x", "INT32", vec![0], None), "input 'x' has no data"),
         ];
         for (tensor, expected) in cases {
             let error = decode_request(request(vec![tensor], vec![])).unwrap_err();

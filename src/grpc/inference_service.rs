@@ -125,19 +125,27 @@ impl GrpcInferenceService for InferenceService {
         tokio::spawn(async move {
             let mut messages = std::pin::pin!(incoming.take_until(shutdown.fired()));
             while let Some(message) = messages.next().await {
-                let Ok(message) = message else {
+                let next = match message {
+                    Ok(message) => {
+                        let manager = Arc::clone(&manager);
+                        Ok(StreamedRequest(tokio::spawn(async move { stream_response(&manager, message).await })))
+                    }
                     // The client cancelled or the connection broke: nothing
                     // more to read, and nobody to answer.
-                    break;
+                    Err(status) if status.code() == tonic::Code::Cancelled => break,
+                    // A message that could not be read (malformed, too large,
+                    // badly compressed): the stream ends with that status
+                    // after the answers before it, so the client learns why.
+                    Err(status) => Err(status),
                 };
-                let manager = Arc::clone(&manager);
-                let task = StreamedRequest(tokio::spawn(async move { stream_response(&manager, message).await }));
-                if pending.send(task).await.is_err() {
+                let failed = next.is_err();
+                if pending.send(next).await.is_err() || failed {
                     break;
                 }
             }
         });
-        let responses = ReceiverStream::new(queued).then(|mut task| async move {
+        let responses = ReceiverStream::new(queued).then(|next| async move {
+            let mut task = next?;
             Ok((&mut task.0).await.unwrap_or_else(|error| ModelStreamInferResponse {
                 error_message: format!("the request failed inside the server: {error}"),
                 infer_response: None,

@@ -7,6 +7,7 @@ mod health_service;
 mod inference_service;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::codec::CompressionEncoding;
@@ -22,6 +23,13 @@ use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::health::health_server::HealthServer;
 use crate::proto::inference::grpc_inference_service_server::GrpcInferenceServiceServer;
 use crate::shutdown::ShutdownSignal;
+
+/// Idle time after which the server pings a connection's peer (Triton's
+/// `grpc-keepalive-time` default).
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2 * 60 * 60);
+/// How long the peer has to answer the ping (Triton's
+/// `grpc-keepalive-timeout` default).
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Serves gRPC on `listener` until `shutdown` fires, then stops taking
 /// connections and new stream messages, and returns once the requests in
@@ -59,6 +67,10 @@ pub async fn serve(
     // binds itself, so the accepted sockets get it here.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     Server::builder()
+        // Triton's keepalive: a ping after two idle hours, 20 s to answer,
+        // so streams and health watches of peers that vanished are closed.
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .add_service(inference)
         .add_service(health)
         .add_service(reflection)

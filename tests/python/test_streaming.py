@@ -4,9 +4,11 @@ stream without closing it."""
 
 import queue
 
+import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from tritonclient.grpc import service_pb2
 
 from model_requests import (
     RPC_TIMEOUT_S,
@@ -141,3 +143,26 @@ def test_every_stream_answer_is_marked_final(grpc_client):
     response = result.get_response()
     assert response.parameters["triton_final_response"].bool_param is True
     check_simple_result(result, a, b)
+
+
+def test_a_message_the_server_cannot_read_ends_the_stream_with_its_status(grpc_url):
+    # The answers before it still come; then the stream fails with the
+    # reason instead of ending as if the client had closed it.
+    a, b = simple_data(1, seed=9)
+    request = service_pb2.ModelInferRequest(model_name="simple", id="readable")
+    for name, values in (("INPUT0", a), ("INPUT1", b)):
+        request.inputs.add(name=name, datatype="INT32", shape=[1, 16])
+        request.raw_input_contents.append(values.astype("<i4").tobytes())
+    with grpc.insecure_channel(grpc_url) as channel:
+        call = channel.stream_stream(
+            "/inference.GRPCInferenceService/ModelStreamInfer",
+            request_serializer=lambda message: message,
+            response_deserializer=service_pb2.ModelStreamInferResponse.FromString,
+        )
+        responses = call(iter([request.SerializeToString(), b"\xff\xff\xff"]), timeout=RPC_TIMEOUT_S)
+        first = next(responses)
+        assert first.error_message == "" and first.infer_response.id == "readable"
+        with pytest.raises(grpc.RpcError) as failure:
+            next(responses)
+    assert failure.value.code() not in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED), failure.value
+    assert "decode" in failure.value.details().lower(), failure.value.details()
