@@ -38,8 +38,9 @@ pub struct Args {
     #[arg(long, default_value = "0.0.0.0", value_name = "ADDRESS")]
     pub http_address: IpAddr,
 
-    /// Largest HTTP request body accepted, in bytes, after decompression
-    /// (larger ones get 413).
+    /// Largest HTTP request JSON, raw binary body or decompressed body
+    /// accepted, in bytes (larger ones get 413); binary tensor data after
+    /// a JSON header does not count, as in Triton.
     #[arg(long, default_value_t = 64 * 1024 * 1024, value_name = "BYTES")]
     pub http_max_input_size: usize,
 

@@ -44,17 +44,45 @@ fn content_encoding(headers: &HeaderMap) -> Result<ContentEncoding, ApiError> {
 }
 
 fn too_large(limit: usize) -> ApiError {
+    let bound = if limit == BINARY_REQUEST_LIMIT {
+        "the most a request with binary tensor data may carry"
+    } else {
+        "--http-max-input-size"
+    };
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
-        format!("the request body is larger than the limit of {limit} bytes (--http-max-input-size)"),
+        format!("the request body is larger than the limit of {limit} bytes ({bound})"),
     )
 }
 
+/// The most an uncompressed request with binary tensor data may carry: its
+/// binary part does not count against `--http-max-input-size` (as in
+/// Triton), and 2 GiB is the most a gRPC message may carry too.
+const BINARY_REQUEST_LIMIT: usize = i32::MAX as usize;
+
 /// Reads a whole request body, decompressing it as its Content-Encoding
-/// says; more than `limit` bytes, before or after decompression, is 413.
+/// says. As in Triton, `limit` (`--http-max-input-size`) bounds the JSON
+/// (with any data in it), a raw binary body and a decompressed body; the
+/// binary tensor data after a JSON header is bounded only by
+/// [`BINARY_REQUEST_LIMIT`]. Too much is 413.
 pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let encoding = content_encoding(headers)?;
-    let raw = read_raw_body(headers, body, limit).await?;
+    let raw_limit = match (encoding, header_length(headers)?) {
+        (ContentEncoding::Identity, Some(json_length)) if json_length > 0 => {
+            if json_length > limit {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "the request's JSON of {json_length} bytes is larger than the limit of {limit} bytes \
+                         (--http-max-input-size)"
+                    ),
+                ));
+            }
+            BINARY_REQUEST_LIMIT.max(limit)
+        }
+        _ => limit,
+    };
+    let raw = read_raw_body(headers, body, raw_limit).await?;
     if encoding == ContentEncoding::Identity {
         return Ok(raw);
     }
@@ -199,6 +227,22 @@ mod tests {
         assert_eq!(error.status, StatusCode::PAYLOAD_TOO_LARGE);
         let body = read_body(&HeaderMap::new(), Body::from(vec![1u8; 10]), 10).await.unwrap();
         assert_eq!(body.len(), 10);
+    }
+
+    #[tokio::test]
+    async fn binary_tensor_data_does_not_count_against_the_limit() {
+        // As in Triton, the limit bounds the JSON, not the binary data after it.
+        let mut headers = HeaderMap::new();
+        headers.insert(HEADER_LENGTH, HeaderValue::from_static("10"));
+        let body = read_body(&headers, Body::from(vec![1u8; 50]), 10).await.unwrap();
+        assert_eq!(body.len(), 50);
+        headers.insert(HEADER_LENGTH, HeaderValue::from_static("11"));
+        let error = read_body(&headers, Body::from(vec![1u8; 50]), 10).await.unwrap_err();
+        assert_eq!(error.status, StatusCode::PAYLOAD_TOO_LARGE);
+        // A raw binary body (header length 0) is all data, and bounded.
+        headers.insert(HEADER_LENGTH, HeaderValue::from_static("0"));
+        let error = read_body(&headers, Body::from(vec![1u8; 11]), 10).await.unwrap_err();
+        assert_eq!(error.status, StatusCode::PAYLOAD_TOO_LARGE);
     }
 
     #[tokio::test]

@@ -1,8 +1,10 @@
 """--http-max-input-size: bodies past the limit, after decompression, get a
 413 with a JSON error however they arrive (declared length, chunked,
 compressed, with Expect: 100-continue), bodies at the limit are read, and
-the server keeps serving afterwards. A server of its own runs with a
-1 MiB limit."""
+the server keeps serving afterwards. As in Triton, the limit bounds the
+JSON (with any data in it), raw binary bodies and decompressed bodies, not
+the binary tensor data after a JSON header. A server of its own runs with
+a 1 MiB limit."""
 
 import gzip
 import json
@@ -79,11 +81,29 @@ def test_a_chunked_body_within_the_limit_is_read(limited_url):
 def test_a_chunked_body_past_the_limit_is_refused(limited_url):
     # No Content-Length to judge by: the server must count as it reads.
     # (http.client sends a generator body with Transfer-Encoding: chunked.)
-    body, header_length = identity_uint8_body(LIMIT + 1000)
+    # A raw binary body is all tensor data, and the limit bounds it.
+    body = bytes(LIMIT + 1000)
+    chunks = (body[start : start + 65536] for start in range(0, len(body), 65536))
+    headers = {"Inference-Header-Content-Length": "0"}
+    response = http_request(limited_url, "POST", "/v2/models/identity_uint8/infer", chunks, headers)
+    expect_too_large(response)
+    assert_http_serves(limited_url)
+
+
+def test_binary_tensor_data_past_the_limit_is_read(limited_url):
+    # As in Triton: only the JSON header counts, so tritonclient's binary
+    # inputs may be larger than --http-max-input-size.
+    body, header_length = identity_uint8_body(3 * LIMIT)
     chunks = (body[start : start + 65536] for start in range(0, len(body), 65536))
     headers = {"Inference-Header-Content-Length": str(header_length)}
     response = http_request(limited_url, "POST", "/v2/models/identity_uint8/infer", chunks, headers)
-    expect_too_large(response)
+    assert response.status == 200, response.body[:500]
+    assert response.body[int(response.headers["inference-header-content-length"]) :] == body[header_length:]
+
+
+def test_a_json_header_past_the_limit_is_refused(limited_url):
+    headers = {"Inference-Header-Content-Length": str(LIMIT + 1)}
+    expect_error_response(post(limited_url, "/v2/models/identity_uint8/infer", bytes(LIMIT + 10), headers), 413, "JSON")
     assert_http_serves(limited_url)
 
 
@@ -116,8 +136,9 @@ def test_curl_with_expect_100_continue_gets_413(limited_url):
 
 
 def test_tritonclient_sees_413(limited_url):
+    # Sent as JSON data, which the limit bounds.
     data = np.zeros((1, 2 * LIMIT // 4), dtype=np.float32)
-    tensor = httpclient.InferInput("INPUT0", list(data.shape), "FP32").set_data_from_numpy(data)
+    tensor = httpclient.InferInput("INPUT0", list(data.shape), "FP32").set_data_from_numpy(data, binary_data=False)
     with httpclient.InferenceServerClient(limited_url, connection_timeout=5, network_timeout=20) as client:
         with pytest.raises(InferenceServerException) as caught:
             client.infer("identity_fp32", [tensor])

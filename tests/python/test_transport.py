@@ -1,7 +1,7 @@
 """What the wire allows: compressed requests and responses, and messages far
-beyond gRPC's default 4 MB limit, over gRPC and HTTP. HTTP bodies are
-limited by --http-max-input-size (64 MiB by default, after decompression;
-see test_http_limits.py for what happens past it)."""
+beyond gRPC's default 4 MB limit, over gRPC and HTTP. HTTP request JSON,
+raw binary and decompressed bodies are limited by --http-max-input-size
+(64 MiB by default; see test_http_limits.py for what happens past it)."""
 
 import queue
 import time
