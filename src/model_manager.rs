@@ -346,7 +346,12 @@ impl ModelManager {
     /// Whether a model version can serve; an unknown model is simply not
     /// ready.
     pub fn model_ready(&self, name: &str, version: Option<i64>) -> bool {
-        self.resolve(name, version).is_ok()
+        self.check_model_ready(name, version).is_ok()
+    }
+
+    /// Ok when a model version can serve, else why not.
+    pub fn check_model_ready(&self, name: &str, version: Option<i64>) -> Result<()> {
+        self.resolve(name, version).map(|_| ())
     }
 
     /// The version that serves `name` at `version` (the highest ready one

@@ -52,6 +52,9 @@ async fn metadata_health_and_config() {
     }
     let not_ready = client().get(server.url("/v2/models/simple/versions/2/ready")).send().await.unwrap();
     assert_eq!(not_ready.status(), StatusCode::BAD_REQUEST);
+    // With the reason, as Triton sends one.
+    let reason: Value = not_ready.json().await.unwrap();
+    assert!(reason["error"].as_str().unwrap().contains("has no version 2"), "{reason}");
 
     let (status, model) = get_json(&server, "/v2/models/simple").await;
     assert_eq!(status, StatusCode::OK);

@@ -1,7 +1,8 @@
 //! Health: the KServe v2 routes (`/v2/health/live`, `/v2/health/ready`,
-//! `/v2/models/{model}/ready`), which answer 200 or 400 as Triton does, and
-//! the cloud deployment route (`/health` by default), which answers 200 or
-//! 503 as load balancers expect.
+//! `/v2/models/{model}/ready`), which answer 200 or 400 as Triton does (a
+//! model's route with the reason in the body), and the cloud deployment
+//! route (`/health` by default), which answers 200 or 503 as load
+//! balancers expect.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -27,10 +28,15 @@ pub async fn ready(State(state): State<AppState>) -> StatusCode {
     status(state.manager.server_ready())
 }
 
-/// `GET /v2/models/{model}[/versions/{version}]/ready`.
+/// `GET /v2/models/{model}[/versions/{version}]/ready`: 200, or as Triton
+/// answers, 400 (also for a model or version the repository does not have)
+/// with why the version is not ready.
 pub async fn model_ready(State(state): State<AppState>, Path(path): Path<ModelPath>) -> Result<StatusCode, ApiError> {
     let version = path.version()?;
-    Ok(status(state.manager.model_ready(&path.model, version)))
+    match state.manager.check_model_ready(&path.model, version) {
+        Ok(()) => Ok(StatusCode::OK),
+        Err(error) => Err(ApiError::new(StatusCode::BAD_REQUEST, error.message().to_string())),
+    }
 }
 
 /// The cloud health check: 200 once the server and every model are ready,
