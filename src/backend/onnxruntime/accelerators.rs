@@ -77,17 +77,8 @@ fn legacy_parameters(config: &ModelConfig, options: &mut Vec<(String, String)>) 
         options.push((key.to_string(), value));
     };
     let parameter = |key: &str| config.parameters.get(key).map(|value| value.string_value.trim());
-    if let Some(text) = parameter("cudnn_conv_algo_search") {
-        let search = match text {
-            "0" => "EXHAUSTIVE",
-            "1" => "HEURISTIC",
-            "2" => "DEFAULT",
-            _ => {
-                return Err(format!(
-                    "parameter cudnn_conv_algo_search must be 0 (exhaustive), 1 (heuristic) or 2 (default), not '{text}'"
-                ));
-            }
-        };
+    let numbered = |key: &str, names: &[&'static str]| parameter(key).map(|text| name_of(key, text, names)).transpose();
+    if let Some(search) = numbered("cudnn_conv_algo_search", &["EXHAUSTIVE", "HEURISTIC", "DEFAULT"])? {
         set("cudnn_conv_algo_search", search.to_string());
     }
     if let Some(text) = parameter("gpu_mem_limit") {
@@ -95,16 +86,7 @@ fn legacy_parameters(config: &ModelConfig, options: &mut Vec<(String, String)>) 
             text.parse().map_err(|_| format!("parameter gpu_mem_limit must be a number of bytes, not '{text}'"))?;
         set("gpu_mem_limit", bytes.to_string());
     }
-    if let Some(text) = parameter("arena_extend_strategy") {
-        let strategy = match text {
-            "0" => "kNextPowerOfTwo",
-            "1" => "kSameAsRequested",
-            _ => {
-                return Err(format!(
-                    "parameter arena_extend_strategy must be 0 (next power of two) or 1 (same as requested), not '{text}'"
-                ));
-            }
-        };
+    if let Some(strategy) = numbered("arena_extend_strategy", &["kNextPowerOfTwo", "kSameAsRequested"])? {
         set("arena_extend_strategy", strategy.to_string());
     }
     if let Some(text) = parameter("do_copy_in_default_stream") {
@@ -113,6 +95,17 @@ fn legacy_parameters(config: &ModelConfig, options: &mut Vec<(String, String)>) 
         set("do_copy_in_default_stream", u8::from(copy).to_string());
     }
     Ok(())
+}
+
+/// ONNX Runtime's name for the value of a parameter that Triton numbers:
+/// `names` lists the names of 0, 1, ...
+fn name_of(key: &str, text: &str, names: &[&'static str]) -> Result<&'static str, String> {
+    let name = text.parse::<usize>().ok().and_then(|number| names.get(number).copied());
+    name.ok_or_else(|| {
+        let choices: Vec<String> =
+            names.iter().enumerate().map(|(number, name)| format!("{number} ({name})")).collect();
+        format!("parameter {key} must be one of {}, not '{text}'", choices.join(", "))
+    })
 }
 
 /// A boolean as Triton's backends spell it: true/false, on/off or 1/0, in
