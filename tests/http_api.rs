@@ -6,7 +6,7 @@ mod common;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use common::{TestServer, copy_model, examples};
+use common::{TestServer, copy_model, copy_simple_as, examples};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -219,9 +219,7 @@ async fn bodies_over_the_limit_get_413() {
 async fn health_is_503_while_a_model_is_broken() {
     let repository = tempfile::tempdir().unwrap();
     copy_model(&examples().join("simple"), repository.path(), "simple");
-    copy_model(&examples().join("simple"), repository.path(), "broken");
-    let config = std::fs::read_to_string(repository.path().join("broken/config.pbtxt")).unwrap();
-    std::fs::write(repository.path().join("broken/config.pbtxt"), config.replace("\"simple\"", "\"broken\"")).unwrap();
+    copy_simple_as(repository.path(), "broken", "");
     std::fs::remove_file(repository.path().join("broken/1/model.onnx")).unwrap();
     let server =
         TestServer::start(&[&format!("--model-repository={}", repository.path().display()), "--exit-on-error=false"]);

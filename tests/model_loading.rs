@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestServer, copy_model, examples, simple_request};
+use common::{TestServer, copy_model, copy_simple_as, examples, simple_request};
 use tonic::Code;
 use tritonrs::proto::inference::{
     ModelInferRequest, ModelMetadataRequest, ModelReadyRequest, ModelStatisticsRequest, ServerReadyRequest,
@@ -96,10 +96,7 @@ async fn a_model_in_two_repositories_is_refused() {
 async fn gpu_instances_without_a_usable_gpu_fail_with_the_reason() {
     let repository = tempfile::tempdir().unwrap();
     copy_model(&examples().join("simple"), repository.path(), "simple");
-    copy_model(&examples().join("simple"), repository.path(), "on_gpu");
-    let config = std::fs::read_to_string(repository.path().join("on_gpu/config.pbtxt")).unwrap();
-    let config = config.replace("\"simple\"", "\"on_gpu\"") + "instance_group [ { kind: KIND_GPU count: 1 } ]\n";
-    std::fs::write(repository.path().join("on_gpu/config.pbtxt"), config).unwrap();
+    copy_simple_as(repository.path(), "on_gpu", "instance_group [ { kind: KIND_GPU count: 1 } ]\n");
     let server =
         TestServer::start(&[&format!("--model-repository={}", repository.path().display()), "--exit-on-error=false"]);
     server.wait_loaded().await;
@@ -127,10 +124,7 @@ async fn a_model_whose_instances_are_all_passive_fails_to_load() {
     // only leave its requests waiting.
     let repository = tempfile::tempdir().unwrap();
     copy_model(&examples().join("simple"), repository.path(), "simple");
-    copy_model(&examples().join("simple"), repository.path(), "idle");
-    let config = std::fs::read_to_string(repository.path().join("idle/config.pbtxt")).unwrap();
-    let config = config.replace("\"simple\"", "\"idle\"") + "instance_group [ { kind: KIND_CPU passive: true } ]\n";
-    std::fs::write(repository.path().join("idle/config.pbtxt"), config).unwrap();
+    copy_simple_as(repository.path(), "idle", "instance_group [ { kind: KIND_CPU passive: true } ]\n");
     let server =
         TestServer::start(&[&format!("--model-repository={}", repository.path().display()), "--exit-on-error=false"]);
     server.wait_loaded().await;

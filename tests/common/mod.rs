@@ -215,6 +215,15 @@ pub fn copy_model(source: &Path, repository: &Path, name: &str) {
     copy_dir(source, &repository.join(name));
 }
 
+/// Copies the example `simple` into `repository` as model `name`, its
+/// configuration renamed to match and `extra_config` appended to it.
+pub fn copy_simple_as(repository: &Path, name: &str, extra_config: &str) {
+    copy_model(&examples().join("simple"), repository, name);
+    let path = repository.join(name).join("config.pbtxt");
+    let config = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, config.replace("\"simple\"", &format!("\"{name}\"")) + extra_config).unwrap();
+}
+
 /// An INT32 input with raw little-endian contents.
 pub fn int32_input(name: &str, shape: &[i64], values: &[i32]) -> (InferInputTensor, Bytes) {
     let raw: Vec<u8> = values.iter().flat_map(|value| value.to_le_bytes()).collect();

@@ -69,36 +69,29 @@ def test_a_declared_length_one_byte_past_the_limit_is_refused_up_front(limited_u
     assert_http_serves(limited_url)
 
 
-def test_a_chunked_body_within_the_limit_is_read(limited_url):
-    body, header_length = identity_uint8_body(LIMIT - 1000)
+def post_chunked(url, body, header_length):
+    """Posts `body` to identity_uint8 in 64 KiB chunks: no Content-Length to
+    judge by, so the server must count as it reads. (http.client sends a
+    generator body with Transfer-Encoding: chunked.)"""
     chunks = (body[start : start + 65536] for start in range(0, len(body), 65536))
     headers = {"Inference-Header-Content-Length": str(header_length)}
-    response = http_request(limited_url, "POST", "/v2/models/identity_uint8/infer", chunks, headers)
+    return http_request(url, "POST", "/v2/models/identity_uint8/infer", chunks, headers)
+
+
+# The second size: as in Triton, only the JSON header counts, so
+# tritonclient's binary inputs may be larger than --http-max-input-size.
+@pytest.mark.parametrize("size", [LIMIT - 1000, 3 * LIMIT], ids=["within-the-limit", "binary-data-past-the-limit"])
+def test_a_chunked_binary_data_body_is_read(limited_url, size):
+    body, header_length = identity_uint8_body(size)
+    response = post_chunked(limited_url, body, header_length)
     assert response.status == 200, response.body[:500]
     assert response.body[int(response.headers["inference-header-content-length"]) :] == body[header_length:]
 
 
 def test_a_chunked_body_past_the_limit_is_refused(limited_url):
-    # No Content-Length to judge by: the server must count as it reads.
-    # (http.client sends a generator body with Transfer-Encoding: chunked.)
     # A raw binary body is all tensor data, and the limit bounds it.
-    body = bytes(LIMIT + 1000)
-    chunks = (body[start : start + 65536] for start in range(0, len(body), 65536))
-    headers = {"Inference-Header-Content-Length": "0"}
-    response = http_request(limited_url, "POST", "/v2/models/identity_uint8/infer", chunks, headers)
-    expect_too_large(response)
+    expect_too_large(post_chunked(limited_url, bytes(LIMIT + 1000), 0))
     assert_http_serves(limited_url)
-
-
-def test_binary_tensor_data_past_the_limit_is_read(limited_url):
-    # As in Triton: only the JSON header counts, so tritonclient's binary
-    # inputs may be larger than --http-max-input-size.
-    body, header_length = identity_uint8_body(3 * LIMIT)
-    chunks = (body[start : start + 65536] for start in range(0, len(body), 65536))
-    headers = {"Inference-Header-Content-Length": str(header_length)}
-    response = http_request(limited_url, "POST", "/v2/models/identity_uint8/infer", chunks, headers)
-    assert response.status == 200, response.body[:500]
-    assert response.body[int(response.headers["inference-header-content-length"]) :] == body[header_length:]
 
 
 def test_a_json_header_past_the_limit_is_refused(limited_url):
