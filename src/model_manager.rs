@@ -269,8 +269,7 @@ impl ModelManager {
                 config.name
             )));
         }
-        let mut instances: Vec<(String, Box<dyn ModelInstance>)> = Vec::with_capacity(placements.len());
-        for (name, device) in &placements {
+        let creations = placements.iter().map(|(name, device)| {
             let settings = InstanceSettings {
                 name: name.clone(),
                 model_path: model_path.clone(),
@@ -278,9 +277,13 @@ impl ModelManager {
                 device: *device,
                 instances_of_model: placements.len(),
             };
-            let instance = on_thread_named(name, || backend.create_instance(&settings))?;
-            instances.push((name.clone(), instance));
-        }
+            (name.clone(), move || backend.create_instance(&settings))
+        });
+        let instances: Vec<(String, Box<dyn ModelInstance>)> = on_threads_named(creations.collect())
+            .into_iter()
+            .zip(placements.iter().map(|(name, _)| name.clone()))
+            .map(|(instance, name)| instance.map(|instance| (name, instance)))
+            .collect::<Result<_>>()?;
         let label = format!("model '{}' version {version}", config.name);
         let statistics = Arc::new(StatisticsRecorder::new(&config.name, version));
         let scheduler =
@@ -569,18 +572,35 @@ fn model_file(model_dir: &Path, version: i64, filename: &str) -> PathBuf {
     if path.is_dir() { path.join(crate::model_config::DEFAULT_ONNX_FILENAME) } else { path }
 }
 
-/// Runs `create` on a new thread called `name` and waits for it. ONNX
-/// Runtime's intra-op threads inherit the name of the thread that creates
-/// the session; created here, they carry the instance's name (as its own
-/// thread does) instead of the async runtime's, so `top -H` and profilers
-/// show which model spends the CPU.
-fn on_thread_named<T: Send>(name: &str, create: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+/// Runs every job on a new thread called by the job's name, all at once,
+/// and returns their results in the order given. A model's instances are
+/// created this way, in parallel as Triton's ONNX Runtime backend creates
+/// them: a session takes from milliseconds to seconds (graph optimisation,
+/// CUDA initialisation), so a group of N would otherwise delay readiness
+/// N times over. ONNX Runtime's intra-op threads inherit the name of the
+/// thread that creates the session; created here, they carry the
+/// instance's name (as its own thread does) instead of the async runtime's,
+/// so `top -H` and profilers show which model spends the CPU.
+fn on_threads_named<T: Send>(jobs: Vec<(String, impl FnOnce() -> Result<T> + Send)>) -> Vec<Result<T>> {
     std::thread::scope(|scope| {
-        let creator = std::thread::Builder::new()
-            .name(name.to_string())
-            .spawn_scoped(scope, create)
-            .map_err(|error| Error::internal(format!("instance '{name}': cannot start a thread: {error}")))?;
-        creator.join().unwrap_or_else(|_| Err(Error::internal(format!("instance '{name}': creating it panicked"))))
+        let started: Vec<_> = jobs
+            .into_iter()
+            .map(|(name, job)| {
+                let thread = std::thread::Builder::new()
+                    .name(name.clone())
+                    .spawn_scoped(scope, job)
+                    .map_err(|error| Error::internal(format!("instance '{name}': cannot start a thread: {error}")));
+                (name, thread)
+            })
+            .collect();
+        started
+            .into_iter()
+            .map(|(name, thread)| {
+                thread?
+                    .join()
+                    .unwrap_or_else(|_| Err(Error::internal(format!("instance '{name}': creating it panicked"))))
+            })
+            .collect()
     })
 }
 
@@ -628,15 +648,48 @@ mod tests {
 
     #[test]
     fn instances_are_created_on_a_thread_named_after_them() {
-        let name = on_thread_named("mlp_0_1", || Ok(std::thread::current().name().map(str::to_string))).unwrap();
-        assert_eq!(name.as_deref(), Some("mlp_0_1"));
+        let current_name = || Ok(std::thread::current().name().map(str::to_string));
+        let names =
+            on_threads_named(vec![("mlp_0_0".to_string(), current_name), ("mlp_0_1".to_string(), current_name)]);
+        let names: Vec<_> = names.into_iter().map(|name| name.unwrap()).collect();
+        assert_eq!(names, [Some("mlp_0_0".to_string()), Some("mlp_0_1".to_string())]);
     }
 
     #[test]
-    fn a_failed_or_panicking_creation_is_an_error() {
-        let failed = on_thread_named::<()>("mlp_0_0", || Err(Error::unavailable("no GPU"))).unwrap_err();
-        assert_eq!(failed.message(), "no GPU");
-        let panicked = on_thread_named::<()>("mlp_0_0", || panic!("broken model")).unwrap_err();
-        assert_eq!(panicked.message(), "instance 'mlp_0_0': creating it panicked");
+    fn instances_are_created_at_the_same_time() {
+        // Each creation waits for the other to have started: created one
+        // after another, the first would wait in vain and fail.
+        let (first_started, first_seen) = std::sync::mpsc::channel::<()>();
+        let (second_started, second_seen) = std::sync::mpsc::channel::<()>();
+        let meet = |started: std::sync::mpsc::Sender<()>, other: std::sync::mpsc::Receiver<()>| {
+            move || {
+                started.send(()).map_err(|_| Error::internal("the other creation ended"))?;
+                other
+                    .recv_timeout(std::time::Duration::from_secs(10))
+                    .map_err(|_| Error::internal("the other creation did not start"))
+            }
+        };
+        let results = on_threads_named(vec![
+            ("a_0".to_string(), meet(first_started, second_seen)),
+            ("a_1".to_string(), meet(second_started, first_seen)),
+        ]);
+        for result in results {
+            assert_eq!(result.map_err(|error| error.message().to_string()), Ok(()));
+        }
+    }
+
+    #[test]
+    fn a_failed_or_panicking_creation_is_an_error_in_its_place() {
+        let results = on_threads_named::<u8>(vec![
+            ("mlp_0_0".to_string(), Box::new(|| Ok(7u8)) as Box<dyn FnOnce() -> Result<u8> + Send>),
+            ("mlp_0_1".to_string(), Box::new(|| Err(Error::unavailable("no GPU")))),
+            ("mlp_0_2".to_string(), Box::new(|| panic!("broken model"))),
+        ]);
+        let messages: Vec<_> =
+            results.into_iter().map(|result| result.map_err(|error| error.message().to_string())).collect();
+        assert_eq!(
+            messages,
+            [Ok(7), Err("no GPU".to_string()), Err("instance 'mlp_0_2': creating it panicked".to_string())]
+        );
     }
 }
