@@ -26,3 +26,4 @@ pub mod shutdown;
 pub mod statistics;
 pub mod tensor;
 pub mod validation;
+pub mod warmup;

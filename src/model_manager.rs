@@ -18,6 +18,7 @@ use crate::scheduler::{RequestOptions, Scheduler, SchedulingPolicy};
 use crate::statistics::{ModelStatistics, StatisticsRecorder};
 use crate::tensor::DataType;
 use crate::validation::ModelIo;
+use crate::warmup::{warm_up, warmup_samples};
 
 /// The lifecycle state of one model version, as the repository index
 /// reports it.
@@ -269,6 +270,13 @@ impl ModelManager {
                 config.name
             )));
         }
+        let io = ModelIo::from_config(config);
+        let samples = warmup_samples(config, &io, model_dir)?;
+        let statistics = Arc::new(StatisticsRecorder::new(&config.name, version));
+        // The creation jobs below move these references, not the values.
+        let (samples, recorder) = (samples.as_slice(), statistics.as_ref());
+        // Each instance is created and warmed up on its own thread, so a
+        // model's instances warm up side by side, as in Triton.
         let creations = placements.iter().map(|(name, device)| {
             let settings = InstanceSettings {
                 name: name.clone(),
@@ -277,7 +285,11 @@ impl ModelManager {
                 device: *device,
                 instances_of_model: placements.len(),
             };
-            (name.clone(), move || backend.create_instance(&settings))
+            (name.clone(), move || {
+                let mut instance = backend.create_instance(&settings)?;
+                warm_up(instance.as_mut(), &config.name, &settings.name, samples, recorder)?;
+                Ok(instance)
+            })
         });
         let instances: Vec<(String, Box<dyn ModelInstance>)> = on_threads_named(creations.collect())
             .into_iter()
@@ -285,16 +297,9 @@ impl ModelManager {
             .map(|(instance, name)| instance.map(|instance| (name, instance)))
             .collect::<Result<_>>()?;
         let label = format!("model '{}' version {version}", config.name);
-        let statistics = Arc::new(StatisticsRecorder::new(&config.name, version));
         let scheduler =
             Scheduler::start(&label, SchedulingPolicy::from_config(config), instances, Arc::clone(&statistics))?;
-        Ok(LoadedVersion {
-            version,
-            config: Arc::clone(config),
-            io: ModelIo::from_config(config),
-            scheduler,
-            statistics,
-        })
+        Ok(LoadedVersion { version, config: Arc::clone(config), io, scheduler, statistics })
     }
 
     fn report(&self) -> LoadReport {

@@ -161,3 +161,56 @@ async fn a_model_file_may_be_a_directory_holding_model_onnx() {
     }
     server.stop().await;
 }
+
+/// A `model_warmup` for the simple model: `batch_size` rows of zeros and
+/// of the file `ones` (under the model's `warmup/` folder), `count` times.
+fn simple_warmup(batch_size: u32, count: u32, ones_file: &str) -> String {
+    format!(
+        r#"model_warmup [ {{ name: "zeros and ones" batch_size: {batch_size} count: {count}
+             inputs {{ key: "INPUT0" value: {{ data_type: TYPE_INT32 dims: [ 16 ] zero_data: true }} }}
+             inputs {{ key: "INPUT1" value: {{ data_type: TYPE_INT32 dims: [ 16 ] input_data_file: "{ones_file}" }} }} }} ]
+"#
+    )
+}
+
+#[tokio::test]
+async fn every_instance_runs_the_warmup_samples_before_the_model_is_ready() {
+    let repository = tempfile::tempdir().unwrap();
+    let warmup = simple_warmup(4, 2, "ones");
+    copy_simple_as(repository.path(), "warm", &format!("instance_group [ {{ count: 2 kind: KIND_CPU }} ]\n{warmup}"));
+    let ones: Vec<u8> = [1i32; 16].iter().flat_map(|one| one.to_le_bytes()).collect();
+    std::fs::create_dir(repository.path().join("warm/warmup")).unwrap();
+    std::fs::write(repository.path().join("warm/warmup/ones"), ones).unwrap();
+    // The same sample naming a file that is not there fails the model.
+    copy_simple_as(repository.path(), "cold", &simple_warmup(1, 1, "missing"));
+    let server =
+        TestServer::start(&[&format!("--model-repository={}", repository.path().display()), "--exit-on-error=false"]);
+    server.wait_loaded().await;
+    let mut client = server.client().await;
+    // As in Triton, the warmup executions show in the statistics: 2
+    // instances x 2 iterations of a batch of 4.
+    let request = ModelStatisticsRequest { name: "warm".into(), version: String::new() };
+    let stats = client.model_statistics(request).await.unwrap().into_inner().model_stats.remove(0);
+    assert_eq!((stats.execution_count, stats.inference_count), (4, 16));
+    assert_eq!(
+        stats
+            .batch_stats
+            .iter()
+            .map(|batch| (batch.batch_size, batch.compute_infer.unwrap().count))
+            .collect::<Vec<_>>(),
+        [(4, 4)]
+    );
+    let response =
+        client.model_infer(ModelInferRequest { model_name: "warm".into(), ..simple_request(1) }).await.unwrap();
+    common::assert_simple_response(&response.into_inner(), 1);
+
+    let error = client.model_metadata(metadata("cold")).await.unwrap_err();
+    assert_eq!(error.code(), Code::Unavailable);
+    assert!(
+        error.message().contains("warmup sample 'zeros and ones': input 'INPUT1': cannot read '"),
+        "{}",
+        error.message()
+    );
+    assert!(error.message().contains("cold/warmup/missing'"), "{}", error.message());
+    server.stop().await;
+}

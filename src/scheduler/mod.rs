@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+pub use batch::merge_inputs;
 pub use policy::{DynamicBatching, PriorityLevels, QueuePolicy, SchedulingPolicy, TimeoutAction};
 
 use self::batcher::{Decision, decide};
