@@ -242,19 +242,42 @@ impl ModelManager {
                     .insert(version, VersionRecord { state: VersionState::Unavailable(reason), loaded: None });
             }
         }
-        for version in selected {
-            let record = match self.load_version(&model.path, &config, version) {
-                Ok(loaded) => {
-                    tracing::info!(model = name, version, "loaded");
-                    VersionRecord { state: VersionState::Ready, loaded: Some(Arc::new(loaded)) }
-                }
-                Err(error) => {
-                    tracing::error!(model = name, version, "failed to load: {error}");
-                    VersionRecord { state: VersionState::Unavailable(error.message().to_string()), loaded: None }
-                }
-            };
-            self.write_models().entry(name.to_string()).or_default().versions.insert(version, record);
-        }
+        // Versions load side by side, as Triton loads them.
+        std::thread::scope(|scope| {
+            let loads: Vec<_> = selected
+                .into_iter()
+                .map(|version| {
+                    let config = &config;
+                    let load = move || self.load_version(&model.path, config, version);
+                    let loading = std::thread::Builder::new().spawn_scoped(scope, load).map_err(|error| {
+                        Error::internal(format!("version {version}: cannot start a thread to load it: {error}"))
+                    });
+                    (version, loading)
+                })
+                .collect();
+            for (version, loading) in loads {
+                let loaded = loading.and_then(|thread| {
+                    thread
+                        .join()
+                        .unwrap_or_else(|_| Err(Error::internal(format!("loading version {version} panicked"))))
+                });
+                self.record_version(name, version, loaded);
+            }
+        });
+    }
+
+    fn record_version(&self, name: &str, version: i64, loaded: Result<LoadedVersion>) {
+        let record = match loaded {
+            Ok(loaded) => {
+                tracing::info!(model = name, version, "loaded");
+                VersionRecord { state: VersionState::Ready, loaded: Some(Arc::new(loaded)) }
+            }
+            Err(error) => {
+                tracing::error!(model = name, version, "failed to load: {error}");
+                VersionRecord { state: VersionState::Unavailable(error.message().to_string()), loaded: None }
+            }
+        };
+        self.write_models().entry(name.to_string()).or_default().versions.insert(version, record);
     }
 
     fn load_version(&self, model_dir: &Path, config: &Arc<ModelConfig>, version: i64) -> Result<LoadedVersion> {
@@ -696,5 +719,73 @@ mod tests {
             messages,
             [Ok(7), Err("no GPU".to_string()), Err("instance 'mlp_0_2': creating it panicked".to_string())]
         );
+    }
+
+    /// A backend whose instance creations each wait, up to 10 s, until
+    /// `expected` of them are under way at once: loading one after another,
+    /// the first would wait in vain and fail.
+    struct MeetingBackend {
+        expected: usize,
+        arrived: std::sync::Mutex<usize>,
+        all_here: std::sync::Condvar,
+    }
+
+    struct IdleInstance;
+
+    impl ModelInstance for IdleInstance {
+        fn execute(
+            &mut self,
+            _: &[crate::tensor::Tensor],
+            _: &[String],
+            _: &mut crate::statistics::ExecutionTimes,
+        ) -> Result<Vec<crate::tensor::Tensor>> {
+            Ok(Vec::new())
+        }
+    }
+
+    impl Backend for MeetingBackend {
+        fn name(&self) -> &'static str {
+            crate::model_config::ONNX_BACKEND
+        }
+
+        fn signature(&self, _: &Path) -> Result<crate::backend::ModelSignature> {
+            Err(Error::internal("the test configuration lists inputs and outputs"))
+        }
+
+        fn create_instance(&self, _: &InstanceSettings) -> Result<Box<dyn ModelInstance>> {
+            let mut arrived = self.arrived.lock().unwrap();
+            *arrived += 1;
+            self.all_here.notify_all();
+            let wait = std::time::Duration::from_secs(10);
+            let (arrived, waited) = self.all_here.wait_timeout_while(arrived, wait, |n| *n < self.expected).unwrap();
+            if waited.timed_out() {
+                return Err(Error::internal(format!("{} of {} creations under way at once", *arrived, self.expected)));
+            }
+            Ok(Box::new(IdleInstance))
+        }
+    }
+
+    #[tokio::test]
+    async fn versions_and_their_instances_load_side_by_side() {
+        let repository = tempfile::tempdir().unwrap();
+        let model = repository.path().join("m");
+        for version in ["1", "2"] {
+            std::fs::create_dir_all(model.join(version)).unwrap();
+            std::fs::write(model.join(version).join("model.onnx"), b"").unwrap();
+        }
+        std::fs::write(
+            model.join("config.pbtxt"),
+            r#"name: "m" backend: "onnxruntime" version_policy { all {} }
+               instance_group [ { count: 2 kind: KIND_CPU } ]
+               input [ { name: "X" data_type: TYPE_FP32 dims: [ 1 ] } ]
+               output [ { name: "Y" data_type: TYPE_FP32 dims: [ 1 ] } ]"#,
+        )
+        .unwrap();
+        // Two versions of two instances each: four creations at once.
+        let backend = MeetingBackend { expected: 4, arrived: Default::default(), all_here: Default::default() };
+        let manager = Arc::new(ModelManager::new(Ok(Arc::new(backend)), ManagerOptions::default()));
+        let report = manager.load_repositories(&[repository.path().to_path_buf()]).await.unwrap();
+        assert_eq!(report, LoadReport { ready: 2, failures: Vec::new() });
+        manager.unload_all();
     }
 }
