@@ -49,6 +49,19 @@ pub fn check_config(config: &ModelConfig) -> Result<(), String> {
         }
         None => {}
     }
+    // Ragged batching hands the model inputs flattened across the batch and
+    // extra batch inputs it computes; the model would otherwise get shapes
+    // it was not built for, so a configuration asking for it is refused.
+    if let Some(input) = config.input.iter().find(|input| input.allow_ragged_batch) {
+        return Err(format!(
+            "input '{}' sets allow_ragged_batch: ragged batching is not supported; this server batches requests \
+             whose inputs have the same shape",
+            input.name
+        ));
+    }
+    if !config.batch_input.is_empty() || !config.batch_output.is_empty() {
+        return Err("batch_input and batch_output (ragged batching) are not supported".to_string());
+    }
     for group in &config.instance_group {
         if matches!(group.kind(), Kind::Cpu | Kind::Model) && !group.gpus.is_empty() {
             return Err(format!(
@@ -215,6 +228,15 @@ mod tests {
             ),
             (VALID.to_string() + "sequence_batching { }", "sequence_batching is not supported"),
             (VALID.to_string() + "ensemble_scheduling { }", "ensemble_scheduling is not supported"),
+            (
+                VALID.replace("reshape { shape: [ 6 ] }", "allow_ragged_batch: true"),
+                "input 'x' sets allow_ragged_batch: ragged batching is not supported",
+            ),
+            (
+                VALID.to_string()
+                    + "batch_input { kind: BATCH_ELEMENT_COUNT target_name: \"n\" data_type: TYPE_FP32 source_input: \"x\" }",
+                "batch_input and batch_output (ragged batching) are not supported",
+            ),
             (
                 VALID.to_string() + "instance_group { name: \"g\" kind: KIND_CPU gpus: [ 0 ] }",
                 "instance_group 'g' has kind KIND_CPU but lists gpus [0]",
