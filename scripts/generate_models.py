@@ -198,6 +198,8 @@ def write_all(examples: pathlib.Path, test_models: pathlib.Path) -> None:
     scale_fp16(examples / "scale_fp16" / "1" / "model.onnx")
     for name, elem_type in IDENTITY_TYPES.items():
         identity(test_models / f"identity_{name.lower()}" / "1" / "model.onnx", elem_type)
+    # The classification tests read its FP32 output as class scores.
+    identity(test_models / "classifier" / "1" / "model.onnx", TensorProto.FLOAT)
     busy_loop(test_models / "busy_loop" / "1" / "model.onnx")
     batch_busy_loop(test_models / "batch_busy_loop" / "1" / "model.onnx")
 

@@ -3,7 +3,8 @@
 
 /// Protocol extensions this server implements. Only extensions whose every
 /// part works are listed: clients decide what to call from this list.
-pub const EXTENSIONS: &[&str] = &["model_configuration", "binary_tensor_data", "statistics", "schedule_policy"];
+pub const EXTENSIONS: &[&str] =
+    &["classification", "model_configuration", "binary_tensor_data", "statistics", "schedule_policy"];
 
 /// The server's name, version and extensions.
 #[derive(Debug, Clone, PartialEq, Eq)]

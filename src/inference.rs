@@ -98,25 +98,25 @@ impl BatchPosition {
     pub const ALONE: Self = Self { index: 0, answers: 1 };
 }
 
-/// Tensor parameters that ask for features this server does not offer.
-const UNSUPPORTED_TENSOR_PARAMETERS: [&str; 2] = ["shared_memory_region", "classification"];
-
-/// Refuses tensor parameters that ask for features this server does not
-/// offer (shared memory, classification): ignoring them would give wrong
-/// answers silently. `what` is "input" or "output".
+/// Refuses tensor parameters that ask for a feature this server does not
+/// offer (shared memory): ignoring them would give wrong answers silently.
+/// `what` is "input" or "output".
 pub fn check_tensor_parameters<'a>(
     model: &str,
     what: &str,
     name: &str,
     keys: impl IntoIterator<Item = &'a String>,
 ) -> Result<()> {
-    match keys.into_iter().find(|key| UNSUPPORTED_TENSOR_PARAMETERS.contains(&key.as_str())) {
-        Some(key) => Err(Error::new(
+    const SHARED_MEMORY: &str = "shared_memory_region";
+    if keys.into_iter().any(|key| key == SHARED_MEMORY) {
+        return Err(Error::new(
             crate::error::ErrorKind::Unimplemented,
-            format!("model '{model}': {what} '{name}' sets the '{key}' parameter, which this server does not support"),
-        )),
-        None => Ok(()),
+            format!(
+                "model '{model}': {what} '{name}' sets the '{SHARED_MEMORY}' parameter, which this server does not support"
+            ),
+        ));
     }
+    Ok(())
 }
 
 /// Parses the version string of the protocol: empty means "let the server

@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod classification;
 pub mod cli;
 pub mod error;
 pub mod grpc;

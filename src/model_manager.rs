@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::watch;
 
 use crate::backend::{Backend, Device, InstanceSettings, ModelInstance};
+use crate::classification::{Labels, check_classifiable, classify, requested_classes};
 use crate::error::{Error, Result};
 use crate::inference::{InferenceRequest, InferenceResponse};
 use crate::model_config::{AutocompleteOptions, ModelConfig, autocomplete, check_config, parse_text_format};
@@ -96,8 +97,26 @@ pub struct LoadedVersion {
     version: i64,
     config: Arc<ModelConfig>,
     io: ModelIo,
+    labels: Labels,
     scheduler: Scheduler,
     statistics: Arc<StatisticsRecorder>,
+}
+
+impl LoadedVersion {
+    /// The outputs `request` wants as classes, with how many; refused
+    /// before the model runs when an output's datatype cannot be
+    /// classified. Unknown outputs are left to validation to report.
+    fn classified_outputs(&self, request: &InferenceRequest) -> Result<Vec<(String, usize)>> {
+        let mut classified = Vec::new();
+        for output in &request.outputs {
+            let Some(count) = requested_classes(&request.model_name, output)? else { continue };
+            if let Some(contract) = self.io.outputs.iter().find(|contract| contract.name == output.name) {
+                check_classifiable(&request.model_name, &output.name, contract.datatype)?;
+            }
+            classified.push((output.name.clone(), count));
+        }
+        Ok(classified)
+    }
 }
 
 struct VersionRecord {
@@ -294,6 +313,7 @@ impl ModelManager {
             )));
         }
         let io = ModelIo::from_config(config);
+        let labels = Labels::load(config, model_dir)?;
         let samples = warmup_samples(config, &io, model_dir)?;
         let statistics = Arc::new(StatisticsRecorder::new(&config.name, version));
         // The creation jobs below move these references, not the values.
@@ -322,7 +342,7 @@ impl ModelManager {
         let label = format!("model '{}' version {version}", config.name);
         let scheduler =
             Scheduler::start(&label, SchedulingPolicy::from_config(config), instances, Arc::clone(&statistics))?;
-        Ok(LoadedVersion { version, config: Arc::clone(config), io, scheduler, statistics })
+        Ok(LoadedVersion { version, config: Arc::clone(config), io, labels, scheduler, statistics })
     }
 
     fn report(&self) -> LoadReport {
@@ -536,11 +556,15 @@ impl ModelManager {
         let model_name = request.model_name.clone();
         let id = request.id.clone();
         let options = RequestOptions::from_parameters(&model_name, &request.parameters)?;
+        let classified = loaded.classified_outputs(&request)?;
         let validated = loaded.io.validate(request)?;
         let executed = loaded.scheduler.execute(validated, options).await?;
         let mut outputs = executed.outputs;
         for output in &mut outputs {
             output.shape = loaded.io.response_shape(&output.name, std::mem::take(&mut output.shape));
+            if let Some(&(_, count)) = classified.iter().find(|(name, _)| *name == output.name) {
+                *output = classify(&model_name, output, count, loaded.io.max_batch_size > 0, &loaded.labels)?;
+            }
         }
         Ok(InferenceResponse {
             model_name,

@@ -44,7 +44,7 @@ async fn metadata_health_and_config() {
     assert_eq!(metadata["name"], "triton");
     assert_eq!(
         metadata["extensions"],
-        json!(["model_configuration", "binary_tensor_data", "statistics", "schedule_policy"])
+        json!(["classification", "model_configuration", "binary_tensor_data", "statistics", "schedule_policy"])
     );
     for path in ["/v2/health/live", "/v2/health/ready", "/v2/models/simple/ready", "/v2/models/simple/versions/1/ready"]
     {

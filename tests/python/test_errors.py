@@ -214,20 +214,3 @@ def test_unimplemented_extensions_say_so(client, protocol):
     index = UNIMPLEMENTED_NAMES[protocol]
     expect_error(client, lambda: client.get_model_repository_index(), "UNIMPLEMENTED", index)
     assert_simple_works(client)
-
-
-@pytest.mark.wires(GRPC, HTTP, HTTP_JSON)
-def test_classification_is_refused_rather_than_ignored(client, wire):
-    # Ignoring class_count would return raw tensors where the caller expects
-    # labels, so the server must say it does not classify.
-    a, b = simple_data(1, seed=5)
-    outputs = wire.outputs("OUTPUT0", class_count=2)
-    expect_error(
-        client,
-        lambda: wire.infer(client, "simple", simple_inputs(a, b, wire), outputs=outputs),
-        "UNIMPLEMENTED",
-        "simple",
-        "OUTPUT0",
-        "classification",
-    )
-    assert_simple_works(client)

@@ -11,6 +11,7 @@ ALL_MODELS = [
     "simple_string",
     "scale_fp16",
     "busy_loop",
+    "classifier",
     *(
         f"identity_{name}"
         for name in (
@@ -65,7 +66,8 @@ def test_server_metadata(client):
     assert metadata["name"] == "triton"
     assert metadata["version"]
     extensions = metadata["extensions"]
-    assert {"model_configuration", "binary_tensor_data", "statistics", "schedule_policy"} <= set(extensions)
+    expected = {"classification", "model_configuration", "binary_tensor_data", "statistics", "schedule_policy"}
+    assert expected <= set(extensions)
     # Clients decide what to call from this list, so it must not promise
     # extensions whose RPCs answer UNIMPLEMENTED.
     unimplemented = {"model_repository", "system_shared_memory", "cuda_shared_memory", "trace", "logging"}
