@@ -119,6 +119,40 @@ pub fn check_tensor_parameters<'a>(
     Ok(())
 }
 
+/// Checks the request parameters Triton reserves and that no other part of
+/// the server reads: `sequence_id` (an integer or a string),
+/// `sequence_start` and `sequence_end` (booleans), and keys starting with
+/// `triton_`, of which only `allowed_internal` may be sent (the gRPC
+/// frontend takes `triton_enable_empty_final_response`). Triton refuses
+/// these rather than ignoring them, so a client's mistake shows at once.
+/// `priority` and `timeout` are checked where the scheduler reads them.
+pub fn check_reserved_parameters(model: &str, parameters: &Parameters, allowed_internal: &[&str]) -> Result<()> {
+    let invalid = |key: &str, expected: &str, value: &ParameterValue| {
+        Error::invalid_argument(format!("model '{model}': the '{key}' parameter must be {expected}, not {value}"))
+    };
+    for (key, value) in parameters {
+        match (key.as_str(), value) {
+            ("sequence_id", ParameterValue::Int64(_) | ParameterValue::Uint64(_) | ParameterValue::String(_)) => {}
+            ("sequence_id", _) => return Err(invalid(key, "an integer or a string", value)),
+            ("sequence_start" | "sequence_end", ParameterValue::Bool(_)) => {}
+            ("sequence_start" | "sequence_end", _) => return Err(invalid(key, "true or false", value)),
+            (key, _) if key.starts_with("triton_") && !allowed_internal.contains(&key) => {
+                let allowed = if allowed_internal.is_empty() {
+                    "none may be sent".to_string()
+                } else {
+                    format!("only {} may be sent", allowed_internal.join(", "))
+                };
+                return Err(Error::invalid_argument(format!(
+                    "model '{model}': parameter '{key}': keys starting with 'triton_' are reserved for Triton's own \
+                     use; {allowed}"
+                )));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Parses the version string of the protocol: empty means "let the server
 /// choose", otherwise a non-negative decimal number.
 pub fn parse_model_version(model_name: &str, version: &str) -> Result<Option<i64>> {
@@ -151,5 +185,49 @@ mod tests {
             assert_eq!(error.kind(), ErrorKind::InvalidArgument);
             assert!(error.message().contains(bad), "{}", error.message());
         }
+    }
+
+    #[test]
+    fn reserved_parameters_must_have_their_types_and_triton_keys_are_refused() {
+        let parameters = |pairs: &[(&str, ParameterValue)]| -> Parameters {
+            pairs.iter().map(|(key, value)| (key.to_string(), value.clone())).collect()
+        };
+        let fine = parameters(&[
+            ("sequence_id", ParameterValue::String("s-1".into())),
+            ("sequence_start", ParameterValue::Bool(true)),
+            ("sequence_end", ParameterValue::Bool(false)),
+            ("triton_enable_empty_final_response", ParameterValue::Bool(true)),
+            ("my_own", ParameterValue::Double(0.5)),
+        ]);
+        check_reserved_parameters("m", &fine, &["triton_enable_empty_final_response"]).unwrap();
+        check_reserved_parameters("m", &parameters(&[("sequence_id", ParameterValue::Uint64(7))]), &[]).unwrap();
+        let cases = [
+            (
+                ("sequence_id", ParameterValue::Bool(true)),
+                "the 'sequence_id' parameter must be an integer or a string, not true",
+            ),
+            (
+                ("sequence_start", ParameterValue::Int64(1)),
+                "the 'sequence_start' parameter must be true or false, not 1",
+            ),
+            (
+                ("sequence_end", ParameterValue::String("yes".into())),
+                "the 'sequence_end' parameter must be true or false",
+            ),
+            (
+                ("triton_enable_empty_final_response", ParameterValue::Bool(true)),
+                "parameter 'triton_enable_empty_final_response': keys starting with 'triton_' are reserved for \
+                 Triton's own use; none may be sent",
+            ),
+        ];
+        for ((key, value), expected) in cases {
+            let error = check_reserved_parameters("m", &parameters(&[(key, value)]), &[]).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::InvalidArgument);
+            assert!(error.message().starts_with(&format!("model 'm': {expected}")), "{}", error.message());
+        }
+        let error =
+            check_reserved_parameters("m", &parameters(&[("triton_x", ParameterValue::Int64(1))]), &["triton_y"])
+                .unwrap_err();
+        assert!(error.message().ends_with("only triton_y may be sent"), "{}", error.message());
     }
 }

@@ -9,8 +9,8 @@ use tonic::{Code, Status};
 
 use crate::error::{Error, ErrorKind};
 use crate::inference::{
-    InferenceRequest, InferenceResponse, ParameterValue, Parameters, RequestedOutput, check_tensor_parameters,
-    parse_model_version,
+    InferenceRequest, InferenceResponse, ParameterValue, Parameters, RequestedOutput, check_reserved_parameters,
+    check_tensor_parameters, parse_model_version,
 };
 use crate::proto::inference::infer_parameter::ParameterChoice;
 use crate::proto::inference::model_infer_request::InferInputTensor;
@@ -33,6 +33,10 @@ pub fn status_of(error: Error) -> Status {
     };
     Status::new(code, error.message())
 }
+
+/// The one `triton_`-prefixed request parameter Triton's gRPC frontend
+/// takes: a streaming client asks for an empty final answer with it.
+const EMPTY_FINAL_RESPONSE: &str = "triton_enable_empty_final_response";
 
 /// Decodes a `ModelInferRequest`.
 pub fn decode_request(request: ModelInferRequest) -> Result<InferenceRequest, Error> {
@@ -67,14 +71,9 @@ pub fn decode_request(request: ModelInferRequest) -> Result<InferenceRequest, Er
             Ok(RequestedOutput { name: output.name, parameters: decode_parameters(output.parameters) })
         })
         .collect::<Result<Vec<_>, Error>>()?;
-    Ok(InferenceRequest {
-        model_name: model.clone(),
-        model_version,
-        id: request.id,
-        parameters: decode_parameters(request.parameters),
-        inputs,
-        outputs,
-    })
+    let parameters = decode_parameters(request.parameters);
+    check_reserved_parameters(&model, &parameters, &[EMPTY_FINAL_RESPONSE])?;
+    Ok(InferenceRequest { model_name: model.clone(), model_version, id: request.id, parameters, inputs, outputs })
 }
 
 fn decode_input(input: InferInputTensor, raw: Option<Bytes>) -> Result<Tensor, String> {

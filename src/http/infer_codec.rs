@@ -11,7 +11,8 @@ use serde_json::{Map, Value, json};
 use super::json_tensor::{data_array_text, encode_values, flatten, quote_non_finite_tokens};
 use crate::error::{Error, Result};
 use crate::inference::{
-    InferenceRequest, InferenceResponse, ParameterValue, Parameters, RequestedOutput, check_tensor_parameters,
+    InferenceRequest, InferenceResponse, ParameterValue, Parameters, RequestedOutput, check_reserved_parameters,
+    check_tensor_parameters,
 };
 use crate::tensor::{DataType, Tensor, element_count, encode_byte_strings, format_shape};
 
@@ -165,10 +166,14 @@ pub fn decode_request(
     }
 
     let parameters = body.parameters.unwrap_or_default();
-    let mut encoding = OutputEncoding {
-        binary_by_default: parameters.get("binary_data_output").and_then(Value::as_bool).unwrap_or(false),
-        binary: HashMap::new(),
+    let binary_by_default = match parameters.get("binary_data_output") {
+        None => false,
+        Some(Value::Bool(binary)) => *binary,
+        Some(other) => {
+            return Err(invalid(format!("the 'binary_data_output' parameter must be true or false, not {other}")));
+        }
     };
+    let mut encoding = OutputEncoding { binary_by_default, binary: HashMap::new() };
     let mut outputs = Vec::new();
     for output in body.outputs.unwrap_or_default() {
         let parameters = output.parameters.unwrap_or_default();
@@ -178,11 +183,14 @@ pub fn decode_request(
         }
         outputs.push(RequestedOutput { name: output.name, parameters: decode_parameters(parameters) });
     }
+    let parameters = decode_parameters(parameters);
+    // Triton's HTTP frontend takes no `triton_` parameters at all.
+    check_reserved_parameters(model_name, &parameters, &[])?;
     let request = InferenceRequest {
         model_name: model_name.to_string(),
         model_version,
         id: body.id.unwrap_or_default(),
-        parameters: decode_parameters(parameters),
+        parameters,
         inputs,
         outputs,
     };

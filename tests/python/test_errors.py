@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
+from http_requests import expect_error_response, http_request
 from model_requests import RPC_TIMEOUT_S, assert_simple_works, simple_data, simple_inputs
 from protocols import GRPC, HTTP, HTTP_DEFLATE, HTTP_GZIP, HTTP_JSON, as_numpy, expect_error
 
@@ -214,3 +215,53 @@ def test_unimplemented_extensions_say_so(client, protocol):
     index = UNIMPLEMENTED_NAMES[protocol]
     expect_error(client, lambda: client.get_model_repository_index(), "UNIMPLEMENTED", index)
     assert_simple_works(client)
+
+
+def simple_raw_request(**parameters):
+    """A correct raw request to `simple` carrying request `parameters`."""
+    request = raw_request("simple", "INT32", {"INPUT0": bytes(64), "INPUT1": bytes(64)})
+    for key, value in parameters.items():
+        field = {bool: "bool_param", int: "int64_param", str: "string_param"}[type(value)]
+        setattr(request.parameters[key], field, value)
+    return request
+
+
+@pytest.mark.parametrize(
+    ("parameters", "fragments"),
+    [
+        ({"sequence_start": 1}, ["'sequence_start' parameter must be true or false"]),
+        ({"sequence_id": True}, ["'sequence_id' parameter must be an integer or a string"]),
+        ({"triton_anything": True}, ["'triton_anything'", "reserved", "triton_enable_empty_final_response"]),
+    ],
+)
+def test_reserved_request_parameters_are_checked_over_grpc(stub, grpc_client, parameters, fragments):
+    # Triton refuses these rather than ignoring them; tritonclient itself
+    # will not send most of them, so the request is built by hand.
+    expect_stub_error(stub, simple_raw_request(**parameters), "simple", *fragments)
+    # The parameters Triton's gRPC clients do send are taken.
+    answer = stub.ModelInfer(
+        simple_raw_request(sequence_id="s1", sequence_start=True, triton_enable_empty_final_response=True),
+        timeout=RPC_TIMEOUT_S,
+    )
+    assert answer.model_name == "simple"
+    assert_simple_works(grpc_client)
+
+
+@pytest.mark.parametrize(
+    ("parameters", "fragment"),
+    [
+        ({"triton_enable_empty_final_response": True}, "keys starting with 'triton_' are reserved"),
+        ({"binary_data_output": "yes"}, "'binary_data_output' parameter must be true or false"),
+        ({"sequence_end": "no"}, "'sequence_end' parameter must be true or false"),
+    ],
+)
+def test_reserved_request_parameters_are_checked_over_http(http_url, http_client, parameters, fragment):
+    body = {
+        "inputs": [
+            {"name": name, "shape": [1, 16], "datatype": "INT32", "data": [0] * 16} for name in ("INPUT0", "INPUT1")
+        ],
+        "parameters": parameters,
+    }
+    response = http_request(http_url, "POST", "/v2/models/simple/infer", body=body)
+    expect_error_response(response, 400, "simple", fragment)
+    assert_simple_works(http_client)
