@@ -13,7 +13,7 @@ use bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::inference::{ParameterValue, RequestedOutput};
 use crate::model_config::ModelConfig;
-use crate::tensor::{DataType, Tensor, element_count, encode_byte_strings};
+use crate::tensor::{DataType, Tensor, element_count, encode_byte_strings, le_chunks};
 
 /// The request parameter of an output that asks for its classes.
 pub const CLASSIFICATION_PARAMETER: &str = "classification";
@@ -87,15 +87,19 @@ pub fn requested_classes(model: &str, output: &RequestedOutput) -> Result<Option
 }
 
 /// Whether classes can be computed for `datatype`: Triton compares the
-/// integer and FP32/FP64 types only.
+/// integer and FP32/FP64 types only, the ones [`ClassValues`] reads.
 pub fn check_classifiable(model: &str, output: &str, datatype: DataType) -> Result<()> {
-    match datatype {
-        DataType::Bool | DataType::Fp16 | DataType::Bf16 | DataType::Bytes => Err(Error::invalid_argument(format!(
-            "model '{model}': output '{output}': class result not available for datatype {datatype}; \
-             classification needs an integer, FP32 or FP64 output"
-        ))),
-        _ => Ok(()),
+    match ClassValues::decode(datatype, &[]) {
+        Some(_) => Ok(()),
+        None => Err(not_classifiable(model, output, datatype)),
     }
+}
+
+fn not_classifiable(model: &str, output: &str, datatype: DataType) -> Error {
+    Error::invalid_argument(format!(
+        "model '{model}': output '{output}': class result not available for datatype {datatype}; \
+         classification needs an integer, FP32 or FP64 output"
+    ))
 }
 
 /// The `count` highest-valued classes of each batch item of `tensor`, an
@@ -104,10 +108,8 @@ pub fn check_classifiable(model: &str, output: &str, datatype: DataType) -> Resu
 pub fn classify(model: &str, tensor: &Tensor, count: usize, batched: bool, labels: &Labels) -> Result<Tensor> {
     let invalid =
         |message: String| Error::invalid_argument(format!("model '{model}': output '{}': {message}", tensor.name));
-    let element_size = tensor
-        .datatype
-        .element_size()
-        .ok_or_else(|| invalid(format!("class result not available for datatype {}", tensor.datatype)))?;
+    let unavailable = || not_classifiable(model, &tensor.name, tensor.datatype);
+    let element_size = tensor.datatype.element_size().ok_or_else(unavailable)?;
     let (batch, item_shape) = match tensor.shape.split_first() {
         Some((&rows, item)) if batched => (usize::try_from(rows).unwrap_or(0), item),
         _ => (1, tensor.shape.as_slice()),
@@ -126,7 +128,7 @@ pub fn classify(model: &str, tensor: &Tensor, count: usize, batched: bool, label
     let mut strings = Vec::with_capacity(batch * returned);
     for item in 0..batch {
         let values = ClassValues::decode(tensor.datatype, &tensor.data[item * item_bytes..(item + 1) * item_bytes])
-            .ok_or_else(|| invalid(format!("class result not available for datatype {}", tensor.datatype)))?;
+            .ok_or_else(unavailable)?;
         for index in values.highest(returned) {
             let mut text = format!("{}:{index}", values.text(index));
             if let Some(label) = labels.label(&tensor.name, index) {
@@ -153,7 +155,7 @@ impl ClassValues {
     /// does not classify.
     fn decode(datatype: DataType, bytes: &[u8]) -> Option<Self> {
         fn each<const N: usize, T>(bytes: &[u8], value: impl Fn([u8; N]) -> T) -> Vec<T> {
-            bytes.chunks_exact(N).map(|chunk| value(chunk.try_into().expect("chunks_exact yields N bytes"))).collect()
+            le_chunks(bytes).map(value).collect()
         }
         Some(match datatype {
             DataType::Uint8 => Self::Integers(each(bytes, |b: [u8; 1]| u8::from_le_bytes(b).into())),

@@ -12,7 +12,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use half::{bf16, f16};
 use serde_json::{Number, Value};
 
-use crate::tensor::{DataType, Tensor, encode_byte_strings, split_byte_strings};
+use crate::tensor::{DataType, Tensor, encode_byte_strings, le_chunks, split_byte_strings};
 
 /// Collects the leaves of nested JSON arrays in row-major order.
 pub fn flatten<'a>(value: &'a Value, leaves: &mut Vec<&'a Value>) {
@@ -143,14 +143,11 @@ pub fn quote_non_finite_tokens(json: &[u8]) -> Cow<'_, [u8]> {
 /// The elements of a tensor as the text of a flat JSON array, with NaN and
 /// infinities as Triton writes them; BYTES elements must be UTF-8.
 pub fn data_array_text(tensor: &Tensor) -> Result<String, String> {
-    fn chunks<const N: usize>(data: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
-        data.chunks_exact(N).map(|chunk| chunk.try_into().expect("chunks_exact yields N bytes"))
-    }
     let floats: Vec<f64> = match tensor.datatype {
-        DataType::Fp16 => chunks::<2>(&tensor.data).map(|b| shortest(f16::from_le_bytes(b).to_f32())).collect(),
-        DataType::Bf16 => chunks::<2>(&tensor.data).map(|b| shortest(bf16::from_le_bytes(b).to_f32())).collect(),
-        DataType::Fp32 => chunks::<4>(&tensor.data).map(|b| shortest(f32::from_le_bytes(b))).collect(),
-        DataType::Fp64 => chunks::<8>(&tensor.data).map(f64::from_le_bytes).collect(),
+        DataType::Fp16 => le_chunks::<2>(&tensor.data).map(|b| shortest(f16::from_le_bytes(b).to_f32())).collect(),
+        DataType::Bf16 => le_chunks::<2>(&tensor.data).map(|b| shortest(bf16::from_le_bytes(b).to_f32())).collect(),
+        DataType::Fp32 => le_chunks::<4>(&tensor.data).map(|b| shortest(f32::from_le_bytes(b))).collect(),
+        DataType::Fp64 => le_chunks::<8>(&tensor.data).map(f64::from_le_bytes).collect(),
         _ => return serde_json::to_string(&decode_values(tensor)?).map_err(|error| error.to_string()),
     };
     let mut text = String::with_capacity(floats.len() * 8 + 2);
@@ -183,9 +180,6 @@ fn shortest(value: f32) -> f64 {
 /// cannot express (NaN, infinities) become `null`; BYTES elements must be
 /// UTF-8.
 pub fn decode_values(tensor: &Tensor) -> Result<Vec<Value>, String> {
-    fn chunks<const N: usize>(data: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
-        data.chunks_exact(N).map(|chunk| chunk.try_into().expect("chunks_exact yields N bytes"))
-    }
     let float = |value: f64| Number::from_f64(value).map_or(Value::Null, Value::Number);
     let single = |value: f32| float(shortest(value));
     let data = &tensor.data;
@@ -193,16 +187,16 @@ pub fn decode_values(tensor: &Tensor) -> Result<Vec<Value>, String> {
         DataType::Bool => data.iter().map(|&byte| Value::Bool(byte != 0)).collect(),
         DataType::Uint8 => data.iter().map(|&byte| Value::from(byte)).collect(),
         DataType::Int8 => data.iter().map(|&byte| Value::from(byte as i8)).collect(),
-        DataType::Uint16 => chunks::<2>(data).map(|b| Value::from(u16::from_le_bytes(b))).collect(),
-        DataType::Int16 => chunks::<2>(data).map(|b| Value::from(i16::from_le_bytes(b))).collect(),
-        DataType::Uint32 => chunks::<4>(data).map(|b| Value::from(u32::from_le_bytes(b))).collect(),
-        DataType::Int32 => chunks::<4>(data).map(|b| Value::from(i32::from_le_bytes(b))).collect(),
-        DataType::Uint64 => chunks::<8>(data).map(|b| Value::from(u64::from_le_bytes(b))).collect(),
-        DataType::Int64 => chunks::<8>(data).map(|b| Value::from(i64::from_le_bytes(b))).collect(),
-        DataType::Fp16 => chunks::<2>(data).map(|b| single(f16::from_le_bytes(b).to_f32())).collect(),
-        DataType::Bf16 => chunks::<2>(data).map(|b| single(bf16::from_le_bytes(b).to_f32())).collect(),
-        DataType::Fp32 => chunks::<4>(data).map(|b| single(f32::from_le_bytes(b))).collect(),
-        DataType::Fp64 => chunks::<8>(data).map(|b| float(f64::from_le_bytes(b))).collect(),
+        DataType::Uint16 => le_chunks::<2>(data).map(|b| Value::from(u16::from_le_bytes(b))).collect(),
+        DataType::Int16 => le_chunks::<2>(data).map(|b| Value::from(i16::from_le_bytes(b))).collect(),
+        DataType::Uint32 => le_chunks::<4>(data).map(|b| Value::from(u32::from_le_bytes(b))).collect(),
+        DataType::Int32 => le_chunks::<4>(data).map(|b| Value::from(i32::from_le_bytes(b))).collect(),
+        DataType::Uint64 => le_chunks::<8>(data).map(|b| Value::from(u64::from_le_bytes(b))).collect(),
+        DataType::Int64 => le_chunks::<8>(data).map(|b| Value::from(i64::from_le_bytes(b))).collect(),
+        DataType::Fp16 => le_chunks::<2>(data).map(|b| single(f16::from_le_bytes(b).to_f32())).collect(),
+        DataType::Bf16 => le_chunks::<2>(data).map(|b| single(bf16::from_le_bytes(b).to_f32())).collect(),
+        DataType::Fp32 => le_chunks::<4>(data).map(|b| single(f32::from_le_bytes(b))).collect(),
+        DataType::Fp64 => le_chunks::<8>(data).map(|b| float(f64::from_le_bytes(b))).collect(),
         DataType::Bytes => split_byte_strings(data)
             .map_err(|error| error.to_string())?
             .into_iter()

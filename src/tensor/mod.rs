@@ -33,6 +33,12 @@ pub fn element_count(shape: &[i64]) -> Option<usize> {
     })
 }
 
+/// The fixed-size elements of `data`, `N` bytes each, for reading them
+/// with `from_le_bytes`; a trailing partial element is left out.
+pub fn le_chunks<const N: usize>(data: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
+    data.chunks_exact(N).map(|chunk| chunk.try_into().expect("chunks_exact yields N bytes"))
+}
+
 /// Formats a shape the way error messages print it: `[1,16]`.
 pub fn format_shape(shape: &[i64]) -> String {
     let dims: Vec<String> = shape.iter().map(i64::to_string).collect();
