@@ -43,12 +43,14 @@ fn content_encoding(headers: &HeaderMap) -> Result<ContentEncoding, ApiError> {
     }
 }
 
-fn too_large(limit: usize) -> ApiError {
-    let bound = if limit == BINARY_REQUEST_LIMIT {
-        "the most a request with binary tensor data may carry"
-    } else {
-        "--http-max-input-size"
-    };
+/// The bound behind a 413, as its message names it: the flag, for JSON, raw
+/// and decompressed bodies ...
+const INPUT_SIZE_FLAG: &str = "--http-max-input-size";
+/// ... or [`BINARY_REQUEST_LIMIT`], for requests with binary tensor data.
+const BINARY_BOUND: &str = "the most a request with binary tensor data may carry";
+
+/// 413 for a body over `limit` bytes, naming the `bound` that set it.
+fn too_large(limit: usize, bound: &str) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         format!("the request body is larger than the limit of {limit} bytes ({bound})"),
@@ -67,22 +69,22 @@ const BINARY_REQUEST_LIMIT: usize = i32::MAX as usize;
 /// [`BINARY_REQUEST_LIMIT`]. Too much is 413.
 pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let encoding = content_encoding(headers)?;
-    let raw_limit = match (encoding, header_length(headers)?) {
+    let (raw_limit, bound) = match (encoding, header_length(headers)?) {
         (ContentEncoding::Identity, Some(json_length)) if json_length > 0 => {
             if json_length > limit {
                 return Err(ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     format!(
                         "the request's JSON of {json_length} bytes is larger than the limit of {limit} bytes \
-                         (--http-max-input-size)"
+                         ({INPUT_SIZE_FLAG})"
                     ),
                 ));
             }
-            BINARY_REQUEST_LIMIT.max(limit)
+            if limit > BINARY_REQUEST_LIMIT { (limit, INPUT_SIZE_FLAG) } else { (BINARY_REQUEST_LIMIT, BINARY_BOUND) }
         }
-        _ => limit,
+        _ => (limit, INPUT_SIZE_FLAG),
     };
-    let raw = read_raw_body(headers, body, raw_limit).await?;
+    let raw = read_raw_body(headers, body, raw_limit, bound).await?;
     if encoding == ContentEncoding::Identity {
         return Ok(raw);
     }
@@ -106,13 +108,13 @@ fn inflate(encoding: ContentEncoding, compressed: &[u8], limit: usize) -> Result
         .read_to_end(&mut inflated)
         .map_err(|error| ApiError::bad_request(format!("the {name} request body cannot be decompressed: {error}")))?;
     if inflated.len() > limit {
-        return Err(too_large(limit));
+        return Err(too_large(limit, INPUT_SIZE_FLAG));
     }
     Ok(Bytes::from(inflated))
 }
 
-async fn read_raw_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    let too_large = || too_large(limit);
+async fn read_raw_body(headers: &HeaderMap, body: Body, limit: usize, bound: &str) -> Result<Bytes, ApiError> {
+    let too_large = || too_large(limit, bound);
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
