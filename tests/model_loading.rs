@@ -6,12 +6,22 @@ use std::time::Duration;
 
 use common::{TestServer, copy_model, copy_simple_as, examples, simple_request};
 use tonic::Code;
+use tonic::transport::Channel;
+use tritonrs::proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use tritonrs::proto::inference::{
     ModelInferRequest, ModelMetadataRequest, ModelReadyRequest, ModelStatisticsRequest, ServerReadyRequest,
 };
 
 fn metadata(name: &str) -> ModelMetadataRequest {
     ModelMetadataRequest { name: name.into(), version: String::new() }
+}
+
+/// Why `model` is not serving: its metadata is refused as UNAVAILABLE, with
+/// the reason as the message.
+async fn unavailable_reason(client: &mut GrpcInferenceServiceClient<Channel>, model: &str) -> String {
+    let error = client.model_metadata(metadata(model)).await.unwrap_err();
+    assert_eq!(error.code(), Code::Unavailable, "{error:?}");
+    error.message().to_string()
 }
 
 #[tokio::test]
@@ -25,9 +35,8 @@ async fn a_missing_onnx_runtime_library_is_explained() {
     server.wait_loaded().await;
     let mut client = server.client().await;
     assert!(!client.server_ready(ServerReadyRequest {}).await.unwrap().into_inner().ready);
-    let error = client.model_metadata(metadata("simple")).await.unwrap_err();
-    assert_eq!(error.code(), Code::Unavailable);
-    assert!(error.message().contains("/nonexistent/libonnxruntime.so.1.31.1"), "{}", error.message());
+    let reason = unavailable_reason(&mut client, "simple").await;
+    assert!(reason.contains("/nonexistent/libonnxruntime.so.1.31.1"), "{reason}");
     assert!(server.log().contains("does not exist"), "{}", server.log());
     server.stop().await;
 }
@@ -53,9 +62,8 @@ async fn a_failing_model_stops_the_server_unless_told_otherwise() {
     common::assert_simple_response(&response, 1);
     let ready = ModelReadyRequest { name: "broken".into(), version: String::new() };
     assert!(!client.model_ready(ready).await.unwrap().into_inner().ready);
-    let error = client.model_metadata(metadata("broken")).await.unwrap_err();
-    assert_eq!(error.code(), Code::Unavailable);
-    assert!(error.message().contains("line 2"), "{}", error.message());
+    let reason = unavailable_reason(&mut client, "broken").await;
+    assert!(reason.contains("line 2"), "{reason}");
     // Its statistics are an error too, not an empty list that would pass for
     // an idle model.
     let statistics = |name: &str, version: &str| ModelStatisticsRequest { name: name.into(), version: version.into() };
@@ -85,9 +93,8 @@ async fn a_model_in_two_repositories_is_refused() {
     ]);
     server.wait_loaded().await;
     let mut client = server.client().await;
-    let error = client.model_metadata(metadata("simple")).await.unwrap_err();
-    assert_eq!(error.code(), Code::Unavailable);
-    assert!(error.message().contains("more than one repository"), "{}", error.message());
+    let reason = unavailable_reason(&mut client, "simple").await;
+    assert!(reason.contains("more than one repository"), "{reason}");
     assert!(client.model_metadata(metadata("scale_fp16")).await.is_ok());
     server.stop().await;
 }
@@ -101,9 +108,8 @@ async fn gpu_instances_without_a_usable_gpu_fail_with_the_reason() {
         TestServer::start(&[&format!("--model-repository={}", repository.path().display()), "--exit-on-error=false"]);
     server.wait_loaded().await;
     let mut client = server.client().await;
-    let error = client.model_metadata(metadata("on_gpu")).await.unwrap_err();
-    assert_eq!(error.code(), Code::Unavailable);
-    assert!(error.message().contains("KIND_GPU instances need"), "{}", error.message());
+    let reason = unavailable_reason(&mut client, "on_gpu").await;
+    assert!(reason.contains("KIND_GPU instances need"), "{reason}");
     // KIND_AUTO on a server without a GPU means the CPU.
     let response = client.model_infer(simple_request(1)).await.unwrap().into_inner();
     common::assert_simple_response(&response, 1);
@@ -129,9 +135,8 @@ async fn a_model_whose_instances_are_all_passive_fails_to_load() {
         TestServer::start(&[&format!("--model-repository={}", repository.path().display()), "--exit-on-error=false"]);
     server.wait_loaded().await;
     let mut client = server.client().await;
-    let error = client.model_metadata(metadata("idle")).await.unwrap_err();
-    assert_eq!(error.code(), Code::Unavailable);
-    assert!(error.message().contains("every instance group is passive"), "{}", error.message());
+    let reason = unavailable_reason(&mut client, "idle").await;
+    assert!(reason.contains("every instance group is passive"), "{reason}");
     let response = client.model_infer(simple_request(1)).await.unwrap().into_inner();
     common::assert_simple_response(&response, 1);
     server.stop().await;
@@ -204,13 +209,8 @@ async fn every_instance_runs_the_warmup_samples_before_the_model_is_ready() {
         client.model_infer(ModelInferRequest { model_name: "warm".into(), ..simple_request(1) }).await.unwrap();
     common::assert_simple_response(&response.into_inner(), 1);
 
-    let error = client.model_metadata(metadata("cold")).await.unwrap_err();
-    assert_eq!(error.code(), Code::Unavailable);
-    assert!(
-        error.message().contains("warmup sample 'zeros and ones': input 'INPUT1': cannot read '"),
-        "{}",
-        error.message()
-    );
-    assert!(error.message().contains("cold/warmup/missing'"), "{}", error.message());
+    let reason = unavailable_reason(&mut client, "cold").await;
+    assert!(reason.contains("warmup sample 'zeros and ones': input 'INPUT1': cannot read '"), "{reason}");
+    assert!(reason.contains("cold/warmup/missing'"), "{reason}");
     server.stop().await;
 }
