@@ -16,16 +16,7 @@
 # shellcheck source=bench/bundle-run.sh
 source "$(dirname "${BASH_SOURCE[0]}")/bundle-run.sh"
 
-nvidia_libraries=$("$PYTHON" - <<'PY'
-import importlib.util
-import pathlib
-
-spec = importlib.util.find_spec("nvidia")
-folders = {str(library.parent) for location in (spec.submodule_search_locations if spec else [])
-           for library in pathlib.Path(location).rglob("lib*.so*")}
-print(":".join(sorted(folders)))
-PY
-)
+nvidia_libraries=$("$PYTHON" scripts/nvidia_libraries.py)
 export LD_LIBRARY_PATH="$nvidia_libraries${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 "$PYTHON" bench/generate_workloads.py "$WORK/gpu-models" --gpu >/dev/null
