@@ -233,7 +233,10 @@ def without_gpus(checks, server):
         "no GPU memory held",
         lambda: (server.process.pid not in gpu_processes(), f"nvidia-smi lists {gpu_processes()}"),
     )
-    checks.check("KIND_GPU without a visible GPU", lambda: load_fails(server, "gpu_options", "GPU 0"))
+    checks.check(
+        "KIND_GPU without a visible GPU",
+        lambda: load_fails(server, "gpu_options", "GPU 0: the NVIDIA driver shows this server no GPU"),
+    )
 
 
 def main():

@@ -27,7 +27,7 @@ pub fn available() -> bool {
 /// GPU image on a host without one, or started without its GPUs, must
 /// still run `KIND_AUTO` models on the CPU, as Triton does.
 pub fn usable_gpu_count() -> u32 {
-    if available() { driver::device_count() } else { 0 }
+    if available() { driver::device_count().unwrap_or(0) } else { 0 }
 }
 
 #[cfg(feature = "cuda")]
@@ -38,16 +38,20 @@ mod driver {
     /// The CUDA driver API's result code; 0 is success.
     type CuResult = c_int;
 
-    /// Asks the driver library once; a host without it has no GPU.
-    pub fn device_count() -> u32 {
-        static COUNT: OnceLock<u32> = OnceLock::new();
-        *COUNT.get_or_init(|| match ask_driver() {
-            Ok(count) => count,
-            Err(reason) => {
-                tracing::info!("no GPU found: {reason}");
-                0
-            }
-        })
+    /// How many GPUs the driver shows this process, or why it shows none
+    /// (no driver library, or its initialisation failed, as it does when
+    /// `CUDA_VISIBLE_DEVICES` hides every GPU). Asked once.
+    pub fn device_count() -> Result<u32, String> {
+        static COUNT: OnceLock<Result<u32, String>> = OnceLock::new();
+        COUNT
+            .get_or_init(|| {
+                let count = ask_driver();
+                if let Err(reason) = &count {
+                    tracing::info!("no GPU found: {reason}");
+                }
+                count
+            })
+            .clone()
     }
 
     fn ask_driver() -> Result<u32, String> {
@@ -80,8 +84,8 @@ mod driver {
 #[cfg(not(feature = "cuda"))]
 mod driver {
     /// Without the `cuda` feature there is nothing to ask.
-    pub fn device_count() -> u32 {
-        0
+    pub fn device_count() -> Result<u32, String> {
+        Ok(0)
     }
 }
 
@@ -102,7 +106,27 @@ pub fn execution_provider(gpu: i32, library: &Path, options: &[(String, String)]
             library.display()
         )));
     }
+    check_visible(gpu, driver::device_count())?;
     cuda_provider(gpu, options)
+}
+
+/// Fails an instance on a GPU the driver does not show this process, which
+/// ONNX Runtime would otherwise report as a failed provider option.
+fn check_visible(gpu: i32, visible: Result<u32, String>) -> Result<()> {
+    let shown = match &visible {
+        Ok(count) if u32::try_from(gpu).is_ok_and(|gpu| gpu < *count) => return Ok(()),
+        Ok(0) => "no GPU".to_string(),
+        Ok(count) => format!("GPUs 0 to {}", count - 1),
+        Err(reason) => format!("no GPU ({reason})"),
+    };
+    let hidden_by = match std::env::var("CUDA_VISIBLE_DEVICES") {
+        Ok(devices) => format!(" with CUDA_VISIBLE_DEVICES='{devices}'"),
+        Err(_) => String::new(),
+    };
+    Err(Error::unavailable(format!(
+        "KIND_GPU instance on GPU {gpu}: the NVIDIA driver shows this server {shown}{hidden_by}; make the GPU visible \
+         to the server, or use KIND_CPU or KIND_AUTO (which runs on the CPU where there is no GPU)"
+    )))
 }
 
 #[cfg(feature = "cuda")]
@@ -119,17 +143,34 @@ fn cuda_provider(gpu: i32, _: &[(String, String)]) -> Result<ExecutionProviderDi
     Err(Error::unavailable(format!("GPU {gpu}: this build has no CUDA support")))
 }
 
-// With the `cuda` feature the check asks the loaded library, which unit
-// tests do not load; tests/model_loading.rs covers that build end to end.
-#[cfg(all(test, not(feature = "cuda")))]
+#[cfg(test)]
 mod tests {
     use super::*;
 
+    // With the `cuda` feature the check asks the loaded library, which unit
+    // tests do not load; tests/model_loading.rs covers that build end to end.
+    #[cfg(not(feature = "cuda"))]
     #[test]
     fn gpu_instances_explain_what_they_need() {
         let Err(error) = execution_provider(0, Path::new("/opt/lib/libonnxruntime.so.1.31.1"), &[]) else {
             panic!("a GPU provider without a GPU library");
         };
         assert!(error.message().contains("KIND_GPU instances need"), "{}", error.message());
+    }
+
+    #[test]
+    fn instances_need_a_gpu_the_driver_shows() {
+        assert!(check_visible(0, Ok(1)).is_ok());
+        assert!(check_visible(1, Ok(2)).is_ok());
+        let refused: [(i32, Result<u32, String>, &str); 4] = [
+            (0, Ok(0), "GPU 0: the NVIDIA driver shows this server no GPU"),
+            (2, Ok(2), "GPU 2: the NVIDIA driver shows this server GPUs 0 to 1"),
+            (0, Err("cuInit failed with CUDA error 100".into()), "no GPU (cuInit failed with CUDA error 100)"),
+            (-1, Ok(1), "GPU -1"),
+        ];
+        for (gpu, visible, expected) in refused {
+            let Err(error) = check_visible(gpu, visible) else { panic!("GPU {gpu} passed: {expected}") };
+            assert!(error.message().contains(expected), "{}", error.message());
+        }
     }
 }
