@@ -8,8 +8,9 @@ instance groups on a real GPU.
 It needs only the Python standard library, the bundle's `bin/tritonrs` and
 `lib/`, the NVIDIA driver and CUDA 13 with cuDNN 9 (on the loader path or as
 pip's nvidia-* packages of this Python). It serves copies of the example
-`simple` model (INT32 sum and difference) with different instance groups
-from a temporary repository, twice: once seeing the GPUs, once with
+`simple` model (INT32 sum and difference) with different instance groups,
+and the identity test models of every datatype, from a temporary
+repository, twice: once seeing the GPUs, once with
 `CUDA_VISIBLE_DEVICES=` (a GPU image started without its GPUs), and
 prints one line per check; the exit status is the number of failed checks.
 """
@@ -34,6 +35,18 @@ from nvidia_libraries import nvidia_library_path  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SIMPLE = ROOT / "examples" / "model_repository" / "simple"
+TEST_MODELS = ROOT / "tests" / "model_repository"
+
+# Datatype -> values that survive a JSON round trip exactly, for the
+# identity test models (no config: KIND_AUTO, so on the GPU here; ONNX
+# Runtime runs on the CPU the kernels its CUDA provider lacks).
+IDENTITY_VALUES = {
+    "BOOL": [True, False, True],
+    **{name: [0, 7, 100] for name in ("UINT8", "UINT16", "UINT32", "UINT64")},
+    **{name: [-100, 0, 7] for name in ("INT8", "INT16", "INT32", "INT64")},
+    **{name: [1.5, -2.0, 0.25] for name in ("FP16", "BF16", "FP32", "FP64")},
+    "BYTES": ["a", "bc", ""],
+}
 LOAD_TIMEOUT_S = 120
 
 # The example's config without its first line (the name), so that each
@@ -141,6 +154,9 @@ def write_repository(folder):
         target = folder / name
         shutil.copytree(SIMPLE / "1", target / "1")
         (target / "config.pbtxt").write_text(f'name: "{name}"\n{SIMPLE_BODY}\n{extra}\n')
+    for datatype in IDENTITY_VALUES:
+        name = f"identity_{datatype.lower()}"
+        shutil.copytree(TEST_MODELS / name, folder / name)
 
 
 def groups_of(server, model):
@@ -164,6 +180,21 @@ def infer_simple(server, model, rows=3):
     flat = [(a, b) for row_a, row_b in zip(first, second) for a, b in zip(row_a, row_b)]
     expected = {"OUTPUT0": [a + b for a, b in flat], "OUTPUT1": [a - b for a, b in flat]}
     return outputs == expected, f"{rows} rows of sum and difference {'right' if outputs == expected else 'WRONG'}"
+
+
+def identity_round_trips(server, device):
+    """Whether every datatype comes back unchanged from its identity model,
+    whose instances all run on `device` ("KIND_GPU" or "KIND_CPU")."""
+    wrong = []
+    for datatype, values in IDENTITY_VALUES.items():
+        model = f"identity_{datatype.lower()}"
+        kinds = {kind for kind, _, _ in groups_of(server, model)}
+        inputs = [{"name": "INPUT0", "shape": [1, len(values)], "datatype": datatype, "data": values}]
+        status, answer = server.request(f"/v2/models/{model}/infer", {"inputs": inputs})
+        returned = answer["outputs"][0]["data"] if status == 200 else answer
+        if kinds != {device} or returned != values:
+            wrong.append(f"{datatype} on {sorted(kinds)}: sent {values}, got {returned}")
+    return not wrong, "; ".join(wrong) or f"{len(IDENTITY_VALUES)} datatypes unchanged on {device}"
 
 
 def statistics_of(server, model):
@@ -212,6 +243,7 @@ def with_gpus(checks, server):
     checks.check("KIND_AUTO answers", lambda: infer_simple(server, "auto"))
     memory = gpu_processes().get(server.process.pid)
     checks.check("the server holds GPU memory", lambda: (memory is not None, f"nvidia-smi: {memory} MiB"))
+    checks.check("every datatype through an identity model", lambda: identity_round_trips(server, "KIND_GPU"))
     checks.check("cuda accelerator and gpu_mem_limit options", lambda: infer_simple(server, "gpu_options"))
     checks.check(
         "model_warmup on 2 KIND_GPU instances (2 x count 2 of batch 4)",
@@ -229,6 +261,7 @@ def with_gpus(checks, server):
 def without_gpus(checks, server):
     checks.check("KIND_AUTO with CUDA_VISIBLE_DEVICES=", lambda: groups_are(server, "auto", [("KIND_CPU", 2, [])]))
     checks.check("KIND_AUTO answers on the CPU", lambda: infer_simple(server, "auto"))
+    checks.check("every datatype on the CPU", lambda: identity_round_trips(server, "KIND_CPU"))
     checks.check(
         "no GPU memory held",
         lambda: (server.process.pid not in gpu_processes(), f"nvidia-smi lists {gpu_processes()}"),
