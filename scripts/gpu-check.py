@@ -19,23 +19,18 @@ import argparse
 import json
 import os
 import pathlib
-import re
-import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 import urllib.error
 import urllib.request
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from nvidia_libraries import nvidia_library_path  # noqa: E402
-
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-SIMPLE = ROOT / "examples" / "model_repository" / "simple"
-TEST_MODELS = ROOT / "tests" / "model_repository"
+sys.path[:0] = [str(ROOT / "scripts"), str(ROOT / "tests" / "python")]
+from nvidia_libraries import nvidia_library_path  # noqa: E402
+from server_process import EXAMPLE_MODELS, TEST_MODELS, ServerProcess, copy_model, server_args  # noqa: E402
+
+SIMPLE = EXAMPLE_MODELS / "simple"
 
 # Datatype -> values that survive a JSON round trip exactly, for the
 # identity test models (no config: KIND_AUTO, so on the GPU here; ONNX
@@ -77,60 +72,19 @@ optimization { execution_accelerators { gpu_execution_accelerator: [
 }
 
 
-class Server:
-    """One tritonrs on an ephemeral local HTTP port (gRPC off)."""
-
-    def __init__(self, binary, library, repository, env):
-        args = [
-            str(binary),
-            f"--model-repository={repository}",
-            f"--backend-config=onnxruntime,library={library}",
-            "--exit-on-error=false",
-            "--allow-grpc=false",
-            "--http-address=127.0.0.1",
-            "--http-port=0",
-        ]
-        self.process = subprocess.Popen(
-            args, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
-        self.lines = []
-        self._changed = threading.Condition()
-        threading.Thread(target=self._drain, daemon=True).start()
-        self.port = int(self.wait_for(r"Started HTTPService at 127\.0\.0\.1:(\d+)").group(1))
-        self.wait_for(r"server is ready|server is serving, but not ready")
-
-    def _drain(self):
-        for raw in iter(self.process.stdout.readline, b""):
-            line = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", raw.decode("utf-8", "replace")).rstrip("\n")
-            with self._changed:
-                self.lines.append(line)
-                self._changed.notify_all()
-
-    def wait_for(self, pattern):
-        deadline = time.monotonic() + LOAD_TIMEOUT_S
-        with self._changed:
-            while True:
-                for line in self.lines:
-                    match = re.search(pattern, line)
-                    if match:
-                        return match
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"no line matching {pattern!r}; output:\n" + "\n".join(self.lines))
-                self._changed.wait(0.5)
+class Server(ServerProcess):
+    """A server started as the Python tests start theirs, with JSON requests
+    to its HTTP endpoint."""
 
     def request(self, path, body=None):
         """(HTTP status, parsed JSON body) of a GET, or a POST of `body`."""
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data)
+        request = urllib.request.Request(f"http://{self.http_url}{path}", data=data)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return response.status, json.loads(response.read() or b"null")
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read() or b"null")
-
-    def stop(self):
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=60)
 
 
 class Checks:
@@ -151,12 +105,9 @@ class Checks:
 
 def write_repository(folder):
     for name, extra in MODELS.items():
-        target = folder / name
-        shutil.copytree(SIMPLE / "1", target / "1")
-        (target / "config.pbtxt").write_text(f'name: "{name}"\n{SIMPLE_BODY}\n{extra}\n')
+        copy_model(SIMPLE, folder, name=name, config=f'name: "{name}"\n{SIMPLE_BODY}\n{extra}\n')
     for datatype in IDENTITY_VALUES:
-        name = f"identity_{datatype.lower()}"
-        shutil.copytree(TEST_MODELS / name, folder / name)
+        copy_model(TEST_MODELS / f"identity_{datatype.lower()}", folder)
 
 
 def groups_of(server, model):
@@ -278,20 +229,22 @@ def main():
     args = parser.parse_args()
     binary = args.bundle / "bin" / "tritonrs"
     library = args.bundle / "lib" / "libonnxruntime.so.1.31.1"
-    env = dict(os.environ, NO_COLOR="1", RUST_LOG="info")
-    env["LD_LIBRARY_PATH"] = ":".join(filter(None, [nvidia_library_path(), env.get("LD_LIBRARY_PATH")]))
+    # Added to this process's environment by ServerProcess.
+    env = {"LD_LIBRARY_PATH": ":".join(filter(None, [nvidia_library_path(), os.environ.get("LD_LIBRARY_PATH")]))}
 
     checks = Checks()
     with tempfile.TemporaryDirectory() as folder:
         repository = pathlib.Path(folder)
         write_repository(repository)
         for visible, run in ((None, with_gpus), ("", without_gpus)):
-            server_env = dict(env) if visible is None else dict(env, CUDA_VISIBLE_DEVICES=visible)
-            server = Server(binary, library, repository, server_env)
+            server_env = env if visible is None else dict(env, CUDA_VISIBLE_DEVICES=visible)
+            extra = [f"--backend-config=onnxruntime,library={library}", "--exit-on-error=false"]
+            server = Server(server_args(repository, extra=extra), binary, server_env)
             try:
+                server.wait_listening().wait_models_loaded(LOAD_TIMEOUT_S)
                 run(checks, server)
             finally:
-                code = server.stop()
+                code = server.stop(timeout=60)
                 checks.check("clean exit", lambda: (code == 0, f"exit status {code}"))
                 if checks.failed:
                     print("\n".join(server.lines[-40:]))

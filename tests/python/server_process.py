@@ -19,8 +19,6 @@ import time
 import urllib.error
 import urllib.request
 
-from protocols import connect
-
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLE_MODELS = REPO_ROOT / "examples" / "model_repository"
 TEST_MODELS = REPO_ROOT / "tests" / "model_repository"
@@ -171,6 +169,10 @@ class ServerProcess:
 
     def client(self, protocol="grpc"):
         """A tritonclient client of this server for "grpc" or "http"."""
+        # Imported here, not at the top: scripts/gpu-check.py starts servers
+        # with this module on GPU machines that have no tritonclient.
+        from protocols import connect
+
         return connect(protocol, self.url_for(protocol))
 
     def _answers_ready(self):
