@@ -13,7 +13,7 @@ use bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::inference::{ParameterValue, RequestedOutput};
 use crate::model_config::ModelConfig;
-use crate::tensor::{DataType, Tensor, element_count, encode_byte_strings, le_chunks};
+use crate::tensor::{DataType, Tensor, element_count, encode_byte_strings, format_shape, le_chunks};
 
 /// The request parameter of an output that asks for its classes.
 pub const CLASSIFICATION_PARAMETER: &str = "classification";
@@ -122,7 +122,7 @@ pub fn classify(model: &str, tensor: &Tensor, count: usize, batched: bool, label
     }
     let item_bytes = classes * element_size;
     if item_bytes.checked_mul(batch) != Some(tensor.data.len()) {
-        return Err(invalid(format!("has {} bytes for shape {:?}", tensor.data.len(), tensor.shape)));
+        return Err(invalid(format!("has {} bytes for shape {}", tensor.data.len(), format_shape(&tensor.shape))));
     }
     let returned = count.min(classes);
     let mut strings = Vec::with_capacity(batch * returned);
