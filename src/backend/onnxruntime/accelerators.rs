@@ -5,6 +5,7 @@
 //! `cudnn_conv_algo_search`, `gpu_mem_limit`, `arena_extend_strategy` and
 //! `do_copy_in_default_stream`.
 
+use super::parameters::{self, parse_bool};
 use crate::model_config::ModelConfig;
 use crate::proto::inference::model_optimization_policy::ExecutionAccelerators;
 
@@ -76,12 +77,13 @@ fn legacy_parameters(config: &ModelConfig, options: &mut Vec<(String, String)>) 
         options.retain(|(existing, _)| existing != key);
         options.push((key.to_string(), value));
     };
-    let parameter = |key: &str| config.parameters.get(key).map(|value| value.string_value.trim());
-    let numbered = |key: &str, names: &[&'static str]| parameter(key).map(|text| name_of(key, text, names)).transpose();
+    let numbered = |key: &str, names: &[&'static str]| {
+        parameters::text(config, key).map(|text| name_of(key, text, names)).transpose()
+    };
     if let Some(search) = numbered("cudnn_conv_algo_search", &["EXHAUSTIVE", "HEURISTIC", "DEFAULT"])? {
         set("cudnn_conv_algo_search", search.to_string());
     }
-    if let Some(text) = parameter("gpu_mem_limit") {
+    if let Some(text) = parameters::text(config, "gpu_mem_limit") {
         let bytes: u64 =
             text.parse().map_err(|_| format!("parameter gpu_mem_limit must be a number of bytes, not '{text}'"))?;
         set("gpu_mem_limit", bytes.to_string());
@@ -89,9 +91,7 @@ fn legacy_parameters(config: &ModelConfig, options: &mut Vec<(String, String)>) 
     if let Some(strategy) = numbered("arena_extend_strategy", &["kNextPowerOfTwo", "kSameAsRequested"])? {
         set("arena_extend_strategy", strategy.to_string());
     }
-    if let Some(text) = parameter("do_copy_in_default_stream") {
-        let copy = parse_bool(text)
-            .ok_or_else(|| format!("parameter do_copy_in_default_stream must be true or false, not '{text}'"))?;
+    if let Some(copy) = parameters::boolean(config, "do_copy_in_default_stream")? {
         set("do_copy_in_default_stream", u8::from(copy).to_string());
     }
     Ok(())
@@ -106,16 +106,6 @@ fn name_of(key: &str, text: &str, names: &[&'static str]) -> Result<&'static str
             names.iter().enumerate().map(|(number, name)| format!("{number} ({name})")).collect();
         format!("parameter {key} must be one of {}, not '{text}'", choices.join(", "))
     })
-}
-
-/// A boolean as Triton's backends spell it: true/false, on/off or 1/0, in
-/// any case.
-pub fn parse_bool(text: &str) -> Option<bool> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "true" | "on" | "1" => Some(true),
-        "false" | "off" | "0" => Some(false),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
@@ -185,14 +175,5 @@ mod tests {
             let error = options(text).unwrap_err();
             assert!(error.contains(key), "{error}");
         }
-    }
-
-    #[test]
-    fn booleans_are_spelled_as_in_triton() {
-        for (text, value) in [("TRUE", true), ("on", true), ("1", true), ("false", false), ("Off", false), ("0", false)]
-        {
-            assert_eq!(parse_bool(text), Some(value), "{text}");
-        }
-        assert_eq!(parse_bool("2"), None);
     }
 }

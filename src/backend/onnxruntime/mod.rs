@@ -4,6 +4,7 @@
 mod accelerators;
 mod cuda;
 mod library;
+mod parameters;
 mod session_options;
 mod values;
 

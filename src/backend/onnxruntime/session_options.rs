@@ -4,7 +4,8 @@
 
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 
-use super::accelerators::{check_cpu_accelerators, cuda_provider_options, parse_bool};
+use super::accelerators::{check_cpu_accelerators, cuda_provider_options};
+use super::parameters;
 use crate::backend::Device;
 use crate::model_config::ModelConfig;
 
@@ -41,11 +42,11 @@ impl SessionOptions {
         let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
         // As in Triton, a count of 0 or less keeps the default.
         let positive = |count: Option<i64>| count.and_then(|count| usize::try_from(count).ok()).filter(|&n| n > 0);
-        let intra_op_threads =
-            positive(parameter(config, "intra_op_thread_count")?).unwrap_or_else(|| (cores / instances.max(1)).max(1));
-        let inter_op_threads = positive(parameter(config, "inter_op_thread_count")?).unwrap_or(0);
+        let intra_op_threads = positive(parameters::integer(config, "intra_op_thread_count")?)
+            .unwrap_or_else(|| (cores / instances.max(1)).max(1));
+        let inter_op_threads = positive(parameters::integer(config, "inter_op_thread_count")?).unwrap_or(0);
         check_cpu_accelerators(config)?;
-        let parallel_execution = match parameter::<i64>(config, "execution_mode")? {
+        let parallel_execution = match parameters::integer::<i64>(config, "execution_mode")? {
             None | Some(0) => false,
             Some(1) => true,
             Some(other) => {
@@ -63,14 +64,9 @@ impl SessionOptions {
             2 => GraphOptimizationLevel::Disable,
             _ => GraphOptimizationLevel::All,
         };
-        let memory_pattern = match config.parameters.get("enable_mem_pattern") {
-            None => None,
-            Some(value) => Some(parse_bool(&value.string_value).ok_or_else(|| {
-                format!("parameter enable_mem_pattern must be true or false, not '{}'", value.string_value)
-            })?),
-        };
+        let memory_pattern = parameters::boolean(config, "enable_mem_pattern")?;
         let intra_op_spinning =
-            parameter::<u8>(config, "session.intra_op.allow_spinning")?.is_some_and(|value| value != 0);
+            parameters::integer::<u8>(config, "session.intra_op.allow_spinning")?.is_some_and(|value| value != 0);
         Ok(Self {
             intra_op_threads,
             inter_op_threads,
@@ -102,14 +98,6 @@ impl SessionOptions {
         }
         Ok(builder)
     }
-}
-
-fn parameter<T: std::str::FromStr>(config: &ModelConfig, key: &str) -> Result<Option<T>, String> {
-    let Some(value) = config.parameters.get(key) else {
-        return Ok(None);
-    };
-    let text = value.string_value.trim();
-    text.parse::<T>().map(Some).map_err(|_| format!("parameter {key} must be an integer, not '{text}'"))
 }
 
 #[cfg(test)]
