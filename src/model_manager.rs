@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -100,6 +101,8 @@ pub struct LoadedVersion {
     labels: Labels,
     scheduler: Scheduler,
     statistics: Arc<StatisticsRecorder>,
+    /// How long loading took: creating and warming up every instance.
+    load_duration: Duration,
 }
 
 impl LoadedVersion {
@@ -138,6 +141,17 @@ struct ModelRecord {
 pub struct ManagerOptions {
     /// Auto-complete settings.
     pub autocomplete: AutocompleteOptions,
+}
+
+/// What the metrics endpoint reports of one loaded model version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionMetrics {
+    /// Its statistics so far.
+    pub statistics: ModelStatistics,
+    /// Requests waiting in its queue now.
+    pub pending_requests: usize,
+    /// How long it took to load.
+    pub load_duration: Duration,
 }
 
 /// The outcome of loading the repositories.
@@ -300,6 +314,7 @@ impl ModelManager {
     }
 
     fn load_version(&self, model_dir: &Path, config: &Arc<ModelConfig>, version: i64) -> Result<LoadedVersion> {
+        let started = Instant::now();
         let backend = self.backend.as_ref().map_err(|reason| Error::unavailable(reason.clone()))?;
         let model_path = model_file(model_dir, version, &config.default_model_filename);
         if !model_path.is_file() {
@@ -342,7 +357,15 @@ impl ModelManager {
         let label = format!("model '{}' version {version}", config.name);
         let scheduler =
             Scheduler::start(&label, SchedulingPolicy::from_config(config), instances, Arc::clone(&statistics))?;
-        Ok(LoadedVersion { version, config: Arc::clone(config), io, labels, scheduler, statistics })
+        Ok(LoadedVersion {
+            version,
+            config: Arc::clone(config),
+            io,
+            labels,
+            scheduler,
+            statistics,
+            load_duration: started.elapsed(),
+        })
     }
 
     fn report(&self) -> LoadReport {
@@ -485,6 +508,20 @@ impl ModelManager {
             .flat_map(|(_, record)| record.versions.values().filter_map(|version| version.loaded.as_ref()))
             .map(|loaded| loaded.statistics.snapshot())
             .collect())
+    }
+
+    /// The metrics of every loaded model version, by name and version.
+    pub fn metrics(&self) -> Vec<VersionMetrics> {
+        let models = self.read_models();
+        models
+            .values()
+            .flat_map(|record| record.versions.values().filter_map(|version| version.loaded.as_ref()))
+            .map(|loaded| VersionMetrics {
+                statistics: loaded.statistics.snapshot(),
+                pending_requests: loaded.scheduler.pending_requests(),
+                load_duration: loaded.load_duration,
+            })
+            .collect()
     }
 
     /// Name, ready versions, platform and tensors of a model.

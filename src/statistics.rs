@@ -52,6 +52,29 @@ pub struct BatchStatistics {
     pub compute_output: Duration64,
 }
 
+/// Why a request failed, as Triton's metrics label it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureReason {
+    /// A queue policy refused it: it waited past its timeout (`REJECTED`).
+    Rejected,
+    /// Its client went away before it ran (`CANCELED`).
+    Canceled,
+    /// The model failed to execute it (`BACKEND`).
+    Backend,
+}
+
+/// Failed requests by [`FailureReason`]; together they are the count of
+/// [`InferenceStatistics::fail`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FailureCounts {
+    /// Refused by a queue policy.
+    pub rejected: u64,
+    /// Dropped because the client went away.
+    pub canceled: u64,
+    /// Failed in the model.
+    pub backend: u64,
+}
+
 /// A snapshot of one model version's statistics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ModelStatistics {
@@ -70,6 +93,9 @@ pub struct ModelStatistics {
     pub inference_stats: InferenceStatistics,
     /// Per executed batch size, ascending.
     pub batch_stats: BTreeMap<u64, BatchStatistics>,
+    /// Failed requests by reason (Triton's metrics report them; its
+    /// statistics extension only counts them).
+    pub failures: FailureCounts,
 }
 
 /// How long the phases of one execution took.
@@ -132,10 +158,17 @@ impl StatisticsRecorder {
         });
     }
 
-    /// Records a request that failed after `elapsed` (rejected, timed out,
-    /// or failed to execute).
-    pub fn record_failure(&self, elapsed: Duration) {
-        self.update(|statistics| statistics.inference_stats.fail.add(1, elapsed));
+    /// Records a request that failed for `reason` after `elapsed`.
+    pub fn record_failure(&self, elapsed: Duration, reason: FailureReason) {
+        self.update(|statistics| {
+            statistics.inference_stats.fail.add(1, elapsed);
+            let failures = &mut statistics.failures;
+            match reason {
+                FailureReason::Rejected => failures.rejected += 1,
+                FailureReason::Canceled => failures.canceled += 1,
+                FailureReason::Backend => failures.backend += 1,
+            }
+        });
     }
 
     /// The statistics so far.
@@ -155,7 +188,8 @@ mod tests {
         let times = ExecutionTimes { input: ms(1), infer: ms(10), output: ms(2) };
         recorder.record_execution(5, times, &[ms(3), ms(4)], &[ms(20), ms(21)]);
         recorder.record_execution(1, times, &[ms(0)], &[ms(13)]);
-        recorder.record_failure(ms(7));
+        recorder.record_failure(ms(7), FailureReason::Backend);
+        recorder.record_failure(ms(1), FailureReason::Canceled);
         let snapshot = recorder.snapshot();
         assert_eq!(snapshot.inference_count, 6);
         assert_eq!(snapshot.execution_count, 2);
@@ -164,7 +198,8 @@ mod tests {
         assert_eq!(stats.success, Duration64 { count: 3, ns: 54_000_000 });
         assert_eq!(stats.queue, Duration64 { count: 3, ns: 7_000_000 });
         assert_eq!(stats.compute_infer, Duration64 { count: 3, ns: 30_000_000 });
-        assert_eq!(stats.fail, Duration64 { count: 1, ns: 7_000_000 });
+        assert_eq!(stats.fail, Duration64 { count: 2, ns: 8_000_000 });
+        assert_eq!(snapshot.failures, FailureCounts { rejected: 0, canceled: 1, backend: 1 });
         assert_eq!(snapshot.batch_stats[&5].compute_infer, Duration64 { count: 1, ns: 10_000_000 });
         assert_eq!(snapshot.batch_stats.keys().copied().collect::<Vec<_>>(), vec![1, 5]);
     }

@@ -15,7 +15,7 @@ use super::{Executed, Shared, State};
 use crate::backend::ModelInstance;
 use crate::error::{Error, Result};
 use crate::inference::BatchPosition;
-use crate::statistics::ExecutionTimes;
+use crate::statistics::{ExecutionTimes, FailureReason};
 use crate::tensor::Tensor;
 use crate::validation::ValidatedRequest;
 
@@ -112,7 +112,7 @@ fn execute_batch(shared: &Shared, name: &str, instance: &mut dyn ModelInstance, 
     let (live, gone): (Vec<Pending>, Vec<Pending>) = batch.into_iter().partition(|pending| !pending.reply.is_closed());
     for pending in gone {
         tracing::debug!(instance = name, "dropping a request whose client went away");
-        shared.answer_unrun(pending, Error::unavailable("the request was cancelled"));
+        shared.answer_unrun(pending, Error::unavailable("the request was cancelled"), FailureReason::Canceled);
     }
     if live.is_empty() {
         return;
@@ -143,7 +143,9 @@ fn execute_batch(shared: &Shared, name: &str, instance: &mut dyn ModelInstance, 
             let error = Error::new(error.kind(), format!("{} (instance '{name}'): {}", shared.label, error.message()));
             tracing::warn!(instance = name, requests = live.len(), "a batch failed: {}", error.message());
             for pending in live {
-                shared.statistics.record_failure(finished.saturating_duration_since(pending.arrived));
+                shared
+                    .statistics
+                    .record_failure(finished.saturating_duration_since(pending.arrived), FailureReason::Backend);
                 shared.responder.respond(pending.sequence, pending.reply, Err(error.clone()));
             }
         }

@@ -36,7 +36,7 @@ use self::spin::{CALLER_SPIN, CALLER_SPIN_BELOW, RecentDuration, poll_briefly};
 use crate::backend::ModelInstance;
 use crate::error::{Error, Result};
 use crate::inference::{BatchPosition, ParameterValue, Parameters};
-use crate::statistics::StatisticsRecorder;
+use crate::statistics::{FailureReason, StatisticsRecorder};
 use crate::tensor::Tensor;
 use crate::validation::ValidatedRequest;
 
@@ -120,8 +120,8 @@ impl Shared {
     /// Answers a request that leaves the queue without running (timed out,
     /// or its client went away): at once, whatever the answer order, and
     /// counted as a failure, as Triton counts it.
-    fn answer_unrun(&self, pending: Pending, error: Error) {
-        self.statistics.record_failure(pending.arrived.elapsed());
+    fn answer_unrun(&self, pending: Pending, error: Error, reason: FailureReason) {
+        self.statistics.record_failure(pending.arrived.elapsed(), reason);
         self.responder.respond_now(pending.sequence, pending.reply, Err(error));
     }
 
@@ -134,7 +134,7 @@ impl Shared {
                 self.label,
                 pending.arrived.elapsed().as_micros()
             ));
-            self.answer_unrun(pending, error);
+            self.answer_unrun(pending, error, FailureReason::Rejected);
         }
     }
 
@@ -214,6 +214,13 @@ impl Scheduler {
                 tracing::error!(scheduler = %self.shared.label, "an instance thread panicked");
             }
         }
+    }
+
+    /// Requests waiting in the queue for an instance (Triton's
+    /// `nv_inference_pending_request_count`); the ones in a running batch
+    /// are no longer pending.
+    pub fn pending_requests(&self) -> usize {
+        self.shared.lock().queue.len()
     }
 
     fn close(&self) {
@@ -334,7 +341,7 @@ impl Drop for CancelOnDrop<'_> {
         let cancelled = self.shared.lock().queue.cancel(self.id);
         if let Some(pending) = cancelled {
             tracing::debug!(scheduler = %self.shared.label, "dropped a request whose client went away");
-            self.shared.answer_unrun(pending, Error::unavailable("the request was cancelled"));
+            self.shared.answer_unrun(pending, Error::unavailable("the request was cancelled"), FailureReason::Canceled);
         }
     }
 }
