@@ -6,7 +6,8 @@
 #   3. scripts/docker/install-layout.sh (the cpu stage)
 # into a scratch root laid out like the image, then starts the server from
 # there as `tritonserver`, waits for the health check the image's
-# HEALTHCHECK runs, and reports the expected image size.
+# HEALTHCHECK runs, checks that /predict and the metrics page answer, and
+# reports the expected image size.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,7 +29,7 @@ log=$root/server.log
 started=$(date +%s%N)
 PATH="$root/usr/local/bin:$PATH" NO_COLOR=1 tritonserver \
   --model-repository=examples/model_repository \
-  --http-address=127.0.0.1 --http-port=0 --grpc-address=127.0.0.1 --grpc-port=0 >"$log" 2>&1 &
+  --http-address=127.0.0.1 --http-port=0 --grpc-address=127.0.0.1 --grpc-port=0 --metrics-port=0 >"$log" 2>&1 &
 server_pid=$!
 port=
 for _ in $(seq 1 300); do
@@ -52,6 +53,13 @@ grep -q "library=$root/opt/tritonrs/lib/libonnxruntime.so.1.31.1" "$log" || {
 }
 curl -fsS -X POST "http://127.0.0.1:$port/predict" -H 'model_name: scale_fp16' \
   -d '{"instances": [[2, 4, 6, 8]]}' | grep -q '"predictions":\[\[1.0,2.0,3.0,4.0\]\]'
+metrics_port=$(sed -n 's/.*Started Metrics Service at 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$log" | head -n 1)
+metrics=$(curl -fsS "http://127.0.0.1:$metrics_port/metrics")
+grep -q '^nv_inference_request_success{model="scale_fp16",version="1"} 1$' <<<"$metrics" || {
+  echo "the staged server's metrics do not count the /predict request:" >&2
+  echo "$metrics" >&2
+  exit 1
+}
 kill -TERM "$server_pid"
 wait "$server_pid"
 server_pid=

@@ -57,9 +57,14 @@ pub struct Args {
     #[arg(long, env = "TRITONRS_PREDICT_MODEL", value_name = "NAME")]
     pub predict_model: Option<String>,
 
-    /// Port of the Prometheus metrics endpoint.
+    /// Port of the Prometheus metrics endpoint (0 picks a free one).
     #[arg(long, default_value_t = 8002, value_name = "PORT")]
     pub metrics_port: u16,
+
+    /// Address the metrics endpoint listens on; by default the HTTP
+    /// service's address when HTTP is served, else 0.0.0.0, as in Triton.
+    #[arg(long, value_name = "ADDRESS")]
+    pub metrics_address: Option<IpAddr>,
 
     /// Serve gRPC.
     #[arg(long, default_value = "true", value_parser = BoolishValueParser::new(), action = ArgAction::Set,
@@ -142,6 +147,12 @@ pub struct BackendConfig {
 }
 
 impl Args {
+    /// The address the metrics endpoint listens on: `--metrics-address`,
+    /// else the HTTP address when HTTP is served, else every interface.
+    pub fn metrics_listen_address(&self) -> IpAddr {
+        self.metrics_address.unwrap_or(if self.allow_http { self.http_address } else { IpAddr::from([0, 0, 0, 0]) })
+    }
+
     /// The number of frontend threads: `--worker-threads`, or half of
     /// `cores`, at least one.
     pub fn frontend_threads(&self, cores: usize) -> usize {
@@ -318,6 +329,18 @@ mod tests {
         assert!(args.exit_on_error);
         assert!(!args.strict_model_config);
         assert_eq!(args.id, "triton");
+    }
+
+    #[test]
+    fn metrics_listen_where_triton_listens() {
+        let address = |flags: &[&str]| {
+            let argv = ["tritonserver", "--model-store=/m"].iter().chain(flags);
+            parse(argv).unwrap().args.metrics_listen_address().to_string()
+        };
+        assert_eq!(address(&[]), "0.0.0.0");
+        assert_eq!(address(&["--http-address=127.0.0.1"]), "127.0.0.1");
+        assert_eq!(address(&["--http-address=127.0.0.1", "--allow-http=false"]), "0.0.0.0");
+        assert_eq!(address(&["--http-address=127.0.0.1", "--metrics-address=::1"]), "::1");
     }
 
     #[test]

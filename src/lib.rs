@@ -4,7 +4,9 @@
 //! Data flows one way: a frontend ([`grpc`], [`http`]) decodes wire messages into an
 //! [`inference::InferenceRequest`], the [`model_manager`] validates it and
 //! hands it to the model's [`scheduler`], whose instances run it on a
-//! [`backend`], and the response travels back the same way.
+//! [`backend`], and the response travels back the same way. The
+//! [`metrics`] frontend reads the same statistics the statistics extension
+//! reports.
 
 #![warn(missing_docs)]
 
@@ -16,6 +18,7 @@ pub mod grpc;
 pub mod http;
 pub mod identity;
 pub mod inference;
+pub mod metrics;
 pub mod model_config;
 pub mod model_manager;
 pub mod platform;

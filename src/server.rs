@@ -14,6 +14,7 @@ use crate::cli::Args;
 use crate::grpc;
 use crate::http::{self, HttpSettings};
 use crate::identity::ServerIdentity;
+use crate::metrics;
 use crate::model_config::AutocompleteOptions;
 use crate::model_manager::{ManagerOptions, ModelManager};
 use crate::platform::{PlatformMounts, discover_model_repository};
@@ -99,7 +100,17 @@ pub async fn run(args: Args) -> ExitCode {
         }));
     }
     if args.allow_metrics {
-        tracing::warn!("the Prometheus metrics endpoint is not available in this version");
+        let address = SocketAddr::new(args.metrics_listen_address(), args.metrics_port);
+        let Some(listener) = listen("metrics", address).await else {
+            return ExitCode::FAILURE;
+        };
+        tracing::info!("Started Metrics Service at {}", local_address(&listener));
+        let (manager, stopped) = (Arc::clone(&manager), stopped.clone());
+        endpoints.push(tokio::spawn(async move {
+            if let Err(error) = metrics::serve(listener, manager, stopped).await {
+                tracing::error!("metrics server failed: {error}");
+            }
+        }));
     }
     tokio::spawn(forward_signals(stop.clone()));
 

@@ -503,3 +503,78 @@ async fn statistics_count_every_request_over_both_protocols() {
     assert_eq!(all["model_stats"].as_array().unwrap().len(), 1);
     server.stop().await;
 }
+
+/// The value of `series` (name and labels) on the server's metrics page.
+async fn metric(server: &TestServer, series: &str) -> f64 {
+    let response = reqwest::get(format!("http://{}/metrics", server.metrics_address)).await.unwrap();
+    assert_eq!(response.headers()["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+    let text = response.text().await.unwrap();
+    let value = text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' '));
+    value.unwrap_or_else(|| panic!("no sample {series} in:\n{text}")).parse().unwrap()
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_outcome_and_show_the_queue() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    // Level 1 waits as long as it takes; level 2 (the default) gives up
+    // after 600 ms.
+    let (server, _repository) = serve(
+        "max_batch_size: 1
+         dynamic_batching {
+           priority_levels: 2 default_priority_level: 2
+           priority_queue_policy { key: 2 value { default_timeout_microseconds: 600000 } }
+         }
+         instance_group [ { count: 1 kind: KIND_CPU } ]",
+    )
+    .await;
+    let labels = r#"{model="m",version="1"}"#;
+    let failures = |reason: &str| format!(r#"nv_inference_request_failure{{model="m",reason="{reason}",version="1"}}"#);
+    assert_eq!(metric(&server, &format!("nv_inference_request_success{labels}")).await, 0.0);
+    assert!(metric(&server, &format!("nv_model_load_duration_secs{labels}")).await > 0.0);
+    let mut client = server.client().await;
+    let iterations = iterations_for(&mut client, Duration::from_millis(1500)).await;
+    let long = occupy(&server, iterations).await;
+    // Behind the long request: one that waits it out, one that times out in
+    // the queue, and one whose client gives up first.
+    let mut waiting_client = server.client().await;
+    let waiting =
+        tokio::spawn(async move { waiting_client.model_infer(with_parameter(busy(1, &[1.0]), "priority", 1)).await });
+    let mut late_client = server.client().await;
+    let late = tokio::spawn(async move { late_client.model_infer(busy(2, &[2.0])).await });
+    let mut impatient_client = server.client().await;
+    let impatient = tokio::spawn(async move {
+        let mut request = tonic::Request::new(busy(3, &[3.0]));
+        request.set_timeout(Duration::from_millis(400));
+        impatient_client.model_infer(request).await
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(metric(&server, &format!("nv_inference_pending_request_count{labels}")).await, 3.0);
+    assert_echoes(&waiting.await.unwrap().unwrap().into_inner(), 1, &[1.0]);
+    assert_eq!(late.await.unwrap().unwrap_err().code(), Code::Unavailable);
+    assert!(impatient.await.unwrap().is_err());
+    long.await.unwrap();
+
+    // The probes of iterations_for, the long request and the waiting one.
+    let succeeded = 4.0;
+    assert_eq!(metric(&server, &format!("nv_inference_request_success{labels}")).await, succeeded);
+    assert_eq!(metric(&server, &format!("nv_inference_count{labels}")).await, succeeded);
+    assert_eq!(metric(&server, &format!("nv_inference_exec_count{labels}")).await, succeeded);
+    assert_eq!(metric(&server, &failures("REJECTED")).await, 1.0);
+    assert_eq!(metric(&server, &failures("CANCELED")).await, 1.0);
+    assert_eq!(metric(&server, &failures("BACKEND")).await, 0.0);
+    assert_eq!(metric(&server, &format!("nv_inference_pending_request_count{labels}")).await, 0.0);
+    // The long request alone ran for about 1.5 s.
+    let request_us = metric(&server, &format!("nv_inference_request_duration_us{labels}")).await;
+    let infer_us = metric(&server, &format!("nv_inference_compute_infer_duration_us{labels}")).await;
+    let queue_us = metric(&server, &format!("nv_inference_queue_duration_us{labels}")).await;
+    assert!(infer_us > 1_000_000.0 && request_us >= infer_us + queue_us, "{request_us} {infer_us} {queue_us}");
+    // The waiting request queued behind the long one for over a second.
+    assert!(queue_us > 1_000_000.0, "{queue_us}");
+    // The metrics agree with the statistics extension.
+    let stats = statistics(&mut client).await;
+    let inference = stats.inference_stats.unwrap();
+    assert_eq!(inference.success.unwrap().count as f64, succeeded);
+    assert_eq!(inference.fail.unwrap().count, 2);
+    assert_eq!((inference.compute_infer.unwrap().ns / 1000) as f64, infer_us);
+    server.stop().await;
+}

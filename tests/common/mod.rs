@@ -39,13 +39,15 @@ pub struct TestServer {
     pub grpc_address: String,
     /// `127.0.0.1:PORT` of the HTTP endpoint.
     pub http_address: String,
+    /// `127.0.0.1:PORT` of the metrics endpoint.
+    pub metrics_address: String,
     log: Arc<Mutex<Vec<String>>>,
 }
 
 impl TestServer {
     /// Starts the binary with the given extra arguments on ephemeral ports
-    /// and waits until the gRPC and HTTP endpoints are up (not necessarily
-    /// ready).
+    /// and waits until the gRPC, HTTP and metrics endpoints are up (not
+    /// necessarily ready).
     pub fn start(args: &[&str]) -> Self {
         Self::start_binary(Path::new(env!("CARGO_BIN_EXE_tritonrs")), args)
     }
@@ -54,6 +56,7 @@ impl TestServer {
     pub fn start_binary(binary: &Path, args: &[&str]) -> Self {
         let mut child = Command::new(binary)
             .args(["--grpc-address=127.0.0.1", "--grpc-port=0", "--http-address=127.0.0.1", "--http-port=0"])
+            .args(["--metrics-address=127.0.0.1", "--metrics-port=0"])
             .args(args)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -68,9 +71,11 @@ impl TestServer {
         // Keep reading stderr for the whole run so the pipe never fills up.
         thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                for (protocol, marker) in
-                    [("grpc", "Started GRPCInferenceService at "), ("http", "Started HTTPService at ")]
-                {
+                for (protocol, marker) in [
+                    ("grpc", "Started GRPCInferenceService at "),
+                    ("http", "Started HTTPService at "),
+                    ("metrics", "Started Metrics Service at "),
+                ] {
                     if let Some(address) = line.split(marker).nth(1) {
                         let _ = address_tx.send((protocol, address.trim().to_string()));
                     }
@@ -78,18 +83,19 @@ impl TestServer {
                 lines.lock().unwrap().push(line);
             }
         });
-        let (mut grpc_address, mut http_address) = (String::new(), String::new());
-        while grpc_address.is_empty() || http_address.is_empty() {
+        let (mut grpc_address, mut http_address, mut metrics_address) = (String::new(), String::new(), String::new());
+        while grpc_address.is_empty() || http_address.is_empty() || metrics_address.is_empty() {
             match address_rx.recv_timeout(Duration::from_secs(30)) {
                 Ok(("grpc", address)) => grpc_address = address,
-                Ok((_, address)) => http_address = address,
+                Ok(("http", address)) => http_address = address,
+                Ok((_, address)) => metrics_address = address,
                 Err(_) => {
                     let _ = child.kill();
                     panic!("the server did not start listening; log:\n{}", log.lock().unwrap().join("\n"));
                 }
             }
         }
-        Self { child, grpc_address, http_address, log }
+        Self { child, grpc_address, http_address, metrics_address, log }
     }
 
     /// Starts a server on the example and test repositories and waits until

@@ -1,8 +1,8 @@
 """Starting and stopping the real `tritonrs` binary for the tests.
 
 Every server listens on 127.0.0.1 with ephemeral ports (`--grpc-port=0`,
-`--http-port=0`); the ports are read from the log lines the server prints
-once it listens.
+`--http-port=0`, `--metrics-port=0`); the ports are read from the log lines
+the server prints once it listens.
 """
 
 import contextlib
@@ -35,6 +35,7 @@ _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 LISTENING = {
     "grpc": r"Started GRPCInferenceService at 127\.0\.0\.1:(\d+)",
     "http": r"Started HTTPService at 127\.0\.0\.1:(\d+)",
+    "metrics": r"Started Metrics Service at 127\.0\.0\.1:(\d+)",
 }
 
 
@@ -58,25 +59,27 @@ def binary_path() -> pathlib.Path:
 
 
 def server_args(*repositories, extra=(), http_port=0):
-    """Flags for a server on local ephemeral gRPC and HTTP ports with the
-    given repositories. `http_port=None` leaves out --http-port, so that
-    TRITONRS_HTTP_PORT can choose it."""
+    """Flags for a server on local ephemeral gRPC, HTTP and metrics ports
+    with the given repositories. `http_port=None` leaves out --http-port, so
+    that TRITONRS_HTTP_PORT can choose it."""
     args = [f"--model-repository={repository}" for repository in repositories]
     args += ["--grpc-address=127.0.0.1", "--grpc-port=0", "--http-address=127.0.0.1"]
+    args += ["--metrics-address=127.0.0.1", "--metrics-port=0"]
     if http_port is not None:
         args.append(f"--http-port={http_port}")
     return args + list(extra)
 
 
 def _endpoints(args):
-    """The protocols a server started with `args` serves (turned off as
-    these tests spell it: --allow-grpc=false, --allow-http=false)."""
+    """The endpoints a server started with `args` serves (turned off as
+    these tests spell it: --allow-grpc=false, --allow-http=false,
+    --allow-metrics=false)."""
     disabled = {
-        protocol
-        for protocol in ("grpc", "http")
-        if any(arg in args for arg in (f"--allow-{protocol}=false", f"--allow-{protocol}=0"))
+        endpoint
+        for endpoint in LISTENING
+        if any(arg in args for arg in (f"--allow-{endpoint}=false", f"--allow-{endpoint}=0"))
     }
-    return [protocol for protocol in ("grpc", "http") if protocol not in disabled]
+    return [endpoint for endpoint in LISTENING if endpoint not in disabled]
 
 
 class ServerProcess:
@@ -128,7 +131,7 @@ class ServerProcess:
             return "\n".join(self.lines)
 
     def url_for(self, protocol) -> str:
-        """host:port of the endpoint for "grpc" or "http"."""
+        """host:port of the endpoint for "grpc", "http" or "metrics"."""
         assert protocol in self.ports, f"the server has not reported a {protocol} port"
         return f"127.0.0.1:{self.ports[protocol]}"
 
@@ -139,6 +142,10 @@ class ServerProcess:
     @property
     def http_url(self) -> str:
         return self.url_for("http")
+
+    @property
+    def metrics_url(self) -> str:
+        return self.url_for("metrics")
 
     def wait_for_line(self, pattern, timeout=START_TIMEOUT_S):
         """The first match of `pattern` in the output; fails if the output

@@ -40,7 +40,11 @@ def test_kubernetes_probes_and_drain_fit_the_server(launch_server):
     for kind, path in probe_paths(container).items():
         assert http_request(server.http_url, "GET", path).status == 200, kind
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
-    assert ports == {"http": 8000, "grpc": 8001}
+    assert ports == {"http": 8000, "grpc": 8001, "metrics": 8002}
+    # What an annotation-driven Prometheus scrapes is the metrics page.
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert (annotations["prometheus.io/port"], annotations["prometheus.io/path"]) == ("8002", "/metrics")
+    assert http_request(server.url_for("metrics"), "GET", annotations["prometheus.io/path"]).status == 200
 
 
 def test_kserve_runtime_serves_onnx_over_v2():

@@ -1,0 +1,207 @@
+//! Rendering model metrics in Prometheus' text exposition format, with
+//! the metric names, types and labels of Triton's per-model metrics, so
+//! that dashboards and alerts written for Triton read them unchanged.
+
+use std::fmt::Write;
+
+use crate::model_manager::VersionMetrics;
+use crate::statistics::Duration64;
+
+/// Triton's failure reasons, in its label spelling, with the count of
+/// each. Triton lists `OTHER` for failures outside the other three; this
+/// server has none, and a dashboard that selects the label still finds it.
+fn failures(metrics: &VersionMetrics) -> [(&'static str, u64); 4] {
+    let failures = metrics.statistics.failures;
+    [("BACKEND", failures.backend), ("CANCELED", failures.canceled), ("OTHER", 0), ("REJECTED", failures.rejected)]
+}
+
+/// Whole microseconds of a cumulative duration.
+fn micros(duration: Duration64) -> u64 {
+    duration.ns / 1_000
+}
+
+/// One metric family: its name, type, help text and how to read its value
+/// off a model version.
+struct Family {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    value: fn(&VersionMetrics) -> String,
+}
+
+const FAMILIES: [Family; 10] = [
+    Family {
+        name: "nv_inference_request_success",
+        kind: "counter",
+        help: "Inference requests answered successfully; a request counts once whatever its batch size",
+        value: |metrics| metrics.statistics.inference_stats.success.count.to_string(),
+    },
+    Family {
+        name: "nv_inference_count",
+        kind: "counter",
+        help: "Inferences performed; a request of batch size n counts n",
+        value: |metrics| metrics.statistics.inference_count.to_string(),
+    },
+    Family {
+        name: "nv_inference_exec_count",
+        kind: "counter",
+        help: "Model executions; a dynamically batched execution counts once",
+        value: |metrics| metrics.statistics.execution_count.to_string(),
+    },
+    Family {
+        name: "nv_inference_request_duration_us",
+        kind: "counter",
+        help: "Total time of successful requests from arrival to answer, in microseconds",
+        value: |metrics| micros(metrics.statistics.inference_stats.success).to_string(),
+    },
+    Family {
+        name: "nv_inference_queue_duration_us",
+        kind: "counter",
+        help: "Total time successful requests waited in the scheduler's queue, in microseconds",
+        value: |metrics| micros(metrics.statistics.inference_stats.queue).to_string(),
+    },
+    Family {
+        name: "nv_inference_compute_input_duration_us",
+        kind: "counter",
+        help: "Total time spent preparing the inputs of successful requests, in microseconds",
+        value: |metrics| micros(metrics.statistics.inference_stats.compute_input).to_string(),
+    },
+    Family {
+        name: "nv_inference_compute_infer_duration_us",
+        kind: "counter",
+        help: "Total time spent running the model for successful requests, in microseconds",
+        value: |metrics| micros(metrics.statistics.inference_stats.compute_infer).to_string(),
+    },
+    Family {
+        name: "nv_inference_compute_output_duration_us",
+        kind: "counter",
+        help: "Total time spent extracting the outputs of successful requests, in microseconds",
+        value: |metrics| micros(metrics.statistics.inference_stats.compute_output).to_string(),
+    },
+    Family {
+        name: "nv_inference_pending_request_count",
+        kind: "gauge",
+        help: "Requests waiting in the scheduler's queue for an instance now",
+        value: |metrics| metrics.pending_requests.to_string(),
+    },
+    Family {
+        name: "nv_model_load_duration_secs",
+        kind: "gauge",
+        help: "Time the model version took to load, in seconds",
+        value: |metrics| metrics.load_duration.as_secs_f64().to_string(),
+    },
+];
+
+/// A label value with the characters the text format reserves escaped.
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// The text exposition of the metrics of `versions`: every family, one
+/// sample per model version (and per failure reason), labelled `model` and
+/// `version` as in Triton.
+pub fn render(versions: &[VersionMetrics]) -> String {
+    let mut text = String::new();
+    let labels = |metrics: &VersionMetrics| (escape(&metrics.statistics.name), metrics.statistics.version);
+    // Writing to a String cannot fail.
+    let header = |text: &mut String, name: &str, kind: &str, help: &str| {
+        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    };
+    header(
+        &mut text,
+        "nv_inference_request_failure",
+        "counter",
+        "Failed inference requests by reason; a request counts once whatever its batch size",
+    );
+    for metrics in versions {
+        let (model, version) = labels(metrics);
+        for (reason, count) in failures(metrics) {
+            let _ = writeln!(
+                text,
+                "nv_inference_request_failure{{model=\"{model}\",reason=\"{reason}\",version=\"{version}\"}} {count}"
+            );
+        }
+    }
+    for family in &FAMILIES {
+        header(&mut text, family.name, family.kind, family.help);
+        for metrics in versions {
+            let (model, version) = labels(metrics);
+            let _ = writeln!(
+                text,
+                "{}{{model=\"{model}\",version=\"{version}\"}} {}",
+                family.name,
+                (family.value)(metrics)
+            );
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::statistics::{FailureCounts, InferenceStatistics, ModelStatistics};
+
+    fn version(name: &str, version: i64) -> VersionMetrics {
+        VersionMetrics {
+            statistics: ModelStatistics { name: name.to_string(), version, ..Default::default() },
+            pending_requests: 0,
+            load_duration: Duration::from_millis(250),
+        }
+    }
+
+    fn sample<'a>(text: &'a str, series: &str) -> Option<&'a str> {
+        text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+    }
+
+    #[test]
+    fn every_family_has_a_sample_per_version() {
+        let mut busy = version("mlp", 2);
+        busy.statistics.inference_count = 40;
+        busy.statistics.execution_count = 3;
+        busy.statistics.inference_stats = InferenceStatistics {
+            success: Duration64 { count: 7, ns: 9_000_999 },
+            queue: Duration64 { count: 7, ns: 2_000_000 },
+            compute_infer: Duration64 { count: 7, ns: 5_500_000 },
+            ..Default::default()
+        };
+        busy.statistics.failures = FailureCounts { rejected: 1, canceled: 2, backend: 3 };
+        busy.pending_requests = 5;
+        let text = render(&[version("simple", 1), busy]);
+        let mlp = r#"{model="mlp",version="2"}"#;
+        assert_eq!(sample(&text, &format!("nv_inference_request_success{mlp}")), Some("7"));
+        assert_eq!(sample(&text, &format!("nv_inference_count{mlp}")), Some("40"));
+        assert_eq!(sample(&text, &format!("nv_inference_exec_count{mlp}")), Some("3"));
+        assert_eq!(sample(&text, &format!("nv_inference_request_duration_us{mlp}")), Some("9000"));
+        assert_eq!(sample(&text, &format!("nv_inference_queue_duration_us{mlp}")), Some("2000"));
+        assert_eq!(sample(&text, &format!("nv_inference_compute_infer_duration_us{mlp}")), Some("5500"));
+        assert_eq!(sample(&text, &format!("nv_inference_pending_request_count{mlp}")), Some("5"));
+        assert_eq!(sample(&text, &format!("nv_model_load_duration_secs{mlp}")), Some("0.25"));
+        for (reason, count) in [("BACKEND", "3"), ("CANCELED", "2"), ("OTHER", "0"), ("REJECTED", "1")] {
+            let series = format!(r#"nv_inference_request_failure{{model="mlp",reason="{reason}",version="2"}}"#);
+            assert_eq!(sample(&text, &series), Some(count), "{series}");
+        }
+        assert_eq!(sample(&text, r#"nv_inference_count{model="simple",version="1"}"#), Some("0"));
+        // One HELP and one TYPE line per family, samples only for families
+        // declared before them.
+        assert_eq!(text.lines().filter(|line| line.starts_with("# TYPE ")).count(), FAMILIES.len() + 1);
+        assert_eq!(text.lines().filter(|line| !line.starts_with('#')).count(), 2 * (FAMILIES.len() + 4));
+        assert!(text.contains("# TYPE nv_inference_pending_request_count gauge\n"));
+        assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let text = render(&[version("a\"b\\c", 1)]);
+        assert!(text.contains(r#"nv_inference_count{model="a\"b\\c",version="1"} 0"#), "{text}");
+    }
+
+    #[test]
+    fn no_models_gives_the_families_without_samples() {
+        let text = render(&[]);
+        assert!(text.lines().all(|line| line.starts_with('#')), "{text}");
+        assert!(text.contains("# TYPE nv_inference_request_success counter\n"));
+    }
+}

@@ -1,0 +1,90 @@
+"""Triton's Prometheus metrics on the metrics port, read with Prometheus'
+own text-format parser (prometheus_client), as a scraper reads them."""
+
+import urllib.error
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from model_requests import check_simple_result, default_wire, simple_data, simple_inputs
+from protocols import count, model_stats
+
+# The families and types Triton's dashboards and alerts use.
+FAMILIES = {
+    "nv_inference_request_success": "counter",
+    "nv_inference_request_failure": "counter",
+    "nv_inference_count": "counter",
+    "nv_inference_exec_count": "counter",
+    "nv_inference_request_duration_us": "counter",
+    "nv_inference_queue_duration_us": "counter",
+    "nv_inference_compute_input_duration_us": "counter",
+    "nv_inference_compute_infer_duration_us": "counter",
+    "nv_inference_compute_output_duration_us": "counter",
+    "nv_inference_pending_request_count": "gauge",
+    "nv_model_load_duration_secs": "gauge",
+}
+
+
+def scrape(metrics_url):
+    """{family name: (type, {frozenset of labels: value})} from /metrics."""
+    with urllib.request.urlopen(f"http://{metrics_url}/metrics", timeout=10) as response:
+        assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+        text = response.read().decode()
+    families = {}
+    for family in text_string_to_metric_families(text):
+        # The family keeps the name on the page (Triton's counters have no
+        # `_total` suffix, which the parser adds to their samples' names).
+        samples = {frozenset(sample.labels.items()): sample.value for sample in family.samples}
+        families[family.name] = (family.type, samples)
+    return families
+
+
+def value(families, name, model, version="1", **labels):
+    _, samples = families[name]
+    return samples[frozenset({"model": model, "version": version, **labels}.items())]
+
+
+def test_the_families_triton_reports_with_a_sample_per_loaded_version(server):
+    families = scrape(server.metrics_url)
+    assert {name: kind for name, (kind, _) in families.items()} == FAMILIES
+    for model in ("simple", "batch_busy_loop", "identity_fp32"):
+        assert value(families, "nv_model_load_duration_secs", model) > 0
+        for reason in ("BACKEND", "CANCELED", "OTHER", "REJECTED"):
+            assert value(families, "nv_inference_request_failure", model, reason=reason) == 0
+
+
+def test_counts_grow_with_the_requests_sent_and_agree_with_the_statistics(server, client):
+    wire = default_wire(client)
+    before = scrape(server.metrics_url)
+    sizes = [1, 4, 2]
+    for seed, batch in enumerate(sizes):
+        a, b = simple_data(batch, seed=seed)
+        check_simple_result(wire.infer(client, "simple", simple_inputs(a, b, wire)), a, b)
+    after = scrape(server.metrics_url)
+
+    def grown(name):
+        return value(after, name, "simple") - value(before, name, "simple")
+
+    assert grown("nv_inference_request_success") == len(sizes)
+    assert grown("nv_inference_count") == sum(sizes)
+    assert grown("nv_inference_exec_count") == len(sizes)
+    assert grown("nv_inference_compute_infer_duration_us") > 0
+    assert grown("nv_inference_request_duration_us") >= grown("nv_inference_compute_infer_duration_us")
+    assert value(after, "nv_inference_pending_request_count", "simple") == 0
+    stats = model_stats(client, "simple", "1")
+    assert value(after, "nv_inference_request_success", "simple") == count(stats, "inference_stats", "success", "count")
+    assert value(after, "nv_inference_count", "simple") == count(stats, "inference_count")
+    assert value(after, "nv_inference_queue_duration_us", "simple") == count(stats, "inference_stats", "queue", "ns") // 1000
+
+
+def test_other_paths_are_not_found(server):
+    with pytest.raises(urllib.error.HTTPError) as error:
+        urllib.request.urlopen(f"http://{server.metrics_url}/v2/health/ready", timeout=10)
+    assert error.value.code == 404
+
+
+def test_allow_metrics_false_serves_no_metrics(launch_server):
+    server = launch_server("tests/model_repository", extra=["--allow-metrics=false"])
+    assert not any("Metrics Service" in line for line in server.lines)
+    assert "metrics" not in server.ports
