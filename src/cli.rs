@@ -81,6 +81,15 @@ pub struct Args {
           num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub allow_metrics: bool,
 
+    /// Include the CPU metrics (utilization and memory) in the metrics.
+    #[arg(long, default_value = "true", value_parser = BoolishValueParser::new(), action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub allow_cpu_metrics: bool,
+
+    /// Milliseconds between two samples of the CPU utilization.
+    #[arg(long, default_value_t = 2000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub metrics_interval_ms: u64,
+
     /// Never complete a configuration from the model file: every model needs
     /// a config.pbtxt listing its inputs and outputs.
     #[arg(long, default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set,
@@ -329,6 +338,20 @@ mod tests {
         assert!(args.exit_on_error);
         assert!(!args.strict_model_config);
         assert_eq!(args.id, "triton");
+    }
+
+    #[test]
+    fn cpu_metrics_are_on_every_two_seconds_by_default() {
+        let args = parse(["tritonserver", "--model-store=/m"]).unwrap().args;
+        assert!(args.allow_cpu_metrics);
+        assert_eq!(args.metrics_interval_ms, 2000);
+        let args =
+            parse(["tritonserver", "--model-store=/m", "--allow-cpu-metrics=false", "--metrics-interval-ms=500"])
+                .unwrap()
+                .args;
+        assert!(!args.allow_cpu_metrics);
+        assert_eq!(args.metrics_interval_ms, 500);
+        assert!(parse(["tritonserver", "--model-store=/m", "--metrics-interval-ms=0"]).is_err());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::cli::Args;
 use crate::grpc;
 use crate::http::{self, HttpSettings};
 use crate::identity::ServerIdentity;
-use crate::metrics;
+use crate::metrics::{self, MetricsSettings};
 use crate::model_config::AutocompleteOptions;
 use crate::model_manager::{ManagerOptions, ModelManager};
 use crate::platform::{PlatformMounts, discover_model_repository};
@@ -105,9 +105,12 @@ pub async fn run(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         };
         tracing::info!("Started Metrics Service at {}", local_address(&listener));
+        let settings = MetricsSettings {
+            cpu_interval: args.allow_cpu_metrics.then(|| Duration::from_millis(args.metrics_interval_ms)),
+        };
         let (manager, stopped) = (Arc::clone(&manager), stopped.clone());
         endpoints.push(tokio::spawn(async move {
-            if let Err(error) = metrics::serve(listener, manager, stopped).await {
+            if let Err(error) = metrics::serve(listener, manager, settings, stopped).await {
                 tracing::error!("metrics server failed: {error}");
             }
         }));

@@ -4,8 +4,18 @@
 
 use std::fmt::Write;
 
+use super::cpu::MemoryUsage;
 use crate::model_manager::VersionMetrics;
 use crate::statistics::Duration64;
+
+/// The machine-wide figures of Triton's CPU metrics.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CpuMetrics {
+    /// Busy share of all cores over the last polling interval, 0 to 1.
+    pub utilization: f64,
+    /// The machine's memory, where it can be read.
+    pub memory: Option<MemoryUsage>,
+}
 
 /// Triton's failure reasons, in its label spelling, with the count of
 /// each. Triton lists `OTHER` for failures outside the other three; this
@@ -99,8 +109,8 @@ fn escape(value: &str) -> String {
 
 /// The text exposition of the metrics of `versions`: every family, one
 /// sample per model version (and per failure reason), labelled `model` and
-/// `version` as in Triton.
-pub fn render(versions: &[VersionMetrics]) -> String {
+/// `version` as in Triton; then the CPU metrics, when they are on.
+pub fn render(versions: &[VersionMetrics], cpu: Option<&CpuMetrics>) -> String {
     let mut text = String::new();
     let labels = |metrics: &VersionMetrics| (escape(&metrics.statistics.name), metrics.statistics.version);
     // Writing to a String cannot fail.
@@ -132,6 +142,26 @@ pub fn render(versions: &[VersionMetrics]) -> String {
                 family.name,
                 (family.value)(metrics)
             );
+        }
+    }
+    if let Some(cpu) = cpu {
+        header(
+            &mut text,
+            "nv_cpu_utilization",
+            "gauge",
+            "Busy share of all CPU cores over the last polling interval, 0 to 1",
+        );
+        let _ = writeln!(text, "nv_cpu_utilization {}", cpu.utilization);
+        if let Some(memory) = cpu.memory {
+            header(&mut text, "nv_cpu_memory_total_bytes", "gauge", "The machine's memory, in bytes");
+            let _ = writeln!(text, "nv_cpu_memory_total_bytes {}", memory.total_bytes);
+            header(
+                &mut text,
+                "nv_cpu_memory_used_bytes",
+                "gauge",
+                "The machine's memory in use (total less available), in bytes",
+            );
+            let _ = writeln!(text, "nv_cpu_memory_used_bytes {}", memory.used_bytes);
         }
     }
     text
@@ -169,7 +199,7 @@ mod tests {
         };
         busy.statistics.failures = FailureCounts { rejected: 1, canceled: 2, backend: 3 };
         busy.pending_requests = 5;
-        let text = render(&[version("simple", 1), busy]);
+        let text = render(&[version("simple", 1), busy], None);
         let mlp = r#"{model="mlp",version="2"}"#;
         assert_eq!(sample(&text, &format!("nv_inference_request_success{mlp}")), Some("7"));
         assert_eq!(sample(&text, &format!("nv_inference_count{mlp}")), Some("40"));
@@ -194,14 +224,28 @@ mod tests {
 
     #[test]
     fn label_values_are_escaped() {
-        let text = render(&[version("a\"b\\c", 1)]);
+        let text = render(&[version("a\"b\\c", 1)], None);
         assert!(text.contains(r#"nv_inference_count{model="a\"b\\c",version="1"} 0"#), "{text}");
     }
 
     #[test]
     fn no_models_gives_the_families_without_samples() {
-        let text = render(&[]);
+        let text = render(&[], None);
         assert!(text.lines().all(|line| line.starts_with('#')), "{text}");
         assert!(text.contains("# TYPE nv_inference_request_success counter\n"));
+    }
+
+    #[test]
+    fn cpu_metrics_follow_the_models_when_on() {
+        let memory = MemoryUsage { total_bytes: 2048, used_bytes: 1024 };
+        let text = render(&[version("simple", 1)], Some(&CpuMetrics { utilization: 0.25, memory: Some(memory) }));
+        assert_eq!(sample(&text, "nv_cpu_utilization"), Some("0.25"));
+        assert_eq!(sample(&text, "nv_cpu_memory_total_bytes"), Some("2048"));
+        assert_eq!(sample(&text, "nv_cpu_memory_used_bytes"), Some("1024"));
+        assert!(text.contains("# TYPE nv_cpu_utilization gauge\n"));
+        let without_memory = render(&[], Some(&CpuMetrics { utilization: 0.0, memory: None }));
+        assert_eq!(sample(&without_memory, "nv_cpu_utilization"), Some("0"));
+        assert!(!without_memory.contains("nv_cpu_memory"));
+        assert!(!render(&[], None).contains("nv_cpu"));
     }
 }

@@ -1,10 +1,12 @@
-//! The metrics frontend: Triton's per-model inference metrics in
-//! Prometheus' text format at `GET /metrics`, on their own port (8002), as
-//! Prometheus and Triton's dashboards scrape them.
+//! The metrics frontend: Triton's per-model inference metrics and its CPU
+//! metrics in Prometheus' text format at `GET /metrics`, on their own port
+//! (8002), as Prometheus and Triton's dashboards scrape them.
 
+mod cpu;
 mod exposition;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -13,7 +15,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
-pub use exposition::render;
+pub use cpu::{CpuUtilization, MemoryUsage, memory_usage};
+pub use exposition::{CpuMetrics, render};
 
 use crate::model_manager::ModelManager;
 use crate::shutdown::ShutdownSignal;
@@ -21,13 +24,30 @@ use crate::shutdown::ShutdownSignal;
 /// The media type of Prometheus' text exposition format.
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// The routes: `/metrics`, and a plain 404 for anything else.
-pub fn router(manager: Arc<ModelManager>) -> Router {
-    Router::new().route("/metrics", get(metrics)).fallback(not_found).with_state(manager)
+/// Settings of the metrics endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsSettings {
+    /// How often the CPU utilization is sampled (`--metrics-interval-ms`);
+    /// `None` turns the CPU metrics off (`--allow-cpu-metrics=false`).
+    pub cpu_interval: Option<Duration>,
 }
 
-async fn metrics(State(manager): State<Arc<ModelManager>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], render(&manager.metrics()))
+/// What the handler reads.
+#[derive(Clone)]
+struct MetricsState {
+    manager: Arc<ModelManager>,
+    cpu: Option<Arc<CpuUtilization>>,
+}
+
+/// The routes: `/metrics`, and a plain 404 for anything else.
+/// `cpu` is the sampled utilization when the CPU metrics are on.
+pub fn router(manager: Arc<ModelManager>, cpu: Option<Arc<CpuUtilization>>) -> Router {
+    Router::new().route("/metrics", get(metrics)).fallback(not_found).with_state(MetricsState { manager, cpu })
+}
+
+async fn metrics(State(state): State<MetricsState>) -> impl IntoResponse {
+    let cpu = state.cpu.as_ref().map(|cpu| CpuMetrics { utilization: cpu.latest(), memory: memory_usage() });
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], render(&state.manager.metrics(), cpu.as_ref()))
 }
 
 async fn not_found(request: Request) -> impl IntoResponse {
@@ -38,6 +58,18 @@ async fn not_found(request: Request) -> impl IntoResponse {
 }
 
 /// Serves metrics on `listener` until `shutdown` fires.
-pub async fn serve(listener: TcpListener, manager: Arc<ModelManager>, shutdown: ShutdownSignal) -> std::io::Result<()> {
-    axum::serve(listener, router(manager)).with_graceful_shutdown(shutdown.fired()).await
+pub async fn serve(
+    listener: TcpListener,
+    manager: Arc<ModelManager>,
+    settings: MetricsSettings,
+    shutdown: ShutdownSignal,
+) -> std::io::Result<()> {
+    let cpu = settings.cpu_interval.and_then(|interval| {
+        let sampler = CpuUtilization::start(interval, shutdown.clone());
+        if sampler.is_none() {
+            tracing::warn!("CPU metrics are off: /proc/stat cannot be read on this system");
+        }
+        sampler
+    });
+    axum::serve(listener, router(manager, cpu)).with_graceful_shutdown(shutdown.fired()).await
 }

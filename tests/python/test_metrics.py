@@ -1,6 +1,10 @@
 """Triton's Prometheus metrics on the metrics port, read with Prometheus'
 own text-format parser (prometheus_client), as a scraper reads them."""
 
+import os
+import subprocess
+import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -23,6 +27,11 @@ FAMILIES = {
     "nv_inference_compute_output_duration_us": "counter",
     "nv_inference_pending_request_count": "gauge",
     "nv_model_load_duration_secs": "gauge",
+}
+CPU_FAMILIES = {
+    "nv_cpu_utilization": "gauge",
+    "nv_cpu_memory_total_bytes": "gauge",
+    "nv_cpu_memory_used_bytes": "gauge",
 }
 
 
@@ -47,7 +56,7 @@ def value(families, name, model, version="1", **labels):
 
 def test_the_families_triton_reports_with_a_sample_per_loaded_version(server):
     families = scrape(server.metrics_url)
-    assert {name: kind for name, (kind, _) in families.items()} == FAMILIES
+    assert {name: kind for name, (kind, _) in families.items()} == FAMILIES | CPU_FAMILIES
     for model in ("simple", "batch_busy_loop", "identity_fp32"):
         assert value(families, "nv_model_load_duration_secs", model) > 0
         for reason in ("BACKEND", "CANCELED", "OTHER", "REJECTED"):
@@ -82,6 +91,35 @@ def test_other_paths_are_not_found(server):
     with pytest.raises(urllib.error.HTTPError) as error:
         urllib.request.urlopen(f"http://{server.metrics_url}/v2/health/ready", timeout=10)
     assert error.value.code == 404
+
+
+def machine_value(families, name):
+    _, samples = families[name]
+    return samples[frozenset()]
+
+
+def test_cpu_utilization_follows_the_machine_and_memory_is_reported(launch_server):
+    server = launch_server("tests/model_repository", extra=["--metrics-interval-ms=100"])
+    # One core kept busy by another process for a few intervals.
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.6)
+        families = scrape(server.metrics_url)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    utilization = machine_value(families, "nv_cpu_utilization")
+    assert 0.5 / os.cpu_count() <= utilization <= 1.0
+    total = machine_value(families, "nv_cpu_memory_total_bytes")
+    used = machine_value(families, "nv_cpu_memory_used_bytes")
+    assert 0 < used < total
+    assert total == os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def test_allow_cpu_metrics_false_leaves_the_cpu_families_out(launch_server):
+    server = launch_server("tests/model_repository", extra=["--allow-cpu-metrics=false"])
+    families = scrape(server.metrics_url)
+    assert {name: kind for name, (kind, _) in families.items()} == FAMILIES
 
 
 def test_allow_metrics_false_serves_no_metrics(launch_server):

@@ -1,7 +1,7 @@
 """README.md's examples, run as written against the shared server: every
 curl and grpcurl command of its shell blocks and every Python block, with
-only the addresses (localhost:8000, localhost:8001) and the grpcurl path
-changed. Each must succeed, and each inference must return what its own
+only the addresses (localhost:8000, localhost:8001, localhost:8002) and
+the grpcurl path changed. Each must succeed, and each inference must return what its own
 request implies (sums and differences for simple and simple_string, halves
 for scale_fp16)."""
 
@@ -104,6 +104,8 @@ def check_curl_answer(words, answer):
         assert answer == ""
     elif path == "health":
         assert json.loads(answer) == {"status": "ready"}
+    elif path == "metrics":
+        assert re.search(r'^nv_inference_count\{model="simple",version="1"\} \d+$', answer, re.M), answer
     elif re.fullmatch(r"v2/models/\w+", path):
         assert json.loads(answer)["name"] == path.rsplit("/", 1)[1]
     elif re.fullmatch(r"v2/models/\w+/config", path):
@@ -121,8 +123,8 @@ def check_curl_answer(words, answer):
 
 
 @pytest.mark.parametrize("command", CURL_COMMANDS, ids=command_id)
-def test_curl_example(http_url, command):
-    command = command.replace("localhost:8000", http_url)
+def test_curl_example(server, command):
+    command = command.replace("localhost:8000", server.http_url).replace("localhost:8002", server.metrics_url)
     # --fail-with-body: any status of 400 or more fails the command.
     runnable = re.sub(r"^curl ", "curl -sS --fail-with-body --max-time 20 ", command)
     answer = run_shell(runnable)
