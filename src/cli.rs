@@ -9,6 +9,7 @@ use clap::builder::BoolishValueParser;
 use clap::parser::ValueSource;
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 
+use crate::model_control::ModelControlMode;
 use crate::platform::VertexSettings;
 
 /// Serve a Triton model repository of ONNX models over the KServe v2 /
@@ -89,6 +90,17 @@ pub struct Args {
     /// Milliseconds between two samples of the CPU utilization.
     #[arg(long, default_value_t = 2000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     pub metrics_interval_ms: u64,
+
+    /// Model control mode: `none` loads every model at start and refuses
+    /// load and unload requests; `explicit` loads only the `--load-model`
+    /// models and lets clients load and unload models.
+    #[arg(long, value_enum, ignore_case = true, default_value = "none", value_name = "MODE")]
+    pub model_control_mode: ModelControlMode,
+
+    /// Model to load at start in mode `explicit`; repeat for several, `*`
+    /// for all.
+    #[arg(long = "load-model", value_name = "NAME")]
+    pub load_model: Vec<String>,
 
     /// Never complete a configuration from the model file: every model needs
     /// a config.pbtxt listing its inputs and outputs.
@@ -381,15 +393,15 @@ mod tests {
             "tritonserver",
             "--model-repository=/m",
             "--pinned-memory-pool-byte-size=0",
-            "--model-control-mode",
-            "explicit",
+            "--repository-poll-secs",
+            "5",
             "--disable-auto-complete-config",
             "--grpc-port=1234",
         ])
         .unwrap();
         assert_eq!(args.grpc_port, 1234);
         assert_eq!(warnings.len(), 3, "{warnings:?}");
-        assert!(warnings[1].contains("--model-control-mode explicit"), "{warnings:?}");
+        assert!(warnings[1].contains("--repository-poll-secs 5"), "{warnings:?}");
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod identity;
 pub mod inference;
 pub mod metrics;
 pub mod model_config;
+pub mod model_control;
 pub mod model_manager;
 pub mod platform;
 pub mod proto;

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -13,7 +13,10 @@ use crate::backend::{Backend, Device, InstanceSettings, ModelInstance};
 use crate::classification::{Labels, check_classifiable, classify, requested_classes};
 use crate::error::{Error, Result};
 use crate::inference::{InferenceRequest, InferenceResponse};
-use crate::model_config::{AutocompleteOptions, ModelConfig, autocomplete, check_config, parse_text_format};
+use crate::model_config::{
+    AutocompleteOptions, ModelConfig, autocomplete, check_config, parse_json_config, parse_text_format,
+};
+use crate::model_control::{CONTROL_DISABLED, LoadOptions, ModelControlMode, RepositoryIndexEntry, StartupModels};
 use crate::proto::inference::model_instance_group::Kind;
 use crate::repository::{CONFIG_FILENAME, ModelDirectory, available_versions, scan_repositories, select_versions};
 use crate::scheduler::{RequestOptions, Scheduler, SchedulingPolicy};
@@ -32,6 +35,9 @@ pub enum VersionState {
     Ready,
     /// Failed to load; the reason says why.
     Unavailable(String),
+    /// Unloaded on request or at exit. Triton reports it as unavailable
+    /// with the reason "unloaded", and it does not count against readiness.
+    Unloaded,
 }
 
 impl VersionState {
@@ -40,7 +46,16 @@ impl VersionState {
         match self {
             VersionState::Loading => "LOADING",
             VersionState::Ready => "READY",
-            VersionState::Unavailable(_) => "UNAVAILABLE",
+            VersionState::Unavailable(_) | VersionState::Unloaded => "UNAVAILABLE",
+        }
+    }
+
+    /// Why a version is in this state; empty when there is nothing to say.
+    pub fn reason(&self) -> &str {
+        match self {
+            VersionState::Unavailable(reason) => reason,
+            VersionState::Unloaded => "unloaded",
+            VersionState::Loading | VersionState::Ready => "",
         }
     }
 }
@@ -60,10 +75,7 @@ pub struct ModelIndexEntry {
 impl ModelIndexEntry {
     /// The reason behind an unavailable state; empty otherwise.
     pub fn reason(&self) -> &str {
-        match &self.state {
-            VersionState::Unavailable(reason) => reason,
-            _ => "",
-        }
+        self.state.reason()
     }
 }
 
@@ -136,11 +148,54 @@ struct ModelRecord {
     failure: Option<String>,
 }
 
+impl ModelRecord {
+    /// A model that failed before any version was tried.
+    fn failed(reason: String) -> Self {
+        Self { failure: Some(reason), ..Default::default() }
+    }
+
+    /// Why the model did not load completely, or `None` when every version
+    /// it tried serves.
+    fn failure_reason(&self) -> Option<String> {
+        if let Some(failure) = &self.failure {
+            return Some(failure.clone());
+        }
+        let reasons: Vec<String> = self
+            .versions
+            .iter()
+            .filter_map(|(version, record)| match &record.state {
+                VersionState::Unavailable(reason) => Some(format!("version {version}: {reason}")),
+                _ => None,
+            })
+            .collect();
+        (!reasons.is_empty()).then(|| reasons.join("; "))
+    }
+
+    /// The versions that serve.
+    fn loaded_versions(&self) -> Vec<Arc<LoadedVersion>> {
+        self.versions.values().filter_map(|version| version.loaded.clone()).collect()
+    }
+
+    /// Marks every version unloaded and hands back those that served.
+    fn unload(&mut self) -> Vec<Arc<LoadedVersion>> {
+        self.failure = None;
+        self.versions
+            .values_mut()
+            .filter_map(|version| {
+                version.state = VersionState::Unloaded;
+                version.loaded.take()
+            })
+            .collect()
+    }
+}
+
 /// How models are loaded.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ManagerOptions {
     /// Auto-complete settings.
     pub autocomplete: AutocompleteOptions,
+    /// Whether clients may load and unload models.
+    pub control: ModelControlMode,
 }
 
 /// What the metrics endpoint reports of one loaded model version.
@@ -163,11 +218,20 @@ pub struct LoadReport {
     pub failures: Vec<String>,
 }
 
+/// How long an unload or reload lets the requests that already hold a
+/// version finish before it stops the version's instances anyway.
+const RETIRE_GRACE: Duration = Duration::from_secs(30);
+
 /// Every model the server knows and its loaded versions.
 pub struct ModelManager {
     backend: std::result::Result<Arc<dyn Backend>, String>,
     options: ManagerOptions,
     models: RwLock<BTreeMap<String, ModelRecord>>,
+    /// The repositories, once loading has started.
+    repositories: OnceLock<Vec<PathBuf>>,
+    /// Held by each load or unload request, so that they happen one at a
+    /// time and a model is never loaded twice at once.
+    control: Mutex<()>,
     loading_done: AtomicBool,
     readiness: watch::Sender<bool>,
 }
@@ -178,7 +242,15 @@ impl ModelManager {
     /// reason).
     pub fn new(backend: std::result::Result<Arc<dyn Backend>, String>, options: ManagerOptions) -> Self {
         let (readiness, _) = watch::channel(false);
-        Self { backend, options, models: RwLock::new(BTreeMap::new()), loading_done: AtomicBool::new(false), readiness }
+        Self {
+            backend,
+            options,
+            models: RwLock::new(BTreeMap::new()),
+            repositories: OnceLock::new(),
+            control: Mutex::new(()),
+            loading_done: AtomicBool::new(false),
+            readiness,
+        }
     }
 
     /// Follows server readiness, for health watchers.
@@ -186,35 +258,50 @@ impl ModelManager {
         self.readiness.subscribe()
     }
 
-    /// Loads every model of the repositories, models in parallel. A failing
-    /// model is recorded and does not stop the others.
+    /// Loads the `startup` models of the repositories, models in parallel. A
+    /// failing model is recorded and does not stop the others; a named model
+    /// that is not in any repository is a failure of the report.
     pub async fn load_repositories(
         self: &Arc<Self>,
         repositories: &[PathBuf],
+        startup: &StartupModels,
     ) -> std::result::Result<LoadReport, String> {
         let scan = scan_repositories(repositories)?;
-        {
-            let mut models = self.write_models();
-            for (name, paths) in &scan.duplicates {
-                let places: Vec<String> = paths.iter().map(|path| path.display().to_string()).collect();
-                models.insert(
-                    name.clone(),
-                    ModelRecord {
-                        failure: Some(format!("model '{name}' is in more than one repository: {}", places.join(", "))),
-                        ..Default::default()
-                    },
-                );
-            }
-            for model in &scan.models {
-                models.insert(model.name.clone(), ModelRecord::default());
+        // Only the first call sets them; the server makes one.
+        let _ = self.repositories.set(repositories.to_vec());
+        let wanted = |name: &str| match startup {
+            StartupModels::All => true,
+            StartupModels::Named(names) => names.iter().any(|wanted| wanted == name),
+        };
+        let mut missing = Vec::new();
+        if let StartupModels::Named(names) = startup {
+            for name in names {
+                if !scan.duplicates.contains_key(name) && !scan.models.iter().any(|model| &model.name == name) {
+                    tracing::error!(model = %name, "failed to load: no model repository has a model of that name");
+                    missing.push(format!("{name}: no model repository has a model of that name"));
+                }
             }
         }
-        let loads: Vec<_> = scan
-            .models
+        let models: Vec<ModelDirectory> = scan.models.into_iter().filter(|model| wanted(&model.name)).collect();
+        {
+            let mut records = self.write_models();
+            for (name, paths) in scan.duplicates.iter().filter(|(name, _)| wanted(name)) {
+                let reason = duplicate_reason(name, paths);
+                tracing::error!(model = %name, "failed to load: {reason}");
+                records.insert(name.clone(), ModelRecord::failed(reason));
+            }
+            for model in &models {
+                records.insert(model.name.clone(), ModelRecord::default());
+            }
+        }
+        let loads: Vec<_> = models
             .into_iter()
             .map(|model| {
                 let manager = Arc::clone(self);
-                tokio::task::spawn_blocking(move || manager.load_model(&model))
+                tokio::task::spawn_blocking(move || {
+                    let record = manager.build_model(&model, &LoadOptions::default());
+                    manager.write_models().insert(model.name, record);
+                })
             })
             .collect();
         for load in loads {
@@ -224,7 +311,9 @@ impl ModelManager {
         }
         self.loading_done.store(true, Ordering::SeqCst);
         self.readiness.send_replace(self.server_ready());
-        Ok(self.report())
+        let mut report = self.report();
+        report.failures.extend(missing);
+        Ok(report)
     }
 
     fn read_models(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, ModelRecord>> {
@@ -237,43 +326,34 @@ impl ModelManager {
         self.models.write().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn fail_model(&self, name: &str, reason: String) {
-        tracing::error!(model = name, "failed to load: {reason}");
-        let mut models = self.write_models();
-        let record = models.entry(name.to_string()).or_default();
-        record.failure = Some(reason);
-    }
-
-    fn load_model(&self, model: &ModelDirectory) {
+    /// Loads a model's configuration and versions into a new record, off to
+    /// the side: the versions that serve now keep serving meanwhile.
+    fn build_model(&self, model: &ModelDirectory, options: &LoadOptions) -> ModelRecord {
         let name = model.name.as_str();
-        let config = match prepare_config(model, &self.backend, self.options.autocomplete) {
-            Ok(config) => Arc::new(config),
-            Err(reason) => return self.fail_model(name, reason),
+        let failed = |reason: String| {
+            tracing::error!(model = name, "failed to load: {reason}");
+            ModelRecord::failed(reason)
         };
+        let config =
+            match prepare_config_from(model, options.config.as_deref(), &self.backend, self.options.autocomplete) {
+                Ok(config) => Arc::new(config),
+                Err(reason) => return failed(reason),
+            };
         let available = match available_versions(&model.path) {
             Ok(available) => available,
-            Err(reason) => return self.fail_model(name, reason),
+            Err(reason) => return failed(reason),
         };
         let (selected, missing) = select_versions(config.version_policy.as_ref(), &available);
         if selected.is_empty() && missing.is_empty() {
-            return self.fail_model(
-                name,
-                format!("no version directory in '{}' is selected by its version policy", model.path.display()),
-            );
+            return failed(format!(
+                "no version directory in '{}' is selected by its version policy",
+                model.path.display()
+            ));
         }
-        {
-            let mut models = self.write_models();
-            let record = models.entry(name.to_string()).or_default();
-            record.config = Some(Arc::clone(&config));
-            for &version in &selected {
-                record.versions.insert(version, VersionRecord { state: VersionState::Loading, loaded: None });
-            }
-            for &version in &missing {
-                let reason = format!("version {version} is named by the version policy but has no directory");
-                record
-                    .versions
-                    .insert(version, VersionRecord { state: VersionState::Unavailable(reason), loaded: None });
-            }
+        let mut record = ModelRecord { config: Some(Arc::clone(&config)), ..Default::default() };
+        for &version in &missing {
+            let reason = format!("version {version} is named by the version policy but has no directory");
+            record.versions.insert(version, VersionRecord { state: VersionState::Unavailable(reason), loaded: None });
         }
         // Versions load side by side, as Triton loads them.
         std::thread::scope(|scope| {
@@ -294,23 +374,183 @@ impl ModelManager {
                         .join()
                         .unwrap_or_else(|_| Err(Error::internal(format!("loading version {version} panicked"))))
                 });
-                self.record_version(name, version, loaded);
+                let version_record = match loaded {
+                    Ok(loaded) => {
+                        tracing::info!(model = name, version, "loaded");
+                        VersionRecord { state: VersionState::Ready, loaded: Some(Arc::new(loaded)) }
+                    }
+                    Err(error) => {
+                        tracing::error!(model = name, version, "failed to load: {error}");
+                        VersionRecord { state: VersionState::Unavailable(error.message().to_string()), loaded: None }
+                    }
+                };
+                record.versions.insert(version, version_record);
             }
         });
+        record
     }
 
-    fn record_version(&self, name: &str, version: i64, loaded: Result<LoadedVersion>) {
-        let record = match loaded {
-            Ok(loaded) => {
-                tracing::info!(model = name, version, "loaded");
-                VersionRecord { state: VersionState::Ready, loaded: Some(Arc::new(loaded)) }
+    /// Loads or reloads `name` from the repositories, on a client's request
+    /// (mode `explicit` only). A reload builds the new versions first and
+    /// swaps them in only if all of them load, so the model keeps serving
+    /// throughout; if any fails, the versions that served keep serving and
+    /// the error says why. A model that did not serve takes whatever loaded,
+    /// as at start. The old versions finish the requests they hold.
+    pub async fn load_model(self: &Arc<Self>, name: &str, options: LoadOptions) -> Result<()> {
+        self.check_control()?;
+        let (manager, name) = (Arc::clone(self), name.to_string());
+        tokio::task::spawn_blocking(move || manager.load_on_request(&name, &options))
+            .await
+            .map_err(|error| Error::internal(format!("loading the model failed: {error}")))?
+    }
+
+    fn load_on_request(&self, name: &str, options: &LoadOptions) -> Result<()> {
+        let _one_at_a_time = self.control.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let model = self.find_model_directory(name)?;
+        let record = self.build_model(&model, options);
+        let (retired, outcome) = match record.failure_reason() {
+            Some(reason) => {
+                let mut models = self.write_models();
+                let serving = models.get(name).is_some_and(|old| !old.loaded_versions().is_empty());
+                let discarded = if serving {
+                    record.loaded_versions()
+                } else {
+                    models.insert(name.to_string(), record);
+                    Vec::new()
+                };
+                (discarded, Err(Error::invalid_argument(format!("load failed for model '{name}': {reason}"))))
             }
-            Err(error) => {
-                tracing::error!(model = name, version, "failed to load: {error}");
-                VersionRecord { state: VersionState::Unavailable(error.message().to_string()), loaded: None }
+            None => {
+                let old = self.write_models().insert(name.to_string(), record);
+                tracing::info!(model = name, "loaded on request");
+                (old.map(|old| old.loaded_versions()).unwrap_or_default(), Ok(()))
             }
         };
-        self.write_models().entry(name.to_string()).or_default().versions.insert(version, record);
+        self.readiness.send_replace(self.server_ready());
+        retire(retired);
+        outcome
+    }
+
+    /// Unloads every version of `name` on a client's request (mode
+    /// `explicit` only): new requests get UNAVAILABLE at once, and this
+    /// returns once the requests already running on it are answered and its
+    /// instances are released. Unloading a model of the repositories that is
+    /// not loaded changes nothing, as in Triton.
+    pub async fn unload_model(self: &Arc<Self>, name: &str) -> Result<()> {
+        self.check_control()?;
+        let (manager, name) = (Arc::clone(self), name.to_string());
+        tokio::task::spawn_blocking(move || manager.unload_on_request(&name))
+            .await
+            .map_err(|error| Error::internal(format!("unloading the model failed: {error}")))?
+    }
+
+    fn unload_on_request(&self, name: &str) -> Result<()> {
+        let _one_at_a_time = self.control.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let retired = {
+            let mut models = self.write_models();
+            match models.get_mut(name) {
+                // A model that failed before it had versions has nothing to
+                // show as unloaded: it goes back to never having loaded.
+                Some(record) if record.versions.is_empty() => {
+                    models.remove(name);
+                    Vec::new()
+                }
+                Some(record) => record.unload(),
+                None => {
+                    drop(models);
+                    self.find_model_directory(name)?;
+                    return Ok(());
+                }
+            }
+        };
+        self.readiness.send_replace(self.server_ready());
+        retire(retired);
+        tracing::info!(model = name, "unloaded on request");
+        Ok(())
+    }
+
+    /// The error for a request to a model the manager has no record of.
+    fn unknown_model(&self, name: &str) -> Error {
+        match self.options.control {
+            ModelControlMode::None => Error::not_found(format!("model '{name}' is not in the model repository")),
+            ModelControlMode::Explicit => Error::not_found(format!(
+                "model '{name}' is not loaded: load it with the repository API or --load-model"
+            )),
+        }
+    }
+
+    /// Load and unload requests need mode `explicit`, and wait for the end
+    /// of the start-up loading, which would otherwise overwrite what they
+    /// did to a model it was still loading.
+    fn check_control(&self) -> Result<()> {
+        match self.options.control {
+            ModelControlMode::None => Err(Error::unavailable(CONTROL_DISABLED)),
+            ModelControlMode::Explicit if !self.loading_done.load(Ordering::SeqCst) => Err(Error::unavailable(
+                "the server is still loading the models named at start; load and unload models once it is done",
+            )),
+            ModelControlMode::Explicit => Ok(()),
+        }
+    }
+
+    /// The directory of model `name` in the repositories.
+    fn find_model_directory(&self, name: &str) -> Result<ModelDirectory> {
+        let repositories = self.repositories.get().map(Vec::as_slice).unwrap_or_default();
+        let mut scan = scan_repositories(repositories).map_err(Error::internal)?;
+        if let Some(paths) = scan.duplicates.get(name) {
+            return Err(Error::invalid_argument(format!(
+                "load failed for model '{name}': {}",
+                duplicate_reason(name, paths)
+            )));
+        }
+        let position = scan.models.iter().position(|model| model.name == name).ok_or_else(|| {
+            let places: Vec<String> = repositories.iter().map(|path| path.display().to_string()).collect();
+            Error::not_found(format!("model '{name}' is not in the model repository ({})", places.join(", ")))
+        })?;
+        Ok(scan.models.swap_remove(position))
+    }
+
+    /// Triton's repository index: every model directory of the
+    /// repositories and every model the server has loaded, by name; a model
+    /// that has been asked to load has a row per version with its state.
+    /// With `ready_only`, only the versions that serve.
+    pub fn repository_index(&self, ready_only: bool) -> Result<Vec<RepositoryIndexEntry>> {
+        let repositories = self.repositories.get().map(Vec::as_slice).unwrap_or_default();
+        let scan = scan_repositories(repositories).map_err(Error::internal)?;
+        let mut rows: BTreeMap<String, Vec<RepositoryIndexEntry>> = BTreeMap::new();
+        for model in &scan.models {
+            rows.entry(model.name.clone()).or_default();
+        }
+        for (name, paths) in &scan.duplicates {
+            rows.entry(name.clone()).or_default().push(RepositoryIndexEntry {
+                name: name.clone(),
+                version: None,
+                state: Some(VersionState::Unavailable(String::new()).name()),
+                reason: duplicate_reason(name, paths),
+            });
+        }
+        for entry in self.index() {
+            let row = rows.entry(entry.name.clone()).or_default();
+            // What the scan just found about duplicates is newer.
+            row.retain(|known| known.version.is_some());
+            let reason = entry.reason().to_string();
+            row.push(RepositoryIndexEntry {
+                name: entry.name,
+                version: entry.version,
+                state: Some(entry.state.name()),
+                reason,
+            });
+        }
+        Ok(rows
+            .into_iter()
+            .flat_map(|(name, row)| {
+                if row.is_empty() {
+                    vec![RepositoryIndexEntry { name, version: None, state: None, reason: String::new() }]
+                } else {
+                    row
+                }
+            })
+            .filter(|entry| !ready_only || entry.state == Some(VersionState::Ready.name()))
+            .collect())
     }
 
     fn load_version(&self, model_dir: &Path, config: &Arc<ModelConfig>, version: i64) -> Result<LoadedVersion> {
@@ -377,7 +617,7 @@ impl ModelManager {
                     Some(version) => format!("{} version {version}: {reason}", entry.name),
                     None => format!("{}: {reason}", entry.name),
                 }),
-                VersionState::Loading => {}
+                VersionState::Loading | VersionState::Unloaded => {}
             }
         }
         report
@@ -411,10 +651,12 @@ impl ModelManager {
         entries
     }
 
-    /// Ready means loading has finished and every model version is ready
-    /// (Triton's strict readiness).
+    /// Ready means loading has finished and every model version the server
+    /// was asked to load is ready (Triton's strict readiness); unloaded ones
+    /// do not count.
     pub fn server_ready(&self) -> bool {
-        self.loading_done.load(Ordering::SeqCst) && self.index().iter().all(|entry| entry.state == VersionState::Ready)
+        self.loading_done.load(Ordering::SeqCst)
+            && self.index().iter().all(|entry| matches!(entry.state, VersionState::Ready | VersionState::Unloaded))
     }
 
     /// Whether a model version can serve; an unknown model is simply not
@@ -432,9 +674,7 @@ impl ModelManager {
     /// when `None`).
     fn resolve(&self, name: &str, version: Option<i64>) -> Result<Arc<LoadedVersion>> {
         let models = self.read_models();
-        let record = models
-            .get(name)
-            .ok_or_else(|| Error::not_found(format!("model '{name}' is not in the model repository")))?;
+        let record = models.get(name).ok_or_else(|| self.unknown_model(name))?;
         if let Some(failure) = &record.failure {
             return Err(Error::unavailable(format!("model '{name}' is not ready: {failure}")));
         }
@@ -447,22 +687,19 @@ impl ModelManager {
                         known.join(", ")
                     ))
                 })?;
-                version_record.loaded.clone().ok_or_else(|| match &version_record.state {
-                    VersionState::Unavailable(reason) => {
-                        Error::unavailable(format!("model '{name}' version {version} is not ready: {reason}"))
-                    }
-                    _ => Error::unavailable(format!("model '{name}' version {version} is still loading")),
+                version_record.loaded.clone().ok_or_else(|| match version_record.state.reason() {
+                    "" => Error::unavailable(format!("model '{name}' version {version} is still loading")),
+                    reason => Error::unavailable(format!("model '{name}' version {version} is not ready: {reason}")),
                 })
             }
             None => record.versions.values().rev().find_map(|record| record.loaded.clone()).ok_or_else(|| {
-                let reasons: Vec<&str> = record
+                let mut reasons: Vec<&str> = record
                     .versions
                     .values()
-                    .filter_map(|record| match &record.state {
-                        VersionState::Unavailable(reason) => Some(reason.as_str()),
-                        _ => None,
-                    })
+                    .map(|record| record.state.reason())
+                    .filter(|reason| !reason.is_empty())
                     .collect();
+                reasons.dedup();
                 if reasons.is_empty() {
                     Error::unavailable(format!("model '{name}' is still loading"))
                 } else {
@@ -479,9 +716,7 @@ impl ModelManager {
             return self.resolve(name, version).map(|loaded| Arc::clone(&loaded.config));
         }
         let models = self.read_models();
-        let record = models
-            .get(name)
-            .ok_or_else(|| Error::not_found(format!("model '{name}' is not in the model repository")))?;
+        let record = models.get(name).ok_or_else(|| self.unknown_model(name))?;
         match (&record.config, &record.failure) {
             (Some(config), None) => Ok(Arc::clone(config)),
             (_, Some(failure)) => Err(Error::unavailable(format!("model '{name}' is not ready: {failure}"))),
@@ -567,23 +802,12 @@ impl ModelManager {
     /// already queued, and its instances release their backend resources
     /// before this returns. Blocks while the batches in flight finish.
     pub fn unload_all(&self) {
-        let unloaded: Vec<(String, Arc<LoadedVersion>)> = {
-            let mut models = self.write_models();
-            models
-                .iter_mut()
-                .flat_map(|(name, record)| {
-                    record.versions.values_mut().filter_map(move |version_record| {
-                        let loaded = version_record.loaded.take()?;
-                        version_record.state = VersionState::Unavailable("unloaded".to_string());
-                        Some((name.clone(), loaded))
-                    })
-                })
-                .collect()
-        };
+        let unloaded: Vec<Arc<LoadedVersion>> =
+            self.write_models().values_mut().flat_map(|record| record.unload()).collect();
         self.readiness.send_replace(false);
-        for (name, loaded) in unloaded {
+        for loaded in unloaded {
             loaded.scheduler.stop();
-            tracing::info!(model = %name, version = loaded.version, "unloaded");
+            tracing::info!(model = %loaded.config.name, version = loaded.version, "unloaded");
         }
     }
 
@@ -624,8 +848,21 @@ pub fn prepare_config(
     backend: &std::result::Result<Arc<dyn Backend>, String>,
     options: AutocompleteOptions,
 ) -> std::result::Result<ModelConfig, String> {
+    prepare_config_from(model, None, backend, options)
+}
+
+/// [`prepare_config`] with the configuration given in JSON by a load
+/// request, in place of the directory's `config.pbtxt`, when there is one.
+fn prepare_config_from(
+    model: &ModelDirectory,
+    json_override: Option<&str>,
+    backend: &std::result::Result<Arc<dyn Backend>, String>,
+    options: AutocompleteOptions,
+) -> std::result::Result<ModelConfig, String> {
     let config_path = model.path.join(CONFIG_FILENAME);
-    let config = if config_path.is_file() {
+    let config = if let Some(json) = json_override {
+        parse_json_config(json).map_err(|error| format!("the load request's 'config': {error}"))?
+    } else if config_path.is_file() {
         let text = std::fs::read_to_string(&config_path)
             .map_err(|error| format!("cannot read '{}': {error}", config_path.display()))?;
         parse_text_format(&text).map_err(|error| format!("'{}': {error}", config_path.display()))?
@@ -651,6 +888,27 @@ pub fn prepare_config(
     let config = autocomplete(config, &model.name, signature.as_ref(), options)?;
     check_config(&config)?;
     Ok(config)
+}
+
+/// Why a model found in several repositories does not load.
+fn duplicate_reason(name: &str, paths: &[PathBuf]) -> String {
+    let places: Vec<String> = paths.iter().map(|path| path.display().to_string()).collect();
+    format!("model '{name}' is in more than one repository: {}", places.join(", "))
+}
+
+/// Takes model versions out of service that are no longer reachable
+/// through the manager: waits (up to [`RETIRE_GRACE`]) until no request
+/// holds one any more, then stops its instances, so the requests that
+/// found it before it was swapped out or unloaded still get their answers.
+fn retire(versions: Vec<Arc<LoadedVersion>>) {
+    for loaded in versions {
+        let deadline = Instant::now() + RETIRE_GRACE;
+        while Arc::strong_count(&loaded) > 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        loaded.scheduler.stop();
+        tracing::info!(model = %loaded.config.name, version = loaded.version, "released");
+    }
 }
 
 /// The model file of `version`: `<model>/<version>/<filename>`, or, where
@@ -720,6 +978,7 @@ pub fn instance_placements(config: &ModelConfig) -> Vec<(String, Device)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
 
     #[test]
     fn instances_are_named_within_their_group_and_passive_ones_left_out() {
@@ -845,8 +1104,81 @@ mod tests {
         // Two versions of two instances each: four creations at once.
         let backend = MeetingBackend { expected: 4, arrived: Default::default(), all_here: Default::default() };
         let manager = Arc::new(ModelManager::new(Ok(Arc::new(backend)), ManagerOptions::default()));
-        let report = manager.load_repositories(&[repository.path().to_path_buf()]).await.unwrap();
+        let report = manager.load_repositories(&[repository.path().to_path_buf()], &StartupModels::All).await.unwrap();
         assert_eq!(report, LoadReport { ready: 2, failures: Vec::new() });
         manager.unload_all();
+    }
+
+    /// A repository directory holding model `name` with one version and a
+    /// configuration the test backend can load.
+    fn write_model(repository: &Path, name: &str) {
+        std::fs::create_dir_all(repository.join(name).join("1")).unwrap();
+        std::fs::write(repository.join(name).join("1").join("model.onnx"), b"").unwrap();
+        std::fs::write(
+            repository.join(name).join("config.pbtxt"),
+            format!(
+                r#"name: "{name}" backend: "onnxruntime"
+                   input [ {{ name: "X" data_type: TYPE_FP32 dims: [ 1 ] }} ]
+                   output [ {{ name: "Y" data_type: TYPE_FP32 dims: [ 1 ] }} ]"#
+            ),
+        )
+        .unwrap();
+    }
+
+    fn states(manager: &ModelManager) -> Vec<(String, Option<i64>, Option<&'static str>, String)> {
+        let index = manager.repository_index(false).unwrap();
+        index.into_iter().map(|entry| (entry.name, entry.version, entry.state, entry.reason)).collect()
+    }
+
+    #[tokio::test]
+    async fn explicit_mode_loads_and_unloads_on_request() {
+        let (first, second) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        write_model(first.path(), "n");
+        write_model(first.path(), "twice");
+        write_model(second.path(), "twice");
+        let backend = MeetingBackend { expected: 1, arrived: Default::default(), all_here: Default::default() };
+        let options = ManagerOptions { control: ModelControlMode::Explicit, ..Default::default() };
+        let manager = Arc::new(ModelManager::new(Ok(Arc::new(backend)), options));
+        let early = manager.load_model("n", LoadOptions::default()).await.unwrap_err();
+        assert!(early.message().contains("still loading the models named at start"), "{early}");
+        let repositories = [first.path().to_path_buf(), second.path().to_path_buf()];
+        let report = manager.load_repositories(&repositories, &StartupModels::Named(Vec::new())).await.unwrap();
+        assert_eq!(report, LoadReport::default());
+        assert!(manager.server_ready());
+        let listing = states(&manager);
+        assert_eq!(listing[0], ("n".to_string(), None, None, String::new()));
+        assert_eq!((listing[1].2, listing[1].3.contains("more than one repository")), (Some("UNAVAILABLE"), true));
+
+        let error = manager.load_model("twice", LoadOptions::default()).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidArgument);
+        assert!(error.message().contains("more than one repository"), "{error}");
+        assert_eq!(manager.load_model("none", LoadOptions::default()).await.unwrap_err().kind(), ErrorKind::NotFound);
+
+        manager.load_model("n", LoadOptions::default()).await.unwrap();
+        assert_eq!(states(&manager)[0], ("n".to_string(), Some(1), Some("READY"), String::new()));
+        assert_eq!(manager.repository_index(true).unwrap().len(), 1);
+        // A request that found the version before the unload holds it; the
+        // unload waits for it to let go before the instances stop.
+        let held = manager.resolve("n", None).unwrap();
+        let unloading = {
+            let manager = Arc::clone(&manager);
+            tokio::spawn(async move { manager.unload_model("n").await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!unloading.is_finished(), "the unload did not wait for the request holding the version");
+        assert_eq!(states(&manager)[0], ("n".to_string(), Some(1), Some("UNAVAILABLE"), "unloaded".to_string()));
+        drop(held);
+        unloading.await.unwrap().unwrap();
+        assert!(manager.server_ready());
+        assert_eq!(manager.unload_model("none").await.unwrap_err().kind(), ErrorKind::NotFound);
+        manager.unload_all();
+    }
+
+    #[tokio::test]
+    async fn mode_none_refuses_loads_and_unloads() {
+        let manager = Arc::new(ModelManager::new(Err("no backend".into()), ManagerOptions::default()));
+        let error = manager.load_model("m", LoadOptions::default()).await.unwrap_err();
+        assert_eq!((error.kind(), error.message()), (ErrorKind::Unavailable, CONTROL_DISABLED));
+        assert_eq!(manager.unload_model("m").await.unwrap_err().message(), CONTROL_DISABLED);
     }
 }

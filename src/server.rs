@@ -16,6 +16,7 @@ use crate::http::{self, HttpSettings};
 use crate::identity::ServerIdentity;
 use crate::metrics::{self, MetricsSettings};
 use crate::model_config::AutocompleteOptions;
+use crate::model_control::{ModelControlMode, StartupModels};
 use crate::model_manager::{ManagerOptions, ModelManager};
 use crate::platform::{PlatformMounts, discover_model_repository};
 use crate::shutdown::{self, ShutdownTrigger};
@@ -63,7 +64,12 @@ pub async fn run(args: Args) -> ExitCode {
             default_max_batch_size: backend_config.default_max_batch_size,
             gpu_count: backend.as_ref().map_or(0, |backend| backend.gpu_count()),
         },
+        control: args.model_control_mode,
     };
+    if args.model_control_mode == ModelControlMode::None && !args.load_model.is_empty() {
+        tracing::warn!("ignoring --load-model: it only applies with --model-control-mode=explicit");
+    }
+    let startup = StartupModels::new(args.model_control_mode, &args.load_model);
     let manager = Arc::new(ModelManager::new(backend, options));
 
     let (stop, stopped) = shutdown::channel();
@@ -118,7 +124,7 @@ pub async fn run(args: Args) -> ExitCode {
     tokio::spawn(forward_signals(stop.clone()));
 
     let mut exit = ExitCode::SUCCESS;
-    match manager.load_repositories(&repositories).await {
+    match manager.load_repositories(&repositories, &startup).await {
         Ok(report) => {
             log_model_table(&manager);
             if !report.failures.is_empty() && args.exit_on_error {

@@ -49,7 +49,7 @@ pub async fn cloud_health(State(state): State<AppState>) -> Response {
         .manager
         .index()
         .into_iter()
-        .filter(|entry| entry.state != VersionState::Ready)
+        .filter(|entry| !matches!(entry.state, VersionState::Ready | VersionState::Unloaded))
         .map(|entry| {
             let what = match entry.version {
                 Some(version) => format!("{} version {version} is {}", entry.name, entry.state.name()),
