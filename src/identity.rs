@@ -3,8 +3,15 @@
 
 /// Protocol extensions this server implements. Only extensions whose every
 /// part works are listed: clients decide what to call from this list.
-pub const EXTENSIONS: &[&str] =
-    &["classification", "model_configuration", "binary_tensor_data", "statistics", "schedule_policy"];
+pub const EXTENSIONS: &[&str] = &[
+    "classification",
+    "model_repository",
+    "model_repository(unload_dependents)",
+    "model_configuration",
+    "binary_tensor_data",
+    "statistics",
+    "schedule_policy",
+];
 
 /// The server's name, version and extensions.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -33,7 +33,15 @@ async fn health_and_metadata_describe_the_repository() {
     assert_eq!(metadata.version, env!("CARGO_PKG_VERSION"));
     assert_eq!(
         metadata.extensions,
-        ["classification", "model_configuration", "binary_tensor_data", "statistics", "schedule_policy"]
+        [
+            "classification",
+            "model_repository",
+            "model_repository(unload_dependents)",
+            "model_configuration",
+            "binary_tensor_data",
+            "statistics",
+            "schedule_policy"
+        ]
     );
 
     let model = client
@@ -253,9 +261,6 @@ async fn every_invalid_request_is_rejected_and_the_server_keeps_serving() {
 async fn rpcs_of_later_extensions_answer_unimplemented_by_name() {
     let server = TestServer::start_ready(&[]).await;
     let mut client = server.client().await;
-    let error = client.repository_index(RepositoryIndexRequest::default()).await.unwrap_err();
-    assert_eq!(error.code(), Code::Unimplemented);
-    assert!(error.message().contains("RepositoryIndex"), "{}", error.message());
     let error = client.system_shared_memory_status(SystemSharedMemoryStatusRequest::default()).await.unwrap_err();
     assert_eq!(error.code(), Code::Unimplemented);
     assert!(error.message().contains("SystemSharedMemoryStatus"), "{}", error.message());
@@ -386,4 +391,26 @@ async fn sigterm_answers_in_flight_requests_then_exits_cleanly() {
     let unloaded = log.find("unloaded model=simple version=1").unwrap_or_else(|| panic!("no unload in: {log}"));
     let stopped = log.find("server stopped").unwrap_or_else(|| panic!("no stop in: {log}"));
     assert!(unloaded < stopped, "{log}");
+}
+
+#[tokio::test]
+async fn the_repository_index_lists_the_models_and_mode_none_refuses_loads() {
+    let server = TestServer::start_ready(&[]).await;
+    let mut client = server.client().await;
+    let index = client.repository_index(RepositoryIndexRequest::default()).await.unwrap().into_inner();
+    let simple = index.models.iter().find(|model| model.name == "simple").expect("simple is in the index");
+    assert_eq!((simple.version.as_str(), simple.state.as_str(), simple.reason.as_str()), ("1", "READY", ""));
+    let ready = client.repository_index(RepositoryIndexRequest { ready: true, ..Default::default() }).await.unwrap();
+    assert_eq!(ready.into_inner().models.len(), index.models.len(), "every example model is ready");
+
+    let load = RepositoryModelLoadRequest { model_name: "simple".into(), ..Default::default() };
+    let error = client.repository_model_load(load).await.unwrap_err();
+    assert_eq!(error.code(), Code::Unavailable);
+    assert!(error.message().contains("--model-control-mode=explicit"), "{}", error.message());
+    let unload = RepositoryModelUnloadRequest { model_name: "simple".into(), ..Default::default() };
+    assert_eq!(client.repository_model_unload(unload).await.unwrap_err().code(), Code::Unavailable);
+    // Refused, so nothing changed.
+    let response = client.model_infer(simple_request(2)).await.unwrap().into_inner();
+    assert_simple_response(&response, 2);
+    server.stop().await;
 }

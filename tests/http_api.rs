@@ -44,7 +44,15 @@ async fn metadata_health_and_config() {
     assert_eq!(metadata["name"], "triton");
     assert_eq!(
         metadata["extensions"],
-        json!(["classification", "model_configuration", "binary_tensor_data", "statistics", "schedule_policy"])
+        json!([
+            "classification",
+            "model_repository",
+            "model_repository(unload_dependents)",
+            "model_configuration",
+            "binary_tensor_data",
+            "statistics",
+            "schedule_policy"
+        ])
     );
     for path in ["/v2/health/live", "/v2/health/ready", "/v2/models/simple/ready", "/v2/models/simple/versions/1/ready"]
     {
@@ -71,9 +79,9 @@ async fn metadata_health_and_config() {
     let (status, error) = get_json(&server, "/v2/models/no_such_model").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(error["error"].as_str().unwrap().contains("no_such_model"), "{error}");
-    let (status, error) = get_json(&server, "/v2/repository/index").await;
+    let (status, error) = get_json(&server, "/v2/systemsharedmemory/status").await;
     assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
-    assert!(error["error"].as_str().unwrap().contains("/v2/repository/index"), "{error}");
+    assert!(error["error"].as_str().unwrap().contains("/v2/systemsharedmemory/status"), "{error}");
     server.stop().await;
 }
 

@@ -15,9 +15,10 @@ use crate::inference::{
 use crate::proto::inference::infer_parameter::ParameterChoice;
 use crate::proto::inference::model_infer_request::InferInputTensor;
 use crate::proto::inference::model_infer_response::InferOutputTensor;
+use crate::proto::inference::model_repository_parameter::ParameterChoice as RepositoryChoice;
 use crate::proto::inference::{
     InferBatchStatistics, InferParameter, InferStatistics, InferTensorContents, ModelInferRequest, ModelInferResponse,
-    ModelStatistics as ProtoModelStatistics, ModelStatisticsResponse, StatisticDuration,
+    ModelRepositoryParameter, ModelStatistics as ProtoModelStatistics, ModelStatisticsResponse, StatisticDuration,
 };
 use crate::statistics::{Duration64, ModelStatistics};
 use crate::tensor::{DataType, Tensor, encode_byte_strings};
@@ -178,6 +179,24 @@ fn decode_parameters(parameters: HashMap<String, InferParameter>) -> Parameters 
                 ParameterChoice::StringParam(value) => ParameterValue::String(value),
                 ParameterChoice::DoubleParam(value) => ParameterValue::Double(value),
                 ParameterChoice::Uint64Param(value) => ParameterValue::Uint64(value),
+            };
+            Some((key, value))
+        })
+        .collect()
+}
+
+/// Decodes the parameters of a load or unload request. Bytes (the model
+/// files of Triton's `file:` parameters) are kept only as their size: no
+/// parameter this server takes is bytes, and the error names the size.
+pub fn decode_repository_parameters(parameters: HashMap<String, ModelRepositoryParameter>) -> Parameters {
+    parameters
+        .into_iter()
+        .filter_map(|(key, parameter)| {
+            let value = match parameter.parameter_choice? {
+                RepositoryChoice::BoolParam(value) => ParameterValue::Bool(value),
+                RepositoryChoice::Int64Param(value) => ParameterValue::Int64(value),
+                RepositoryChoice::StringParam(value) => ParameterValue::String(value),
+                RepositoryChoice::BytesParam(value) => ParameterValue::String(format!("<{} bytes>", value.len())),
             };
             Some((key, value))
         })

@@ -11,9 +11,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::answer_pacing::AnswerPacing;
-use super::codec::{decode_request, encode_response, encode_statistics, status_of};
+use super::codec::{decode_repository_parameters, decode_request, encode_response, encode_statistics, status_of};
 use crate::identity::ServerIdentity;
 use crate::inference::parse_model_version;
+use crate::model_control::{LoadOptions, check_unload_parameters};
 use crate::model_manager::{ModelManager, TensorMetadata};
 use crate::proto::inference::grpc_inference_service_server::GrpcInferenceService;
 use crate::proto::inference::model_metadata_response::TensorMetadata as ProtoTensorMetadata;
@@ -177,23 +178,41 @@ impl GrpcInferenceService for InferenceService {
 
     async fn repository_index(
         &self,
-        _: Request<RepositoryIndexRequest>,
+        request: Request<RepositoryIndexRequest>,
     ) -> Result<Response<RepositoryIndexResponse>, Status> {
-        Err(unimplemented("RepositoryIndex"))
+        let entries = self.manager.repository_index(request.into_inner().ready).map_err(status_of)?;
+        let models = entries
+            .into_iter()
+            .map(|entry| repository_index_response::ModelIndex {
+                name: entry.name,
+                version: entry.version.map(|version| version.to_string()).unwrap_or_default(),
+                state: entry.state.unwrap_or_default().to_string(),
+                reason: entry.reason,
+            })
+            .collect();
+        Ok(Response::new(RepositoryIndexResponse { models }))
     }
 
     async fn repository_model_load(
         &self,
-        _: Request<RepositoryModelLoadRequest>,
+        request: Request<RepositoryModelLoadRequest>,
     ) -> Result<Response<RepositoryModelLoadResponse>, Status> {
-        Err(unimplemented("RepositoryModelLoad"))
+        let request = request.into_inner();
+        let parameters = decode_repository_parameters(request.parameters);
+        let options = LoadOptions::from_parameters(&request.model_name, &parameters).map_err(status_of)?;
+        self.manager.load_model(&request.model_name, options).await.map_err(status_of)?;
+        Ok(Response::new(RepositoryModelLoadResponse {}))
     }
 
     async fn repository_model_unload(
         &self,
-        _: Request<RepositoryModelUnloadRequest>,
+        request: Request<RepositoryModelUnloadRequest>,
     ) -> Result<Response<RepositoryModelUnloadResponse>, Status> {
-        Err(unimplemented("RepositoryModelUnload"))
+        let request = request.into_inner();
+        let parameters = decode_repository_parameters(request.parameters);
+        check_unload_parameters(&request.model_name, &parameters).map_err(status_of)?;
+        self.manager.unload_model(&request.model_name).await.map_err(status_of)?;
+        Ok(Response::new(RepositoryModelUnloadResponse {}))
     }
 
     async fn system_shared_memory_status(

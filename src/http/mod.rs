@@ -11,6 +11,7 @@ mod infer_codec;
 mod json_tensor;
 mod metadata;
 mod predict;
+mod repository;
 mod statistics;
 
 use std::sync::Arc;
@@ -93,14 +94,14 @@ pub fn router(manager: Arc<ModelManager>, identity: ServerIdentity, settings: Ht
         .route("/v2/models/stats", get(statistics::all_models))
         .route("/v2/models/{model}/stats", get(statistics::one_model))
         .route("/v2/models/{model}/versions/{version}/stats", get(statistics::one_model))
+        .route("/v2/repository/index", post(repository::index))
+        .route("/v2/repository/models/{model}/load", post(repository::load))
+        .route("/v2/repository/models/{model}/unload", post(repository::unload))
         .route(&settings.health_route, get(health::cloud_health))
         .route(&settings.predict_route, post(predict::predict).layer(compression));
     // Routes of protocol extensions this server does not offer yet answer
     // 501 with their name rather than a bare 404.
     for path in [
-        "/v2/repository/index",
-        "/v2/repository/models/{model}/load",
-        "/v2/repository/models/{model}/unload",
         "/v2/systemsharedmemory/status",
         "/v2/systemsharedmemory/region/{region}/status",
         "/v2/systemsharedmemory/region/{region}/register",

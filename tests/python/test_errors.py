@@ -208,12 +208,12 @@ def test_bad_requests_on_other_models_leave_them_serving(client, wire):
 
 # What each protocol names in its answer to an extension this server lacks:
 # the gRPC method, or the HTTP route.
-UNIMPLEMENTED_NAMES = {"grpc": "RepositoryIndex", "http": "/v2/repository/index"}
+UNIMPLEMENTED_NAMES = {"grpc": "SystemSharedMemoryStatus", "http": "/v2/systemsharedmemory/status"}
 
 
 def test_unimplemented_extensions_say_so(client, protocol):
-    index = UNIMPLEMENTED_NAMES[protocol]
-    expect_error(client, lambda: client.get_model_repository_index(), "UNIMPLEMENTED", index)
+    name = UNIMPLEMENTED_NAMES[protocol]
+    expect_error(client, lambda: client.get_system_shared_memory_status(), "UNIMPLEMENTED", name)
     assert_simple_works(client)
 
 

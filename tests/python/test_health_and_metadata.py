@@ -66,11 +66,19 @@ def test_server_metadata(client):
     assert metadata["name"] == "triton"
     assert metadata["version"]
     extensions = metadata["extensions"]
-    expected = {"classification", "model_configuration", "binary_tensor_data", "statistics", "schedule_policy"}
+    expected = {
+        "classification",
+        "model_repository",
+        "model_repository(unload_dependents)",
+        "model_configuration",
+        "binary_tensor_data",
+        "statistics",
+        "schedule_policy",
+    }
     assert expected <= set(extensions)
     # Clients decide what to call from this list, so it must not promise
     # extensions whose RPCs answer UNIMPLEMENTED.
-    unimplemented = {"model_repository", "system_shared_memory", "cuda_shared_memory", "trace", "logging"}
+    unimplemented = {"system_shared_memory", "cuda_shared_memory", "trace", "logging"}
     assert not unimplemented & set(extensions), extensions
 
 

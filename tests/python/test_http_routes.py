@@ -112,9 +112,6 @@ def test_unknown_route_is_a_json_404(http_url):
 
 # Extensions this server does not offer: 501 naming the route, whatever the method.
 NOT_IMPLEMENTED = [
-    ("POST", "/v2/repository/index"),
-    ("POST", "/v2/repository/models/simple/load"),
-    ("POST", "/v2/repository/models/simple/unload"),
     ("GET", "/v2/systemsharedmemory/status"),
     ("POST", "/v2/systemsharedmemory/region/r/register"),
     ("GET", "/v2/cudasharedmemory/status"),

@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from server_process import REPO_ROOT
+from server_process import EXAMPLE_MODELS, REPO_ROOT, server_args, start_server
 
 README = REPO_ROOT / "README.md"
 GRPCURL = REPO_ROOT / ".deps" / "grpcurl" / "grpcurl"
@@ -114,6 +114,11 @@ def check_curl_answer(words, answer):
         model = headers["model_name"] if path == "predict" else path.split("/")[2]
         outputs = {output["name"]: output["data"] for output in json.loads(answer)["outputs"]}
         assert outputs == expected_v2_outputs(model, request)
+    elif path == "v2/repository/index":
+        assert {"name": "simple", "version": "1", "state": "READY", "reason": ""} in json.loads(answer)
+    elif re.fullmatch(r"v2/repository/models/\w+/(load|unload)", path):
+        # Success is a 200 with an empty body, as in Triton.
+        assert answer == ""
     elif path == "predict":
         assert headers["model_name"] == "scale_fp16", "no expectation for instances of another model"
         halves = [[value * 0.5 for value in row] for row in request["instances"]]
@@ -122,8 +127,21 @@ def check_curl_answer(words, answer):
         raise AssertionError(f"no expectation for the README's {' '.join(words)}")
 
 
+@pytest.fixture(scope="module")
+def explicit_server():
+    """The example repository in model control mode explicit, every model
+    loaded at start, for the README's load and unload commands (the shared
+    server runs in mode none, which refuses them)."""
+    args = server_args(EXAMPLE_MODELS, extra=["--model-control-mode=explicit", "--load-model=*"])
+    server = start_server(args)
+    yield server
+    assert server.stop() == 0, server.log
+
+
 @pytest.mark.parametrize("command", CURL_COMMANDS, ids=command_id)
-def test_curl_example(server, command):
+def test_curl_example(request, server, command):
+    if "/v2/repository/models/" in command:
+        server = request.getfixturevalue("explicit_server")
     command = command.replace("localhost:8000", server.http_url).replace("localhost:8002", server.metrics_url)
     # --fail-with-body: any status of 400 or more fails the command.
     runnable = re.sub(r"^curl ", "curl -sS --fail-with-body --max-time 20 ", command)
@@ -140,6 +158,8 @@ def check_grpcurl_answer(words, answer):
         assert json.loads(answer) == {"status": "SERVING"}
     elif method == "inference.GRPCInferenceService/ModelMetadata":
         assert json.loads(answer)["name"] == json.loads(option_values(words, "-d")[0])["name"]
+    elif method == "inference.GRPCInferenceService/RepositoryIndex":
+        assert {"name": "simple", "version": "1", "state": "READY"} in json.loads(answer)["models"]
     elif method == "inference.GRPCInferenceService/ModelInfer":
         request = json.loads(option_values(words, "-d")[0])
         assert request["model_name"] == "simple"
