@@ -530,7 +530,8 @@ impl ModelManager {
         }
         for entry in self.index() {
             let row = rows.entry(entry.name.clone()).or_default();
-            // What the scan just found about duplicates is newer.
+            // The manager's own record of a model (it may serve, loaded
+            // before a second copy appeared) replaces the scan's duplicate row.
             row.retain(|known| known.version.is_some());
             let reason = entry.reason().to_string();
             row.push(RepositoryIndexEntry {

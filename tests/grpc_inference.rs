@@ -31,18 +31,7 @@ async fn health_and_metadata_describe_the_repository() {
     let metadata = client.server_metadata(ServerMetadataRequest {}).await.unwrap().into_inner();
     assert_eq!(metadata.name, "triton");
     assert_eq!(metadata.version, env!("CARGO_PKG_VERSION"));
-    assert_eq!(
-        metadata.extensions,
-        [
-            "classification",
-            "model_repository",
-            "model_repository(unload_dependents)",
-            "model_configuration",
-            "binary_tensor_data",
-            "statistics",
-            "schedule_policy"
-        ]
-    );
+    assert_eq!(metadata.extensions, common::EXTENSIONS);
 
     let model = client
         .model_metadata(ModelMetadataRequest { name: "simple".into(), version: String::new() })

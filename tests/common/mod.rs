@@ -18,6 +18,18 @@ use tritonrs::proto::inference::model_infer_request::InferInputTensor;
 use tritonrs::proto::inference::{ModelInferRequest, ModelInferResponse, ServerReadyRequest};
 
 /// The repository root.
+/// The extensions ServerMetadata and `GET /v2` must list, in order: what
+/// clients may call.
+pub const EXTENSIONS: [&str; 7] = [
+    "classification",
+    "model_repository",
+    "model_repository(unload_dependents)",
+    "model_configuration",
+    "binary_tensor_data",
+    "statistics",
+    "schedule_policy",
+];
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
