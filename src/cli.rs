@@ -91,6 +91,12 @@ pub struct Args {
     #[arg(long, default_value_t = 2000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     pub metrics_interval_ms: u64,
 
+    /// Let clients register system shared-memory regions and pass tensors
+    /// through them (off by default, as in Triton since 2.69).
+    #[arg(long, default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub allow_client_shm: bool,
+
     /// Model control mode: `none` loads every model at start and refuses
     /// load and unload requests; `explicit` loads only the `--load-model`
     /// models and lets clients load and unload models.

@@ -13,6 +13,9 @@ pub enum ErrorKind {
     NotFound,
     /// The model exists but cannot serve now (gRPC UNAVAILABLE, HTTP 503).
     Unavailable,
+    /// Something of that name exists already (gRPC ALREADY_EXISTS, HTTP
+    /// 409).
+    AlreadyExists,
     /// The server does not offer this operation (gRPC UNIMPLEMENTED,
     /// HTTP 501).
     Unimplemented,

@@ -13,6 +13,10 @@ pub const EXTENSIONS: &[&str] = &[
     "schedule_policy",
 ];
 
+/// The system shared-memory extension, listed only when clients may use it
+/// (`--allow-client-shm=true`).
+pub const SYSTEM_SHARED_MEMORY: &str = "system_shared_memory";
+
 /// The server's name, version and extensions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerIdentity {
@@ -25,12 +29,13 @@ pub struct ServerIdentity {
 }
 
 impl ServerIdentity {
-    /// The identity of this build under the name `name`.
-    pub fn new(name: &str) -> Self {
-        Self {
-            name: name.to_string(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            extensions: EXTENSIONS.iter().map(|extension| extension.to_string()).collect(),
+    /// The identity of this build under the name `name`; `shared_memory`
+    /// says whether clients may use system shared memory.
+    pub fn new(name: &str, shared_memory: bool) -> Self {
+        let mut extensions: Vec<String> = EXTENSIONS.iter().map(|extension| extension.to_string()).collect();
+        if shared_memory {
+            extensions.push(SYSTEM_SHARED_MEMORY.to_string());
         }
+        Self { name: name.to_string(), version: env!("CARGO_PKG_VERSION").to_string(), extensions }
     }
 }

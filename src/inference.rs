@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::error::{Error, Result};
+use crate::shared_memory::SharedMemoryRef;
 use crate::tensor::Tensor;
 
 /// A request or tensor parameter value.
@@ -60,6 +61,10 @@ pub struct InferenceRequest {
     pub parameters: Parameters,
     /// Input tensors.
     pub inputs: Vec<Tensor>,
+    /// The inputs whose data lies in a registered shared-memory region, by
+    /// position in `inputs`; their data stays empty until the model
+    /// manager reads it from there.
+    pub shared_memory_inputs: Vec<(usize, SharedMemoryRef)>,
     /// Outputs to return; empty means all of them.
     pub outputs: Vec<RequestedOutput>,
 }
@@ -78,6 +83,9 @@ pub struct InferenceResponse {
     /// Output tensors, in the order they were requested (or the model's
     /// configuration order when all were requested).
     pub outputs: Vec<Tensor>,
+    /// The outputs written into the shared memory their request named:
+    /// their data is empty, and the answer carries none for them.
+    pub shared_memory_outputs: Vec<String>,
     /// Where this answer stood among the answers of the execution that
     /// produced it.
     pub batch_position: BatchPosition,
@@ -96,27 +104,6 @@ pub struct BatchPosition {
 impl BatchPosition {
     /// The only answer of an execution.
     pub const ALONE: Self = Self { index: 0, answers: 1 };
-}
-
-/// Refuses tensor parameters that ask for a feature this server does not
-/// offer (shared memory): ignoring them would give wrong answers silently.
-/// `what` is "input" or "output".
-pub fn check_tensor_parameters<'a>(
-    model: &str,
-    what: &str,
-    name: &str,
-    keys: impl IntoIterator<Item = &'a String>,
-) -> Result<()> {
-    const SHARED_MEMORY: &str = "shared_memory_region";
-    if keys.into_iter().any(|key| key == SHARED_MEMORY) {
-        return Err(Error::new(
-            crate::error::ErrorKind::Unimplemented,
-            format!(
-                "model '{model}': {what} '{name}' sets the '{SHARED_MEMORY}' parameter, which this server does not support"
-            ),
-        ));
-    }
-    Ok(())
 }
 
 /// Checks the request parameters Triton reserves and that no other part of

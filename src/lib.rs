@@ -27,6 +27,7 @@ pub mod proto;
 pub mod repository;
 pub mod scheduler;
 pub mod server;
+pub mod shared_memory;
 pub mod shutdown;
 pub mod statistics;
 pub mod tensor;

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::backend::{Backend, Device, InstanceSettings, ModelInstance};
@@ -20,6 +21,7 @@ use crate::model_control::{CONTROL_DISABLED, LoadOptions, ModelControlMode, Repo
 use crate::proto::inference::model_instance_group::Kind;
 use crate::repository::{CONFIG_FILENAME, ModelDirectory, available_versions, scan_repositories, select_versions};
 use crate::scheduler::{RequestOptions, Scheduler, SchedulingPolicy};
+use crate::shared_memory::{SharedMemoryRef, SharedMemoryRegistry};
 use crate::statistics::{ModelStatistics, StatisticsRecorder};
 use crate::tensor::DataType;
 use crate::validation::ModelIo;
@@ -196,6 +198,9 @@ pub struct ManagerOptions {
     pub autocomplete: AutocompleteOptions,
     /// Whether clients may load and unload models.
     pub control: ModelControlMode,
+    /// Whether clients may register shared-memory regions
+    /// (`--allow-client-shm`).
+    pub allow_client_shm: bool,
 }
 
 /// What the metrics endpoint reports of one loaded model version.
@@ -232,6 +237,7 @@ pub struct ModelManager {
     /// Held by each load or unload request, so that they happen one at a
     /// time and a model is never loaded twice at once.
     control: Mutex<()>,
+    shared_memory: SharedMemoryRegistry,
     loading_done: AtomicBool,
     readiness: watch::Sender<bool>,
 }
@@ -248,6 +254,7 @@ impl ModelManager {
             models: RwLock::new(BTreeMap::new()),
             repositories: OnceLock::new(),
             control: Mutex::new(()),
+            shared_memory: SharedMemoryRegistry::new(options.allow_client_shm),
             loading_done: AtomicBool::new(false),
             readiness,
         }
@@ -812,20 +819,50 @@ impl ModelManager {
         }
     }
 
-    /// Runs one inference request.
-    pub async fn infer(&self, request: InferenceRequest) -> Result<InferenceResponse> {
+    /// The registered shared-memory regions.
+    pub fn shared_memory(&self) -> &SharedMemoryRegistry {
+        &self.shared_memory
+    }
+
+    /// Runs one inference request. Inputs in shared memory are read from
+    /// their regions first, and outputs the request asked for in shared
+    /// memory are written there, leaving them empty in the response.
+    pub async fn infer(&self, mut request: InferenceRequest) -> Result<InferenceResponse> {
         let loaded = self.resolve(&request.model_name, request.model_version)?;
         let model_name = request.model_name.clone();
         let id = request.id.clone();
+        for (index, place) in std::mem::take(&mut request.shared_memory_inputs) {
+            let input = request.inputs.get_mut(index).ok_or_else(|| {
+                Error::internal(format!("model '{model_name}': shared-memory input {index} is not among the inputs"))
+            })?;
+            input.data = self.shared_memory.read(&place, &format!("model '{model_name}': input '{}'", input.name))?;
+        }
+        let mut output_places = Vec::new();
+        for output in &request.outputs {
+            if let Some(place) =
+                SharedMemoryRef::from_parameters(&model_name, "output", &output.name, &output.parameters)?
+            {
+                // Checked before the model runs, so a wrong region costs nothing.
+                self.shared_memory.check(&place, &format!("model '{model_name}': output '{}'", output.name))?;
+                output_places.push((output.name.clone(), place));
+            }
+        }
         let options = RequestOptions::from_parameters(&model_name, &request.parameters)?;
         let classified = loaded.classified_outputs(&request)?;
         let validated = loaded.io.validate(request)?;
         let executed = loaded.scheduler.execute(validated, options).await?;
         let mut outputs = executed.outputs;
+        let mut shared_memory_outputs = Vec::new();
         for output in &mut outputs {
             output.shape = loaded.io.response_shape(&output.name, std::mem::take(&mut output.shape));
             if let Some(&(_, count)) = classified.iter().find(|(name, _)| *name == output.name) {
                 *output = classify(&model_name, output, count, loaded.io.max_batch_size > 0, &loaded.labels)?;
+            }
+            if let Some((_, place)) = output_places.iter().find(|(name, _)| *name == output.name) {
+                let what = format!("model '{model_name}': output '{}'", output.name);
+                self.shared_memory.write(place, &what, &output.data)?;
+                output.data = Bytes::new();
+                shared_memory_outputs.push(output.name.clone());
             }
         }
         Ok(InferenceResponse {
@@ -834,6 +871,7 @@ impl ModelManager {
             id,
             parameters: Default::default(),
             outputs,
+            shared_memory_outputs,
             batch_position: executed.position,
         })
     }

@@ -65,6 +65,7 @@ pub async fn run(args: Args) -> ExitCode {
             gpu_count: backend.as_ref().map_or(0, |backend| backend.gpu_count()),
         },
         control: args.model_control_mode,
+        allow_client_shm: args.allow_client_shm,
     };
     if args.model_control_mode == ModelControlMode::None && !args.load_model.is_empty() {
         tracing::warn!("ignoring --load-model: it only applies with --model-control-mode=explicit");
@@ -73,7 +74,7 @@ pub async fn run(args: Args) -> ExitCode {
     let manager = Arc::new(ModelManager::new(backend, options));
 
     let (stop, stopped) = shutdown::channel();
-    let identity = ServerIdentity::new(&args.id);
+    let identity = ServerIdentity::new(&args.id, args.allow_client_shm);
     let mut endpoints = Vec::new();
     if args.allow_grpc {
         let Some(listener) = listen("gRPC", SocketAddr::new(args.grpc_address, args.grpc_port)).await else {

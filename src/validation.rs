@@ -330,6 +330,7 @@ mod tests {
             id: String::new(),
             parameters: Default::default(),
             inputs,
+            shared_memory_inputs: Vec::new(),
             outputs: Vec::new(),
         }
     }

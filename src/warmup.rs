@@ -98,6 +98,7 @@ fn build_sample(
         id: String::new(),
         parameters: Default::default(),
         inputs,
+        shared_memory_inputs: Vec::new(),
         outputs: Vec::new(),
     };
     let row: ValidatedRequest = io.validate(request)?;

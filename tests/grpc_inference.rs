@@ -250,9 +250,13 @@ async fn every_invalid_request_is_rejected_and_the_server_keeps_serving() {
 async fn rpcs_of_later_extensions_answer_unimplemented_by_name() {
     let server = TestServer::start_ready(&[]).await;
     let mut client = server.client().await;
-    let error = client.system_shared_memory_status(SystemSharedMemoryStatusRequest::default()).await.unwrap_err();
+    let error = client.cuda_shared_memory_status(CudaSharedMemoryStatusRequest::default()).await.unwrap_err();
     assert_eq!(error.code(), Code::Unimplemented);
-    assert!(error.message().contains("SystemSharedMemoryStatus"), "{}", error.message());
+    assert!(error.message().contains("CudaSharedMemoryStatus"), "{}", error.message());
+    // System shared memory is there, but off unless --allow-client-shm=true.
+    let error = client.system_shared_memory_status(SystemSharedMemoryStatusRequest::default()).await.unwrap_err();
+    assert_eq!(error.code(), Code::Unavailable);
+    assert!(error.message().contains("--allow-client-shm=true"), "{}", error.message());
     server.stop().await;
 }
 

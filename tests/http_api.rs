@@ -68,9 +68,9 @@ async fn metadata_health_and_config() {
     let (status, error) = get_json(&server, "/v2/models/no_such_model").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(error["error"].as_str().unwrap().contains("no_such_model"), "{error}");
-    let (status, error) = get_json(&server, "/v2/systemsharedmemory/status").await;
+    let (status, error) = get_json(&server, "/v2/cudasharedmemory/status").await;
     assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
-    assert!(error["error"].as_str().unwrap().contains("/v2/systemsharedmemory/status"), "{error}");
+    assert!(error["error"].as_str().unwrap().contains("/v2/cudasharedmemory/status"), "{error}");
     server.stop().await;
 }
 

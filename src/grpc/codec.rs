@@ -10,7 +10,7 @@ use tonic::{Code, Status};
 use crate::error::{Error, ErrorKind};
 use crate::inference::{
     InferenceRequest, InferenceResponse, ParameterValue, Parameters, RequestedOutput, check_reserved_parameters,
-    check_tensor_parameters, parse_model_version,
+    parse_model_version,
 };
 use crate::proto::inference::infer_parameter::ParameterChoice;
 use crate::proto::inference::model_infer_request::InferInputTensor;
@@ -20,6 +20,7 @@ use crate::proto::inference::{
     InferBatchStatistics, InferParameter, InferStatistics, InferTensorContents, ModelInferRequest, ModelInferResponse,
     ModelRepositoryParameter, ModelStatistics as ProtoModelStatistics, ModelStatisticsResponse, StatisticDuration,
 };
+use crate::shared_memory::SharedMemoryRef;
 use crate::statistics::{Duration64, ModelStatistics};
 use crate::tensor::{DataType, Tensor, encode_byte_strings};
 
@@ -29,6 +30,7 @@ pub fn status_of(error: Error) -> Status {
         ErrorKind::InvalidArgument => Code::InvalidArgument,
         ErrorKind::NotFound => Code::NotFound,
         ErrorKind::Unavailable => Code::Unavailable,
+        ErrorKind::AlreadyExists => Code::AlreadyExists,
         ErrorKind::Unimplemented => Code::Unimplemented,
         ErrorKind::Internal => Code::Internal,
     };
@@ -44,45 +46,76 @@ pub fn decode_request(request: ModelInferRequest) -> Result<InferenceRequest, Er
     let model = request.model_name;
     let invalid = |message: String| Error::invalid_argument(format!("model '{model}': {message}"));
     let model_version = parse_model_version(&model, &request.model_version)?;
+    let mut wire_inputs = request.inputs;
+    let mut shared_memory_inputs = Vec::new();
+    for (index, input) in wire_inputs.iter_mut().enumerate() {
+        let parameters = decode_parameters(std::mem::take(&mut input.parameters));
+        if let Some(place) = SharedMemoryRef::from_parameters(&model, "input", &input.name, &parameters)? {
+            shared_memory_inputs.push((index, place));
+        }
+    }
+    // As in Triton, raw_input_contents holds the data of the inputs that
+    // are not in shared memory, in order.
     let raw = request.raw_input_contents;
-    if !raw.is_empty() && raw.len() != request.inputs.len() {
+    let raw_needed = wire_inputs.len() - shared_memory_inputs.len();
+    if !raw.is_empty() && raw.len() != raw_needed {
+        let outside = if shared_memory_inputs.is_empty() { "" } else { " outside shared memory" };
         return Err(invalid(format!(
-            "the request has {} inputs but {} raw_input_contents; send raw data for every input or for none",
-            request.inputs.len(),
+            "the request has {raw_needed} inputs{outside} but {} raw_input_contents; send raw data for every input \
+             or for none",
             raw.len()
         )));
     }
-    for input in &request.inputs {
-        check_tensor_parameters(&model, "input", &input.name, input.parameters.keys())?;
-    }
     let mut raw = raw.into_iter();
-    let inputs = request
-        .inputs
+    let mut shared = shared_memory_inputs.iter().peekable();
+    let inputs = wire_inputs
         .into_iter()
-        .map(|input| {
-            let data = raw.next();
-            decode_input(input, data).map_err(&invalid)
+        .enumerate()
+        .map(|(index, input)| {
+            let place = shared.next_if(|(shared_index, _)| *shared_index == index).map(|(_, place)| place);
+            let data = if place.is_some() { None } else { raw.next() };
+            decode_input(input, data, place).map_err(&invalid)
         })
         .collect::<Result<Vec<_>, _>>()?;
     let outputs = request
         .outputs
         .into_iter()
-        .map(|output| {
-            check_tensor_parameters(&model, "output", &output.name, output.parameters.keys())?;
-            Ok(RequestedOutput { name: output.name, parameters: decode_parameters(output.parameters) })
-        })
-        .collect::<Result<Vec<_>, Error>>()?;
+        .map(|output| RequestedOutput { name: output.name, parameters: decode_parameters(output.parameters) })
+        .collect();
     let parameters = decode_parameters(request.parameters);
     check_reserved_parameters(&model, &parameters, &[EMPTY_FINAL_RESPONSE])?;
-    Ok(InferenceRequest { model_name: model.clone(), model_version, id: request.id, parameters, inputs, outputs })
+    Ok(InferenceRequest {
+        model_name: model.clone(),
+        model_version,
+        id: request.id,
+        parameters,
+        inputs,
+        shared_memory_inputs,
+        outputs,
+    })
 }
 
-fn decode_input(input: InferInputTensor, raw: Option<Bytes>) -> Result<Tensor, String> {
+/// Decodes one input; one in shared memory (`place`) gets its data later,
+/// from the model manager.
+fn decode_input(
+    input: InferInputTensor,
+    raw: Option<Bytes>,
+    place: Option<&SharedMemoryRef>,
+) -> Result<Tensor, String> {
     let name = input.name;
     let datatype = DataType::from_protocol_name(&input.datatype).ok_or_else(|| {
         let known: Vec<&str> = DataType::ALL.iter().map(|datatype| datatype.protocol_name()).collect();
         format!("input '{name}' has unknown datatype '{}'; expected one of {}", input.datatype, known.join(", "))
     })?;
+    if let Some(place) = place {
+        if input.contents.is_some() {
+            return Err(format!(
+                "input '{name}' is in shared memory region '{}' and also has contents; send one of them",
+                place.region
+            ));
+        }
+        return Ok(Tensor { name, datatype, shape: input.shape, data: Bytes::new() });
+    }
     let data = match (raw, input.contents) {
         (Some(raw), None) => raw,
         (Some(_), Some(_)) => {
@@ -353,15 +386,33 @@ mod tests {
     }
 
     #[test]
-    fn shared_memory_is_refused_not_ignored() {
-        let mut tensor = input("x", "INT32", vec![1], None);
-        tensor.parameters.insert(
-            "shared_memory_region".into(),
-            InferParameter { parameter_choice: Some(ParameterChoice::StringParam("region".into())) },
+    fn shared_memory_inputs_take_no_raw_contents() {
+        let region = |name: &str| {
+            let mut tensor = input(name, "INT32", vec![1], None);
+            let parameter = |choice| InferParameter { parameter_choice: Some(choice) };
+            tensor
+                .parameters
+                .insert("shared_memory_region".into(), parameter(ParameterChoice::StringParam("r".into())));
+            tensor.parameters.insert("shared_memory_byte_size".into(), parameter(ParameterChoice::Int64Param(4)));
+            tensor
+        };
+        let raw = vec![Bytes::from_static(&[7, 0, 0, 0])];
+        let decoded = decode_request(request(vec![region("a"), input("b", "INT32", vec![1], None)], raw)).unwrap();
+        assert_eq!(
+            decoded.shared_memory_inputs,
+            [(0, SharedMemoryRef { region: "r".into(), offset: 0, byte_size: 4 })]
         );
-        let error = decode_request(request(vec![tensor], vec![])).unwrap_err();
-        assert_eq!(error.kind(), ErrorKind::Unimplemented);
-        assert!(error.message().contains("input 'x' sets the 'shared_memory_region' parameter"), "{}", error.message());
+        assert!(decoded.inputs[0].data.is_empty());
+        assert_eq!(decoded.inputs[1].data[..], [7, 0, 0, 0]);
+
+        let two_raw = vec![Bytes::from_static(&[0; 4]), Bytes::from_static(&[0; 4])];
+        let error =
+            decode_request(request(vec![region("a"), input("b", "INT32", vec![1], None)], two_raw)).unwrap_err();
+        assert!(error.message().contains("1 inputs outside shared memory but 2 raw_input_contents"), "{error}");
+        let mut both = region("a");
+        both.contents = Some(InferTensorContents { int_contents: vec![1], ..Default::default() });
+        let error = decode_request(request(vec![both], vec![])).unwrap_err();
+        assert!(error.message().contains("in shared memory region 'r' and also has contents"), "{error}");
     }
 
     #[test]
@@ -377,6 +428,7 @@ mod tests {
                 shape: vec![1],
                 data: Bytes::from_static(&[0, 0, 128, 63]),
             }],
+            shared_memory_outputs: Vec::new(),
             batch_position: BatchPosition::ALONE,
         });
         assert_eq!(response.model_version, "3");

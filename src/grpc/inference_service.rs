@@ -217,23 +217,46 @@ impl GrpcInferenceService for InferenceService {
 
     async fn system_shared_memory_status(
         &self,
-        _: Request<SystemSharedMemoryStatusRequest>,
+        request: Request<SystemSharedMemoryStatusRequest>,
     ) -> Result<Response<SystemSharedMemoryStatusResponse>, Status> {
-        Err(unimplemented("SystemSharedMemoryStatus"))
+        let name = request.into_inner().name;
+        let regions = self
+            .manager
+            .shared_memory()
+            .status(Some(name.as_str()).filter(|name| !name.is_empty()))
+            .map_err(status_of)?
+            .into_iter()
+            .map(|region| {
+                let status = system_shared_memory_status_response::RegionStatus {
+                    name: region.name.clone(),
+                    key: region.key,
+                    offset: region.offset,
+                    byte_size: region.byte_size,
+                };
+                (region.name, status)
+            })
+            .collect();
+        Ok(Response::new(SystemSharedMemoryStatusResponse { regions }))
     }
 
     async fn system_shared_memory_register(
         &self,
-        _: Request<SystemSharedMemoryRegisterRequest>,
+        request: Request<SystemSharedMemoryRegisterRequest>,
     ) -> Result<Response<SystemSharedMemoryRegisterResponse>, Status> {
-        Err(unimplemented("SystemSharedMemoryRegister"))
+        let request = request.into_inner();
+        let registry = self.manager.shared_memory();
+        registry.register(&request.name, &request.key, request.offset, request.byte_size).map_err(status_of)?;
+        Ok(Response::new(SystemSharedMemoryRegisterResponse {}))
     }
 
     async fn system_shared_memory_unregister(
         &self,
-        _: Request<SystemSharedMemoryUnregisterRequest>,
+        request: Request<SystemSharedMemoryUnregisterRequest>,
     ) -> Result<Response<SystemSharedMemoryUnregisterResponse>, Status> {
-        Err(unimplemented("SystemSharedMemoryUnregister"))
+        let name = request.into_inner().name;
+        let name = Some(name.as_str()).filter(|name| !name.is_empty());
+        self.manager.shared_memory().unregister(name).map_err(status_of)?;
+        Ok(Response::new(SystemSharedMemoryUnregisterResponse {}))
     }
 
     async fn cuda_shared_memory_status(

@@ -35,6 +35,7 @@ impl From<Error> for ApiError {
             ErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::AlreadyExists => StatusCode::CONFLICT,
             ErrorKind::Unimplemented => StatusCode::NOT_IMPLEMENTED,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -58,6 +59,7 @@ mod tests {
             (Error::invalid_argument("x"), StatusCode::BAD_REQUEST),
             (Error::not_found("x"), StatusCode::NOT_FOUND),
             (Error::unavailable("x"), StatusCode::SERVICE_UNAVAILABLE),
+            (Error::new(ErrorKind::AlreadyExists, "x"), StatusCode::CONFLICT),
             (Error::new(ErrorKind::Unimplemented, "x"), StatusCode::NOT_IMPLEMENTED),
             (Error::internal("x"), StatusCode::INTERNAL_SERVER_ERROR),
         ];

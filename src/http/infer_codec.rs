@@ -12,8 +12,8 @@ use super::json_tensor::{data_array_text, encode_values, flatten, quote_non_fini
 use crate::error::{Error, Result};
 use crate::inference::{
     InferenceRequest, InferenceResponse, ParameterValue, Parameters, RequestedOutput, check_reserved_parameters,
-    check_tensor_parameters,
 };
+use crate::shared_memory::SharedMemoryRef;
 use crate::tensor::{DataType, Tensor, element_count, encode_byte_strings, format_shape};
 
 /// Header giving the length of the JSON part when binary data follows it.
@@ -100,9 +100,11 @@ pub fn decode_request(
 
     let mut offset = 0usize;
     let mut inputs = Vec::with_capacity(body.inputs.len());
+    let mut shared_memory_inputs = Vec::new();
     for input in body.inputs {
         let parameters = input.parameters.unwrap_or_default();
-        check_tensor_parameters(model_name, "input", &input.name, parameters.keys())?;
+        let place =
+            SharedMemoryRef::from_parameters(model_name, "input", &input.name, &decode_parameters(parameters.clone()))?;
         let datatype = DataType::from_protocol_name(&input.datatype).ok_or_else(|| {
             let known: Vec<&str> = DataType::ALL.iter().map(|datatype| datatype.protocol_name()).collect();
             invalid(format!(
@@ -112,6 +114,17 @@ pub fn decode_request(
                 known.join(", ")
             ))
         })?;
+        if let Some(place) = place {
+            if input.data.is_some() || parameters.contains_key("binary_data_size") {
+                return Err(invalid(format!(
+                    "input '{}' is in shared memory region '{}' and also has data; send one of them",
+                    input.name, place.region
+                )));
+            }
+            shared_memory_inputs.push((inputs.len(), place));
+            inputs.push(Tensor { name: input.name, datatype, shape: input.shape, data: Bytes::new() });
+            continue;
+        }
         let data = match (parameters.get("binary_data_size"), input.data) {
             (Some(size), None) => {
                 let size = size.as_u64().and_then(|size| usize::try_from(size).ok()).ok_or_else(|| {
@@ -177,7 +190,6 @@ pub fn decode_request(
     let mut outputs = Vec::new();
     for output in body.outputs.unwrap_or_default() {
         let parameters = output.parameters.unwrap_or_default();
-        check_tensor_parameters(model_name, "output", &output.name, parameters.keys())?;
         if let Some(binary) = parameters.get("binary_data").and_then(Value::as_bool) {
             encoding.binary.insert(output.name.clone(), binary);
         }
@@ -192,6 +204,7 @@ pub fn decode_request(
         id: body.id.unwrap_or_default(),
         parameters,
         inputs,
+        shared_memory_inputs,
         outputs,
     };
     Ok((request, encoding))
@@ -251,7 +264,10 @@ pub fn encode_response(response: InferenceResponse, encoding: &OutputEncoding) -
             "datatype": tensor.datatype.protocol_name(),
             "shape": tensor.shape,
         });
-        if encoding.is_binary(&tensor.name) {
+        if response.shared_memory_outputs.contains(&tensor.name) {
+            // Its data went into the shared memory the request named.
+            outputs.push(serde_json::to_string(&output).map_err(encoding_error)?);
+        } else if encoding.is_binary(&tensor.name) {
             output["parameters"] = json!({ "binary_data_size": tensor.data.len() });
             outputs.push(serde_json::to_string(&output).map_err(encoding_error)?);
             binary.push(tensor.data);
@@ -350,6 +366,7 @@ pub fn raw_binary_request(
         id: String::new(),
         parameters: Parameters::new(),
         inputs: vec![Tensor { name: input.name.clone(), datatype: input.datatype, shape, data }],
+        shared_memory_inputs: Vec::new(),
         outputs: Vec::new(),
     })
 }
@@ -432,7 +449,9 @@ mod tests {
                     shape: vec![1],
                     data: encode_byte_strings(["hi"]),
                 },
+                Tensor { name: "c".into(), datatype: DataType::Fp32, shape: vec![2], data: Bytes::new() },
             ],
+            shared_memory_outputs: vec!["c".into()],
             batch_position: BatchPosition::ALONE,
         };
         let encoding = OutputEncoding { binary_by_default: false, binary: HashMap::from([("b".to_string(), true)]) };
@@ -442,6 +461,8 @@ mod tests {
         assert!(json.get("id").is_none());
         assert_eq!(json["outputs"][0]["data"], json!([7]));
         assert_eq!(json["outputs"][1]["parameters"]["binary_data_size"], 6);
+        // An output in shared memory has neither data nor binary data.
+        assert_eq!(json["outputs"][2], json!({ "name": "c", "datatype": "FP32", "shape": [2] }));
         assert_eq!(encoded.binary, vec![encode_byte_strings(["hi"])]);
     }
 

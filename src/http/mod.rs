@@ -12,6 +12,7 @@ mod json_tensor;
 mod metadata;
 mod predict;
 mod repository;
+mod shared_memory;
 mod statistics;
 
 use std::sync::Arc;
@@ -97,16 +98,16 @@ pub fn router(manager: Arc<ModelManager>, identity: ServerIdentity, settings: Ht
         .route("/v2/repository/index", post(repository::index))
         .route("/v2/repository/models/{model}/load", post(repository::load))
         .route("/v2/repository/models/{model}/unload", post(repository::unload))
+        .route("/v2/systemsharedmemory/status", get(shared_memory::status_all))
+        .route("/v2/systemsharedmemory/region/{region}/status", get(shared_memory::status_one))
+        .route("/v2/systemsharedmemory/region/{region}/register", post(shared_memory::register))
+        .route("/v2/systemsharedmemory/region/{region}/unregister", post(shared_memory::unregister_one))
+        .route("/v2/systemsharedmemory/unregister", post(shared_memory::unregister_all))
         .route(&settings.health_route, get(health::cloud_health))
         .route(&settings.predict_route, post(predict::predict).layer(compression));
     // Routes of protocol extensions this server does not offer yet answer
     // 501 with their name rather than a bare 404.
     for path in [
-        "/v2/systemsharedmemory/status",
-        "/v2/systemsharedmemory/region/{region}/status",
-        "/v2/systemsharedmemory/region/{region}/register",
-        "/v2/systemsharedmemory/region/{region}/unregister",
-        "/v2/systemsharedmemory/unregister",
         "/v2/cudasharedmemory/status",
         "/v2/cudasharedmemory/region/{region}/status",
         "/v2/cudasharedmemory/region/{region}/register",

@@ -143,6 +143,7 @@ async fn predict_instances(
             id: String::new(),
             parameters: parameters.clone(),
             inputs: vec![Tensor { name: input.name.clone(), datatype: input.datatype, shape, data }],
+            shared_memory_inputs: Vec::new(),
             outputs: Vec::new(),
         };
         Ok((request, rows.len()))
