@@ -114,6 +114,14 @@ pub struct Args {
           num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub strict_model_config: bool,
 
+    /// Ready only when every model is ready (Triton's default); with false,
+    /// ready once the models have been loaded, whether or not they all
+    /// loaded, so that one failed model does not take a replica out of
+    /// service.
+    #[arg(long, default_value = "true", value_parser = BoolishValueParser::new(), action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub strict_readiness: bool,
+
     /// Exit after loading if any model failed to load (Triton's default);
     /// with false, the other models are served.
     #[arg(long, default_value = "true", value_parser = BoolishValueParser::new(), action = ArgAction::Set,

@@ -201,6 +201,9 @@ pub struct ManagerOptions {
     /// Whether clients may register shared-memory regions
     /// (`--allow-client-shm`).
     pub allow_client_shm: bool,
+    /// Triton's `--strict-readiness`: with `false` the server is ready
+    /// once the start-up loading is over, whatever the models' states.
+    pub lenient_readiness: bool,
 }
 
 /// What the metrics endpoint reports of one loaded model version.
@@ -661,10 +664,11 @@ impl ModelManager {
 
     /// Ready means loading has finished and every model version the server
     /// was asked to load is ready (Triton's strict readiness); unloaded ones
-    /// do not count.
+    /// do not count. With lenient readiness, the end of loading is enough.
     pub fn server_ready(&self) -> bool {
         self.loading_done.load(Ordering::SeqCst)
-            && self.index().iter().all(|entry| matches!(entry.state, VersionState::Ready | VersionState::Unloaded))
+            && (self.options.lenient_readiness
+                || self.index().iter().all(|entry| matches!(entry.state, VersionState::Ready | VersionState::Unloaded)))
     }
 
     /// Whether a model version can serve; an unknown model is simply not

@@ -66,6 +66,7 @@ pub async fn run(args: Args) -> ExitCode {
         },
         control: args.model_control_mode,
         allow_client_shm: args.allow_client_shm,
+        lenient_readiness: !args.strict_readiness,
     };
     if args.model_control_mode == ModelControlMode::None && !args.load_model.is_empty() {
         tracing::warn!("ignoring --load-model: it only applies with --model-control-mode=explicit");

@@ -2,6 +2,8 @@
 --strict-model-config, and version policies, as seen over gRPC and HTTP.
 Each test starts its own server on a temporary repository."""
 
+import urllib.request
+
 import numpy as np
 import pytest
 
@@ -53,6 +55,17 @@ def test_broken_model_does_not_stop_the_others(launch_server, protocol, broken_r
         expect_error(client, lambda: infer_simple(client, "broken"), "UNAVAILABLE", "broken")
         assert_serves_simple(client)
     assert server.wait_for_line(r"\| broken .*UNAVAILABLE")
+
+
+def test_without_strict_readiness_a_broken_model_leaves_the_server_ready(launch_server, protocol, broken_repository):
+    flags = ["--exit-on-error=false", "--strict-readiness=false"]
+    server = launch_server(broken_repository, extra=flags, wait="loaded")
+    with server.client(protocol) as client:
+        assert client.is_server_ready() is True
+        assert client.is_model_ready("broken") is False
+        assert_serves_simple(client)
+    with urllib.request.urlopen(f"http://{server.http_url}/health", timeout=10) as response:
+        assert response.status == 200
 
 
 def test_broken_model_stops_the_server_by_default(launch_server, broken_repository):
