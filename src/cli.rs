@@ -137,6 +137,25 @@ pub struct Args {
     #[arg(long, default_value_t = 0, value_name = "LEVEL")]
     pub log_verbose: u32,
 
+    /// Write INFO messages.
+    #[arg(long, default_value = "true", value_parser = BoolishValueParser::new(), action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub log_info: bool,
+
+    /// Write WARNING messages.
+    #[arg(long, default_value = "true", value_parser = BoolishValueParser::new(), action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub log_warning: bool,
+
+    /// Write ERROR messages.
+    #[arg(long, default_value = "true", value_parser = BoolishValueParser::new(), action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub log_error: bool,
+
+    /// Append the log to this file instead of writing it to standard error.
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+
     /// Threads that run the HTTP, gRPC and metrics frontends (network I/O,
     /// decoding and encoding); model instances run on threads of their own.
     /// By default half the available cores, at least one, so that the

@@ -11,6 +11,7 @@ pub const EXTENSIONS: &[&str] = &[
     "binary_tensor_data",
     "statistics",
     "schedule_policy",
+    "logging",
 ];
 
 /// The system shared-memory extension, listed only when clients may use it

@@ -18,6 +18,7 @@ pub mod grpc;
 pub mod http;
 pub mod identity;
 pub mod inference;
+pub mod logging;
 pub mod metrics;
 pub mod model_config;
 pub mod model_control;

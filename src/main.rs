@@ -1,10 +1,9 @@
 //! The `tritonrs` binary; install or link it as `tritonserver` and launch
 //! commands written for Triton work unchanged.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use tracing_subscriber::EnvFilter;
+use tritonrs::logging::{self, LogSettings};
 use tritonrs::{cli, server};
 
 fn main() -> ExitCode {
@@ -12,7 +11,21 @@ fn main() -> ExitCode {
         Ok(parsed) => parsed,
         Err(error) => error.exit(),
     };
-    init_logging(command_line.args.log_verbose);
+    let args = &command_line.args;
+    let settings = LogSettings {
+        file: args.log_file.as_ref().map(|path| path.display().to_string()).unwrap_or_default(),
+        info: args.log_info,
+        warning: args.log_warning,
+        error: args.log_error,
+        verbose_level: args.log_verbose,
+    };
+    let log_control = match logging::init(settings, args.log_file.clone()) {
+        Ok(control) => control,
+        Err(reason) => {
+            eprintln!("tritonserver: {reason}");
+            return ExitCode::FAILURE;
+        }
+    };
     for warning in &command_line.warnings {
         tracing::warn!("{warning}");
     }
@@ -40,24 +53,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let exit = runtime.block_on(server::run(args));
+    let exit = runtime.block_on(server::run(args, log_control));
     // `server::run` has waited for what it must, up to --exit-timeout-secs;
     // dropping the runtime would wait on without limit for a blocking task
     // (a model instance still finishing a batch).
     runtime.shutdown_background();
     exit
-}
-
-/// `RUST_LOG` wins when set; otherwise `--log-verbose` picks the level.
-fn init_logging(verbose: u32) {
-    let level = match verbose {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
-    };
-    let default = format!("{level},h2=info,hyper=info,tower=info,ort=warn");
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    // Colours only for a person at a terminal; container logs stay plain.
-    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
 }

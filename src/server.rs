@@ -14,6 +14,7 @@ use crate::cli::Args;
 use crate::grpc;
 use crate::http::{self, HttpSettings};
 use crate::identity::ServerIdentity;
+use crate::logging::LogControl;
 use crate::metrics::{self, MetricsSettings};
 use crate::model_config::AutocompleteOptions;
 use crate::model_control::{ModelControlMode, StartupModels};
@@ -22,7 +23,8 @@ use crate::platform::{PlatformMounts, discover_model_repository};
 use crate::shutdown::{self, ShutdownTrigger};
 
 /// Runs the server until it is told to stop; returns the process exit code.
-pub async fn run(args: Args) -> ExitCode {
+/// `logging` is the log the frontends' logging extension adjusts.
+pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
     let repositories = if args.model_repositories.is_empty() {
         match discover_model_repository(|name| std::env::var(name).ok(), &PlatformMounts::default()) {
             Ok(found) => {
@@ -83,8 +85,9 @@ pub async fn run(args: Args) -> ExitCode {
         };
         tracing::info!("Started GRPCInferenceService at {}", local_address(&listener));
         let (manager, identity, stopped) = (Arc::clone(&manager), identity.clone(), stopped.clone());
+        let logging = Arc::clone(&logging);
         endpoints.push(tokio::spawn(async move {
-            if let Err(error) = grpc::serve(listener, manager, identity, stopped).await {
+            if let Err(error) = grpc::serve(listener, manager, identity, logging, stopped).await {
                 tracing::error!("gRPC server failed: {error}");
             }
         }));
@@ -101,8 +104,9 @@ pub async fn run(args: Args) -> ExitCode {
             predict_model: args.predict_model.clone(),
         };
         let (manager, identity, stopped) = (Arc::clone(&manager), identity.clone(), stopped.clone());
+        let logging = Arc::clone(&logging);
         endpoints.push(tokio::spawn(async move {
-            if let Err(error) = http::serve(listener, manager, identity, settings, stopped).await {
+            if let Err(error) = http::serve(listener, manager, identity, logging, settings, stopped).await {
                 tracing::error!("HTTP server failed: {error}");
             }
         }));

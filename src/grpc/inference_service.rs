@@ -13,7 +13,8 @@ use tonic::{Request, Response, Status, Streaming};
 use super::answer_pacing::AnswerPacing;
 use super::codec::{decode_repository_parameters, decode_request, encode_response, encode_statistics, status_of};
 use crate::identity::ServerIdentity;
-use crate::inference::parse_model_version;
+use crate::inference::{ParameterValue, Parameters, parse_model_version};
+use crate::logging::{LOG_FORMAT, LogControl};
 use crate::model_control::{LoadOptions, check_unload_parameters};
 use crate::model_manager::{ModelManager, TensorMetadata};
 use crate::proto::inference::grpc_inference_service_server::GrpcInferenceService;
@@ -29,6 +30,7 @@ const STREAM_WINDOW: usize = 256;
 pub struct InferenceService {
     manager: Arc<ModelManager>,
     identity: ServerIdentity,
+    logging: Arc<LogControl>,
     shutdown: ShutdownSignal,
     pacing: AnswerPacing,
 }
@@ -38,8 +40,13 @@ impl InferenceService {
     /// new requests, answer the ones they have, and end. Made on the
     /// runtime it will serve from, which decides whether the answers of a
     /// batch are paced ([`AnswerPacing`]).
-    pub fn new(manager: Arc<ModelManager>, identity: ServerIdentity, shutdown: ShutdownSignal) -> Self {
-        Self { manager, identity, shutdown, pacing: AnswerPacing::for_current_runtime() }
+    pub fn new(
+        manager: Arc<ModelManager>,
+        identity: ServerIdentity,
+        logging: Arc<LogControl>,
+        shutdown: ShutdownSignal,
+    ) -> Self {
+        Self { manager, identity, logging, shutdown, pacing: AnswerPacing::for_current_runtime() }
     }
 }
 
@@ -284,8 +291,39 @@ impl GrpcInferenceService for InferenceService {
         Err(unimplemented("TraceSetting"))
     }
 
-    async fn log_settings(&self, _: Request<LogSettingsRequest>) -> Result<Response<LogSettingsResponse>, Status> {
-        Err(unimplemented("LogSettings"))
+    async fn log_settings(
+        &self,
+        request: Request<LogSettingsRequest>,
+    ) -> Result<Response<LogSettingsResponse>, Status> {
+        use log_settings_request::setting_value::ParameterChoice as Requested;
+        use log_settings_response::setting_value::ParameterChoice as Reported;
+        let changes: Parameters = request
+            .into_inner()
+            .settings
+            .into_iter()
+            .filter_map(|(key, value)| {
+                let value = match value.parameter_choice? {
+                    Requested::BoolParam(on) => ParameterValue::Bool(on),
+                    Requested::Uint32Param(level) => ParameterValue::Uint64(u64::from(level)),
+                    Requested::StringParam(text) => ParameterValue::String(text),
+                };
+                Some((key, value))
+            })
+            .collect();
+        let settings = self.logging.update(&changes).map_err(status_of)?;
+        let setting = |choice| log_settings_response::SettingValue { parameter_choice: Some(choice) };
+        let settings = [
+            ("log_file", setting(Reported::StringParam(settings.file))),
+            ("log_info", setting(Reported::BoolParam(settings.info))),
+            ("log_warning", setting(Reported::BoolParam(settings.warning))),
+            ("log_error", setting(Reported::BoolParam(settings.error))),
+            ("log_verbose_level", setting(Reported::Uint32Param(settings.verbose_level))),
+            ("log_format", setting(Reported::StringParam(LOG_FORMAT.to_string()))),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_string(), value))
+        .collect();
+        Ok(Response::new(LogSettingsResponse { settings }))
     }
 }
 

@@ -18,6 +18,7 @@ pub use health_service::HealthService;
 pub use inference_service::InferenceService;
 
 use crate::identity::ServerIdentity;
+use crate::logging::LogControl;
 use crate::model_manager::ModelManager;
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::health::health_server::HealthServer;
@@ -38,6 +39,7 @@ pub async fn serve(
     listener: TcpListener,
     manager: Arc<ModelManager>,
     identity: ServerIdentity,
+    logging: Arc<LogControl>,
     shutdown: ShutdownSignal,
 ) -> Result<(), tonic::transport::Error> {
     // Triton accepts messages of any size; tensors of hundreds of megabytes
@@ -45,12 +47,16 @@ pub async fn serve(
     // `compression_algorithm`); responses go uncompressed, as Triton sends
     // them by default, since compressing tensors costs more than it saves on
     // the networks servers run on.
-    let inference =
-        GrpcInferenceServiceServer::new(InferenceService::new(Arc::clone(&manager), identity, shutdown.clone()))
-            .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(usize::MAX)
-            .accept_compressed(CompressionEncoding::Gzip)
-            .accept_compressed(CompressionEncoding::Deflate);
+    let inference = GrpcInferenceServiceServer::new(InferenceService::new(
+        Arc::clone(&manager),
+        identity,
+        logging,
+        shutdown.clone(),
+    ))
+    .max_decoding_message_size(usize::MAX)
+    .max_encoding_message_size(usize::MAX)
+    .accept_compressed(CompressionEncoding::Gzip)
+    .accept_compressed(CompressionEncoding::Deflate);
     let health = HealthServer::new(HealthService::new(manager, shutdown.clone()));
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)

@@ -9,6 +9,7 @@ mod health;
 mod infer;
 mod infer_codec;
 mod json_tensor;
+mod logging;
 mod metadata;
 mod predict;
 mod repository;
@@ -31,6 +32,7 @@ pub use error::ApiError;
 
 use crate::identity::ServerIdentity;
 use crate::inference::parse_model_version;
+use crate::logging::LogControl;
 use crate::model_manager::ModelManager;
 use crate::shutdown::ShutdownSignal;
 
@@ -52,6 +54,7 @@ pub struct HttpSettings {
 pub struct AppState {
     manager: Arc<ModelManager>,
     identity: Arc<ServerIdentity>,
+    logging: Arc<LogControl>,
     settings: Arc<HttpSettings>,
 }
 
@@ -73,8 +76,13 @@ impl ModelPath {
 /// says; successful inference responses are compressed when
 /// Accept-Encoding asks, and nothing else is, as with Triton (clients such
 /// as tritonclient only decompress inference results).
-pub fn router(manager: Arc<ModelManager>, identity: ServerIdentity, settings: HttpSettings) -> Router {
-    let state = AppState { manager, identity: Arc::new(identity), settings: Arc::new(settings.clone()) };
+pub fn router(
+    manager: Arc<ModelManager>,
+    identity: ServerIdentity,
+    logging: Arc<LogControl>,
+    settings: HttpSettings,
+) -> Router {
+    let state = AppState { manager, identity: Arc::new(identity), logging, settings: Arc::new(settings.clone()) };
     let successful = |status: StatusCode,
                       _: axum::http::Version,
                       _: &axum::http::HeaderMap,
@@ -103,6 +111,7 @@ pub fn router(manager: Arc<ModelManager>, identity: ServerIdentity, settings: Ht
         .route("/v2/systemsharedmemory/region/{region}/register", post(shared_memory::register))
         .route("/v2/systemsharedmemory/region/{region}/unregister", post(shared_memory::unregister_one))
         .route("/v2/systemsharedmemory/unregister", post(shared_memory::unregister_all))
+        .route("/v2/logging", get(logging::settings).post(logging::update))
         .route(&settings.health_route, get(health::cloud_health))
         .route(&settings.predict_route, post(predict::predict).layer(compression));
     // Routes of protocol extensions this server does not offer yet answer
@@ -115,7 +124,6 @@ pub fn router(manager: Arc<ModelManager>, identity: ServerIdentity, settings: Ht
         "/v2/cudasharedmemory/unregister",
         "/v2/trace/setting",
         "/v2/models/{model}/trace/setting",
-        "/v2/logging",
     ] {
         router = router.route(path, axum::routing::any(not_implemented));
     }
@@ -140,10 +148,11 @@ pub async fn serve(
     listener: TcpListener,
     manager: Arc<ModelManager>,
     identity: ServerIdentity,
+    logging: Arc<LogControl>,
     settings: HttpSettings,
     shutdown: ShutdownSignal,
 ) -> std::io::Result<()> {
-    let app = router(manager, identity, settings);
+    let app = router(manager, identity, logging, settings);
     // As for gRPC: small responses must not wait for Nagle's algorithm.
     let listener = listener.tap_io(|stream| {
         if let Err(error) = stream.set_nodelay(true) {

@@ -20,7 +20,7 @@ use tritonrs::proto::inference::{ModelInferRequest, ModelInferResponse, ServerRe
 /// The repository root.
 /// The extensions ServerMetadata and `GET /v2` must list, in order: what
 /// clients may call.
-pub const EXTENSIONS: [&str; 7] = [
+pub const EXTENSIONS: [&str; 8] = [
     "classification",
     "model_repository",
     "model_repository(unload_dependents)",
@@ -28,6 +28,7 @@ pub const EXTENSIONS: [&str; 7] = [
     "binary_tensor_data",
     "statistics",
     "schedule_policy",
+    "logging",
 ];
 
 pub fn root() -> PathBuf {

@@ -74,12 +74,14 @@ def test_server_metadata(client):
         "binary_tensor_data",
         "statistics",
         "schedule_policy",
+        "logging",
     }
     assert expected <= set(extensions)
     # Clients decide what to call from this list, so it must not promise
-    # extensions whose RPCs answer UNIMPLEMENTED.
-    unimplemented = {"system_shared_memory", "cuda_shared_memory", "trace", "logging"}
-    assert not unimplemented & set(extensions), extensions
+    # extensions whose RPCs answer UNIMPLEMENTED, nor system shared memory,
+    # which the shared server leaves off (--allow-client-shm=false).
+    not_offered = {"system_shared_memory", "cuda_shared_memory", "trace"}
+    assert not not_offered & set(extensions), extensions
 
 
 def test_simple_metadata(client):

@@ -114,7 +114,6 @@ def test_unknown_route_is_a_json_404(http_url):
 NOT_IMPLEMENTED = [
     ("GET", "/v2/cudasharedmemory/status"),
     ("GET", "/v2/trace/setting"),
-    ("GET", "/v2/logging"),
 ]
 
 

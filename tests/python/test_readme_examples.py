@@ -114,6 +114,11 @@ def check_curl_answer(words, answer):
         model = headers["model_name"] if path == "predict" else path.split("/")[2]
         outputs = {output["name"]: output["data"] for output in json.loads(answer)["outputs"]}
         assert outputs == expected_v2_outputs(model, request)
+    elif path == "v2/logging":
+        settings = json.loads(answer)
+        assert set(settings) == {"log_file", "log_info", "log_warning", "log_error", "log_verbose_level", "log_format"}
+        # A change answers with every setting, the changed ones as asked.
+        assert {key: settings[key] for key in request or {}} == (request or {})
     elif path == "v2/repository/index":
         assert {"name": "simple", "version": "1", "state": "READY", "reason": ""} in json.loads(answer)
     elif re.fullmatch(r"v2/repository/models/\w+/(load|unload)", path):

@@ -1,0 +1,269 @@
+//! The server's log and Triton's logging extension: which levels are
+//! written (`--log-info`, `--log-warning`, `--log-error`, `--log-verbose`)
+//! and where (`--log-file`), changeable while the server runs through
+//! `LogSettings` and `/v2/logging`, so an operator can turn on verbose
+//! logging on a live server without restarting it.
+
+use std::fs::{File, OpenOptions};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+
+use tracing::{Level, Metadata};
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::{Context, Filter, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::inference::{ParameterValue, Parameters};
+
+/// The one log format this server writes, by Triton's name for its
+/// default.
+pub const LOG_FORMAT: &str = "default";
+
+/// What is logged, and where, as Triton's logging extension reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    /// The file the log goes to; empty for standard error.
+    pub file: String,
+    /// Whether INFO messages are written.
+    pub info: bool,
+    /// Whether WARNING messages are written.
+    pub warning: bool,
+    /// Whether ERROR messages are written.
+    pub error: bool,
+    /// 0 for none, 1 for debug messages, 2 and up for trace messages too.
+    pub verbose_level: u32,
+}
+
+impl LogSettings {
+    /// Whether messages of `level` are written.
+    fn allows(&self, level: &Level) -> bool {
+        match *level {
+            Level::ERROR => self.error,
+            Level::WARN => self.warning,
+            Level::INFO => self.info,
+            Level::DEBUG => self.verbose_level >= 1,
+            Level::TRACE => self.verbose_level >= 2,
+        }
+    }
+
+    /// The most verbose level written, so that tracing skips the rest at
+    /// their call sites.
+    fn most_verbose(&self) -> LevelFilter {
+        [Level::TRACE, Level::DEBUG, Level::INFO, Level::WARN, Level::ERROR]
+            .into_iter()
+            .find(|level| self.allows(level))
+            .map_or(LevelFilter::OFF, LevelFilter::from_level)
+    }
+}
+
+/// The filter that applies the current [`LogSettings`].
+struct LevelSwitches(Arc<RwLock<LogSettings>>);
+
+impl LevelSwitches {
+    fn allows(&self, metadata: &Metadata<'_>) -> bool {
+        self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner()).allows(metadata.level())
+    }
+}
+
+impl<S> Filter<S> for LevelSwitches {
+    fn enabled(&self, metadata: &Metadata<'_>, _: &Context<'_, S>) -> bool {
+        self.allows(metadata)
+    }
+
+    fn callsite_enabled(&self, metadata: &'static Metadata<'static>) -> tracing::subscriber::Interest {
+        // Cached per call site until the settings change, which rebuilds
+        // the cache (see `LogControl::update`).
+        if self.allows(metadata) {
+            tracing::subscriber::Interest::always()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner()).most_verbose())
+    }
+}
+
+/// The log's current settings, and the way to change them.
+pub struct LogControl {
+    settings: Arc<RwLock<LogSettings>>,
+    /// Settings changes happen one at a time.
+    updating: Mutex<()>,
+}
+
+impl LogControl {
+    /// The current settings.
+    pub fn settings(&self) -> LogSettings {
+        self.settings.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Applies the settings a client sent (Triton's names: `log_info`,
+    /// `log_warning`, `log_error` booleans, `log_verbose_level` a count,
+    /// `log_format` the one format there is) and returns them all. The log
+    /// file cannot be changed over the network, as in Triton; an unknown
+    /// name or a value of the wrong type changes nothing and says why.
+    pub fn update(&self, changes: &Parameters) -> Result<LogSettings> {
+        let _one_at_a_time = self.updating.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut settings = self.settings();
+        let invalid = |key: &str, expected: &str, value: &ParameterValue| {
+            Error::invalid_argument(format!("log setting '{key}' must be {expected}, not {value}"))
+        };
+        for (key, value) in changes {
+            match (key.as_str(), value) {
+                ("log_file", _) => {
+                    return Err(Error::new(
+                        ErrorKind::Unimplemented,
+                        "log file location can not be updated through network protocol; start the server with \
+                         --log-file",
+                    ));
+                }
+                ("log_info", ParameterValue::Bool(on)) => settings.info = *on,
+                ("log_warning", ParameterValue::Bool(on)) => settings.warning = *on,
+                ("log_error", ParameterValue::Bool(on)) => settings.error = *on,
+                ("log_info" | "log_warning" | "log_error", other) => return Err(invalid(key, "true or false", other)),
+                ("log_verbose_level", ParameterValue::Int64(level)) => {
+                    settings.verbose_level =
+                        u32::try_from(*level).map_err(|_| invalid(key, "a level from 0 up", value))?;
+                }
+                ("log_verbose_level", ParameterValue::Uint64(level)) => {
+                    settings.verbose_level =
+                        u32::try_from(*level).map_err(|_| invalid(key, "a level from 0 up", value))?;
+                }
+                ("log_verbose_level", other) => return Err(invalid(key, "a level from 0 up", other)),
+                ("log_format", ParameterValue::String(format)) if format == LOG_FORMAT => {}
+                ("log_format", other) => {
+                    return Err(invalid(key, &format!("\"{LOG_FORMAT}\", the one format this server writes"), other));
+                }
+                (other, _) => {
+                    return Err(Error::invalid_argument(format!(
+                        "unknown log setting '{other}'; the settings are log_file, log_info, log_warning, \
+                         log_error, log_verbose_level and log_format"
+                    )));
+                }
+            }
+        }
+        *self.settings.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = settings.clone();
+        // Call sites cached as on or off follow the new settings.
+        tracing::callsite::rebuild_interest_cache();
+        Ok(settings)
+    }
+}
+
+/// Where the log goes: standard error, or the `--log-file` file.
+#[derive(Clone)]
+enum Destination {
+    StandardError,
+    File(Arc<File>),
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Destination {
+    type Writer = Box<dyn std::io::Write + 'a>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        match self {
+            Destination::StandardError => Box::new(std::io::stderr()),
+            Destination::File(file) => Box::new(file.as_ref()),
+        }
+    }
+}
+
+/// Starts logging with `settings`; `file`, when given, is appended to
+/// instead of standard error. `RUST_LOG`, when set, chooses what is logged
+/// by module and level, as tracing's filter directives say, and the
+/// verbose level starts at 2 so that the settings do not hide what it asks
+/// for; otherwise the chattiest libraries are kept to their warnings or
+/// information.
+pub fn init(mut settings: LogSettings, file: Option<PathBuf>) -> std::result::Result<Arc<LogControl>, String> {
+    let destination = match &file {
+        Some(path) => Destination::File(Arc::new(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|error| format!("cannot open the log file '{}': {error}", path.display()))?,
+        )),
+        None => Destination::StandardError,
+    };
+    // Colours only for a person at a terminal; container logs and files
+    // stay plain.
+    let ansi = file.is_none() && std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let modules = match EnvFilter::try_from_default_env() {
+        Ok(directives) => {
+            settings.verbose_level = settings.verbose_level.max(2);
+            directives
+        }
+        Err(_) => EnvFilter::new("trace,h2=info,hyper=info,tower=info,ort=warn"),
+    };
+    let settings = Arc::new(RwLock::new(settings));
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(destination)
+        .with_ansi(ansi)
+        .with_filter(LevelSwitches(Arc::clone(&settings)))
+        .with_filter(modules);
+    tracing_subscriber::registry().with(layer).try_init().map_err(|error| format!("cannot start logging: {error}"))?;
+    Ok(Arc::new(LogControl { settings, updating: Mutex::new(()) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn control() -> LogControl {
+        let settings = LogSettings { file: String::new(), info: true, warning: true, error: true, verbose_level: 0 };
+        LogControl { settings: Arc::new(RwLock::new(settings)), updating: Mutex::new(()) }
+    }
+
+    fn changes(entries: &[(&str, ParameterValue)]) -> Parameters {
+        entries.iter().map(|(key, value)| (key.to_string(), value.clone())).collect()
+    }
+
+    #[test]
+    fn settings_change_and_report_themselves() {
+        let control = control();
+        let updated = control
+            .update(&changes(&[
+                ("log_info", ParameterValue::Bool(false)),
+                ("log_verbose_level", ParameterValue::Uint64(2)),
+            ]))
+            .unwrap();
+        assert_eq!((updated.info, updated.warning, updated.verbose_level), (false, true, 2));
+        assert_eq!(control.settings(), updated);
+        assert!(updated.allows(&Level::TRACE) && !updated.allows(&Level::INFO));
+        assert_eq!(updated.most_verbose(), LevelFilter::TRACE);
+    }
+
+    #[test]
+    fn bad_changes_say_why_and_change_nothing() {
+        let control = control();
+        let before = control.settings();
+        let cases = [
+            (changes(&[("log_file", ParameterValue::String("/tmp/x".into()))]), "can not be updated"),
+            (changes(&[("log_info", ParameterValue::Int64(1))]), "'log_info' must be true or false, not 1"),
+            (changes(&[("log_verbose_level", ParameterValue::Int64(-1))]), "must be a level from 0 up, not -1"),
+            (changes(&[("log_format", ParameterValue::String("ISO8601".into()))]), "the one format"),
+            (changes(&[("log_colour", ParameterValue::Bool(true))]), "unknown log setting 'log_colour'"),
+            (
+                changes(&[
+                    ("log_error", ParameterValue::Bool(false)),
+                    ("log_info", ParameterValue::String("no".into())),
+                ]),
+                "'log_info' must be true or false",
+            ),
+        ];
+        for (change, expected) in cases {
+            let error = control.update(&change).unwrap_err();
+            assert!(error.message().contains(expected), "expected '{expected}' in '{error}'");
+            assert_eq!(control.settings(), before);
+        }
+    }
+
+    #[test]
+    fn everything_off_is_off() {
+        let settings = LogSettings { file: String::new(), info: false, warning: false, error: false, verbose_level: 0 };
+        assert_eq!(settings.most_verbose(), LevelFilter::OFF);
+    }
+}
