@@ -103,8 +103,13 @@ pub fn decode_request(
     let mut shared_memory_inputs = Vec::new();
     for input in body.inputs {
         let parameters = input.parameters.unwrap_or_default();
-        let place =
-            SharedMemoryRef::from_parameters(model_name, "input", &input.name, &decode_parameters(parameters.clone()))?;
+        // Most inputs carry at most binary_data_size: only those naming
+        // shared memory pay for converting their parameters.
+        let place = if parameters.keys().any(|key| key.starts_with("shared_memory_")) {
+            SharedMemoryRef::from_parameters(model_name, "input", &input.name, &decode_parameters(parameters.clone()))?
+        } else {
+            None
+        };
         let datatype = DataType::from_protocol_name(&input.datatype).ok_or_else(|| {
             let known: Vec<&str> = DataType::ALL.iter().map(|datatype| datatype.protocol_name()).collect();
             invalid(format!(
