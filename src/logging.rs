@@ -9,11 +9,12 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
-use tracing::{Level, Metadata};
+use tracing::subscriber::Interest;
+use tracing::{Level, Metadata, Subscriber};
+use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
-use tracing_subscriber::layer::{Context, Filter, SubscriberExt};
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::inference::{ParameterValue, Parameters};
@@ -59,32 +60,50 @@ impl LogSettings {
     }
 }
 
-/// The filter that applies the current [`LogSettings`].
-struct LevelSwitches(Arc<RwLock<LogSettings>>);
+/// Libraries whose debug and trace messages would drown the server's own,
+/// and the most they may write.
+const CHATTY_LIBRARIES: [(&str, Level); 4] =
+    [("h2", Level::INFO), ("hyper", Level::INFO), ("tower", Level::INFO), ("ort", Level::WARN)];
+
+/// The global filter that applies the current [`LogSettings`]. Its answer
+/// per call site is cached by tracing, and its level hint sets tracing's
+/// global maximum, so messages of disabled levels cost a comparison at
+/// their call site, on the request path too; a change of the settings
+/// rebuilds both (see [`LogControl::update`]). The chatty libraries are
+/// capped unless `RUST_LOG` chooses by module itself.
+struct LevelSwitches {
+    settings: Arc<RwLock<LogSettings>>,
+    cap_libraries: bool,
+}
+
+/// Whether a message of `level` from module `target` is within the cap of
+/// the library it comes from, if that library is a chatty one.
+fn within_library_cap(target: &str, level: &Level) -> bool {
+    CHATTY_LIBRARIES.iter().all(|(library, most)| {
+        let from_library =
+            target == *library || target.strip_prefix(library).is_some_and(|rest| rest.starts_with("::"));
+        !from_library || level <= most
+    })
+}
 
 impl LevelSwitches {
     fn allows(&self, metadata: &Metadata<'_>) -> bool {
-        self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner()).allows(metadata.level())
+        (!self.cap_libraries || within_library_cap(metadata.target(), metadata.level()))
+            && self.settings.read().unwrap_or_else(|poisoned| poisoned.into_inner()).allows(metadata.level())
     }
 }
 
-impl<S> Filter<S> for LevelSwitches {
-    fn enabled(&self, metadata: &Metadata<'_>, _: &Context<'_, S>) -> bool {
+impl<S: Subscriber> Layer<S> for LevelSwitches {
+    fn register_callsite(&self, metadata: &'static Metadata<'static>) -> Interest {
+        if self.allows(metadata) { Interest::always() } else { Interest::never() }
+    }
+
+    fn enabled(&self, metadata: &Metadata<'_>, _: Context<'_, S>) -> bool {
         self.allows(metadata)
     }
 
-    fn callsite_enabled(&self, metadata: &'static Metadata<'static>) -> tracing::subscriber::Interest {
-        // Cached per call site until the settings change, which rebuilds
-        // the cache (see `LogControl::update`).
-        if self.allows(metadata) {
-            tracing::subscriber::Interest::always()
-        } else {
-            tracing::subscriber::Interest::never()
-        }
-    }
-
     fn max_level_hint(&self) -> Option<LevelFilter> {
-        Some(self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner()).most_verbose())
+        Some(self.settings.read().unwrap_or_else(|poisoned| poisoned.into_inner()).most_verbose())
     }
 }
 
@@ -191,20 +210,17 @@ pub fn init(mut settings: LogSettings, file: Option<PathBuf>) -> std::result::Re
     // Colours only for a person at a terminal; container logs and files
     // stay plain.
     let ansi = file.is_none() && std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let modules = match EnvFilter::try_from_default_env() {
-        Ok(directives) => {
-            settings.verbose_level = settings.verbose_level.max(2);
-            directives
-        }
-        Err(_) => EnvFilter::new("trace,h2=info,hyper=info,tower=info,ort=warn"),
-    };
+    let directives = EnvFilter::try_from_default_env().ok();
+    if directives.is_some() {
+        settings.verbose_level = settings.verbose_level.max(2);
+    }
     let settings = Arc::new(RwLock::new(settings));
-    let layer = tracing_subscriber::fmt::layer()
-        .with_writer(destination)
-        .with_ansi(ansi)
-        .with_filter(LevelSwitches(Arc::clone(&settings)))
-        .with_filter(modules);
-    tracing_subscriber::registry().with(layer).try_init().map_err(|error| format!("cannot start logging: {error}"))?;
+    tracing_subscriber::registry()
+        .with(LevelSwitches { settings: Arc::clone(&settings), cap_libraries: directives.is_none() })
+        .with(directives)
+        .with(tracing_subscriber::fmt::layer().with_writer(destination).with_ansi(ansi))
+        .try_init()
+        .map_err(|error| format!("cannot start logging: {error}"))?;
     Ok(Arc::new(LogControl { settings, updating: Mutex::new(()) }))
 }
 
@@ -259,6 +275,16 @@ mod tests {
             assert!(error.message().contains(expected), "expected '{expected}' in '{error}'");
             assert_eq!(control.settings(), before);
         }
+    }
+
+    #[test]
+    fn chatty_libraries_keep_to_their_caps() {
+        assert!(within_library_cap("tritonrs::scheduler", &Level::TRACE));
+        assert!(!within_library_cap("h2::proto", &Level::DEBUG));
+        assert!(within_library_cap("hyper", &Level::INFO));
+        assert!(!within_library_cap("ort::session", &Level::INFO));
+        // tower_http is not tower.
+        assert!(within_library_cap("tower_http::compression", &Level::DEBUG));
     }
 
     #[test]
