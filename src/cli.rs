@@ -11,6 +11,7 @@ use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 
 use crate::model_control::ModelControlMode;
 use crate::platform::VertexSettings;
+use crate::trace::{OlderTraceFlags, TraceSettings, trace_settings};
 
 /// Serve a Triton model repository of ONNX models over the KServe v2 /
 /// Triton inference protocol.
@@ -156,6 +157,33 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
 
+    /// Trace setting, as in Triton: `<setting>=<value>` for `level`
+    /// (OFF, TIMESTAMPS, TENSORS; repeatable), `rate` (one request in how
+    /// many), `count` (-1 for no limit) and `mode`; `triton,file=<path>`
+    /// and `triton,log-frequency=<traces per file>` for the trace file.
+    #[arg(long = "trace-config", value_name = "[MODE,]SETTING=VALUE")]
+    pub trace_config: Vec<String>,
+
+    /// Deprecated in Triton: `--trace-config triton,file=<path>`.
+    #[arg(long, value_name = "PATH")]
+    pub trace_file: Option<String>,
+
+    /// Deprecated in Triton: `--trace-config level=<level>`.
+    #[arg(long = "trace-level", value_name = "LEVEL")]
+    pub trace_level: Vec<String>,
+
+    /// Deprecated in Triton: `--trace-config rate=<rate>`.
+    #[arg(long, value_name = "RATE")]
+    pub trace_rate: Option<u32>,
+
+    /// Deprecated in Triton: `--trace-config count=<count>`.
+    #[arg(long, value_name = "COUNT", allow_negative_numbers = true)]
+    pub trace_count: Option<i32>,
+
+    /// Deprecated in Triton: `--trace-config triton,log-frequency=<n>`.
+    #[arg(long, value_name = "COUNT")]
+    pub trace_log_frequency: Option<u32>,
+
     /// Threads that run the HTTP, gRPC and metrics frontends (network I/O,
     /// decoding and encoding); model instances run on threads of their own.
     /// By default half the available cores, at least one, so that the
@@ -211,6 +239,19 @@ impl Args {
     /// `cores`, at least one.
     pub fn frontend_threads(&self, cores: usize) -> usize {
         self.worker_threads.map_or((cores / 2).max(1), usize::from)
+    }
+
+    /// The trace settings of `--trace-config` and the older `--trace-*`
+    /// flags, with warnings for what is ignored or deprecated.
+    pub fn trace_settings(&self) -> Result<(TraceSettings, Vec<String>), String> {
+        let older = OlderTraceFlags {
+            file: self.trace_file.clone(),
+            levels: self.trace_level.clone(),
+            rate: self.trace_rate,
+            count: self.trace_count,
+            log_frequency: self.trace_log_frequency,
+        };
+        trace_settings(&self.trace_config, &older)
     }
 
     /// Interprets `--backend-config` values; settings this server does not

@@ -12,6 +12,7 @@ pub const EXTENSIONS: &[&str] = &[
     "statistics",
     "schedule_policy",
     "logging",
+    "trace",
 ];
 
 /// The system shared-memory extension, listed only when clients may use it

@@ -32,5 +32,6 @@ pub mod shared_memory;
 pub mod shutdown;
 pub mod statistics;
 pub mod tensor;
+pub mod trace;
 pub mod validation;
 pub mod warmup;

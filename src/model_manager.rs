@@ -24,6 +24,7 @@ use crate::scheduler::{RequestOptions, Scheduler, SchedulingPolicy};
 use crate::shared_memory::{SharedMemoryRef, SharedMemoryRegistry};
 use crate::statistics::{ModelStatistics, StatisticsRecorder};
 use crate::tensor::DataType;
+use crate::trace::{Activity, RequestTrace, TensorActivity};
 use crate::validation::ModelIo;
 use crate::warmup::{warm_up, warmup_samples};
 
@@ -830,11 +831,22 @@ impl ModelManager {
 
     /// Runs one inference request. Inputs in shared memory are read from
     /// their regions first, and outputs the request asked for in shared
-    /// memory are written there, leaving them empty in the response.
-    pub async fn infer(&self, mut request: InferenceRequest) -> Result<InferenceResponse> {
+    /// memory are written there, leaving them empty in the response. A
+    /// traced request gets the core's moments and tensors recorded.
+    pub async fn infer(
+        &self,
+        mut request: InferenceRequest,
+        trace: Option<Arc<RequestTrace>>,
+    ) -> Result<InferenceResponse> {
+        if let Some(trace) = &trace {
+            trace.stamp(Activity::RequestStart);
+        }
         let loaded = self.resolve(&request.model_name, request.model_version)?;
         let model_name = request.model_name.clone();
         let id = request.id.clone();
+        if let Some(trace) = &trace {
+            trace.identify(&model_name, loaded.version, &id);
+        }
         for (index, place) in std::mem::take(&mut request.shared_memory_inputs) {
             let input = request.inputs.get_mut(index).ok_or_else(|| {
                 Error::internal(format!("model '{model_name}': shared-memory input {index} is not among the inputs"))
@@ -854,7 +866,13 @@ impl ModelManager {
         let options = RequestOptions::from_parameters(&model_name, &request.parameters)?;
         let classified = loaded.classified_outputs(&request)?;
         let validated = loaded.io.validate(request)?;
-        let executed = loaded.scheduler.execute(validated, options).await?;
+        if let Some(trace) = trace.as_ref().filter(|trace| trace.traces_tensors()) {
+            trace.tensors(TensorActivity::QueueInput, &validated.inputs);
+        }
+        let executed = loaded.scheduler.execute(validated, options, trace.clone()).await?;
+        if let Some(trace) = trace.as_ref().filter(|trace| trace.traces_tensors()) {
+            trace.tensors(TensorActivity::BackendOutput, &executed.outputs);
+        }
         let mut outputs = executed.outputs;
         let mut shared_memory_outputs = Vec::new();
         for output in &mut outputs {
@@ -868,6 +886,10 @@ impl ModelManager {
                 output.data = Bytes::new();
                 shared_memory_outputs.push(output.name.clone());
             }
+        }
+        if let Some(trace) = &trace {
+            trace.stamp(Activity::InferResponseComplete);
+            trace.stamp(Activity::RequestEnd);
         }
         Ok(InferenceResponse {
             model_name,

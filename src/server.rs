@@ -21,6 +21,7 @@ use crate::model_control::{ModelControlMode, StartupModels};
 use crate::model_manager::{ManagerOptions, ModelManager};
 use crate::platform::{PlatformMounts, discover_model_repository};
 use crate::shutdown::{self, ShutdownTrigger};
+use crate::trace::Tracer;
 
 /// Runs the server until it is told to stop; returns the process exit code.
 /// `logging` is the log the frontends' logging extension adjusts.
@@ -73,6 +74,18 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
     if args.model_control_mode == ModelControlMode::None && !args.load_model.is_empty() {
         tracing::warn!("ignoring --load-model: it only applies with --model-control-mode=explicit");
     }
+    let tracer = match args.trace_settings() {
+        Ok((settings, warnings)) => {
+            for warning in warnings {
+                tracing::warn!("{warning}");
+            }
+            Arc::new(Tracer::new(settings))
+        }
+        Err(reason) => {
+            tracing::error!("{reason}");
+            return ExitCode::FAILURE;
+        }
+    };
     let startup = StartupModels::new(args.model_control_mode, &args.load_model);
     let manager = Arc::new(ModelManager::new(backend, options));
 
@@ -85,9 +98,9 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
         };
         tracing::info!("Started GRPCInferenceService at {}", local_address(&listener));
         let (manager, identity, stopped) = (Arc::clone(&manager), identity.clone(), stopped.clone());
-        let logging = Arc::clone(&logging);
+        let (logging, tracer) = (Arc::clone(&logging), Arc::clone(&tracer));
         endpoints.push(tokio::spawn(async move {
-            if let Err(error) = grpc::serve(listener, manager, identity, logging, stopped).await {
+            if let Err(error) = grpc::serve(listener, manager, identity, logging, tracer, stopped).await {
                 tracing::error!("gRPC server failed: {error}");
             }
         }));
@@ -104,9 +117,9 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
             predict_model: args.predict_model.clone(),
         };
         let (manager, identity, stopped) = (Arc::clone(&manager), identity.clone(), stopped.clone());
-        let logging = Arc::clone(&logging);
+        let (logging, tracer) = (Arc::clone(&logging), Arc::clone(&tracer));
         endpoints.push(tokio::spawn(async move {
-            if let Err(error) = http::serve(listener, manager, identity, logging, settings, stopped).await {
+            if let Err(error) = http::serve(listener, manager, identity, logging, tracer, settings, stopped).await {
                 tracing::error!("HTTP server failed: {error}");
             }
         }));
@@ -167,6 +180,9 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
         Ok(Err(error)) => tracing::error!("unloading the models failed: {error}"),
         Err(_) => tracing::warn!("model instances still running after {} s; exiting anyway", args.exit_timeout_secs),
     }
+    // Traces waiting for a numbered trace file are written, as Triton
+    // writes them when it exits.
+    tracer.flush();
     tracing::info!("server stopped");
     exit
 }

@@ -3,6 +3,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
@@ -12,6 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::answer_pacing::AnswerPacing;
 use super::codec::{decode_repository_parameters, decode_request, encode_response, encode_statistics, status_of};
+use super::trace_timing::{CallArrived, SendTrace};
 use crate::identity::ServerIdentity;
 use crate::inference::{ParameterValue, Parameters, parse_model_version};
 use crate::logging::{LOG_FORMAT, LogControl};
@@ -21,6 +23,7 @@ use crate::proto::inference::grpc_inference_service_server::GrpcInferenceService
 use crate::proto::inference::model_metadata_response::TensorMetadata as ProtoTensorMetadata;
 use crate::proto::inference::*;
 use crate::shutdown::ShutdownSignal;
+use crate::trace::{Activity, RequestTrace, SettingsUpdate, TraceSettings, Tracer};
 
 /// How many stream requests may run ahead of the response being sent; more
 /// than this and the stream stops reading until responses drain.
@@ -31,6 +34,7 @@ pub struct InferenceService {
     manager: Arc<ModelManager>,
     identity: ServerIdentity,
     logging: Arc<LogControl>,
+    tracer: Arc<Tracer>,
     shutdown: ShutdownSignal,
     pacing: AnswerPacing,
 }
@@ -44,9 +48,10 @@ impl InferenceService {
         manager: Arc<ModelManager>,
         identity: ServerIdentity,
         logging: Arc<LogControl>,
+        tracer: Arc<Tracer>,
         shutdown: ShutdownSignal,
     ) -> Self {
-        Self { manager, identity, logging, shutdown, pacing: AnswerPacing::for_current_runtime() }
+        Self { manager, identity, logging, tracer, shutdown, pacing: AnswerPacing::for_current_runtime() }
     }
 }
 
@@ -63,6 +68,15 @@ fn tensor_metadata(tensors: Vec<TensorMetadata>) -> Vec<ProtoTensorMetadata> {
             shape: tensor.shape,
         })
         .collect()
+}
+
+fn encode_trace_settings(settings: TraceSettings) -> TraceSettingResponse {
+    let settings = settings
+        .to_protocol()
+        .into_iter()
+        .map(|(name, value)| (name, trace_setting_response::SettingValue { value }))
+        .collect();
+    TraceSettingResponse { settings }
 }
 
 type ResponseStream = Pin<Box<dyn Stream<Item = Result<ModelStreamInferResponse, Status>> + Send>>;
@@ -111,10 +125,21 @@ impl GrpcInferenceService for InferenceService {
     }
 
     async fn model_infer(&self, request: Request<ModelInferRequest>) -> Result<Response<ModelInferResponse>, Status> {
+        let arrived = request.extensions().get::<CallArrived>().map(|arrived| arrived.0);
         let request = decode_request(request.into_inner()).map_err(status_of)?;
-        let response = self.manager.infer(request).await.map_err(status_of)?;
+        let trace = self.tracer.sample(&request.model_name);
+        if let Some(trace) = &trace {
+            let read = Instant::now();
+            trace.stamp_at(Activity::GrpcWaitReadStart, arrived.unwrap_or(read));
+            trace.stamp_at(Activity::GrpcWaitReadEnd, read);
+        }
+        let response = self.manager.infer(request, trace.clone()).await.map_err(status_of)?;
         self.pacing.wait_turn(response.batch_position).await;
-        Ok(Response::new(encode_response(response)))
+        let mut response = Response::new(encode_response(response));
+        if let Some(trace) = trace {
+            response.extensions_mut().insert(SendTrace(trace));
+        }
+        Ok(response)
     }
 
     type ModelStreamInferStream = ResponseStream;
@@ -129,14 +154,17 @@ impl GrpcInferenceService for InferenceService {
         let incoming = request.into_inner();
         let (pending, queued) = mpsc::channel(STREAM_WINDOW);
         let manager = Arc::clone(&self.manager);
+        let tracer = Arc::clone(&self.tracer);
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             let mut messages = std::pin::pin!(incoming.take_until(shutdown.fired()));
             while let Some(message) = messages.next().await {
                 let next = match message {
                     Ok(message) => {
-                        let manager = Arc::clone(&manager);
-                        Ok(StreamedRequest(tokio::spawn(async move { stream_response(&manager, message).await })))
+                        let (manager, tracer) = (Arc::clone(&manager), Arc::clone(&tracer));
+                        Ok(StreamedRequest(tokio::spawn(
+                            async move { stream_response(&manager, &tracer, message).await },
+                        )))
                     }
                     // The client cancelled or the connection broke: nothing
                     // more to read, and nobody to answer.
@@ -154,10 +182,19 @@ impl GrpcInferenceService for InferenceService {
         });
         let responses = ReceiverStream::new(queued).then(|next| async move {
             let mut task = next?;
-            Ok((&mut task.0).await.unwrap_or_else(|error| ModelStreamInferResponse {
-                error_message: format!("the request failed inside the server: {error}"),
-                infer_response: None,
-            }))
+            let (response, trace) = (&mut task.0).await.unwrap_or_else(|error| {
+                let failed = ModelStreamInferResponse {
+                    error_message: format!("the request failed inside the server: {error}"),
+                    infer_response: None,
+                };
+                (failed, None)
+            });
+            // A streamed response is sent as the stream hands it on.
+            if let Some(trace) = trace {
+                trace.stamp(Activity::GrpcSendStart);
+                trace.stamp(Activity::GrpcSendEnd);
+            }
+            Ok(response)
         });
         Ok(Response::new(Box::pin(responses)))
     }
@@ -287,8 +324,26 @@ impl GrpcInferenceService for InferenceService {
         Err(unimplemented("CudaSharedMemoryUnregister"))
     }
 
-    async fn trace_setting(&self, _: Request<TraceSettingRequest>) -> Result<Response<TraceSettingResponse>, Status> {
-        Err(unimplemented("TraceSetting"))
+    /// Reads, or changes and reads, the global trace settings or those of
+    /// the model the request names (which must be ready).
+    async fn trace_setting(
+        &self,
+        request: Request<TraceSettingRequest>,
+    ) -> Result<Response<TraceSettingResponse>, Status> {
+        let request = request.into_inner();
+        let model = (!request.model_name.is_empty()).then_some(request.model_name.as_str());
+        if let Some(model) = model {
+            self.manager.check_model_ready(model, None).map_err(status_of)?;
+        }
+        let settings = if request.settings.is_empty() {
+            self.tracer.settings(model)
+        } else {
+            let changes: Vec<(String, Vec<String>)> =
+                request.settings.into_iter().map(|(name, setting)| (name, setting.value)).collect();
+            let update = SettingsUpdate::parse(&changes).map_err(status_of)?;
+            self.tracer.update(model, update).map_err(status_of)?
+        };
+        Ok(Response::new(encode_trace_settings(settings)))
     }
 
     async fn log_settings(
@@ -332,7 +387,7 @@ impl GrpcInferenceService for InferenceService {
 /// the tasks are aborted: a request still queued leaves its queue and never
 /// runs, as Triton cancels the requests of a cancelled stream. (A client
 /// that only closes its sending side still gets every answer.)
-struct StreamedRequest(JoinHandle<ModelStreamInferResponse>);
+struct StreamedRequest(JoinHandle<(ModelStreamInferResponse, Option<Arc<RequestTrace>>)>);
 
 impl Drop for StreamedRequest {
     fn drop(&mut self) {
@@ -340,17 +395,32 @@ impl Drop for StreamedRequest {
     }
 }
 
-/// Runs one streamed request. Errors keep the request's model, version and
-/// id so the client can tell which request failed.
-async fn stream_response(manager: &ModelManager, message: ModelInferRequest) -> ModelStreamInferResponse {
+/// Runs one streamed request, returning its response and, if it was
+/// traced, its trace. Errors keep the request's model, version and id so
+/// the client can tell which request failed.
+async fn stream_response(
+    manager: &ModelManager,
+    tracer: &Tracer,
+    message: ModelInferRequest,
+) -> (ModelStreamInferResponse, Option<Arc<RequestTrace>>) {
+    // The message was read just before this task started.
+    let read = tracer.may_sample().then(Instant::now);
     let echo = ModelInferResponse {
         model_name: message.model_name.clone(),
         model_version: message.model_version.clone(),
         id: message.id.clone(),
         ..Default::default()
     };
+    let mut trace = None;
     let outcome = match decode_request(message) {
-        Ok(request) => manager.infer(request).await,
+        Ok(request) => {
+            trace = tracer.sample(&request.model_name);
+            if let (Some(trace), Some(read)) = (&trace, read) {
+                trace.stamp_at(Activity::GrpcWaitReadStart, read);
+                trace.stamp_at(Activity::GrpcWaitReadEnd, read);
+            }
+            manager.infer(request, trace.clone()).await
+        }
         Err(error) => Err(error),
     };
     let (error_message, mut infer_response) = match outcome {
@@ -364,5 +434,5 @@ async fn stream_response(manager: &ModelManager, message: ModelInferRequest) -> 
         "triton_final_response".to_string(),
         InferParameter { parameter_choice: Some(infer_parameter::ParameterChoice::BoolParam(true)) },
     );
-    ModelStreamInferResponse { error_message, infer_response: Some(infer_response) }
+    (ModelStreamInferResponse { error_message, infer_response: Some(infer_response) }, trace)
 }

@@ -5,6 +5,7 @@ mod answer_pacing;
 mod codec;
 mod health_service;
 mod inference_service;
+mod trace_timing;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use tokio::net::TcpListener;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tower::ServiceBuilder;
 
 pub use health_service::HealthService;
 pub use inference_service::InferenceService;
@@ -24,6 +26,7 @@ use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::health::health_server::HealthServer;
 use crate::proto::inference::grpc_inference_service_server::GrpcInferenceServiceServer;
 use crate::shutdown::ShutdownSignal;
+use crate::trace::Tracer;
 
 /// Idle time after which the server pings a connection's peer (Triton's
 /// `grpc-keepalive-time` default).
@@ -40,6 +43,7 @@ pub async fn serve(
     manager: Arc<ModelManager>,
     identity: ServerIdentity,
     logging: Arc<LogControl>,
+    tracer: Arc<Tracer>,
     shutdown: ShutdownSignal,
 ) -> Result<(), tonic::transport::Error> {
     // Triton accepts messages of any size; tensors of hundreds of megabytes
@@ -51,6 +55,7 @@ pub async fn serve(
         Arc::clone(&manager),
         identity,
         logging,
+        Arc::clone(&tracer),
         shutdown.clone(),
     ))
     .max_decoding_message_size(usize::MAX)
@@ -72,7 +77,12 @@ pub async fn serve(
     // connection. The builder's tcp_nodelay only applies to listeners it
     // binds itself, so the accepted sockets get it here.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    // Traced calls: when each arrived, and when its response went out.
+    let trace_timing = ServiceBuilder::new()
+        .map_request(move |request| trace_timing::note_arrival(&tracer, request))
+        .map_response(trace_timing::stamp_sending);
     Server::builder()
+        .layer(trace_timing)
         // Triton's keepalive: a ping after two idle hours, 20 s to answer,
         // so streams and health watches of peers that vanished are closed.
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))

@@ -1,5 +1,7 @@
 //! `POST /v2/models/{model}[/versions/{version}]/infer`.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -10,6 +12,7 @@ use super::error::ApiError;
 use super::infer_codec::{OutputEncoding, decode_request, encode_response, raw_binary_request, split_body};
 use super::{AppState, ModelPath};
 use crate::error::Error;
+use crate::trace::{Activity, RequestTrace, TracedBody};
 
 /// Runs one inference from a KServe v2 request body.
 pub async fn infer(
@@ -19,18 +22,27 @@ pub async fn infer(
     body: Body,
 ) -> Result<Response, ApiError> {
     let version = path.version()?;
+    let trace = state.tracer.sample(&path.model);
+    if let Some(trace) = &trace {
+        trace.stamp(Activity::HttpRecvStart);
+    }
     let body = read_body(&headers, body, state.settings.max_input_size).await?;
-    run_v2_request(&state, &path.model, version, &headers, body).await
+    if let Some(trace) = &trace {
+        trace.stamp(Activity::HttpRecvEnd);
+    }
+    run_v2_request(&state, &path.model, version, &headers, body, trace).await
 }
 
 /// Decodes a v2 request body (JSON, JSON plus binary data, or raw binary),
-/// runs it and encodes the response; shared with the predict route.
+/// runs it and encodes the response; shared with the predict route. A
+/// traced request's response stamps the send moments as it goes out.
 pub async fn run_v2_request(
     state: &AppState,
     model: &str,
     version: Option<i64>,
     headers: &HeaderMap,
     body: bytes::Bytes,
+    trace: Option<Arc<RequestTrace>>,
 ) -> Result<Response, ApiError> {
     let (request, encoding) = match header_length(headers)? {
         Some(0) => {
@@ -50,6 +62,12 @@ pub async fn run_v2_request(
             decode_request(model, version, &json, binary)?
         }
     };
-    let response = state.manager.infer(request).await?;
-    Ok(infer_response(encode_response(response, &encoding)?))
+    let response = state.manager.infer(request, trace.clone()).await?;
+    let response = infer_response(encode_response(response, &encoding)?);
+    Ok(match trace {
+        Some(trace) => {
+            response.map(|body| Body::new(TracedBody::new(body, trace, Activity::HttpSendStart, Activity::HttpSendEnd)))
+        }
+        None => response,
+    })
 }

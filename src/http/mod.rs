@@ -15,6 +15,7 @@ mod predict;
 mod repository;
 mod shared_memory;
 mod statistics;
+mod trace;
 
 use std::sync::Arc;
 
@@ -35,6 +36,7 @@ use crate::inference::parse_model_version;
 use crate::logging::LogControl;
 use crate::model_manager::ModelManager;
 use crate::shutdown::ShutdownSignal;
+use crate::trace::Tracer;
 
 /// Settings of the HTTP endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +57,7 @@ pub struct AppState {
     manager: Arc<ModelManager>,
     identity: Arc<ServerIdentity>,
     logging: Arc<LogControl>,
+    tracer: Arc<Tracer>,
     settings: Arc<HttpSettings>,
 }
 
@@ -80,9 +83,11 @@ pub fn router(
     manager: Arc<ModelManager>,
     identity: ServerIdentity,
     logging: Arc<LogControl>,
+    tracer: Arc<Tracer>,
     settings: HttpSettings,
 ) -> Router {
-    let state = AppState { manager, identity: Arc::new(identity), logging, settings: Arc::new(settings.clone()) };
+    let state =
+        AppState { manager, identity: Arc::new(identity), logging, tracer, settings: Arc::new(settings.clone()) };
     let successful = |status: StatusCode,
                       _: axum::http::Version,
                       _: &axum::http::HeaderMap,
@@ -112,6 +117,8 @@ pub fn router(
         .route("/v2/systemsharedmemory/region/{region}/unregister", post(shared_memory::unregister_one))
         .route("/v2/systemsharedmemory/unregister", post(shared_memory::unregister_all))
         .route("/v2/logging", get(logging::settings).post(logging::update))
+        .route("/v2/trace/setting", get(trace::global_settings).post(trace::update_global))
+        .route("/v2/models/{model}/trace/setting", get(trace::model_settings).post(trace::update_model))
         .route(&settings.health_route, get(health::cloud_health))
         .route(&settings.predict_route, post(predict::predict).layer(compression));
     // Routes of protocol extensions this server does not offer yet answer
@@ -122,8 +129,6 @@ pub fn router(
         "/v2/cudasharedmemory/region/{region}/register",
         "/v2/cudasharedmemory/region/{region}/unregister",
         "/v2/cudasharedmemory/unregister",
-        "/v2/trace/setting",
-        "/v2/models/{model}/trace/setting",
     ] {
         router = router.route(path, axum::routing::any(not_implemented));
     }
@@ -149,10 +154,11 @@ pub async fn serve(
     manager: Arc<ModelManager>,
     identity: ServerIdentity,
     logging: Arc<LogControl>,
+    tracer: Arc<Tracer>,
     settings: HttpSettings,
     shutdown: ShutdownSignal,
 ) -> std::io::Result<()> {
-    let app = router(manager, identity, logging, settings);
+    let app = router(manager, identity, logging, tracer, settings);
     // As for gRPC: small responses must not wait for Nagle's algorithm.
     let listener = listener.tap_io(|stream| {
         if let Err(error) = stream.set_nodelay(true) {

@@ -32,13 +32,13 @@ pub async fn predict(State(state): State<AppState>, headers: HeaderMap, body: Bo
     let (model, version) = choose_model(&state, &headers)?;
     let body = read_body(&headers, body, state.settings.max_input_size).await?;
     if header_length(&headers)?.is_some() {
-        return run_v2_request(&state, &model, version, &headers, body).await;
+        return run_v2_request(&state, &model, version, &headers, body, None).await;
     }
     let parsed: Value = serde_json::from_slice(&body)
         .map_err(|error| ApiError::bad_request(format!("the request body is not JSON: {error}")))?;
     match &parsed {
         Value::Object(object) if object.contains_key("inputs") => {
-            run_v2_request(&state, &model, version, &headers, body).await
+            run_v2_request(&state, &model, version, &headers, body, None).await
         }
         Value::Object(object) if object.contains_key("instances") => {
             let predictions = predict_instances(&state, &model, version, object).await?;
@@ -149,11 +149,9 @@ async fn predict_instances(
         Ok((request, rows.len()))
     });
     let requests = requests.collect::<Result<Vec<_>>>()?;
-    let responses = try_join_all(
-        requests
-            .into_iter()
-            .map(|(request, rows)| async move { state.manager.infer(request).await.map(|response| (response, rows)) }),
-    )
+    let responses = try_join_all(requests.into_iter().map(|(request, rows)| async move {
+        state.manager.infer(request, None).await.map(|response| (response, rows))
+    }))
     .await?;
     let mut predictions = Vec::with_capacity(instances.len());
     for (response, rows) in responses {

@@ -130,7 +130,15 @@ mod tests {
             queue
                 .push(
                     1,
-                    Pending { request, id: sequence as u64, sequence: sequence as u64, arrived, deadline: None, reply },
+                    Pending {
+                        request,
+                        id: sequence as u64,
+                        sequence: sequence as u64,
+                        arrived,
+                        deadline: None,
+                        reply,
+                        trace: None,
+                    },
                 )
                 .unwrap();
         }

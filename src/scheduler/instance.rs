@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::inference::BatchPosition;
 use crate::statistics::{ExecutionTimes, FailureReason};
 use crate::tensor::Tensor;
+use crate::trace::Activity;
 use crate::validation::ValidatedRequest;
 
 /// Runs batches until the scheduler closes and the queue is empty.
@@ -130,6 +131,7 @@ fn execute_batch(shared: &Shared, name: &str, instance: &mut dyn ModelInstance, 
             let totals: Vec<_> =
                 live.iter().map(|pending| finished.saturating_duration_since(pending.arrived)).collect();
             shared.statistics.record_execution(batch_size, times, &queued, &totals);
+            stamp_compute(&live, started, &times, finished);
             shared.recent_execution.record(times.input + times.infer + times.output);
             let answers = live.len();
             for (index, (pending, outputs)) in live.into_iter().zip(shares).enumerate() {
@@ -149,6 +151,18 @@ fn execute_batch(shared: &Shared, name: &str, instance: &mut dyn ModelInstance, 
                 shared.responder.respond(pending.sequence, pending.reply, Err(error.clone()));
             }
         }
+    }
+}
+
+/// Stamps the batch's compute moments on the traced requests in it; the
+/// phases ran back to back, so their durations place the moments between.
+fn stamp_compute(batch: &[Pending], started: Instant, times: &ExecutionTimes, finished: Instant) {
+    let input_end = started + times.input;
+    for trace in batch.iter().filter_map(|pending| pending.trace.as_ref()) {
+        trace.stamp_at(Activity::ComputeStart, started);
+        trace.stamp_at(Activity::ComputeInputEnd, input_end);
+        trace.stamp_at(Activity::ComputeOutputStart, input_end + times.infer);
+        trace.stamp_at(Activity::ComputeEnd, finished);
     }
 }
 

@@ -38,6 +38,7 @@ use crate::error::{Error, Result};
 use crate::inference::{BatchPosition, ParameterValue, Parameters};
 use crate::statistics::{FailureReason, StatisticsRecorder};
 use crate::tensor::Tensor;
+use crate::trace::{Activity, RequestTrace};
 use crate::validation::ValidatedRequest;
 
 /// Scheduling options a request carries in its parameters.
@@ -230,12 +231,21 @@ impl Scheduler {
 
     /// Queues a request and waits for its outputs. If the caller stops
     /// waiting (its client went away), the request leaves the queue and
-    /// never runs.
-    pub async fn execute(&self, request: ValidatedRequest, options: RequestOptions) -> Result<Executed> {
+    /// never runs. A traced request gets its queue and compute moments
+    /// stamped.
+    pub async fn execute(
+        &self,
+        request: ValidatedRequest,
+        options: RequestOptions,
+        trace: Option<Arc<RequestTrace>>,
+    ) -> Result<Executed> {
         let shared = &self.shared;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let level = shared.policy.level_for(options.priority);
         let arrived = Instant::now();
+        if let Some(trace) = &trace {
+            trace.stamp_at(Activity::QueueStart, arrived);
+        }
         let deadline = shared.policy.levels.policy(level).timeout_for(options.timeout).map(|timeout| arrived + timeout);
         let (reply, mut answer) = oneshot::channel();
         let first_in_line;
@@ -248,7 +258,7 @@ impl Scheduler {
             let sequence = state.next_sequence;
             state.next_sequence += 1;
             first_in_line = state.queue.is_empty();
-            let pending = Pending { request, id, sequence, arrived, deadline, reply };
+            let pending = Pending { request, id, sequence, arrived, deadline, reply, trace };
             match state.queue.push(level, pending) {
                 Ok(()) => {
                     let wake = state.sleeping_instances > 0 && {
@@ -411,8 +421,9 @@ mod tests {
             (0..2).map(|_| Box::new(RendezvousInstance(barrier.clone())) as Box<dyn ModelInstance>).collect();
         let (scheduler, _) = start(policy("max_batch_size: 8"), instances);
         let options = RequestOptions::default();
-        let both =
-            async { tokio::join!(scheduler.execute(request(1), options), scheduler.execute(request(2), options)) };
+        let both = async {
+            tokio::join!(scheduler.execute(request(1), options, None), scheduler.execute(request(2), options, None))
+        };
         let (first, second) = tokio::time::timeout(Duration::from_secs(10), both).await.expect("instances deadlocked");
         assert_eq!(first.unwrap().outputs[0].data[..], [1]);
         assert_eq!(second.unwrap().outputs[0].data[..], [2]);
@@ -429,10 +440,11 @@ mod tests {
         // behind it and go as a batch of 4 and a batch of 1.
         let first = tokio::spawn({
             let scheduler = Arc::clone(&scheduler);
-            async move { scheduler.execute(request(0), options).await }
+            async move { scheduler.execute(request(0), options, None).await }
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let answers = futures::future::join_all((1..6).map(|value| scheduler.execute(request(value), options))).await;
+        let answers =
+            futures::future::join_all((1..6).map(|value| scheduler.execute(request(value), options, None))).await;
         let first = first.await.unwrap().unwrap();
         assert_eq!((&first.outputs[0].data[..], first.position), (&[0][..], BatchPosition::ALONE));
         // Each answer knows its place in the batch that produced it.
@@ -459,7 +471,7 @@ mod tests {
             vec![Box::new(instance)],
         );
         let options = RequestOptions::default();
-        let all = futures::future::join_all((0..4).map(|value| scheduler.execute(request(value), options)));
+        let all = futures::future::join_all((0..4).map(|value| scheduler.execute(request(value), options, None)));
         let answers = tokio::time::timeout(Duration::from_secs(10), all).await.expect("the full batch waited");
         for (value, answer) in (0..4).zip(answers) {
             assert_eq!(answer.unwrap().outputs[0].data[..], [value]);
@@ -481,7 +493,7 @@ mod tests {
                 let sent = Instant::now();
                 let answer = tokio::time::timeout(
                     Duration::from_secs(10),
-                    scheduler.execute(request(value), RequestOptions::default()),
+                    scheduler.execute(request(value), RequestOptions::default(), None),
                 )
                 .await
                 .expect("the batch never went")
@@ -504,13 +516,13 @@ mod tests {
         let options = RequestOptions::default();
         let running = tokio::spawn({
             let scheduler = Arc::clone(&scheduler);
-            async move { scheduler.execute(request(0), options).await }
+            async move { scheduler.execute(request(0), options, None).await }
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
         // One more fits in the queue behind the running request; a third
         // does not.
         let (queued, rejected) =
-            tokio::join!(scheduler.execute(request(1), options), scheduler.execute(request(2), options));
+            tokio::join!(scheduler.execute(request(1), options, None), scheduler.execute(request(2), options, None));
         assert_eq!(queued.unwrap().outputs[0].data[..], [1]);
         let rejected = rejected.unwrap_err();
         assert_eq!(rejected.kind(), crate::error::ErrorKind::Unavailable);
@@ -554,7 +566,7 @@ mod tests {
         let queued: Vec<_> = (0..3)
             .map(|value| {
                 let scheduler = Arc::clone(&scheduler);
-                tokio::spawn(async move { scheduler.execute(request(value), options).await })
+                tokio::spawn(async move { scheduler.execute(request(value), options, None).await })
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -569,7 +581,7 @@ mod tests {
         for (value, answer) in (0..3).zip(queued) {
             assert_eq!(answer.await.unwrap().unwrap().outputs[0].data[..], [value]);
         }
-        let refused = scheduler.execute(request(9), options).await.unwrap_err();
+        let refused = scheduler.execute(request(9), options, None).await.unwrap_err();
         assert_eq!(refused.kind(), crate::error::ErrorKind::Unavailable);
         assert!(refused.message().contains("being unloaded"), "{}", refused.message());
     }
@@ -578,7 +590,7 @@ mod tests {
     async fn a_panicking_instance_reports_an_error_and_keeps_serving() {
         let (scheduler, _) = start(policy("max_batch_size: 1"), vec![Box::new(PanickingInstance)]);
         for _ in 0..2 {
-            let error = scheduler.execute(request(0), RequestOptions::default()).await.unwrap_err();
+            let error = scheduler.execute(request(0), RequestOptions::default(), None).await.unwrap_err();
             assert!(error.message().contains("panicked"), "{}", error.message());
             assert!(error.message().starts_with("model 'm' version 1 (instance 'm_0'): "), "{}", error.message());
         }

@@ -6,11 +6,13 @@
 //! their timeouts are processed").
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::Reply;
 use super::policy::{PriorityLevels, QueuePolicy, TimeoutAction};
 use crate::error::Result;
+use crate::trace::RequestTrace;
 use crate::validation::ValidatedRequest;
 
 /// A request waiting to run.
@@ -28,6 +30,8 @@ pub struct Pending {
     pub deadline: Option<Instant>,
     /// Where its outputs go.
     pub reply: Reply,
+    /// Its trace, when it was sampled for tracing.
+    pub trace: Option<Arc<RequestTrace>>,
 }
 
 /// Why a request left the queue without running.
@@ -194,7 +198,7 @@ mod tests {
     fn pending(sequence: u64, deadline: Option<Instant>) -> Pending {
         let (reply, _) = oneshot::channel();
         let request = ValidatedRequest { batch_size: 1, inputs: vec![], outputs: vec![] };
-        Pending { request, id: sequence + 100, sequence, arrived: Instant::now(), deadline, reply }
+        Pending { request, id: sequence + 100, sequence, arrived: Instant::now(), deadline, reply, trace: None }
     }
 
     fn order(queue: &RequestQueue) -> Vec<u64> {

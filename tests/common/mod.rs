@@ -20,7 +20,7 @@ use tritonrs::proto::inference::{ModelInferRequest, ModelInferResponse, ServerRe
 /// The repository root.
 /// The extensions ServerMetadata and `GET /v2` must list, in order: what
 /// clients may call.
-pub const EXTENSIONS: [&str; 8] = [
+pub const EXTENSIONS: [&str; 9] = [
     "classification",
     "model_repository",
     "model_repository(unload_dependents)",
@@ -29,6 +29,7 @@ pub const EXTENSIONS: [&str; 8] = [
     "statistics",
     "schedule_policy",
     "logging",
+    "trace",
 ];
 
 pub fn root() -> PathBuf {

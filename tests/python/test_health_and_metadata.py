@@ -75,12 +75,13 @@ def test_server_metadata(client):
         "statistics",
         "schedule_policy",
         "logging",
+        "trace",
     }
     assert expected <= set(extensions)
     # Clients decide what to call from this list, so it must not promise
     # extensions whose RPCs answer UNIMPLEMENTED, nor system shared memory,
     # which the shared server leaves off (--allow-client-shm=false).
-    not_offered = {"system_shared_memory", "cuda_shared_memory", "trace"}
+    not_offered = {"system_shared_memory", "cuda_shared_memory"}
     assert not not_offered & set(extensions), extensions
 
 

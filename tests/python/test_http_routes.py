@@ -113,7 +113,7 @@ def test_unknown_route_is_a_json_404(http_url):
 # Extensions this server does not offer: 501 naming the route, whatever the method.
 NOT_IMPLEMENTED = [
     ("GET", "/v2/cudasharedmemory/status"),
-    ("GET", "/v2/trace/setting"),
+    ("POST", "/v2/cudasharedmemory/unregister"),
 ]
 
 

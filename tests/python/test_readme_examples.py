@@ -119,6 +119,14 @@ def check_curl_answer(words, answer):
         assert set(settings) == {"log_file", "log_info", "log_warning", "log_error", "log_verbose_level", "log_format"}
         # A change answers with every setting, the changed ones as asked.
         assert {key: settings[key] for key in request or {}} == (request or {})
+    elif path.endswith("trace/setting"):
+        settings = json.loads(answer)
+        names = {"trace_level", "trace_rate", "trace_count", "log_frequency", "trace_file", "trace_mode"}
+        assert set(settings) == names, settings
+        # A set value is answered as asked; a cleared one follows the
+        # global setting (the shared server's default rate).
+        for key, value in (request or {}).items():
+            assert settings[key] == (value if value is not None else "1000"), settings
     elif path == "v2/repository/index":
         assert {"name": "simple", "version": "1", "state": "READY", "reason": ""} in json.loads(answer)
     elif re.fullmatch(r"v2/repository/models/\w+/(load|unload)", path):
@@ -165,6 +173,10 @@ def check_grpcurl_answer(words, answer):
         assert json.loads(answer)["name"] == json.loads(option_values(words, "-d")[0])["name"]
     elif method == "inference.GRPCInferenceService/RepositoryIndex":
         assert {"name": "simple", "version": "1", "state": "READY"} in json.loads(answer)["models"]
+    elif method == "inference.GRPCInferenceService/TraceSetting":
+        settings = json.loads(answer)["settings"]
+        assert settings["trace_level"] == {"value": ["OFF"]}
+        assert settings["trace_mode"] == {"value": ["triton"]}
     elif method == "inference.GRPCInferenceService/ModelInfer":
         request = json.loads(option_values(words, "-d")[0])
         assert request["model_name"] == "simple"

@@ -1,0 +1,251 @@
+"""Triton's trace extension and trace files, through tritonclient over gRPC
+and HTTP: the settings the flags give and their changes (global and per
+model), the trace file's entries and their order, sampling by rate and
+count, the TENSORS level, numbered files, and the changes that are
+refused."""
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from http_requests import expect_error_response, post
+from model_requests import default_wire, simple_data, simple_inputs
+from protocols import expect_error, protocol_of
+from server_process import EXAMPLE_MODELS
+
+# Triton's order of a request's moments, after the frontend's first ones.
+CORE_MOMENTS = [
+    "REQUEST_START",
+    "QUEUE_START",
+    "COMPUTE_START",
+    "COMPUTE_INPUT_END",
+    "COMPUTE_OUTPUT_START",
+    "COMPUTE_END",
+    "REQUEST_END",
+]
+FRONTEND_MOMENTS = {
+    "http": (["HTTP_RECV_START", "HTTP_RECV_END"], ["HTTP_SEND_START", "HTTP_SEND_END"]),
+    "grpc": (["GRPC_WAITREAD_START", "GRPC_WAITREAD_END"], ["GRPC_SEND_START", "GRPC_SEND_END"]),
+}
+
+
+def tracing_server(launch_server, trace_file, *settings):
+    extra = [f"--trace-config=triton,file={trace_file}"] + [f"--trace-config={setting}" for setting in settings]
+    return launch_server(EXAMPLE_MODELS, extra=extra)
+
+
+def trace_settings(client, model=""):
+    """The settings as {name: [values]}, whichever protocol answered."""
+    if protocol_of(client) == "grpc":
+        answer = client.get_trace_settings(model_name=model, as_json=True)
+        return {name: setting.get("value", []) for name, setting in answer["settings"].items()}
+    return normalise_http(client.get_trace_settings(model_name=model or None))
+
+
+def update(client, model="", **settings):
+    if protocol_of(client) == "grpc":
+        answer = client.update_trace_settings(model_name=model, settings=settings, as_json=True)
+        return {name: setting.get("value", []) for name, setting in answer["settings"].items()}
+    return normalise_http(client.update_trace_settings(model_name=model or None, settings=settings))
+
+
+def normalise_http(answer):
+    return {name: value if isinstance(value, list) else [value] for name, value in answer.items()}
+
+
+def read_traces(path, expected, timeout=10):
+    """The traces in `path` by id, once there are `expected` of them (a
+    trace is written as its response goes out, so it may trail the answer
+    by a moment)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        traces = {}
+        if path.exists():
+            for entry in json.loads(path.read_text()):
+                trace = traces.setdefault(entry["id"], {"timestamps": {}, "tensors": []})
+                if "model_name" in entry:
+                    trace["header"] = entry
+                for stamp in entry.get("timestamps", []):
+                    trace["timestamps"][stamp["name"]] = stamp["ns"]
+                if "tensor" in entry:
+                    trace["tensors"].append((entry["activity"], entry["tensor"]))
+        if len(traces) >= expected or time.monotonic() > deadline:
+            assert len(traces) == expected, f"{len(traces)} traces in {path}, expected {expected}"
+            return traces
+        time.sleep(0.05)
+
+
+def infer_simple(client, count, request_id="traced"):
+    wire = default_wire(client)
+    a, b = simple_data()
+    for index in range(count):
+        wire.infer(client, "simple", simple_inputs(a, b, wire), request_id=f"{request_id}-{index}")
+    return a, b
+
+
+def test_settings_follow_the_flags_and_change_globally_and_per_model(launch_server, tmp_path, protocol):
+    trace_file = tmp_path / "trace.json"
+    server = tracing_server(launch_server, trace_file, "level=TIMESTAMPS", "rate=1")
+    with server.client(protocol) as client:
+        expected = {
+            "trace_level": ["TIMESTAMPS"],
+            "trace_rate": ["1"],
+            "trace_count": ["-1"],
+            "log_frequency": ["0"],
+            "trace_file": [str(trace_file)],
+            "trace_mode": ["triton"],
+        }
+        assert trace_settings(client) == expected
+        assert trace_settings(client, "simple") == expected
+
+        model = update(client, "simple", trace_rate="3", trace_level=["TIMESTAMPS", "TENSORS"])
+        assert model == {**expected, "trace_rate": ["3"], "trace_level": ["TIMESTAMPS", "TENSORS"]}
+        assert trace_settings(client) == expected
+        # A global change reaches only what the model does not set itself.
+        assert update(client, trace_count="50", trace_rate="10")["trace_rate"] == ["10"]
+        model = trace_settings(client, "simple")
+        assert (model["trace_rate"], model["trace_count"]) == (["3"], ["50"])
+        # Cleared, the model follows the global settings again; cleared
+        # globally, the command line's value comes back.
+        assert update(client, "simple", trace_rate=None, trace_level=None)["trace_rate"] == ["10"]
+        assert update(client, trace_rate=None, trace_count=None) == expected
+
+
+def test_every_moment_of_a_traced_request_is_written_in_order(launch_server, tmp_path, protocol):
+    trace_file = tmp_path / "trace.json"
+    server = tracing_server(launch_server, trace_file, "level=TIMESTAMPS", "rate=1")
+    with server.client(protocol) as client:
+        infer_simple(client, 3)
+    traces = read_traces(trace_file, 3)
+    received, sent = FRONTEND_MOMENTS[protocol]
+    assert sorted(trace["header"]["request_id"] for trace in traces.values()) == [f"traced-{i}" for i in range(3)]
+    for trace in traces.values():
+        assert trace["header"]["model_name"] == "simple"
+        assert trace["header"]["model_version"] == 1
+        stamps = trace["timestamps"]
+        order = received + CORE_MOMENTS + sent
+        assert set(order) <= set(stamps), sorted(stamps)
+        times = [stamps[name] for name in order]
+        assert times == sorted(times), list(zip(order, times))
+        # A request to a tiny model takes well under a second end to end.
+        assert 0 < stamps[sent[-1]] - stamps[received[0]] < 1e9
+
+
+def test_rate_and_count_choose_the_requests(launch_server, tmp_path, protocol):
+    trace_file = tmp_path / "trace.json"
+    server = tracing_server(launch_server, trace_file, "level=TIMESTAMPS", "rate=2", "count=3")
+    with server.client(protocol) as client:
+        infer_simple(client, 10)
+        assert trace_settings(client)["trace_count"] == ["0"]
+    traces = read_traces(trace_file, 3)
+    # Every second request, until three were traced.
+    assert sorted(trace["header"]["request_id"] for trace in traces.values()) == ["traced-1", "traced-3", "traced-5"]
+
+
+def test_the_tensors_level_writes_inputs_and_outputs(launch_server, tmp_path, protocol):
+    trace_file = tmp_path / "trace.json"
+    server = tracing_server(launch_server, trace_file, "level=TENSORS", "rate=1")
+    with server.client(protocol) as client:
+        a, b = infer_simple(client, 1)
+    (trace,) = read_traces(trace_file, 1).values()
+    assert trace["timestamps"] == {}
+    tensors = {(activity, tensor["name"]): tensor for activity, tensor in trace["tensors"]}
+    assert set(tensors) == {
+        ("TENSOR_QUEUE_INPUT", "INPUT0"),
+        ("TENSOR_QUEUE_INPUT", "INPUT1"),
+        ("TENSOR_BACKEND_OUTPUT", "OUTPUT0"),
+        ("TENSOR_BACKEND_OUTPUT", "OUTPUT1"),
+    }
+
+    def values(key):
+        return np.array([int(value) for value in tensors[key]["data"].split(",")], dtype=np.int32)
+
+    np.testing.assert_array_equal(values(("TENSOR_QUEUE_INPUT", "INPUT0")), a[0])
+    np.testing.assert_array_equal(values(("TENSOR_BACKEND_OUTPUT", "OUTPUT0")), (a + b)[0])
+    assert tensors[("TENSOR_BACKEND_OUTPUT", "OUTPUT1")]["shape"] == "1,16"
+    assert tensors[("TENSOR_BACKEND_OUTPUT", "OUTPUT1")]["dtype"] == "INT32"
+
+
+def test_a_log_frequency_writes_numbered_files(launch_server, tmp_path):
+    trace_file = tmp_path / "trace.json"
+    server = tracing_server(launch_server, trace_file, "level=TIMESTAMPS", "rate=1", "triton,log-frequency=2")
+    with server.client("grpc") as client:
+        infer_simple(client, 5)
+        deadline = time.monotonic() + 10
+        numbered = [tmp_path / "trace.json.0", tmp_path / "trace.json.1"]
+        while not all(path.exists() for path in numbered) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    for path in numbered:
+        assert len({entry["id"] for entry in json.loads(path.read_text())}) == 2, path
+    # The fifth waits for two more, or for the server to stop.
+    assert not (tmp_path / "trace.json.2").exists()
+    assert server.stop() == 0
+    assert len({entry["id"] for entry in json.loads((tmp_path / "trace.json.2").read_text())}) == 1
+    assert not trace_file.exists()
+
+
+def test_streamed_requests_are_traced(launch_server, tmp_path):
+    trace_file = tmp_path / "trace.json"
+    server = tracing_server(launch_server, trace_file, "level=TIMESTAMPS", "rate=1")
+    answers = []
+    with server.client("grpc") as client:
+        a, b = simple_data()
+        wire = default_wire(client)
+        client.start_stream(callback=lambda result, error: answers.append((result, error)))
+        for index in range(2):
+            client.async_stream_infer("simple", simple_inputs(a, b, wire), request_id=f"streamed-{index}")
+        client.stop_stream()
+    assert [error for _, error in answers] == [None, None]
+    traces = read_traces(trace_file, 2)
+    received, sent = FRONTEND_MOMENTS["grpc"]
+    for trace in traces.values():
+        assert trace["header"]["request_id"].startswith("streamed-")
+        assert set(received + CORE_MOMENTS + sent) <= set(trace["timestamps"])
+
+
+def test_refused_changes_say_why(launch_server, tmp_path, protocol):
+    server = tracing_server(launch_server, tmp_path / "trace.json")
+    with server.client(protocol) as client:
+        expect_error(client, lambda: update(client, trace_file="/tmp/elsewhere.json"), "UNIMPLEMENTED", "trace file")
+        expect_error(client, lambda: update(client, trace_level=["LOUD"]), "INVALID_ARGUMENT", "'LOUD'")
+        expect_error(client, lambda: update(client, trace_level=["OFF", "TENSORS"]), "INVALID_ARGUMENT", "OFF")
+        expect_error(client, lambda: update(client, trace_rate="often"), "INVALID_ARGUMENT", "'trace_rate'")
+        expect_error(client, lambda: update(client, trace_count="-2"), "INVALID_ARGUMENT", "'trace_count'")
+        expect_error(client, lambda: trace_settings(client, "missing"), "NOT_FOUND", "missing")
+        expect_error(client, lambda: update(client, "missing", trace_rate="1"), "NOT_FOUND", "missing")
+        assert trace_settings(client)["trace_level"] == ["OFF"]
+
+
+def test_tracing_cannot_start_without_a_file(launch_server, protocol):
+    server = launch_server(EXAMPLE_MODELS)
+    with server.client(protocol) as client:
+        expect_error(
+            client,
+            lambda: update(client, trace_level=["TIMESTAMPS"]),
+            "INVALID_ARGUMENT",
+            "trace file name is not given",
+        )
+        assert trace_settings(client)["trace_level"] == ["OFF"]
+
+
+def test_the_http_route_checks_types(launch_server, tmp_path):
+    server = tracing_server(launch_server, tmp_path / "trace.json")
+    response = post(server.http_url, "/v2/trace/setting", {"trace_rate": True})
+    expect_error_response(response, 400, "'trace_rate' must be a string, a list of strings or null")
+    response = post(server.http_url, "/v2/trace/setting", ["trace_rate"])
+    expect_error_response(response, 400, "JSON object")
+    response = post(server.http_url, "/v2/trace/setting", {"trace_verbosity": "1"})
+    expect_error_response(response, 400, "unknown trace setting 'trace_verbosity'")
+
+
+def test_bad_trace_flags_stop_the_server_and_opentelemetry_warns(launch_server):
+    server = launch_server(EXAMPLE_MODELS, extra=["--trace-config=level=LOUD"], wait="nothing")
+    assert server.wait_exit(30) != 0
+    assert "bad --trace-config level=LOUD" in server.log
+    server = launch_server(EXAMPLE_MODELS, extra=["--trace-config=mode=opentelemetry", "--trace-level=TIMESTAMPS"])
+    assert server.wait_for_line(r"mode=opentelemetry: this server writes Triton's trace files only")
+    assert server.wait_for_line(r"--trace-level flag is deprecated")
+    with server.client("http") as client:
+        assert trace_settings(client)["trace_level"] == ["OFF"]
