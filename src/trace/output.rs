@@ -35,13 +35,15 @@ impl TraceOutput {
     /// survives a server that is killed.
     pub fn append(&self, entries: &str) {
         let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // One write each, so that a reader sees either the array before
+        // or the array after.
         let written = match &mut state.appending {
             Some(file) => {
                 // Over the closing bracket of the previous write.
-                file.seek(SeekFrom::End(-1)).and_then(|_| write!(file, ",{entries}]"))
+                file.seek(SeekFrom::End(-1)).and_then(|_| file.write_all(format!(",{entries}]").as_bytes()))
             }
             None => File::create(&self.path).and_then(|mut file| {
-                write!(file, "[{entries}]")?;
+                file.write_all(format!("[{entries}]").as_bytes())?;
                 state.appending = Some(file);
                 Ok(())
             }),
@@ -57,7 +59,8 @@ impl TraceOutput {
         let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let path = PathBuf::from(format!("{}.{}", self.path.display(), state.next_index));
         state.next_index += 1;
-        let written = File::create(&path).and_then(|mut file| write!(file, "[{}]", traces.join(",")));
+        let written =
+            File::create(&path).and_then(|mut file| file.write_all(format!("[{}]", traces.join(",")).as_bytes()));
         if let Err(error) = written {
             self.log_failure(&mut state, &path, error);
         }

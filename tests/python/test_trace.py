@@ -55,6 +55,15 @@ def normalise_http(answer):
     return {name: value if isinstance(value, list) else [value] for name, value in answer.items()}
 
 
+def entries_in(path):
+    """The entries of a trace file, or none while it is missing or being
+    written at this very moment."""
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return []
+
+
 def read_traces(path, expected, timeout=10):
     """The traces in `path` by id, once there are `expected` of them (a
     trace is written as its response goes out, so it may trail the answer
@@ -62,19 +71,26 @@ def read_traces(path, expected, timeout=10):
     deadline = time.monotonic() + timeout
     while True:
         traces = {}
-        if path.exists():
-            for entry in json.loads(path.read_text()):
-                trace = traces.setdefault(entry["id"], {"timestamps": {}, "tensors": []})
-                if "model_name" in entry:
-                    trace["header"] = entry
-                for stamp in entry.get("timestamps", []):
-                    trace["timestamps"][stamp["name"]] = stamp["ns"]
-                if "tensor" in entry:
-                    trace["tensors"].append((entry["activity"], entry["tensor"]))
+        for entry in entries_in(path):
+            trace = traces.setdefault(entry["id"], {"timestamps": {}, "tensors": []})
+            if "model_name" in entry:
+                trace["header"] = entry
+            for stamp in entry.get("timestamps", []):
+                trace["timestamps"][stamp["name"]] = stamp["ns"]
+            if "tensor" in entry:
+                trace["tensors"].append((entry["activity"], entry["tensor"]))
         if len(traces) >= expected or time.monotonic() > deadline:
             assert len(traces) == expected, f"{len(traces)} traces in {path}, expected {expected}"
             return traces
         time.sleep(0.05)
+
+
+def trace_ids_in(path, expected, timeout=10):
+    """The trace ids in a numbered file, once it holds `expected` traces."""
+    deadline = time.monotonic() + timeout
+    while len(ids := {entry["id"] for entry in entries_in(path)}) < expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return ids
 
 
 def infer_simple(client, count, request_id="traced"):
@@ -173,16 +189,12 @@ def test_a_log_frequency_writes_numbered_files(launch_server, tmp_path):
     server = tracing_server(launch_server, trace_file, "level=TIMESTAMPS", "rate=1", "triton,log-frequency=2")
     with server.client("grpc") as client:
         infer_simple(client, 5)
-        deadline = time.monotonic() + 10
-        numbered = [tmp_path / "trace.json.0", tmp_path / "trace.json.1"]
-        while not all(path.exists() for path in numbered) and time.monotonic() < deadline:
-            time.sleep(0.05)
-    for path in numbered:
-        assert len({entry["id"] for entry in json.loads(path.read_text())}) == 2, path
+        for path in (tmp_path / "trace.json.0", tmp_path / "trace.json.1"):
+            assert len(trace_ids_in(path, 2)) == 2, path
     # The fifth waits for two more, or for the server to stop.
     assert not (tmp_path / "trace.json.2").exists()
     assert server.stop() == 0
-    assert len({entry["id"] for entry in json.loads((tmp_path / "trace.json.2").read_text())}) == 1
+    assert len(trace_ids_in(tmp_path / "trace.json.2", 1)) == 1
     assert not trace_file.exists()
 
 
