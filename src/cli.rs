@@ -100,9 +100,15 @@ pub struct Args {
 
     /// Model control mode: `none` loads every model at start and refuses
     /// load and unload requests; `explicit` loads only the `--load-model`
-    /// models and lets clients load and unload models.
+    /// models and lets clients load and unload models; `poll` loads every
+    /// model at start and follows the repository's changes.
     #[arg(long, value_enum, ignore_case = true, default_value = "none", value_name = "MODE")]
     pub model_control_mode: ModelControlMode,
+
+    /// In mode `poll`, seconds between two looks at the repository; 0 never
+    /// looks again.
+    #[arg(long, default_value_t = 15, value_name = "SECONDS")]
+    pub repository_poll_secs: u64,
 
     /// Model to load at start in mode `explicit`; repeat for several, `*`
     /// for all.
@@ -467,7 +473,7 @@ mod tests {
             "tritonserver",
             "--model-repository=/m",
             "--pinned-memory-pool-byte-size=0",
-            "--repository-poll-secs",
+            "--model-load-thread-count",
             "5",
             "--disable-auto-complete-config",
             "--grpc-port=1234",
@@ -475,7 +481,7 @@ mod tests {
         .unwrap();
         assert_eq!(args.grpc_port, 1234);
         assert_eq!(warnings.len(), 3, "{warnings:?}");
-        assert!(warnings[1].contains("--repository-poll-secs 5"), "{warnings:?}");
+        assert!(warnings[1].contains("--model-load-thread-count 5"), "{warnings:?}");
     }
 
     #[test]

@@ -16,12 +16,25 @@ pub enum ModelControlMode {
     /// Only the `--load-model` models load at start; clients load, reload and
     /// unload models with the repository API.
     Explicit,
+    /// Every model of the repositories loads at start, and the server
+    /// follows the repositories: it loads added models, reloads changed ones
+    /// and unloads removed ones every `--repository-poll-secs`. Load and
+    /// unload requests are refused.
+    Poll,
 }
 
-/// The message of a load or unload request in mode `none`. It starts with
-/// Triton's own words, which client scripts look for.
-pub const CONTROL_DISABLED: &str = "explicit model load / unload is not allowed if polling is enabled: this server \
-     runs with --model-control-mode=none; start it with --model-control-mode=explicit to load and unload models";
+/// The message of a load or unload request in a mode that refuses them. It
+/// starts with Triton's own words, which client scripts look for.
+pub fn control_refusal(mode: ModelControlMode) -> String {
+    let how = match mode {
+        ModelControlMode::Poll => "runs with --model-control-mode=poll and follows the model repository",
+        ModelControlMode::None | ModelControlMode::Explicit => "runs with --model-control-mode=none",
+    };
+    format!(
+        "explicit model load / unload is not allowed if polling is enabled: this server {how}; start it with \
+         --model-control-mode=explicit to load and unload models"
+    )
+}
 
 /// Which models load when the server starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,12 +46,12 @@ pub enum StartupModels {
 }
 
 impl StartupModels {
-    /// What `mode` and the `--load-model` values ask for: everything in mode
-    /// `none`; in mode `explicit` the named models, all of them when one of
-    /// the names is `*`, as in Triton.
+    /// What `mode` and the `--load-model` values ask for: everything in
+    /// modes `none` and `poll`; in mode `explicit` the named models, all of
+    /// them when one of the names is `*`, as in Triton.
     pub fn new(mode: ModelControlMode, load_model: &[String]) -> Self {
         match mode {
-            ModelControlMode::None => Self::All,
+            ModelControlMode::None | ModelControlMode::Poll => Self::All,
             ModelControlMode::Explicit if load_model.iter().any(|name| name == "*") => Self::All,
             ModelControlMode::Explicit => {
                 let mut names: Vec<String> = Vec::new();

@@ -12,12 +12,13 @@ use tokio::sync::watch;
 
 use crate::backend::{Backend, Device, InstanceSettings, ModelInstance};
 use crate::classification::{Labels, check_classifiable, classify, requested_classes};
+use crate::directory_fingerprint::DirectoryFingerprint;
 use crate::error::{Error, Result};
 use crate::inference::{InferenceRequest, InferenceResponse};
 use crate::model_config::{
     AutocompleteOptions, ModelConfig, autocomplete, check_config, parse_json_config, parse_text_format,
 };
-use crate::model_control::{CONTROL_DISABLED, LoadOptions, ModelControlMode, RepositoryIndexEntry, StartupModels};
+use crate::model_control::{LoadOptions, ModelControlMode, RepositoryIndexEntry, StartupModels, control_refusal};
 use crate::proto::inference::model_instance_group::Kind;
 use crate::repository::{CONFIG_FILENAME, ModelDirectory, available_versions, scan_repositories, select_versions};
 use crate::scheduler::{RequestOptions, Scheduler, SchedulingPolicy};
@@ -149,6 +150,9 @@ struct ModelRecord {
     /// A failure that stopped the whole model (bad configuration, no
     /// version directories, ...).
     failure: Option<String>,
+    /// The model directory as it was when the record was last built from
+    /// it, so that mode `poll` can tell when it changed.
+    seen: Option<DirectoryFingerprint>,
 }
 
 impl ModelRecord {
@@ -338,8 +342,15 @@ impl ModelManager {
     }
 
     /// Loads a model's configuration and versions into a new record, off to
-    /// the side: the versions that serve now keep serving meanwhile.
+    /// the side: the versions that serve now keep serving meanwhile. The
+    /// directory is looked at first, so a change made during the load is a
+    /// change the next poll sees.
     fn build_model(&self, model: &ModelDirectory, options: &LoadOptions) -> ModelRecord {
+        let seen = DirectoryFingerprint::of(&model.path);
+        ModelRecord { seen: Some(seen), ..self.build_record(model, options) }
+    }
+
+    fn build_record(&self, model: &ModelDirectory, options: &LoadOptions) -> ModelRecord {
         let name = model.name.as_str();
         let failed = |reason: String| {
             tracing::error!(model = name, "failed to load: {reason}");
@@ -419,27 +430,103 @@ impl ModelManager {
         let _one_at_a_time = self.control.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let model = self.find_model_directory(name)?;
         let record = self.build_model(&model, options);
+        self.install(name, record)
+            .map(|()| tracing::info!(model = name, "loaded on request"))
+            .map_err(|reason| Error::invalid_argument(format!("load failed for model '{name}': {reason}")))
+    }
+
+    /// Puts a freshly built record in the place of the model's. If it did
+    /// not load completely while the model serves, the serving versions
+    /// stay (noting the directory state that was tried) and the new ones
+    /// are dropped; otherwise it replaces the old record, whose versions
+    /// retire once the requests holding them are answered. Returns why the
+    /// load failed, if it did.
+    fn install(&self, name: &str, record: ModelRecord) -> std::result::Result<(), String> {
         let (retired, outcome) = match record.failure_reason() {
             Some(reason) => {
                 let mut models = self.write_models();
-                let serving = models.get(name).is_some_and(|old| !old.loaded_versions().is_empty());
-                let discarded = if serving {
-                    record.loaded_versions()
-                } else {
-                    models.insert(name.to_string(), record);
-                    Vec::new()
+                let discarded = match models.get_mut(name) {
+                    Some(old) if !old.loaded_versions().is_empty() => {
+                        old.seen = record.seen;
+                        record.loaded_versions()
+                    }
+                    _ => {
+                        models.insert(name.to_string(), record);
+                        Vec::new()
+                    }
                 };
-                (discarded, Err(Error::invalid_argument(format!("load failed for model '{name}': {reason}"))))
+                (discarded, Err(reason))
             }
             None => {
                 let old = self.write_models().insert(name.to_string(), record);
-                tracing::info!(model = name, "loaded on request");
                 (old.map(|old| old.loaded_versions()).unwrap_or_default(), Ok(()))
             }
         };
         self.readiness.send_replace(self.server_ready());
         retire(retired);
         outcome
+    }
+
+    /// Brings the models in line with the repositories (mode `poll`):
+    /// models whose directories appeared load, those whose directories
+    /// changed reload (the old versions serve until the new ones all
+    /// loaded, and stay if any fails), and those whose directories went
+    /// away unload. A repository that cannot be read changes nothing.
+    pub async fn poll_repositories(self: &Arc<Self>) {
+        let manager = Arc::clone(self);
+        if let Err(error) = tokio::task::spawn_blocking(move || manager.poll_once()).await {
+            tracing::error!("polling the model repository failed: {error}");
+        }
+    }
+
+    fn poll_once(&self) {
+        let _one_at_a_time = self.control.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let repositories = self.repositories.get().map(Vec::as_slice).unwrap_or_default();
+        let scan = match scan_repositories(repositories) {
+            Ok(scan) => scan,
+            Err(reason) => {
+                tracing::warn!("cannot poll the model repository, so no model changes: {reason}");
+                return;
+            }
+        };
+        let in_repository =
+            |name: &str| scan.duplicates.contains_key(name) || scan.models.iter().any(|m| m.name == name);
+        let gone: Vec<String> = self.read_models().keys().filter(|name| !in_repository(name)).cloned().collect();
+        for name in gone {
+            let removed = self.write_models().remove(&name);
+            self.readiness.send_replace(self.server_ready());
+            retire(removed.map(|record| record.loaded_versions()).unwrap_or_default());
+            tracing::info!(model = %name, "unloaded: its directory left the model repository");
+        }
+        for (name, paths) in &scan.duplicates {
+            let reason = duplicate_reason(name, paths);
+            if self.read_models().get(name).is_some_and(|record| record.failure.as_ref() == Some(&reason)) {
+                continue;
+            }
+            tracing::error!(model = %name, "failed to load: {reason}");
+            let old = self.write_models().insert(name.clone(), ModelRecord::failed(reason));
+            self.readiness.send_replace(self.server_ready());
+            retire(old.map(|record| record.loaded_versions()).unwrap_or_default());
+        }
+        for model in &scan.models {
+            let seen = self.read_models().get(&model.name).map(|record| record.seen);
+            if let Some(Some(seen)) = seen
+                && seen == DirectoryFingerprint::of(&model.path)
+            {
+                continue;
+            }
+            let name = model.name.as_str();
+            let change = if seen.is_some() { "changed in" } else { "added to" };
+            match self.install(name, self.build_model(model, &LoadOptions::default())) {
+                Ok(()) => tracing::info!(model = name, "loaded: its directory was {change} the model repository"),
+                Err(reason) if seen.is_some() && self.model_ready(name, None) => tracing::error!(
+                    model = name,
+                    "its directory changed, but the new contents do not load, so the versions loaded before keep \
+                     serving: {reason}"
+                ),
+                Err(_) => {}
+            }
+        }
     }
 
     /// Unloads every version of `name` on a client's request (mode
@@ -483,7 +570,9 @@ impl ModelManager {
     /// The error for a request to a model the manager has no record of.
     fn unknown_model(&self, name: &str) -> Error {
         match self.options.control {
-            ModelControlMode::None => Error::not_found(format!("model '{name}' is not in the model repository")),
+            ModelControlMode::None | ModelControlMode::Poll => {
+                Error::not_found(format!("model '{name}' is not in the model repository"))
+            }
             ModelControlMode::Explicit => Error::not_found(format!(
                 "model '{name}' is not loaded: load it with the repository API or --load-model"
             )),
@@ -495,7 +584,9 @@ impl ModelManager {
     /// did to a model it was still loading.
     fn check_control(&self) -> Result<()> {
         match self.options.control {
-            ModelControlMode::None => Err(Error::unavailable(CONTROL_DISABLED)),
+            ModelControlMode::None | ModelControlMode::Poll => {
+                Err(Error::unavailable(control_refusal(self.options.control)))
+            }
             ModelControlMode::Explicit if !self.loading_done.load(Ordering::SeqCst) => Err(Error::unavailable(
                 "the server is still loading the models named at start; load and unload models once it is done",
             )),
@@ -1243,7 +1334,8 @@ mod tests {
     async fn mode_none_refuses_loads_and_unloads() {
         let manager = Arc::new(ModelManager::new(Err("no backend".into()), ManagerOptions::default()));
         let error = manager.load_model("m", LoadOptions::default()).await.unwrap_err();
-        assert_eq!((error.kind(), error.message()), (ErrorKind::Unavailable, CONTROL_DISABLED));
-        assert_eq!(manager.unload_model("m").await.unwrap_err().message(), CONTROL_DISABLED);
+        let refusal = control_refusal(ModelControlMode::None);
+        assert_eq!((error.kind(), error.message()), (ErrorKind::Unavailable, refusal.as_str()));
+        assert_eq!(manager.unload_model("m").await.unwrap_err().message(), refusal);
     }
 }

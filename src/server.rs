@@ -20,7 +20,7 @@ use crate::model_config::AutocompleteOptions;
 use crate::model_control::{ModelControlMode, StartupModels};
 use crate::model_manager::{ManagerOptions, ModelManager};
 use crate::platform::{PlatformMounts, discover_model_repository};
-use crate::shutdown::{self, ShutdownTrigger};
+use crate::shutdown::{self, ShutdownSignal, ShutdownTrigger};
 use crate::trace::Tracer;
 
 /// Runs the server until it is told to stop; returns the process exit code.
@@ -71,7 +71,7 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
         allow_client_shm: args.allow_client_shm,
         lenient_readiness: !args.strict_readiness,
     };
-    if args.model_control_mode == ModelControlMode::None && !args.load_model.is_empty() {
+    if args.model_control_mode != ModelControlMode::Explicit && !args.load_model.is_empty() {
         tracing::warn!("ignoring --load-model: it only applies with --model-control-mode=explicit");
     }
     let tracer = match args.trace_settings() {
@@ -158,6 +158,9 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
             } else {
                 tracing::warn!("server is serving, but not ready: some models failed to load");
             }
+            if args.model_control_mode == ModelControlMode::Poll {
+                follow_repository(&manager, args.repository_poll_secs, stopped.clone());
+            }
         }
         Err(reason) => {
             tracing::error!("{reason}");
@@ -185,6 +188,31 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
     tracer.flush();
     tracing::info!("server stopped");
     exit
+}
+
+/// In mode `poll`, looks at the repositories every `seconds` until the
+/// server stops, as Triton does, so that the models follow them.
+fn follow_repository(manager: &Arc<ModelManager>, seconds: u64, stopped: ShutdownSignal) {
+    if seconds == 0 {
+        tracing::warn!("--model-control-mode=poll with --repository-poll-secs=0: the repository is not polled");
+        return;
+    }
+    tracing::info!("polling the model repository every {seconds} s");
+    let manager = Arc::clone(manager);
+    let interval = Duration::from_secs(seconds);
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        // A poll that took longer than the interval is followed by one
+        // whole interval, not by a burst of polls.
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut stopping = std::pin::pin!(stopped.fired());
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => manager.poll_repositories().await,
+                () = &mut stopping => return,
+            }
+        }
+    });
 }
 
 /// Binds an endpoint's listener; the error is logged.
