@@ -74,13 +74,13 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
     if args.model_control_mode != ModelControlMode::Explicit && !args.load_model.is_empty() {
         tracing::warn!("ignoring --load-model: it only applies with --model-control-mode=explicit");
     }
-    let tracer = match args.trace_settings() {
-        Ok((settings, warnings)) => {
-            for warning in warnings {
-                tracing::warn!("{warning}");
-            }
-            Arc::new(Tracer::new(settings))
+    let tracer = match args.trace_settings().and_then(|(settings, warnings)| {
+        for warning in warnings {
+            tracing::warn!("{warning}");
         }
+        Tracer::new(settings)
+    }) {
+        Ok(tracer) => Arc::new(tracer),
         Err(reason) => {
             tracing::error!("{reason}");
             return ExitCode::FAILURE;

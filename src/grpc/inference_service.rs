@@ -126,8 +126,10 @@ impl GrpcInferenceService for InferenceService {
 
     async fn model_infer(&self, request: Request<ModelInferRequest>) -> Result<Response<ModelInferResponse>, Status> {
         let arrived = request.extensions().get::<CallArrived>().map(|arrived| arrived.0);
+        let traceparent =
+            request.metadata().get("traceparent").and_then(|value| value.to_str().ok()).map(str::to_owned);
         let request = decode_request(request.into_inner()).map_err(status_of)?;
-        let trace = self.tracer.sample(&request.model_name);
+        let trace = self.tracer.sample(&request.model_name, traceparent.as_deref());
         if let Some(trace) = &trace {
             let read = Instant::now();
             trace.stamp_at(Activity::GrpcWaitReadStart, arrived.unwrap_or(read));
@@ -414,7 +416,7 @@ async fn stream_response(
     let mut trace = None;
     let outcome = match decode_request(message) {
         Ok(request) => {
-            trace = tracer.sample(&request.model_name);
+            trace = tracer.sample(&request.model_name, None);
             if let (Some(trace), Some(read)) = (&trace, read) {
                 trace.stamp_at(Activity::GrpcWaitReadStart, read);
                 trace.stamp_at(Activity::GrpcWaitReadEnd, read);

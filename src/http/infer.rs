@@ -22,7 +22,8 @@ pub async fn infer(
     body: Body,
 ) -> Result<Response, ApiError> {
     let version = path.version()?;
-    let trace = state.tracer.sample(&path.model);
+    let traceparent = headers.get("traceparent").and_then(|value| value.to_str().ok());
+    let trace = state.tracer.sample(&path.model, traceparent);
     if let Some(trace) = &trace {
         trace.stamp(Activity::HttpRecvStart);
     }

@@ -1,7 +1,7 @@
 //! The trace settings of Triton's command line: `--trace-config` and the
 //! older `--trace-*` flags it replaced.
 
-use super::settings::{TraceLevel, TraceSettings};
+use super::settings::{OpenTelemetryConfig, TraceLevel, TraceMode, TraceSettings};
 
 /// Triton's older trace flags, still accepted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -22,9 +22,11 @@ pub struct OlderTraceFlags {
 /// `level`, `rate`, `count` and `mode`; `triton,<setting>=<value>` for
 /// `file` and `log-frequency`) and the older flags give, with warnings for
 /// what is ignored. As in Triton, `--trace-config` wins over an older flag,
-/// levels add up, and a level of OFF anywhere turns tracing off. Only
-/// Triton's own trace mode is written: `mode=opentelemetry` leaves tracing
-/// off, with a warning, rather than stopping the server.
+/// levels add up, and a level of OFF anywhere turns tracing off. In mode
+/// `opentelemetry` the `opentelemetry,<setting>=<value>` values (`url`,
+/// `resource=<key>=<value>`, `bsp_max_queue_size`, `bsp_schedule_delay`,
+/// `bsp_max_export_batch_size`) say where spans go, and the file settings
+/// are ignored.
 pub fn trace_settings(config: &[String], older: &OlderTraceFlags) -> Result<(TraceSettings, Vec<String>), String> {
     let mut settings = TraceSettings::default();
     let mut warnings = Vec::new();
@@ -32,6 +34,8 @@ pub fn trace_settings(config: &[String], older: &OlderTraceFlags) -> Result<(Tra
     let mut level_from_config = TraceLevel::OFF;
     let mut level_configured = false;
     let mut opentelemetry = false;
+    let mut otel = OpenTelemetryConfig::default();
+    let mut resource_given = false;
     for (given, flag, replacement) in [
         (older.file.is_some(), "--trace-file", "--trace-config triton,file=<path>"),
         (!older.levels.is_empty(), "--trace-level", "--trace-config level=<OFF|TIMESTAMPS|TENSORS>"),
@@ -87,8 +91,31 @@ pub fn trace_settings(config: &[String], older: &OlderTraceFlags) -> Result<(Tra
                 settings.log_frequency =
                     value.parse().map_err(|_| bad("the log frequency is a count from 0".into()))?;
             }
+            (Some("opentelemetry"), "url") => otel.url = value.to_string(),
+            (Some("opentelemetry"), "resource") => {
+                let (key, value) = value.split_once('=').ok_or_else(|| bad("a resource is <key>=<value>".into()))?;
+                if !resource_given {
+                    // Given ones replace the default service name.
+                    otel.resource.clear();
+                    resource_given = true;
+                }
+                otel.resource.push((key.to_string(), value.to_string()));
+            }
+            (Some("opentelemetry"), "bsp_max_queue_size") => {
+                otel.max_queue_size = value.parse().map_err(|_| bad("the queue size is a count".into()))?;
+            }
+            (Some("opentelemetry"), "bsp_schedule_delay") => {
+                otel.schedule_delay_ms = value.parse().map_err(|_| bad("the delay is in milliseconds".into()))?;
+            }
+            (Some("opentelemetry"), "bsp_max_export_batch_size") => {
+                otel.max_export_batch_size = value.parse().map_err(|_| bad("the batch size is a count".into()))?;
+            }
             (Some("opentelemetry"), _) => {
-                warnings.push(format!("ignoring --trace-config {entry}: this server writes Triton's trace files only"))
+                return Err(bad(
+                    "the opentelemetry mode's settings are url, resource, bsp_max_queue_size, bsp_schedule_delay \
+                     and bsp_max_export_batch_size"
+                        .into(),
+                ));
             }
             (None, _) => return Err(bad("the settings without a mode are level, rate, count and mode".into())),
             (Some("triton"), _) => return Err(bad("the triton mode's settings are file and log-frequency".into())),
@@ -100,18 +127,22 @@ pub fn trace_settings(config: &[String], older: &OlderTraceFlags) -> Result<(Tra
     if level_configured {
         settings.level = level_from_config;
     }
-    if opentelemetry {
-        warnings.push(
-            "--trace-config mode=opentelemetry: this server writes Triton's trace files only (mode=triton); tracing \
-             stays off"
-                .to_string(),
-        );
-        disabled = true;
-    }
     if disabled {
         settings.level = TraceLevel::OFF;
     }
-    if !settings.level.is_off() && settings.file.is_empty() {
+    if opentelemetry {
+        if otel.max_export_batch_size > otel.max_queue_size {
+            return Err(format!(
+                "bad --trace-config opentelemetry,bsp_max_export_batch_size={}: it must not exceed \
+                 bsp_max_queue_size ({})",
+                otel.max_export_batch_size, otel.max_queue_size
+            ));
+        }
+        if settings.level.tensors {
+            warnings.push("the TENSORS trace level is not traced in mode opentelemetry, as in Triton".to_string());
+        }
+        settings.mode = TraceMode::OpenTelemetry(otel);
+    } else if !settings.level.is_off() && settings.file.is_empty() {
         warnings.push(
             "tracing is on but no trace file is given (--trace-config triton,file=<path>): nothing is traced until \
              one is"
@@ -153,7 +184,8 @@ mod tests {
                 rate: 100,
                 count: 100,
                 log_frequency: 50,
-                file: "/tmp/trace.json".into()
+                file: "/tmp/trace.json".into(),
+                mode: TraceMode::Triton,
             }
         );
         assert!(warnings.is_empty(), "{warnings:?}");
@@ -183,14 +215,27 @@ mod tests {
     }
 
     #[test]
-    fn opentelemetry_leaves_tracing_off_with_warnings() {
+    fn opentelemetry_settings_say_where_spans_go() {
         let (settings, warnings) = trace_settings(
-            &config(&["mode=opentelemetry", "opentelemetry,url=localhost:4318/v1/traces", "level=TIMESTAMPS"]),
+            &config(&[
+                "mode=opentelemetry",
+                "opentelemetry,url=http://collector:4318/v1/traces",
+                "opentelemetry,resource=service.name=edge",
+                "opentelemetry,resource=deployment=blue",
+                "opentelemetry,bsp_schedule_delay=100",
+                "level=TIMESTAMPS",
+                "rate=1",
+            ]),
             &Default::default(),
         )
         .unwrap();
-        assert!(settings.level.is_off());
-        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(settings.level, TraceLevel::TIMESTAMPS);
+        let TraceMode::OpenTelemetry(otel) = &settings.mode else { panic!("{:?}", settings.mode) };
+        assert_eq!(otel.url, "http://collector:4318/v1/traces");
+        assert_eq!(otel.resource, [("service.name".into(), "edge".into()), ("deployment".into(), "blue".into())]);
+        assert_eq!((otel.schedule_delay_ms, otel.max_queue_size), (100, 2048));
+        assert_eq!(settings.inactive_reason(), None, "no file is needed");
     }
 
     #[test]
@@ -210,6 +255,8 @@ mod tests {
             ("file=/tmp/x", "the settings without a mode are level, rate, count and mode"),
             ("triton,url=x", "the triton mode's settings are file and log-frequency"),
             ("zipkin,url=x", "unknown trace mode 'zipkin'"),
+            ("opentelemetry,endpoint=x", "the opentelemetry mode's settings are url"),
+            ("opentelemetry,resource=x", "a resource is <key>=<value>"),
         ] {
             let error = trace_settings(&config(&[entry]), &Default::default()).unwrap_err();
             assert!(error.starts_with(&format!("bad --trace-config {entry}: ")), "{error}");

@@ -10,6 +10,7 @@
 
 mod clock;
 mod command_line;
+mod otlp_export;
 mod output;
 mod request_trace;
 mod scope;
@@ -22,12 +23,13 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 pub use command_line::{OlderTraceFlags, trace_settings};
 pub use request_trace::{Activity, RequestTrace, TensorActivity};
-pub use settings::{Change, SettingsUpdate, TRACE_MODE, TraceLevel, TraceSettings};
+pub use settings::{Change, OpenTelemetryConfig, SettingsUpdate, TraceLevel, TraceMode, TraceSettings};
 pub use traced_body::TracedBody;
 
 use self::clock::MonotonicClock;
+use self::otlp_export::{OtlpExport, parse_traceparent};
 use self::output::TraceOutput;
-use self::scope::ActiveScope;
+use self::scope::{ActiveScope, TraceSink};
 use crate::error::{Error, Result};
 
 /// Which settings a scope sets itself; the rest follow the scope above.
@@ -61,6 +63,7 @@ impl Overrides {
             count: self.count.unwrap_or(base.count),
             log_frequency: self.log_frequency.unwrap_or(base.log_frequency),
             file: base.file.clone(),
+            mode: base.mode.clone(),
         }
     }
 
@@ -83,6 +86,8 @@ struct Scopes {
     /// The outputs in use, by file, so that scopes writing to one file
     /// share it.
     outputs: HashMap<String, Weak<TraceOutput>>,
+    /// The collector's exporter, in mode `opentelemetry`.
+    collector: Option<Arc<OtlpExport>>,
 }
 
 impl Scopes {
@@ -97,8 +102,11 @@ impl Scopes {
     }
 
     fn activate(&mut self, settings: TraceSettings) -> Arc<ActiveScope> {
-        let output = self.output(&settings.file);
-        Arc::new(ActiveScope::new(settings, output))
+        let sink = match &self.collector {
+            Some(collector) => TraceSink::Collector(Arc::clone(collector)),
+            None => TraceSink::File(self.output(&settings.file)),
+        };
+        Arc::new(ActiveScope::new(settings, sink))
     }
 
     fn any_can_sample(&self) -> bool {
@@ -111,23 +119,43 @@ pub struct Tracer {
     /// Whether any scope can sample; while none can, requests are not
     /// looked at further.
     sampling: AtomicBool,
+    /// Mode `opentelemetry`, where a request naming its caller's span is
+    /// traced whatever the rate.
+    opentelemetry: bool,
     scopes: Mutex<Scopes>,
     next_id: AtomicU64,
     clock: MonotonicClock,
 }
 
 impl Tracer {
-    /// Tracing with the command line's settings in force globally.
-    pub fn new(startup: TraceSettings) -> Self {
-        let output = Arc::new(TraceOutput::new(&startup.file));
-        let scopes = Scopes {
-            startup: startup.clone(),
-            outputs: HashMap::from([(startup.file.clone(), Arc::downgrade(&output))]),
-            global: Scope { overrides: Overrides::default(), active: Arc::new(ActiveScope::new(startup, output)) },
-            models: HashMap::new(),
+    /// Tracing with the command line's settings in force globally; in mode
+    /// `opentelemetry`, with the collector's exporter started.
+    pub fn new(startup: TraceSettings) -> std::result::Result<Self, String> {
+        let collector = match &startup.mode {
+            TraceMode::OpenTelemetry(config) => Some(Arc::new(OtlpExport::start(config)?)),
+            TraceMode::Triton => None,
         };
+        let mut outputs = HashMap::new();
+        let sink = match &collector {
+            Some(collector) => TraceSink::Collector(Arc::clone(collector)),
+            None => {
+                let output = Arc::new(TraceOutput::new(&startup.file));
+                outputs.insert(startup.file.clone(), Arc::downgrade(&output));
+                TraceSink::File(output)
+            }
+        };
+        let global =
+            Scope { overrides: Overrides::default(), active: Arc::new(ActiveScope::new(startup.clone(), sink)) };
+        let opentelemetry = collector.is_some();
+        let scopes = Scopes { startup, outputs, collector, global, models: HashMap::new() };
         let sampling = AtomicBool::new(scopes.any_can_sample());
-        Self { sampling, scopes: Mutex::new(scopes), next_id: AtomicU64::new(1), clock: MonotonicClock::new() }
+        Ok(Self {
+            sampling,
+            opentelemetry,
+            scopes: Mutex::new(scopes),
+            next_id: AtomicU64::new(1),
+            clock: MonotonicClock::new(),
+        })
     }
 
     fn scopes(&self) -> MutexGuard<'_, Scopes> {
@@ -142,20 +170,25 @@ impl Tracer {
     }
 
     /// Counts a request for `model` and returns its trace if it is to be
-    /// traced.
-    pub fn sample(&self, model: &str) -> Option<Arc<RequestTrace>> {
-        if !self.may_sample() {
+    /// traced. In mode `opentelemetry` a request that names its caller's
+    /// span (a W3C `traceparent`) is always traced, as a child of it, as in
+    /// Triton.
+    pub fn sample(&self, model: &str, traceparent: Option<&str>) -> Option<Arc<RequestTrace>> {
+        let traceparent = traceparent.filter(|_| self.opentelemetry);
+        if !self.may_sample() && traceparent.is_none() {
             return None;
         }
         let scope = {
             let scopes = self.scopes();
             Arc::clone(&scopes.models.get(model).unwrap_or(&scopes.global).active)
         };
-        if !scope.sample() {
+        let parent = traceparent.and_then(parse_traceparent);
+        let forced = parent.is_some() && !scope.settings().level.is_off();
+        if !scope.sample() && !forced {
             return None;
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        Some(Arc::new(RequestTrace::new(id, self.clock, scope)))
+        Some(Arc::new(RequestTrace::new(id, self.clock, scope, parent)))
     }
 
     /// The settings in force for `model`, or the global ones; the count is
@@ -214,13 +247,17 @@ impl Tracer {
         Ok(scope.active.current())
     }
 
-    /// Writes the traces still waiting for a numbered file; the server
-    /// calls it as it stops.
+    /// Writes the traces still waiting for a numbered file, or sends the
+    /// spans still queued for the collector; the server calls it as it
+    /// stops.
     pub fn flush(&self) {
         let scopes = self.scopes();
         scopes.global.active.flush();
         for scope in scopes.models.values() {
             scope.active.flush();
+        }
+        if let Some(collector) = &scopes.collector {
+            collector.shutdown();
         }
     }
 }
@@ -231,6 +268,7 @@ mod tests {
 
     fn tracing_to(file: &str) -> Tracer {
         Tracer::new(TraceSettings { level: TraceLevel::TIMESTAMPS, rate: 1, file: file.into(), ..Default::default() })
+            .unwrap()
     }
 
     fn set_rate(rate: u32) -> SettingsUpdate {
@@ -239,8 +277,8 @@ mod tests {
 
     #[test]
     fn nothing_is_sampled_while_tracing_is_off() {
-        let tracer = Tracer::new(TraceSettings::default());
-        assert!(tracer.sample("m").is_none());
+        let tracer = Tracer::new(TraceSettings::default()).unwrap();
+        assert!(tracer.sample("m", None).is_none());
         assert!(!tracer.sampling.load(Ordering::Relaxed));
     }
 
@@ -266,7 +304,7 @@ mod tests {
 
     #[test]
     fn enabling_without_a_file_is_refused_with_the_reason() {
-        let tracer = Tracer::new(TraceSettings::default());
+        let tracer = Tracer::new(TraceSettings::default()).unwrap();
         let update = SettingsUpdate { level: Change::Set(TraceLevel::TIMESTAMPS), ..Default::default() };
         let error = tracer.update(None, update).unwrap_err();
         assert_eq!(error.message(), "Attempting to set invalid trace setting: trace file name is not given");
@@ -280,14 +318,14 @@ mod tests {
     fn traces_are_sampled_per_scope_and_numbered_from_one() {
         let tracer = tracing_to("/unused/trace.json");
         tracer.update(Some("rare"), set_rate(2)).unwrap();
-        let ids: Vec<Option<u64>> = (0..2).map(|_| tracer.sample("m").map(|trace| trace.id())).collect();
+        let ids: Vec<Option<u64>> = (0..2).map(|_| tracer.sample("m", None).map(|trace| trace.id())).collect();
         assert_eq!(ids, [Some(1), Some(2)]);
-        assert!(tracer.sample("rare").is_none());
-        assert_eq!(tracer.sample("rare").map(|trace| trace.id()), Some(3));
+        assert!(tracer.sample("rare", None).is_none());
+        assert_eq!(tracer.sample("rare", None).map(|trace| trace.id()), Some(3));
         // Counting down: the settings report what is left.
         tracer.update(None, SettingsUpdate { count: Change::Set(1), ..Default::default() }).unwrap();
-        assert!(tracer.sample("m").is_some());
-        assert!(tracer.sample("m").is_none());
+        assert!(tracer.sample("m", None).is_some());
+        assert!(tracer.sample("m", None).is_none());
         assert_eq!(tracer.settings(None).count, 0);
     }
 }

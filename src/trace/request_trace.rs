@@ -6,6 +6,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
+use opentelemetry::trace::SpanContext;
 use serde_json::{Value, json};
 
 use super::clock::MonotonicClock;
@@ -92,11 +93,22 @@ impl TensorActivity {
     }
 }
 
+/// The model version that served a traced request, and the request's id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestIdentity {
+    /// Model name.
+    pub model: String,
+    /// Model version.
+    pub version: i64,
+    /// The client's request id; empty when it sent none.
+    pub request_id: String,
+}
+
 /// What a trace has gathered so far.
 #[derive(Default)]
 struct Record {
-    /// Model name, version and request id, once the core resolved them.
-    request: Option<(String, i64, String)>,
+    /// Who served it, once the core resolved that.
+    request: Option<RequestIdentity>,
     timestamps: Vec<(Activity, Instant)>,
     tensors: Vec<(TensorActivity, Tensor)>,
 }
@@ -109,13 +121,30 @@ pub struct RequestTrace {
     clock: MonotonicClock,
     /// The settings that sampled it, which say where it is written.
     scope: Arc<ActiveScope>,
+    /// The caller's span, when the request came with a W3C `traceparent`
+    /// (mode `opentelemetry`).
+    parent: Option<SpanContext>,
     record: Mutex<Record>,
 }
 
 impl RequestTrace {
-    pub(super) fn new(id: u64, clock: MonotonicClock, scope: Arc<ActiveScope>) -> Self {
+    pub(super) fn new(id: u64, clock: MonotonicClock, scope: Arc<ActiveScope>, parent: Option<SpanContext>) -> Self {
         let level = scope.settings().level;
-        Self { id, level, clock, scope, record: Mutex::new(Record::default()) }
+        Self { id, level, clock, scope, parent, record: Mutex::new(Record::default()) }
+    }
+
+    /// The caller's span, if the request named one.
+    pub(super) fn parent(&self) -> Option<&SpanContext> {
+        self.parent.as_ref()
+    }
+
+    /// The model name, version and request id (once known), and the
+    /// moments recorded, in the order they happened.
+    pub(super) fn timeline(&self) -> (Option<RequestIdentity>, Vec<(Activity, Instant)>) {
+        let record = self.record();
+        let mut timestamps = record.timestamps.clone();
+        timestamps.sort_by_key(|(_, moment)| *moment);
+        (record.request.clone(), timestamps)
     }
 
     /// The trace's id, unique in this server's run.
@@ -142,7 +171,8 @@ impl RequestTrace {
 
     /// Names the model version that serves the request, and its id.
     pub fn identify(&self, model: &str, version: i64, request_id: &str) {
-        self.record().request = Some((model.to_string(), version, request_id.to_string()));
+        self.record().request =
+            Some(RequestIdentity { model: model.to_string(), version, request_id: request_id.to_string() });
     }
 
     /// Whether tensors are traced: callers skip gathering them otherwise.
@@ -160,15 +190,15 @@ impl RequestTrace {
 
     /// The trace as Triton's JSON entries, comma-separated: one naming the
     /// model, one per timestamp in the order they happened, one per tensor.
-    fn entries(&self) -> String {
+    pub(super) fn entries(&self) -> String {
         let mut record = self.record();
         let mut entries = Vec::with_capacity(1 + record.timestamps.len() + record.tensors.len());
         let mut header = json!({ "id": self.id });
-        if let Some((model, version, request_id)) = &record.request {
-            header["model_name"] = json!(model);
-            header["model_version"] = json!(version);
-            if !request_id.is_empty() {
-                header["request_id"] = json!(request_id);
+        if let Some(request) = &record.request {
+            header["model_name"] = json!(request.model);
+            header["model_version"] = json!(request.version);
+            if !request.request_id.is_empty() {
+                header["request_id"] = json!(request.request_id);
             }
         }
         entries.push(header);
@@ -203,7 +233,7 @@ impl std::fmt::Debug for RequestTrace {
 
 impl Drop for RequestTrace {
     fn drop(&mut self) {
-        self.scope.collect(self.entries());
+        self.scope.finish(self);
     }
 }
 

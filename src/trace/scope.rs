@@ -3,15 +3,26 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::otlp_export::OtlpExport;
 use super::output::TraceOutput;
+use super::request_trace::RequestTrace;
 use super::settings::TraceSettings;
+
+/// Where the traces of a scope go.
+#[derive(Clone)]
+pub enum TraceSink {
+    /// A trace file (mode `triton`).
+    File(Arc<TraceOutput>),
+    /// An OpenTelemetry collector (mode `opentelemetry`).
+    Collector(Arc<OtlpExport>),
+}
 
 /// Settings in force, with their sampling progress. A change of settings
 /// replaces the whole scope, so traces in flight finish under the settings
 /// that sampled them, as in Triton.
 pub struct ActiveScope {
     settings: TraceSettings,
-    output: Arc<TraceOutput>,
+    sink: TraceSink,
     progress: Mutex<Progress>,
 }
 
@@ -29,10 +40,10 @@ struct Progress {
 }
 
 impl ActiveScope {
-    /// Puts `settings` in force, writing to `output`.
-    pub fn new(settings: TraceSettings, output: Arc<TraceOutput>) -> Self {
+    /// Puts `settings` in force, sending traces to `sink`.
+    pub fn new(settings: TraceSettings, sink: TraceSink) -> Self {
         let progress = Progress { remaining: settings.count, ..Progress::default() };
-        Self { settings, output, progress: Mutex::new(progress) }
+        Self { settings, sink, progress: Mutex::new(progress) }
     }
 
     fn progress(&self) -> MutexGuard<'_, Progress> {
@@ -53,6 +64,15 @@ impl ActiveScope {
     /// Whether these settings can sample at all.
     pub fn can_sample(&self) -> bool {
         self.settings.inactive_reason().is_none() && self.progress().remaining != 0
+    }
+
+    /// Takes a trace the server is done with: written to the file, or sent
+    /// to the collector as spans.
+    pub fn finish(&self, trace: &RequestTrace) {
+        match &self.sink {
+            TraceSink::File(_) => self.collect(trace.entries()),
+            TraceSink::Collector(export) => export.export(trace),
+        }
     }
 
     /// Counts a request and says whether to trace it: every `rate`-th
@@ -79,9 +99,10 @@ impl ActiveScope {
     /// Takes a finished trace's entries: appended to the file at once, or,
     /// with a log frequency, gathered until that many make a numbered file
     /// (or until the count is used up and every sampled trace is in).
-    pub fn collect(&self, entries: String) {
+    fn collect(&self, entries: String) {
+        let TraceSink::File(output) = &self.sink else { return };
         if self.settings.log_frequency == 0 {
-            self.output.append(&entries);
+            output.append(&entries);
             return;
         }
         let mut progress = self.progress();
@@ -92,15 +113,17 @@ impl ActiveScope {
         if full || last {
             let traces = std::mem::take(&mut progress.waiting);
             drop(progress);
-            self.output.write_numbered(&traces);
+            output.write_numbered(&traces);
         }
     }
 
     /// Writes the traces still waiting for a numbered file.
     pub fn flush(&self) {
         let traces = std::mem::take(&mut self.progress().waiting);
-        if !traces.is_empty() {
-            self.output.write_numbered(&traces);
+        if let TraceSink::File(output) = &self.sink
+            && !traces.is_empty()
+        {
+            output.write_numbered(&traces);
         }
     }
 }
@@ -118,9 +141,14 @@ mod tests {
     use crate::trace::settings::TraceLevel;
 
     fn scope(rate: u32, count: i32) -> ActiveScope {
-        let settings =
-            TraceSettings { level: TraceLevel::TIMESTAMPS, rate, count, log_frequency: 0, file: "/unused".into() };
-        ActiveScope::new(settings, Arc::new(TraceOutput::new("/unused")))
+        let settings = TraceSettings {
+            level: TraceLevel::TIMESTAMPS,
+            rate,
+            count,
+            file: "/unused".into(),
+            ..TraceSettings::default()
+        };
+        ActiveScope::new(settings, TraceSink::File(Arc::new(TraceOutput::new("/unused"))))
     }
 
     #[test]
@@ -141,7 +169,7 @@ mod tests {
 
     #[test]
     fn disabled_settings_sample_nothing() {
-        let off = ActiveScope::new(TraceSettings::default(), Arc::new(TraceOutput::new("/unused")));
+        let off = ActiveScope::new(TraceSettings::default(), TraceSink::File(Arc::new(TraceOutput::new("/unused"))));
         assert!(!off.sample());
         assert!(!off.can_sample());
     }

@@ -4,8 +4,55 @@
 
 use crate::error::{Error, ErrorKind, Result};
 
-/// The one trace mode this server writes: Triton's JSON trace files.
-pub const TRACE_MODE: &str = "triton";
+/// Where traces go: Triton's trace modes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum TraceMode {
+    /// Triton's JSON trace files.
+    #[default]
+    Triton,
+    /// Spans sent to an OpenTelemetry collector over OTLP/HTTP.
+    OpenTelemetry(OpenTelemetryConfig),
+}
+
+impl TraceMode {
+    /// The mode's name, as `--trace-config mode=` and the trace extension
+    /// spell it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Triton => "triton",
+            Self::OpenTelemetry(_) => "opentelemetry",
+        }
+    }
+}
+
+/// Where and how spans are sent in mode `opentelemetry`
+/// (`--trace-config opentelemetry,<setting>=<value>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenTelemetryConfig {
+    /// The collector's OTLP/HTTP traces endpoint (`url`).
+    pub url: String,
+    /// Resource attributes (`resource=<key>=<value>`, repeatable).
+    pub resource: Vec<(String, String)>,
+    /// The batch span processor's queue (`bsp_max_queue_size`).
+    pub max_queue_size: usize,
+    /// Milliseconds between two exports (`bsp_schedule_delay`).
+    pub schedule_delay_ms: u64,
+    /// Spans per export at most (`bsp_max_export_batch_size`).
+    pub max_export_batch_size: usize,
+}
+
+impl Default for OpenTelemetryConfig {
+    /// Triton's defaults.
+    fn default() -> Self {
+        Self {
+            url: "http://localhost:4318/v1/traces".to_string(),
+            resource: vec![("service.name".to_string(), "triton-inference-server".to_string())],
+            max_queue_size: 2048,
+            schedule_delay_ms: 5000,
+            max_export_batch_size: 512,
+        }
+    }
+}
 
 /// Which details the trace of a sampled request records.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -76,14 +123,23 @@ pub struct TraceSettings {
     /// 0 appends each trace to `file`; N writes every N traces to a file
     /// of their own, `file.0`, `file.1`, ...
     pub log_frequency: u32,
-    /// Where traces are written; empty when none is set.
+    /// Where traces are written in mode `triton`; empty when none is set.
     pub file: String,
+    /// Where traces go.
+    pub mode: TraceMode,
 }
 
 impl Default for TraceSettings {
     /// Triton's defaults: off, one request in 1000, no limit, no file.
     fn default() -> Self {
-        Self { level: TraceLevel::OFF, rate: 1000, count: -1, log_frequency: 0, file: String::new() }
+        Self {
+            level: TraceLevel::OFF,
+            rate: 1000,
+            count: -1,
+            log_frequency: 0,
+            file: String::new(),
+            mode: TraceMode::Triton,
+        }
     }
 }
 
@@ -95,7 +151,7 @@ impl TraceSettings {
             Some("tracing is disabled")
         } else if self.rate == 0 {
             Some("sample rate must be non-zero")
-        } else if self.file.is_empty() {
+        } else if self.mode == TraceMode::Triton && self.file.is_empty() {
             Some("trace file name is not given")
         } else {
             None
@@ -103,16 +159,23 @@ impl TraceSettings {
     }
 
     /// The settings as the trace extension reports them, by name, each
-    /// with its values.
+    /// with its values: the file settings in mode `triton`, the collector's
+    /// address in mode `opentelemetry`, as Triton reports them.
     pub fn to_protocol(&self) -> Vec<(String, Vec<String>)> {
-        vec![
+        let mut settings = vec![
             ("trace_level".to_string(), self.level.names()),
             ("trace_rate".to_string(), vec![self.rate.to_string()]),
             ("trace_count".to_string(), vec![self.count.to_string()]),
-            ("log_frequency".to_string(), vec![self.log_frequency.to_string()]),
-            ("trace_file".to_string(), vec![self.file.clone()]),
-            ("trace_mode".to_string(), vec![TRACE_MODE.to_string()]),
-        ]
+        ];
+        match &self.mode {
+            TraceMode::Triton => {
+                settings.push(("log_frequency".to_string(), vec![self.log_frequency.to_string()]));
+                settings.push(("trace_file".to_string(), vec![self.file.clone()]));
+            }
+            TraceMode::OpenTelemetry(config) => settings.push(("url".to_string(), vec![config.url.clone()])),
+        }
+        settings.push(("trace_mode".to_string(), vec![self.mode.name().to_string()]));
+        settings
     }
 }
 

@@ -4,7 +4,9 @@ model), the trace file's entries and their order, sampling by rate and
 count, the TENSORS level, numbered files, and the changes that are
 refused."""
 
+import http.server
 import json
+import threading
 import time
 
 import numpy as np
@@ -252,12 +254,131 @@ def test_the_http_route_checks_types(launch_server, tmp_path):
     expect_error_response(response, 400, "unknown trace setting 'trace_verbosity'")
 
 
-def test_bad_trace_flags_stop_the_server_and_opentelemetry_warns(launch_server):
+def test_bad_trace_flags_stop_the_server_and_older_ones_warn(launch_server, tmp_path):
     server = launch_server(EXAMPLE_MODELS, extra=["--trace-config=level=LOUD"], wait="nothing")
     assert server.wait_exit(30) != 0
     assert "bad --trace-config level=LOUD" in server.log
-    server = launch_server(EXAMPLE_MODELS, extra=["--trace-config=mode=opentelemetry", "--trace-level=TIMESTAMPS"])
-    assert server.wait_for_line(r"mode=opentelemetry: this server writes Triton's trace files only")
+    trace_file = tmp_path / "trace.json"
+    server = launch_server(EXAMPLE_MODELS, extra=["--trace-level=TIMESTAMPS", f"--trace-file={trace_file}"])
     assert server.wait_for_line(r"--trace-level flag is deprecated")
     with server.client("http") as client:
-        assert trace_settings(client)["trace_level"] == ["OFF"]
+        assert trace_settings(client)["trace_level"] == ["TIMESTAMPS"]
+        assert trace_settings(client)["trace_file"] == [str(trace_file)]
+
+
+class Collector:
+    """A stand-in OpenTelemetry collector on 127.0.0.1: it takes OTLP/HTTP
+    exports (protobuf) and keeps their spans with their resource's
+    attributes."""
+
+    def __init__(self):
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+        self.spans = []
+        collector = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (the handler's API)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                export = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
+                for resource_spans in export.resource_spans:
+                    resource = {kv.key: kv.value.string_value for kv in resource_spans.resource.attributes}
+                    for scope_spans in resource_spans.scope_spans:
+                        collector.spans.extend((resource, span) for span in scope_spans.spans)
+                answer = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
+
+    def named(self, name):
+        return [span for _, span in self.spans if span.name == name]
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def collector():
+    collector = Collector()
+    yield collector
+    collector.stop()
+
+
+def attributes(span):
+    values = {}
+    for kv in span.attributes:
+        value = kv.value
+        values[kv.key] = value.string_value if value.HasField("string_value") else value.int_value
+    return values
+
+
+def test_opentelemetry_mode_sends_spans_to_the_collector(launch_server, collector):
+    # rate=1000: only requests that name their caller's span are traced.
+    extra = [
+        "--trace-config=mode=opentelemetry",
+        f"--trace-config=opentelemetry,url={collector.url}",
+        "--trace-config=opentelemetry,resource=service.name=tritonrs-test",
+        "--trace-config=opentelemetry,bsp_schedule_delay=100",
+        "--trace-config=level=TIMESTAMPS",
+    ]
+    server = launch_server(EXAMPLE_MODELS, extra=extra)
+    callers = {
+        "http": ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"),
+        "grpc": ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"),
+    }
+    for protocol, (trace_id, span_id) in callers.items():
+        with server.client(protocol) as client:
+            settings = trace_settings(client)
+            assert settings["trace_mode"] == ["opentelemetry"]
+            assert settings["url"] == [collector.url]
+            assert "trace_file" not in settings
+            infer_simple(client, 2)
+            wire = default_wire(client)
+            a, b = simple_data()
+            headers = {"traceparent": f"00-{trace_id}-{span_id}-01"}
+            wire.infer(client, "simple", simple_inputs(a, b, wire), request_id="called", headers=headers)
+
+    deadline = time.monotonic() + 20
+    while len(collector.named("InferRequest")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    roots = collector.named("InferRequest")
+    assert len(roots) == 2, [span.name for _, span in collector.spans]
+    assert all(resource["service.name"] == "tritonrs-test" for resource, _ in collector.spans)
+    frontend_events = {"http": "HTTP_RECV_START", "grpc": "GRPC_WAITREAD_START"}
+    for protocol, (trace_id, span_id) in callers.items():
+        (root,) = [span for span in roots if span.trace_id.hex() == trace_id]
+        assert root.parent_span_id.hex() == span_id
+        assert frontend_events[protocol] in [event.name for event in root.events]
+        (model,) = [span for span in collector.named("simple") if span.parent_span_id == root.span_id]
+        assert attributes(model)["triton.model_name"] == "simple"
+        assert attributes(model)["triton.model_version"] == 1
+        assert attributes(model)["triton.request_id"] == "called"
+        assert {"REQUEST_START", "QUEUE_START", "REQUEST_END"} <= {event.name for event in model.events}
+        (compute,) = [span for span in collector.named("compute") if span.parent_span_id == model.span_id]
+        assert [event.name for event in compute.events] == [
+            "COMPUTE_START",
+            "COMPUTE_INPUT_END",
+            "COMPUTE_OUTPUT_START",
+            "COMPUTE_END",
+        ]
+        nested = [
+            root.start_time_unix_nano,
+            model.start_time_unix_nano,
+            compute.start_time_unix_nano,
+            compute.end_time_unix_nano,
+            model.end_time_unix_nano,
+            root.end_time_unix_nano,
+        ]
+        assert nested == sorted(nested), nested
