@@ -115,6 +115,11 @@ pub struct Args {
     #[arg(long = "load-model", value_name = "NAME")]
     pub load_model: Vec<String>,
 
+    /// Custom configuration name: a model's `configs/<NAME>.pbtxt`, where
+    /// it has one, in place of its `config.pbtxt`, as in Triton.
+    #[arg(long, value_name = "NAME", value_parser = config_name)]
+    pub model_config_name: Option<String>,
+
     /// Never complete a configuration from the model file: every model needs
     /// a config.pbtxt listing its inputs and outputs.
     #[arg(long, default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set,
@@ -207,6 +212,15 @@ pub struct Args {
     /// `onnxruntime,default-max-batch-size=8`.
     #[arg(long, value_name = "SETTING")]
     pub backend_config: Vec<String>,
+}
+
+/// A custom configuration name is a file name without spaces, as Triton
+/// requires.
+fn config_name(name: &str) -> Result<String, String> {
+    if name.is_empty() || name.contains(char::is_whitespace) || name.contains('/') {
+        return Err(format!("'{name}' is not a configuration name: it names configs/<name>.pbtxt, without spaces"));
+    }
+    Ok(name.to_string())
 }
 
 /// A route path must be absolute and must not collide with the KServe v2

@@ -20,7 +20,9 @@ use crate::model_config::{
 };
 use crate::model_control::{LoadOptions, ModelControlMode, RepositoryIndexEntry, StartupModels, control_refusal};
 use crate::proto::inference::model_instance_group::Kind;
-use crate::repository::{CONFIG_FILENAME, ModelDirectory, available_versions, scan_repositories, select_versions};
+use crate::repository::{
+    CONFIG_FILENAME, ModelDirectory, available_versions, config_file, scan_repositories, select_versions,
+};
 use crate::scheduler::{RequestOptions, Scheduler, SchedulingPolicy};
 use crate::shared_memory::{SharedMemoryRef, SharedMemoryRegistry};
 use crate::statistics::{ModelStatistics, StatisticsRecorder};
@@ -197,10 +199,14 @@ impl ModelRecord {
 }
 
 /// How models are loaded.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ManagerOptions {
     /// Auto-complete settings.
     pub autocomplete: AutocompleteOptions,
+    /// Triton's `--model-config-name`: each model's
+    /// `configs/<name>.pbtxt`, where it has one, in place of its
+    /// `config.pbtxt`.
+    pub config_name: Option<String>,
     /// Whether clients may load and unload models.
     pub control: ModelControlMode,
     /// Whether clients may register shared-memory regions
@@ -258,11 +264,11 @@ impl ModelManager {
         let (readiness, _) = watch::channel(false);
         Self {
             backend,
+            shared_memory: SharedMemoryRegistry::new(options.allow_client_shm),
             options,
             models: RwLock::new(BTreeMap::new()),
             repositories: OnceLock::new(),
             control: Mutex::new(()),
-            shared_memory: SharedMemoryRegistry::new(options.allow_client_shm),
             loading_done: AtomicBool::new(false),
             readiness,
         }
@@ -356,11 +362,17 @@ impl ModelManager {
             tracing::error!(model = name, "failed to load: {reason}");
             ModelRecord::failed(reason)
         };
-        let config =
-            match prepare_config_from(model, options.config.as_deref(), &self.backend, self.options.autocomplete) {
-                Ok(config) => Arc::new(config),
-                Err(reason) => return failed(reason),
-            };
+        let config_file = config_file(&model.path, self.options.config_name.as_deref());
+        let config = match prepare_config_from(
+            model,
+            &config_file,
+            options.config.as_deref(),
+            &self.backend,
+            self.options.autocomplete,
+        ) {
+            Ok(config) => Arc::new(config),
+            Err(reason) => return failed(reason),
+        };
         let available = match available_versions(&model.path) {
             Ok(available) => available,
             Err(reason) => return failed(reason),
@@ -1004,22 +1016,23 @@ pub fn prepare_config(
     backend: &std::result::Result<Arc<dyn Backend>, String>,
     options: AutocompleteOptions,
 ) -> std::result::Result<ModelConfig, String> {
-    prepare_config_from(model, None, backend, options)
+    prepare_config_from(model, &model.path.join(CONFIG_FILENAME), None, backend, options)
 }
 
-/// [`prepare_config`] with the configuration given in JSON by a load
-/// request, in place of the directory's `config.pbtxt`, when there is one.
+/// [`prepare_config`] from `config_path` (the directory's `config.pbtxt` or
+/// a custom configuration), or from the configuration given in JSON by a
+/// load request in its place, when there is one.
 fn prepare_config_from(
     model: &ModelDirectory,
+    config_path: &Path,
     json_override: Option<&str>,
     backend: &std::result::Result<Arc<dyn Backend>, String>,
     options: AutocompleteOptions,
 ) -> std::result::Result<ModelConfig, String> {
-    let config_path = model.path.join(CONFIG_FILENAME);
     let config = if let Some(json) = json_override {
         parse_json_config(json).map_err(|error| format!("the load request's 'config': {error}"))?
     } else if config_path.is_file() {
-        let text = std::fs::read_to_string(&config_path)
+        let text = std::fs::read_to_string(config_path)
             .map_err(|error| format!("cannot read '{}': {error}", config_path.display()))?;
         parse_text_format(&text).map_err(|error| format!("'{}': {error}", config_path.display()))?
     } else {

@@ -16,6 +16,20 @@ use crate::proto::inference::model_version_policy::PolicyChoice;
 /// File name of a model's configuration inside its directory.
 pub const CONFIG_FILENAME: &str = "config.pbtxt";
 
+/// Directory of a model's custom configurations (`--model-config-name`).
+pub const CUSTOM_CONFIGS_DIRECTORY: &str = "configs";
+
+/// The configuration file of the model in `model_dir`, as Triton picks it:
+/// with a custom configuration name (`--model-config-name=h100`),
+/// `configs/h100.pbtxt` when it exists; otherwise `config.pbtxt` (which may
+/// be missing: the configuration is then completed from the model file).
+pub fn config_file(model_dir: &Path, custom_name: Option<&str>) -> PathBuf {
+    custom_name
+        .map(|name| model_dir.join(CUSTOM_CONFIGS_DIRECTORY).join(format!("{name}.pbtxt")))
+        .filter(|custom| custom.is_file())
+        .unwrap_or_else(|| model_dir.join(CONFIG_FILENAME))
+}
+
 /// A model directory found in a repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelDirectory {
@@ -111,6 +125,16 @@ mod tests {
 
     fn policy(choice: PolicyChoice) -> ModelVersionPolicy {
         ModelVersionPolicy { policy_choice: Some(choice) }
+    }
+
+    #[test]
+    fn a_custom_configuration_is_used_where_it_exists() {
+        let model = tempfile::tempdir().unwrap();
+        fs::create_dir(model.path().join("configs")).unwrap();
+        fs::write(model.path().join("configs/h100.pbtxt"), "max_batch_size: 4").unwrap();
+        assert_eq!(config_file(model.path(), Some("h100")), model.path().join("configs/h100.pbtxt"));
+        assert_eq!(config_file(model.path(), Some("v100")), model.path().join("config.pbtxt"));
+        assert_eq!(config_file(model.path(), None), model.path().join("config.pbtxt"));
     }
 
     #[test]

@@ -67,6 +67,7 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
             default_max_batch_size: backend_config.default_max_batch_size,
             gpu_count: backend.as_ref().map_or(0, |backend| backend.gpu_count()),
         },
+        config_name: args.model_config_name.clone(),
         control: args.model_control_mode,
         allow_client_shm: args.allow_client_shm,
         lenient_readiness: !args.strict_readiness,

@@ -91,27 +91,34 @@ struct Scopes {
 }
 
 impl Scopes {
-    fn output(&mut self, file: &str) -> Arc<TraceOutput> {
-        if let Some(output) = self.outputs.get(file).and_then(Weak::upgrade) {
-            return output;
-        }
-        let output = Arc::new(TraceOutput::new(file));
-        self.outputs.retain(|_, output| output.strong_count() > 0);
-        self.outputs.insert(file.to_string(), Arc::downgrade(&output));
-        output
-    }
-
     fn activate(&mut self, settings: TraceSettings) -> Arc<ActiveScope> {
-        let sink = match &self.collector {
-            Some(collector) => TraceSink::Collector(Arc::clone(collector)),
-            None => TraceSink::File(self.output(&settings.file)),
-        };
+        let sink = sink_for(self.collector.as_ref(), &mut self.outputs, &settings.file);
         Arc::new(ActiveScope::new(settings, sink))
     }
 
     fn any_can_sample(&self) -> bool {
         self.global.active.can_sample() || self.models.values().any(|scope| scope.active.can_sample())
     }
+}
+
+/// Where traces of settings naming `file` go: the collector in mode
+/// `opentelemetry`, else the file, shared with the other scopes writing to
+/// it (`outputs` holds the files in use).
+fn sink_for(
+    collector: Option<&Arc<OtlpExport>>,
+    outputs: &mut HashMap<String, Weak<TraceOutput>>,
+    file: &str,
+) -> TraceSink {
+    if let Some(collector) = collector {
+        return TraceSink::Collector(Arc::clone(collector));
+    }
+    if let Some(output) = outputs.get(file).and_then(Weak::upgrade) {
+        return TraceSink::File(output);
+    }
+    let output = Arc::new(TraceOutput::new(file));
+    outputs.retain(|_, output| output.strong_count() > 0);
+    outputs.insert(file.to_string(), Arc::downgrade(&output));
+    TraceSink::File(output)
 }
 
 /// The server's tracing: settings per scope, sampling, and trace ids.
@@ -136,14 +143,7 @@ impl Tracer {
             TraceMode::Triton => None,
         };
         let mut outputs = HashMap::new();
-        let sink = match &collector {
-            Some(collector) => TraceSink::Collector(Arc::clone(collector)),
-            None => {
-                let output = Arc::new(TraceOutput::new(&startup.file));
-                outputs.insert(startup.file.clone(), Arc::downgrade(&output));
-                TraceSink::File(output)
-            }
-        };
+        let sink = sink_for(collector.as_ref(), &mut outputs, &startup.file);
         let global =
             Scope { overrides: Overrides::default(), active: Arc::new(ActiveScope::new(startup.clone(), sink)) };
         let opentelemetry = collector.is_some();

@@ -5,6 +5,9 @@ config.pbtxt get one derived from the ONNX file."""
 from tritonclient.grpc import model_config_pb2 as mc
 
 from protocols import expect_error, model_config
+from server_process import EXAMPLE_MODELS, copy_model
+
+SIMPLE = EXAMPLE_MODELS / "simple"
 
 
 def tensors(entries):
@@ -82,3 +85,25 @@ def test_identity_models_have_a_variable_dimension(client):
 
 def test_unknown_model_config_is_not_found(client):
     expect_error(client, lambda: model_config(client, "no_such_model"), "NOT_FOUND", "no_such_model")
+
+
+def test_a_custom_configuration_name_picks_configs_files(launch_server, tmp_path, protocol):
+    # Triton's --model-config-name: configs/<name>.pbtxt where a model has
+    # one, its config.pbtxt elsewhere.
+    repository = tmp_path / "models"
+    simple_text = (SIMPLE / "config.pbtxt").read_text()
+    custom = copy_model(SIMPLE, repository)
+    (custom / "configs").mkdir()
+    (custom / "configs" / "h100.pbtxt").write_text(simple_text.replace("max_batch_size: 8", "max_batch_size: 4"))
+    (custom / "configs" / "v100.pbtxt").write_text(simple_text.replace("max_batch_size: 8", "max_batch_size: 2"))
+    copy_model(SIMPLE, repository, name="plain", config=simple_text.replace('name: "simple"', 'name: "plain"'))
+    server = launch_server(repository, extra=["--model-config-name=h100"])
+    with server.client(protocol) as client:
+        assert model_config(client, "simple")["max_batch_size"] == 4
+        assert model_config(client, "plain")["max_batch_size"] == 8
+
+
+def test_a_configuration_name_with_spaces_is_refused(launch_server):
+    server = launch_server(EXAMPLE_MODELS, extra=["--model-config-name=h 100"], wait="nothing")
+    assert server.wait_exit(30) != 0
+    assert "is not a configuration name" in server.log

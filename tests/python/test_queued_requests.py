@@ -145,8 +145,12 @@ def test_requests_queued_on_a_cancelled_stream_never_run(queued_grpc):
             client.async_stream_infer("m", busy(client, 1, payload))
         time.sleep(0.3)
         client.stop_stream(cancel_requests=True)
-        # The long request was running and finishes; give it time to.
-        time.sleep(1.5)
+        # The long request was running and finishes (it may take longer than
+        # calibrated on a busy machine); a queued one would run right after.
+        deadline = time.monotonic() + 30
+        while count(model_stats(client, "m"), "inference_count") == before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
         stats = model_stats(client, "m")
         assert count(stats, "inference_count") - before == 1, "a request of the cancelled stream ran"
         assert echoed(client.infer("m", busy(client, 1, 4.0))) == [[4.0]]

@@ -349,17 +349,19 @@ def test_opentelemetry_mode_sends_spans_to_the_collector(launch_server, collecto
             headers = {"traceparent": f"00-{trace_id}-{span_id}-01"}
             wire.infer(client, "simple", simple_inputs(a, b, wire), request_id="called", headers=headers)
 
-    deadline = time.monotonic() + 20
-    while len(collector.named("InferRequest")) < 2 and time.monotonic() < deadline:
+    # Each request's three spans, once the batch span processor sent them.
+    deadline = time.monotonic() + 30
+    while len(collector.spans) < 6 and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(0.5)
+    received = [(span.name, span.trace_id.hex()) for _, span in collector.spans]
     roots = collector.named("InferRequest")
-    assert len(roots) == 2, [span.name for _, span in collector.spans]
+    assert len(roots) == 2 and len(received) == 6, received
     assert all(resource["service.name"] == "tritonrs-test" for resource, _ in collector.spans)
     frontend_events = {"http": "HTTP_RECV_START", "grpc": "GRPC_WAITREAD_START"}
     for protocol, (trace_id, span_id) in callers.items():
         (root,) = [span for span in roots if span.trace_id.hex() == trace_id]
-        assert root.parent_span_id.hex() == span_id
+        assert root.parent_span_id.hex() == span_id, (protocol, received)
         assert frontend_events[protocol] in [event.name for event in root.events]
         (model,) = [span for span in collector.named("simple") if span.parent_span_id == root.span_id]
         assert attributes(model)["triton.model_name"] == "simple"
@@ -373,6 +375,7 @@ def test_opentelemetry_mode_sends_spans_to_the_collector(launch_server, collecto
             "COMPUTE_OUTPUT_START",
             "COMPUTE_END",
         ]
+        times = {span.name: (span.start_time_unix_nano, span.end_time_unix_nano) for span in (root, model, compute)}
         nested = [
             root.start_time_unix_nano,
             model.start_time_unix_nano,
@@ -381,4 +384,4 @@ def test_opentelemetry_mode_sends_spans_to_the_collector(launch_server, collecto
             model.end_time_unix_nano,
             root.end_time_unix_nano,
         ]
-        assert nested == sorted(nested), nested
+        assert nested == sorted(nested), (protocol, times, [event.name for event in root.events])
