@@ -1344,6 +1344,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn mode_poll_follows_the_repository() {
+        let repository = tempfile::tempdir().unwrap();
+        write_model(repository.path(), "kept");
+        write_model(repository.path(), "gone");
+        let backend = MeetingBackend { expected: 1, arrived: Default::default(), all_here: Default::default() };
+        let options = ManagerOptions { control: ModelControlMode::Poll, ..Default::default() };
+        let manager = Arc::new(ModelManager::new(Ok(Arc::new(backend)), options));
+        manager.load_repositories(&[repository.path().to_path_buf()], &StartupModels::All).await.unwrap();
+        let refusal = manager.load_model("kept", LoadOptions::default()).await.unwrap_err();
+        assert_eq!(refusal.message(), control_refusal(ModelControlMode::Poll));
+        // Weak, so that a reload does not wait for this test to let go.
+        let kept = Arc::downgrade(&manager.resolve("kept", None).unwrap());
+        let still_kept = |manager: &ModelManager| {
+            std::sync::Weak::ptr_eq(&kept, &Arc::downgrade(&manager.resolve("kept", None).unwrap()))
+        };
+
+        // Nothing changed: nothing reloads.
+        manager.poll_repositories().await;
+        assert!(still_kept(&manager));
+
+        std::fs::remove_dir_all(repository.path().join("gone")).unwrap();
+        write_model(repository.path(), "added");
+        manager.poll_repositories().await;
+        assert_eq!(manager.check_model_ready("gone", None).unwrap_err().kind(), ErrorKind::NotFound);
+        assert!(manager.model_ready("added", None));
+        assert!(still_kept(&manager));
+
+        // Broken contents leave the loaded version serving; fixed, it reloads.
+        let config = repository.path().join("kept").join("config.pbtxt");
+        let good = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(&config, "name: \"kept\" max_batch_size: eight").unwrap();
+        manager.poll_repositories().await;
+        assert!(still_kept(&manager));
+        std::fs::write(&config, good.replace("backend", "max_batch_size: 2 backend")).unwrap();
+        manager.poll_repositories().await;
+        assert!(!still_kept(&manager));
+        assert_eq!(manager.resolve("kept", None).unwrap().io.max_batch_size, 2);
+        manager.unload_all();
+    }
+
+    #[tokio::test]
     async fn mode_none_refuses_loads_and_unloads() {
         let manager = Arc::new(ModelManager::new(Err("no backend".into()), ManagerOptions::default()));
         let error = manager.load_model("m", LoadOptions::default()).await.unwrap_err();
