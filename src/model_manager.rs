@@ -454,29 +454,42 @@ impl ModelManager {
     /// retire once the requests holding them are answered. Returns why the
     /// load failed, if it did.
     fn install(&self, name: &str, record: ModelRecord) -> std::result::Result<(), String> {
-        let (retired, outcome) = match record.failure_reason() {
-            Some(reason) => {
-                let mut models = self.write_models();
-                let discarded = match models.get_mut(name) {
-                    Some(old) if !old.loaded_versions().is_empty() => {
-                        old.seen = record.seen;
-                        record.loaded_versions()
-                    }
-                    _ => {
-                        models.insert(name.to_string(), record);
-                        Vec::new()
-                    }
-                };
-                (discarded, Err(reason))
-            }
-            None => {
-                let old = self.write_models().insert(name.to_string(), record);
-                (old.map(|old| old.loaded_versions()).unwrap_or_default(), Ok(()))
+        let Some(reason) = record.failure_reason() else {
+            self.replace_record(name, Some(record));
+            return Ok(());
+        };
+        let discarded = {
+            let mut models = self.write_models();
+            match models.get_mut(name) {
+                Some(old) if !old.loaded_versions().is_empty() => {
+                    old.seen = record.seen;
+                    record.loaded_versions()
+                }
+                _ => {
+                    models.insert(name.to_string(), record);
+                    Vec::new()
+                }
             }
         };
+        self.settle(discarded);
+        Err(reason)
+    }
+
+    /// Puts `record` in the place of model `name`'s (`None` removes the
+    /// model), then settles with the old record's versions.
+    fn replace_record(&self, name: &str, record: Option<ModelRecord>) {
+        let old = match record {
+            Some(record) => self.write_models().insert(name.to_string(), record),
+            None => self.write_models().remove(name),
+        };
+        self.settle(old.map(|old| old.loaded_versions()).unwrap_or_default());
+    }
+
+    /// After the records changed: readiness follows them, and the versions
+    /// taken out retire once the requests holding them are answered.
+    fn settle(&self, retired: Vec<Arc<LoadedVersion>>) {
         self.readiness.send_replace(self.server_ready());
         retire(retired);
-        outcome
     }
 
     /// Brings the models in line with the repositories (mode `poll`):
@@ -505,9 +518,7 @@ impl ModelManager {
             |name: &str| scan.duplicates.contains_key(name) || scan.models.iter().any(|m| m.name == name);
         let gone: Vec<String> = self.read_models().keys().filter(|name| !in_repository(name)).cloned().collect();
         for name in gone {
-            let removed = self.write_models().remove(&name);
-            self.readiness.send_replace(self.server_ready());
-            retire(removed.map(|record| record.loaded_versions()).unwrap_or_default());
+            self.replace_record(&name, None);
             tracing::info!(model = %name, "unloaded: its directory left the model repository");
         }
         for (name, paths) in &scan.duplicates {
@@ -516,20 +527,19 @@ impl ModelManager {
                 continue;
             }
             tracing::error!(model = %name, "failed to load: {reason}");
-            let old = self.write_models().insert(name.clone(), ModelRecord::failed(reason));
-            self.readiness.send_replace(self.server_ready());
-            retire(old.map(|record| record.loaded_versions()).unwrap_or_default());
+            self.replace_record(name, Some(ModelRecord::failed(reason)));
         }
         for model in &scan.models {
             let seen = self.read_models().get(&model.name).map(|record| record.seen);
-            if let Some(Some(seen)) = seen
-                && seen == DirectoryFingerprint::of(&model.path)
-            {
+            let now = DirectoryFingerprint::of(&model.path);
+            if seen == Some(Some(now)) {
                 continue;
             }
             let name = model.name.as_str();
             let change = if seen.is_some() { "changed in" } else { "added to" };
-            match self.install(name, self.build_model(model, &LoadOptions::default())) {
+            // Looked at before the load, as build_model does.
+            let record = ModelRecord { seen: Some(now), ..self.build_record(model, &LoadOptions::default()) };
+            match self.install(name, record) {
                 Ok(()) => tracing::info!(model = name, "loaded: its directory was {change} the model repository"),
                 Err(reason) if seen.is_some() && self.model_ready(name, None) => tracing::error!(
                     model = name,
@@ -573,8 +583,7 @@ impl ModelManager {
                 }
             }
         };
-        self.readiness.send_replace(self.server_ready());
-        retire(retired);
+        self.settle(retired);
         tracing::info!(model = name, "unloaded on request");
         Ok(())
     }
@@ -969,11 +978,11 @@ impl ModelManager {
         let options = RequestOptions::from_parameters(&model_name, &request.parameters)?;
         let classified = loaded.classified_outputs(&request)?;
         let validated = loaded.io.validate(request)?;
-        if let Some(trace) = trace.as_ref().filter(|trace| trace.traces_tensors()) {
+        if let Some(trace) = &trace {
             trace.tensors(TensorActivity::QueueInput, &validated.inputs);
         }
         let executed = loaded.scheduler.execute(validated, options, trace.clone()).await?;
-        if let Some(trace) = trace.as_ref().filter(|trace| trace.traces_tensors()) {
+        if let Some(trace) = &trace {
             trace.tensors(TensorActivity::BackendOutput, &executed.outputs);
         }
         let mut outputs = executed.outputs;

@@ -175,13 +175,9 @@ impl RequestTrace {
             Some(RequestIdentity { model: model.to_string(), version, request_id: request_id.to_string() });
     }
 
-    /// Whether tensors are traced: callers skip gathering them otherwise.
-    pub fn traces_tensors(&self) -> bool {
-        self.level.tensors
-    }
-
-    /// Records tensors seen at `activity` (their bytes are shared, not
-    /// copied; they are formatted when the trace is written).
+    /// Records tensors seen at `activity`, at the `TENSORS` level (their
+    /// bytes are shared, not copied; they are formatted when the trace is
+    /// written).
     pub fn tensors<'a>(&self, activity: TensorActivity, tensors: impl IntoIterator<Item = &'a Tensor>) {
         if self.level.tensors {
             self.record().tensors.extend(tensors.into_iter().map(|tensor| (activity, tensor.clone())));
@@ -191,10 +187,11 @@ impl RequestTrace {
     /// The trace as Triton's JSON entries, comma-separated: one naming the
     /// model, one per timestamp in the order they happened, one per tensor.
     pub(super) fn entries(&self) -> String {
-        let mut record = self.record();
-        let mut entries = Vec::with_capacity(1 + record.timestamps.len() + record.tensors.len());
+        let (request, timestamps) = self.timeline();
+        let record = self.record();
+        let mut entries = Vec::with_capacity(1 + timestamps.len() + record.tensors.len());
         let mut header = json!({ "id": self.id });
-        if let Some(request) = &record.request {
+        if let Some(request) = request {
             header["model_name"] = json!(request.model);
             header["model_version"] = json!(request.version);
             if !request.request_id.is_empty() {
@@ -202,8 +199,7 @@ impl RequestTrace {
             }
         }
         entries.push(header);
-        record.timestamps.sort_by_key(|(_, moment)| *moment);
-        for (activity, moment) in &record.timestamps {
+        for (activity, moment) in &timestamps {
             entries.push(json!({
                 "id": self.id,
                 "timestamps": [{ "name": activity.name(), "ns": self.clock.nanoseconds(*moment) }],
