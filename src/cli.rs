@@ -11,6 +11,7 @@ use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 
 use crate::model_control::ModelControlMode;
 use crate::platform::VertexSettings;
+use crate::response_cache::LOCAL_CACHE;
 use crate::trace::{OlderTraceFlags, TraceSettings, trace_settings};
 
 /// Serve a Triton model repository of ONNX models over the KServe v2 /
@@ -195,6 +196,16 @@ pub struct Args {
     #[arg(long, value_name = "COUNT")]
     pub trace_log_frequency: Option<u32>,
 
+    /// Response cache setting, as in Triton: `local,size=<bytes>` gives
+    /// the models whose configuration enables `response_cache` one shared
+    /// cache of that many bytes (0 turns it off).
+    #[arg(long = "cache-config", value_name = "CACHE,SETTING=VALUE")]
+    pub cache_config: Vec<String>,
+
+    /// Deprecated in Triton: `--cache-config local,size=<bytes>`.
+    #[arg(long, value_name = "BYTES")]
+    pub response_cache_byte_size: Option<u64>,
+
     /// Threads that run the HTTP, gRPC and metrics frontends (network I/O,
     /// decoding and encoding); model instances run on threads of their own.
     /// By default half the available cores, at least one, so that the
@@ -272,6 +283,52 @@ impl Args {
             log_frequency: self.trace_log_frequency,
         };
         trace_settings(&self.trace_config, &older)
+    }
+
+    /// The response cache's size in bytes from `--cache-config` and the
+    /// older `--response-cache-byte-size` (`None`: no cache), with
+    /// warnings for what is ignored or deprecated. A cache other than
+    /// `local` is refused: a server that silently ran without the cache a
+    /// deployment asked for would only show it in its latency.
+    pub fn response_cache_size(&self) -> Result<(Option<usize>, Vec<String>), String> {
+        let mut size = None;
+        let mut warnings = Vec::new();
+        for setting in &self.cache_config {
+            let Some((cache, assignment)) = setting.split_once(',') else {
+                return Err(format!("--cache-config={setting}: expected <cache>,<setting>=<value>"));
+            };
+            if cache != LOCAL_CACHE {
+                return Err(format!(
+                    "--cache-config={setting}: this server has no '{cache}' cache; its one cache is \
+                     '{LOCAL_CACHE}' (--cache-config {LOCAL_CACHE},size=<bytes>)"
+                ));
+            }
+            match assignment.split_once('=') {
+                Some(("size", value)) => match value.parse::<u64>() {
+                    Ok(bytes) => size = Some(bytes),
+                    Err(_) => return Err(format!("--cache-config={setting}: size must be a number of bytes")),
+                },
+                _ => warnings.push(format!("ignoring --cache-config={setting}: the local cache's one setting is size")),
+            }
+        }
+        if let Some(bytes) = self.response_cache_byte_size {
+            if size.is_some() {
+                warnings.push("ignoring --response-cache-byte-size: --cache-config sets the size".to_string());
+            } else {
+                warnings.push(format!(
+                    "--response-cache-byte-size is deprecated in Triton; use --cache-config {LOCAL_CACHE},size={bytes}"
+                ));
+                size = Some(bytes);
+            }
+        }
+        let size = size
+            .filter(|&bytes| bytes > 0)
+            .map(|bytes| {
+                usize::try_from(bytes)
+                    .map_err(|_| format!("a cache of {bytes} bytes is more than this machine addresses"))
+            })
+            .transpose()?;
+        Ok((size, warnings))
     }
 
     /// Interprets `--backend-config` values; settings this server does not
@@ -564,5 +621,27 @@ mod tests {
         assert_eq!(config.default_max_batch_size, 16);
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].contains("tensorflow,version=2"));
+    }
+
+    #[test]
+    fn response_cache_settings() {
+        let cache_size = |flags: &[&str]| {
+            let argv = ["tritonserver", "--model-repository=/m"].iter().chain(flags);
+            parse(argv).unwrap().args.response_cache_size()
+        };
+        assert_eq!(cache_size(&[]), Ok((None, vec![])));
+        assert_eq!(cache_size(&["--cache-config", "local,size=1048576"]), Ok((Some(1_048_576), vec![])));
+        assert_eq!(cache_size(&["--cache-config=local,size=0"]), Ok((None, vec![])));
+        let (size, warnings) = cache_size(&["--response-cache-byte-size=4096"]).unwrap();
+        assert_eq!(size, Some(4096));
+        assert!(warnings[0].contains("deprecated") && warnings[0].contains("local,size=4096"), "{warnings:?}");
+        let (size, warnings) =
+            cache_size(&["--cache-config=local,size=100", "--cache-config=local,eviction=lru"]).unwrap();
+        assert_eq!(size, Some(100));
+        assert!(warnings[0].contains("local,eviction=lru"), "{warnings:?}");
+        let refused = cache_size(&["--cache-config=redis,host=localhost"]).unwrap_err();
+        assert!(refused.contains("no 'redis' cache") && refused.contains("local,size=<bytes>"), "{refused}");
+        assert!(cache_size(&["--cache-config=local,size=1MB"]).unwrap_err().contains("number of bytes"));
+        assert!(cache_size(&["--cache-config=size=10"]).unwrap_err().contains("<cache>,<setting>=<value>"));
     }
 }

@@ -27,6 +27,7 @@ pub mod model_manager;
 pub mod platform;
 pub mod proto;
 pub mod repository;
+pub mod response_cache;
 pub mod scheduler;
 pub mod server;
 pub mod shared_memory;

@@ -23,12 +23,13 @@ use crate::proto::inference::model_instance_group::Kind;
 use crate::repository::{
     CONFIG_FILENAME, ModelDirectory, available_versions, config_file, scan_repositories, select_versions,
 };
-use crate::scheduler::{RequestOptions, Scheduler, SchedulingPolicy};
+use crate::response_cache::{ModelCache, ResponseCache};
+use crate::scheduler::{Executed, RequestOptions, Scheduler, SchedulingPolicy};
 use crate::shared_memory::{SharedMemoryRef, SharedMemoryRegistry};
 use crate::statistics::{ModelStatistics, StatisticsRecorder};
 use crate::tensor::DataType;
 use crate::trace::{Activity, RequestTrace, TensorActivity};
-use crate::validation::ModelIo;
+use crate::validation::{ModelIo, ValidatedRequest};
 use crate::warmup::{warm_up, warmup_samples};
 
 /// The lifecycle state of one model version, as the repository index
@@ -121,9 +122,41 @@ pub struct LoadedVersion {
     statistics: Arc<StatisticsRecorder>,
     /// How long loading took: creating and warming up every instance.
     load_duration: Duration,
+    /// Its part of the response cache, when its configuration enables the
+    /// cache and the server has one.
+    response_cache: Option<ModelCache>,
 }
 
 impl LoadedVersion {
+    /// Runs a validated request, or answers it from the response cache
+    /// when the model uses one and an identical request ran before; the
+    /// answer of a request that ran is kept there for the next.
+    async fn execute(
+        &self,
+        request: ValidatedRequest,
+        options: RequestOptions,
+        trace: Option<Arc<RequestTrace>>,
+    ) -> Result<Executed> {
+        let Some(cache) = &self.response_cache else {
+            return self.scheduler.execute(request, options, trace).await;
+        };
+        let lookup_started = Instant::now();
+        let (key, found) = cache.lookup(&request);
+        let lookup = lookup_started.elapsed();
+        if let Some(outputs) = found {
+            self.statistics.record_cache_hit(lookup_started.elapsed(), lookup);
+            return self.scheduler.answer_without_running(outputs).await;
+        }
+        let executed = self.scheduler.execute(request, options, trace).await?;
+        let insert_started = Instant::now();
+        if !cache.insert(key, &executed.outputs) {
+            let (model, version) = (&self.config.name, self.version);
+            tracing::debug!(%model, version, "an answer larger than the whole response cache was not kept");
+        }
+        self.statistics.record_cache_miss(lookup + insert_started.elapsed());
+        Ok(executed)
+    }
+
     /// The outputs `request` wants as classes, with how many; refused
     /// before the model runs when an output's datatype cannot be
     /// classified. Unknown outputs are left to validation to report.
@@ -215,6 +248,9 @@ pub struct ManagerOptions {
     /// Triton's `--strict-readiness`: with `false` the server is ready
     /// once the start-up loading is over, whatever the models' states.
     pub lenient_readiness: bool,
+    /// The response cache (`--cache-config local,size=N`) that models with
+    /// `response_cache { enable: true }` use.
+    pub response_cache: Option<Arc<ResponseCache>>,
 }
 
 /// What the metrics endpoint reports of one loaded model version.
@@ -226,6 +262,8 @@ pub struct VersionMetrics {
     pub pending_requests: usize,
     /// How long it took to load.
     pub load_duration: Duration,
+    /// Whether it uses the response cache.
+    pub caches_responses: bool,
 }
 
 /// The outcome of loading the repositories.
@@ -721,6 +759,18 @@ impl ModelManager {
         let label = format!("model '{}' version {version}", config.name);
         let scheduler =
             Scheduler::start(&label, SchedulingPolicy::from_config(config), instances, Arc::clone(&statistics))?;
+        let wants_cache = config.response_cache.as_ref().is_some_and(|cache| cache.enable);
+        let response_cache = match (&self.options.response_cache, wants_cache) {
+            (Some(cache), true) => Some(cache.scope()),
+            (None, true) => {
+                tracing::warn!(
+                    "{label} enables response_cache, but the server has no cache; start it with --cache-config \
+                     local,size=<bytes> to cache its answers"
+                );
+                None
+            }
+            (_, false) => None,
+        };
         Ok(LoadedVersion {
             version,
             config: Arc::clone(config),
@@ -729,6 +779,7 @@ impl ModelManager {
             scheduler,
             statistics,
             load_duration: started.elapsed(),
+            response_cache,
         })
     }
 
@@ -880,6 +931,7 @@ impl ModelManager {
                 statistics: loaded.statistics.snapshot(),
                 pending_requests: loaded.scheduler.pending_requests(),
                 load_duration: loaded.load_duration,
+                caches_responses: loaded.response_cache.is_some(),
             })
             .collect()
     }
@@ -981,7 +1033,7 @@ impl ModelManager {
         if let Some(trace) = &trace {
             trace.tensors(TensorActivity::QueueInput, &validated.inputs);
         }
-        let executed = loaded.scheduler.execute(validated, options, trace.clone()).await?;
+        let executed = loaded.execute(validated, options, trace.clone()).await?;
         if let Some(trace) = &trace {
             trace.tensors(TensorActivity::BackendOutput, &executed.outputs);
         }

@@ -20,6 +20,7 @@ use crate::model_config::AutocompleteOptions;
 use crate::model_control::{ModelControlMode, StartupModels};
 use crate::model_manager::{ManagerOptions, ModelManager};
 use crate::platform::{PlatformMounts, discover_model_repository};
+use crate::response_cache::{LOCAL_CACHE, ResponseCache};
 use crate::shutdown::{self, ShutdownSignal, ShutdownTrigger};
 use crate::trace::Tracer;
 
@@ -61,6 +62,21 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
                 Err(reason)
             }
         };
+    let response_cache = match args.response_cache_size() {
+        Ok((size, warnings)) => {
+            for warning in warnings {
+                tracing::warn!("{warning}");
+            }
+            size.map(|bytes| {
+                tracing::info!("response cache: {LOCAL_CACHE}, {bytes} bytes, for models that enable response_cache");
+                Arc::new(ResponseCache::new(bytes))
+            })
+        }
+        Err(reason) => {
+            tracing::error!("{reason}");
+            return ExitCode::FAILURE;
+        }
+    };
     let options = ManagerOptions {
         autocomplete: AutocompleteOptions {
             strict: args.strict_model_config,
@@ -71,6 +87,7 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
         control: args.model_control_mode,
         allow_client_shm: args.allow_client_shm,
         lenient_readiness: !args.strict_readiness,
+        response_cache,
     };
     if args.model_control_mode != ModelControlMode::Explicit && !args.load_model.is_empty() {
         tracing::warn!("ignoring --load-model: it only applies with --model-control-mode=explicit");

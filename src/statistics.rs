@@ -38,6 +38,12 @@ pub struct InferenceStatistics {
     pub compute_infer: Duration64,
     /// Time extracting outputs.
     pub compute_output: Duration64,
+    /// Requests answered from the response cache, and the time finding
+    /// and taking their answers took.
+    pub cache_hit: Duration64,
+    /// Requests that looked in the response cache and had to run, and the
+    /// time looking and then storing their answers took.
+    pub cache_miss: Duration64,
 }
 
 /// Per executed batch size: how many executions of that size and their
@@ -158,6 +164,33 @@ impl StatisticsRecorder {
         });
     }
 
+    /// Records a request answered from the response cache: `total` from
+    /// its arrival to its answer, `lookup` of it finding the answer. As in
+    /// Triton, it counts as a success with no queue time, and not as an
+    /// inference or execution.
+    pub fn record_cache_hit(&self, total: Duration, lookup: Duration) {
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_millis() as u64);
+        self.update(|statistics| {
+            statistics.last_inference = statistics.last_inference.max(now_ms);
+            let stats = &mut statistics.inference_stats;
+            stats.success.add(1, total);
+            stats.queue.add(1, Duration::ZERO);
+            stats.cache_hit.add(1, lookup);
+        });
+    }
+
+    /// Records a successful request that missed the response cache and
+    /// spent `elapsed` looking there and storing its answer; that time is
+    /// added to its success time too, which its execution recorded
+    /// without it, as Triton does.
+    pub fn record_cache_miss(&self, elapsed: Duration) {
+        self.update(|statistics| {
+            let stats = &mut statistics.inference_stats;
+            stats.success.add(0, elapsed);
+            stats.cache_miss.add(1, elapsed);
+        });
+    }
+
     /// Records a request that failed for `reason` after `elapsed`.
     pub fn record_failure(&self, elapsed: Duration, reason: FailureReason) {
         self.update(|statistics| {
@@ -202,5 +235,25 @@ mod tests {
         assert_eq!(snapshot.failures, FailureCounts { rejected: 0, canceled: 1, backend: 1 });
         assert_eq!(snapshot.batch_stats[&5].compute_infer, Duration64 { count: 1, ns: 10_000_000 });
         assert_eq!(snapshot.batch_stats.keys().copied().collect::<Vec<_>>(), vec![1, 5]);
+    }
+
+    #[test]
+    fn cache_hits_are_successes_without_executions_and_misses_add_their_time() {
+        let recorder = StatisticsRecorder::new("m", 1);
+        let us = Duration::from_micros;
+        let times = ExecutionTimes { input: us(1), infer: us(10), output: us(2) };
+        recorder.record_execution(1, times, &[us(3)], &[us(20)]);
+        recorder.record_cache_miss(us(4));
+        recorder.record_cache_hit(us(6), us(5));
+        recorder.record_cache_hit(us(7), us(5));
+        let snapshot = recorder.snapshot();
+        assert_eq!((snapshot.inference_count, snapshot.execution_count), (1, 1));
+        assert!(snapshot.last_inference > 0);
+        let stats = snapshot.inference_stats;
+        assert_eq!(stats.success, Duration64 { count: 3, ns: 37_000 });
+        assert_eq!(stats.queue, Duration64 { count: 3, ns: 3_000 });
+        assert_eq!(stats.compute_infer, Duration64 { count: 1, ns: 10_000 });
+        assert_eq!(stats.cache_hit, Duration64 { count: 2, ns: 10_000 });
+        assert_eq!(stats.cache_miss, Duration64 { count: 1, ns: 4_000 });
     }
 }

@@ -299,8 +299,8 @@ pub fn encode_statistics(statistics: Vec<ModelStatistics>) -> ModelStatisticsRes
                     compute_input: duration(stats.compute_input),
                     compute_infer: duration(stats.compute_infer),
                     compute_output: duration(stats.compute_output),
-                    cache_hit: duration(Duration64::default()),
-                    cache_miss: duration(Duration64::default()),
+                    cache_hit: duration(stats.cache_hit),
+                    cache_miss: duration(stats.cache_miss),
                 }),
                 batch_stats: model
                     .batch_stats

@@ -102,6 +102,35 @@ const FAMILIES: [Family; 10] = [
     },
 ];
 
+/// Triton's per-model response cache metrics, reported for the model
+/// versions that use the cache.
+const CACHE_FAMILIES: [Family; 4] = [
+    Family {
+        name: "nv_cache_num_hits_per_model",
+        kind: "counter",
+        help: "Requests answered from the response cache",
+        value: |metrics| metrics.statistics.inference_stats.cache_hit.count.to_string(),
+    },
+    Family {
+        name: "nv_cache_num_misses_per_model",
+        kind: "counter",
+        help: "Requests that found no answer in the response cache and ran",
+        value: |metrics| metrics.statistics.inference_stats.cache_miss.count.to_string(),
+    },
+    Family {
+        name: "nv_cache_hit_duration_per_model",
+        kind: "counter",
+        help: "Total time finding and taking answers from the response cache, in microseconds",
+        value: |metrics| micros(metrics.statistics.inference_stats.cache_hit).to_string(),
+    },
+    Family {
+        name: "nv_cache_miss_duration_per_model",
+        kind: "counter",
+        help: "Total time looking in the response cache and storing answers there on a miss, in microseconds",
+        value: |metrics| micros(metrics.statistics.inference_stats.cache_miss).to_string(),
+    },
+];
+
 /// A label value with the characters the text format reserves escaped.
 fn escape(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
@@ -132,9 +161,12 @@ pub fn render(versions: &[VersionMetrics], cpu: Option<&CpuMetrics>) -> String {
             );
         }
     }
-    for family in &FAMILIES {
+    let caching: Vec<&VersionMetrics> = versions.iter().filter(|metrics| metrics.caches_responses).collect();
+    let every_family = FAMILIES.iter().map(|family| (family, versions.iter().collect::<Vec<_>>()));
+    let cache_families = CACHE_FAMILIES.iter().map(|family| (family, caching.clone()));
+    for (family, reported) in every_family.chain(cache_families.filter(|(_, reported)| !reported.is_empty())) {
         header(&mut text, family.name, family.kind, family.help);
-        for metrics in versions {
+        for metrics in reported {
             let (model, version) = labels(metrics);
             let _ = writeln!(
                 text,
@@ -179,6 +211,7 @@ mod tests {
             statistics: ModelStatistics { name: name.to_string(), version, ..Default::default() },
             pending_requests: 0,
             load_duration: Duration::from_millis(250),
+            caches_responses: false,
         }
     }
 
@@ -220,6 +253,23 @@ mod tests {
         assert_eq!(text.lines().filter(|line| !line.starts_with('#')).count(), 2 * (FAMILIES.len() + 4));
         assert!(text.contains("# TYPE nv_inference_pending_request_count gauge\n"));
         assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn cache_metrics_only_for_versions_that_use_the_cache() {
+        assert!(!render(&[version("simple", 1)], None).contains("nv_cache"));
+        let mut cached = version("mlp", 1);
+        cached.caches_responses = true;
+        cached.statistics.inference_stats.cache_hit = Duration64 { count: 3, ns: 4_500 };
+        cached.statistics.inference_stats.cache_miss = Duration64 { count: 2, ns: 12_000 };
+        let text = render(&[version("simple", 1), cached], None);
+        let mlp = r#"{model="mlp",version="1"}"#;
+        assert_eq!(sample(&text, &format!("nv_cache_num_hits_per_model{mlp}")), Some("3"));
+        assert_eq!(sample(&text, &format!("nv_cache_num_misses_per_model{mlp}")), Some("2"));
+        assert_eq!(sample(&text, &format!("nv_cache_hit_duration_per_model{mlp}")), Some("4"));
+        assert_eq!(sample(&text, &format!("nv_cache_miss_duration_per_model{mlp}")), Some("12"));
+        assert!(text.contains("# TYPE nv_cache_num_hits_per_model counter\n"));
+        assert!(!text.contains(r#"nv_cache_num_hits_per_model{model="simple""#));
     }
 
     #[test]

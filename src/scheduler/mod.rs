@@ -322,6 +322,27 @@ impl Scheduler {
     }
 }
 
+impl Scheduler {
+    /// Answers with outputs found without running the model (a response
+    /// cache hit): at once, or with `preserve_ordering` once every request
+    /// that arrived before has been answered, as Triton keeps the order of
+    /// cached answers too.
+    pub async fn answer_without_running(&self, outputs: Vec<Tensor>) -> Result<Executed> {
+        let executed = Executed { outputs, position: BatchPosition::ALONE };
+        if matches!(self.shared.responder, Responder::Immediate) {
+            return Ok(executed);
+        }
+        let (reply, answer) = oneshot::channel();
+        let sequence = {
+            let mut state = self.shared.lock();
+            state.next_sequence += 1;
+            state.next_sequence - 1
+        };
+        self.shared.responder.respond(sequence, reply, Ok(executed));
+        answer.await.map_err(|_| Error::internal(format!("{}: the answer was lost", self.shared.label)))?
+    }
+}
+
 impl Drop for Scheduler {
     fn drop(&mut self) {
         // Instances send what is queued, then their threads end; without
@@ -502,6 +523,38 @@ mod tests {
                 assert!(sent.elapsed() >= delay, "answered after {:?}, before the {delay:?} delay", sent.elapsed());
             }
             assert_eq!(*sizes.lock().unwrap(), vec![1, 1, 1]);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_found_without_running_keeps_its_turn_when_ordering_is_preserved() {
+        let cached = || vec![Tensor { name: "y".into(), ..request(9).inputs[0].clone() }];
+        let slow = || Box::new(RecordingInstance(Default::default(), Duration::from_millis(300)));
+        let (unordered, _) = start(policy("max_batch_size: 1"), vec![slow()]);
+        let (ordered, _) =
+            start(policy("max_batch_size: 1 dynamic_batching { preserve_ordering: true }"), vec![slow()]);
+        for (scheduler, keeps_order) in [(unordered, false), (ordered, true)] {
+            let scheduler = Arc::new(scheduler);
+            let running = tokio::spawn({
+                let scheduler = Arc::clone(&scheduler);
+                async move { scheduler.execute(request(0), RequestOptions::default(), None).await }
+            });
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            // Without ordering the answer is there at the first poll; with
+            // it, the answer waits for the request that arrived before.
+            let mut found = std::pin::pin!(scheduler.answer_without_running(cached()));
+            let answer = match futures::poll!(&mut found) {
+                std::task::Poll::Ready(answer) => {
+                    assert!(!keeps_order, "answered before the request that arrived first");
+                    answer
+                }
+                std::task::Poll::Pending => {
+                    assert!(keeps_order, "waited without preserve_ordering");
+                    found.await
+                }
+            };
+            assert_eq!(answer.unwrap().outputs, cached());
+            assert!(running.await.unwrap().is_ok());
         }
     }
 
