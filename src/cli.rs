@@ -9,6 +9,7 @@ use clap::builder::BoolishValueParser;
 use clap::parser::ValueSource;
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 
+use crate::logging::LogFormat;
 use crate::model_control::ModelControlMode;
 use crate::platform::VertexSettings;
 use crate::response_cache::LOCAL_CACHE;
@@ -165,7 +166,13 @@ pub struct Args {
           num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub log_error: bool,
 
-    /// Append the log to this file instead of writing it to standard error.
+    /// Log record format, as in Triton: `default` (`I1123 20:05:41.824479
+    /// ...`) or `ISO8601` (`2026-11-23T20:05:41Z I ...`).
+    #[arg(long, default_value = "default", value_name = "FORMAT", value_parser = log_format)]
+    pub log_format: LogFormat,
+
+    /// Append the log to this file instead of writing it to standard
+    /// output (information) and standard error (warnings and errors).
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
 
@@ -223,6 +230,11 @@ pub struct Args {
     /// `onnxruntime,default-max-batch-size=8`.
     #[arg(long, value_name = "SETTING")]
     pub backend_config: Vec<String>,
+}
+
+/// A log format by Triton's name for it.
+fn log_format(name: &str) -> Result<LogFormat, String> {
+    LogFormat::from_name(name).ok_or_else(|| format!("'{name}' is not a log format: use default or ISO8601"))
 }
 
 /// A custom configuration name is a file name without spaces, as Triton

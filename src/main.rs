@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         warning: args.log_warning,
         error: args.log_error,
         verbose_level: args.log_verbose,
+        format: args.log_format,
     };
     let log_control = match logging::init(settings, args.log_file.clone()) {
         Ok(control) => control,

@@ -305,5 +305,5 @@ fn log_model_table(manager: &ModelManager) {
         table.push(format!("| {name:name_width$} | {version:version_width$} | {status:status_width$} |"));
     }
     table.push(line);
-    tracing::info!("\n{}", table.join("\n"));
+    tracing::info!(table = %table.join("\n"));
 }

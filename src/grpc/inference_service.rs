@@ -16,7 +16,7 @@ use super::codec::{decode_repository_parameters, decode_request, encode_response
 use super::trace_timing::{CallArrived, SendTrace};
 use crate::identity::ServerIdentity;
 use crate::inference::{ParameterValue, Parameters, parse_model_version};
-use crate::logging::{LOG_FORMAT, LogControl};
+use crate::logging::LogControl;
 use crate::model_control::{LoadOptions, check_unload_parameters};
 use crate::model_manager::{ModelManager, TensorMetadata};
 use crate::proto::inference::grpc_inference_service_server::GrpcInferenceService;
@@ -375,7 +375,7 @@ impl GrpcInferenceService for InferenceService {
             ("log_warning", setting(Reported::BoolParam(settings.warning))),
             ("log_error", setting(Reported::BoolParam(settings.error))),
             ("log_verbose_level", setting(Reported::Uint32Param(settings.verbose_level))),
-            ("log_format", setting(Reported::StringParam(LOG_FORMAT.to_string()))),
+            ("log_format", setting(Reported::StringParam(settings.format.name().to_string()))),
         ]
         .into_iter()
         .map(|(key, value)| (key.to_string(), value))

@@ -10,7 +10,7 @@ use super::AppState;
 use super::body::read_body;
 use super::error::ApiError;
 use super::infer_codec::decode_parameters;
-use crate::logging::{LOG_FORMAT, LogSettings};
+use crate::logging::LogSettings;
 
 fn encode(settings: LogSettings) -> Json<Value> {
     Json(json!({
@@ -19,7 +19,7 @@ fn encode(settings: LogSettings) -> Json<Value> {
         "log_warning": settings.warning,
         "log_error": settings.error,
         "log_verbose_level": settings.verbose_level,
-        "log_format": LOG_FORMAT,
+        "log_format": settings.format.name(),
     }))
 }
 

@@ -74,29 +74,34 @@ impl TestServer {
             .args(args)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("the server binary starts");
-        let stderr = child.stderr.take().expect("stderr is piped");
         let log = Arc::new(Mutex::new(Vec::new()));
         let (address_tx, address_rx) = mpsc::channel();
-        let lines = Arc::clone(&log);
-        // Keep reading stderr for the whole run so the pipe never fills up.
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                for (protocol, marker) in [
-                    ("grpc", "Started GRPCInferenceService at "),
-                    ("http", "Started HTTPService at "),
-                    ("metrics", "Started Metrics Service at "),
-                ] {
-                    if let Some(address) = line.split(marker).nth(1) {
-                        let _ = address_tx.send((protocol, address.trim().to_string()));
+        // Information comes on stdout, warnings and errors on stderr, as
+        // from Triton; both are read for the whole run so that neither pipe
+        // fills up.
+        let stdout: Box<dyn std::io::Read + Send> = Box::new(child.stdout.take().expect("stdout is piped"));
+        let stderr: Box<dyn std::io::Read + Send> = Box::new(child.stderr.take().expect("stderr is piped"));
+        for stream in [stdout, stderr] {
+            let (lines, address_tx) = (Arc::clone(&log), address_tx.clone());
+            thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    for (protocol, marker) in [
+                        ("grpc", "Started GRPCInferenceService at "),
+                        ("http", "Started HTTPService at "),
+                        ("metrics", "Started Metrics Service at "),
+                    ] {
+                        if let Some(address) = line.split(marker).nth(1) {
+                            let _ = address_tx.send((protocol, address.trim().trim_end_matches('"').to_string()));
+                        }
                     }
+                    lines.lock().unwrap().push(line);
                 }
-                lines.lock().unwrap().push(line);
-            }
-        });
+            });
+        }
         let (mut grpc_address, mut http_address, mut metrics_address) = (String::new(), String::new(), String::new());
         while grpc_address.is_empty() || http_address.is_empty() || metrics_address.is_empty() {
             match address_rx.recv_timeout(Duration::from_secs(30)) {

@@ -77,7 +77,7 @@ def test_the_server_follows_the_repository(polling_server, repository, protocol)
         # Load and unload requests are refused, with Triton's words.
         for call in (lambda: client.load_model("simple"), lambda: client.unload_model("simple")):
             expect_error(client, call, "UNAVAILABLE", "not allowed if polling is enabled", "mode=poll")
-    assert server.wait_for_line(r'loaded: its directory was added to the model repository model="other"')
+    assert server.wait_for_line(r"loaded: its directory was added to the model repository model=other")
     assert server.wait_for_line(r"unloaded: its directory left the model repository model=other")
 
 
@@ -113,7 +113,7 @@ def test_a_changed_model_reloads_without_losing_requests(polling_server, reposit
 
         # Contents that do not load: the versions loaded before keep serving.
         (repository / "simple" / "config.pbtxt").write_text('name: "simple"\nmax_batch_size: eight\n')
-        kept = r'new contents do not load, so the versions loaded before keep serving.*model="simple"'
+        kept = r'new contents do not load, so the versions loaded before keep serving.*model=simple'
         assert server.wait_for_line(kept, timeout=CHANGE_SEEN_S)
         assert model_config(client, "simple")["max_batch_size"] == 4
         infer_simple(client, "simple")
@@ -126,6 +126,6 @@ def test_a_changed_model_reloads_without_losing_requests(polling_server, reposit
 
 def test_no_polling_with_zero_seconds(launch_server, repository):
     server = launch_server(repository, extra=["--model-control-mode=poll", "--repository-poll-secs=0"])
-    assert server.wait_for_line(r"WARN.*--repository-poll-secs=0: the repository is not polled", timeout=5)
+    assert server.wait_for_line(r"^W.*--repository-poll-secs=0: the repository is not polled", timeout=5)
     with server.client("http") as client:
         infer_simple(client, "simple")

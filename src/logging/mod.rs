@@ -1,11 +1,14 @@
 //! The server's log and Triton's logging extension: which levels are
-//! written (`--log-info`, `--log-warning`, `--log-error`, `--log-verbose`)
-//! and where (`--log-file`), changeable while the server runs through
-//! `LogSettings` and `/v2/logging`, so an operator can turn on verbose
-//! logging on a live server without restarting it.
+//! written (`--log-info`, `--log-warning`, `--log-error`, `--log-verbose`),
+//! in which of Triton's record formats (`--log-format`, [`record`]) and
+//! where (`--log-file`, else information on standard output and warnings
+//! and errors on standard error, as Triton writes them), changeable while
+//! the server runs through `LogSettings` and `/v2/logging`, so an operator
+//! can turn on verbose logging on a live server without restarting it.
+
+mod record;
 
 use std::fs::{File, OpenOptions};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -16,12 +19,10 @@ use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 
+use self::record::TritonRecords;
+pub use self::record::{ESCAPE_VARIABLE, LogFormat, TABLE_FIELD};
 use crate::error::{Error, ErrorKind, Result};
 use crate::inference::{ParameterValue, Parameters};
-
-/// The one log format this server writes, by Triton's name for its
-/// default.
-pub const LOG_FORMAT: &str = "default";
 
 /// What is logged, and where, as Triton's logging extension reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +37,8 @@ pub struct LogSettings {
     pub error: bool,
     /// 0 for none, 1 for debug messages, 2 and up for trace messages too.
     pub verbose_level: u32,
+    /// The record format.
+    pub format: LogFormat,
 }
 
 impl LogSettings {
@@ -122,7 +125,7 @@ impl LogControl {
 
     /// Applies the settings a client sent (Triton's names: `log_info`,
     /// `log_warning`, `log_error` booleans, `log_verbose_level` a count,
-    /// `log_format` the one format there is) and returns them all. The log
+    /// `log_format` `default` or `ISO8601`) and returns them all. The log
     /// file cannot be changed over the network, as in Triton; an unknown
     /// name or a value of the wrong type changes nothing and says why.
     pub fn update(&self, changes: &Parameters) -> Result<LogSettings> {
@@ -153,10 +156,10 @@ impl LogControl {
                         u32::try_from(*level).map_err(|_| invalid(key, "a level from 0 up", value))?;
                 }
                 ("log_verbose_level", other) => return Err(invalid(key, "a level from 0 up", other)),
-                ("log_format", ParameterValue::String(format)) if format == LOG_FORMAT => {}
-                ("log_format", other) => {
-                    return Err(invalid(key, &format!("\"{LOG_FORMAT}\", the one format this server writes"), other));
+                ("log_format", ParameterValue::String(name)) if LogFormat::from_name(name).is_some() => {
+                    settings.format = LogFormat::from_name(name).unwrap_or_default();
                 }
+                ("log_format", other) => return Err(invalid(key, "\"default\" or \"ISO8601\"", other)),
                 (other, _) => {
                     return Err(Error::invalid_argument(format!(
                         "unknown log setting '{other}'; the settings are log_file, log_info, log_warning, \
@@ -172,10 +175,13 @@ impl LogControl {
     }
 }
 
-/// Where the log goes: standard error, or the `--log-file` file.
+/// Where the log goes: the standard streams (information on standard
+/// output, warnings and errors on standard error, as in Triton, so that a
+/// platform that takes standard error for errors sees only those), or the
+/// `--log-file` file.
 #[derive(Clone)]
 enum Destination {
-    StandardError,
+    StandardStreams,
     File(Arc<File>),
 }
 
@@ -184,14 +190,21 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Destination {
 
     fn make_writer(&'a self) -> Self::Writer {
         match self {
-            Destination::StandardError => Box::new(std::io::stderr()),
+            Destination::StandardStreams => Box::new(std::io::stderr()),
             Destination::File(file) => Box::new(file.as_ref()),
+        }
+    }
+
+    fn make_writer_for(&'a self, metadata: &Metadata<'_>) -> Self::Writer {
+        match self {
+            Destination::StandardStreams if *metadata.level() > Level::WARN => Box::new(std::io::stdout()),
+            _ => self.make_writer(),
         }
     }
 }
 
 /// Starts logging with `settings`; `file`, when given, is appended to
-/// instead of standard error. `RUST_LOG`, when set, chooses what is logged
+/// instead of the standard streams. `RUST_LOG`, when set, chooses what is logged
 /// by module and level, as tracing's filter directives say, and the
 /// verbose level starts at 2 so that the settings do not hide what it asks
 /// for; otherwise the chattiest libraries are kept to their warnings or
@@ -205,11 +218,9 @@ pub fn init(mut settings: LogSettings, file: Option<PathBuf>) -> std::result::Re
                 .open(path)
                 .map_err(|error| format!("cannot open the log file '{}': {error}", path.display()))?,
         )),
-        None => Destination::StandardError,
+        None => Destination::StandardStreams,
     };
-    // Colours only for a person at a terminal; container logs and files
-    // stay plain.
-    let ansi = file.is_none() && std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let escape = std::env::var(ESCAPE_VARIABLE).map_or(true, |value| value != "0");
     let directives = EnvFilter::try_from_default_env().ok();
     if directives.is_some() {
         settings.verbose_level = settings.verbose_level.max(2);
@@ -218,7 +229,11 @@ pub fn init(mut settings: LogSettings, file: Option<PathBuf>) -> std::result::Re
     tracing_subscriber::registry()
         .with(LevelSwitches { settings: Arc::clone(&settings), cap_libraries: directives.is_none() })
         .with(directives)
-        .with(tracing_subscriber::fmt::layer().with_writer(destination).with_ansi(ansi))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(destination)
+                .event_format(TritonRecords::new(Arc::clone(&settings), escape)),
+        )
         .try_init()
         .map_err(|error| format!("cannot start logging: {error}"))?;
     Ok(Arc::new(LogControl { settings, updating: Mutex::new(()) }))
@@ -229,7 +244,14 @@ mod tests {
     use super::*;
 
     fn control() -> LogControl {
-        let settings = LogSettings { file: String::new(), info: true, warning: true, error: true, verbose_level: 0 };
+        let settings = LogSettings {
+            file: String::new(),
+            info: true,
+            warning: true,
+            error: true,
+            verbose_level: 0,
+            format: LogFormat::Default,
+        };
         LogControl { settings: Arc::new(RwLock::new(settings)), updating: Mutex::new(()) }
     }
 
@@ -244,8 +266,10 @@ mod tests {
             .update(&changes(&[
                 ("log_info", ParameterValue::Bool(false)),
                 ("log_verbose_level", ParameterValue::Uint64(2)),
+                ("log_format", ParameterValue::String("ISO8601".into())),
             ]))
             .unwrap();
+        assert_eq!(updated.format, LogFormat::Iso8601);
         assert_eq!((updated.info, updated.warning, updated.verbose_level), (false, true, 2));
         assert_eq!(control.settings(), updated);
         assert!(updated.allows(&Level::TRACE) && !updated.allows(&Level::INFO));
@@ -260,7 +284,7 @@ mod tests {
             (changes(&[("log_file", ParameterValue::String("/tmp/x".into()))]), "can not be updated"),
             (changes(&[("log_info", ParameterValue::Int64(1))]), "'log_info' must be true or false, not 1"),
             (changes(&[("log_verbose_level", ParameterValue::Int64(-1))]), "must be a level from 0 up, not -1"),
-            (changes(&[("log_format", ParameterValue::String("ISO8601".into()))]), "the one format"),
+            (changes(&[("log_format", ParameterValue::String("json".into()))]), "\"default\" or \"ISO8601\""),
             (changes(&[("log_colour", ParameterValue::Bool(true))]), "unknown log setting 'log_colour'"),
             (
                 changes(&[
@@ -289,7 +313,14 @@ mod tests {
 
     #[test]
     fn everything_off_is_off() {
-        let settings = LogSettings { file: String::new(), info: false, warning: false, error: false, verbose_level: 0 };
+        let settings = LogSettings {
+            file: String::new(),
+            info: false,
+            warning: false,
+            error: false,
+            verbose_level: 0,
+            format: LogFormat::Default,
+        };
         assert_eq!(settings.most_verbose(), LevelFilter::OFF);
     }
 }
