@@ -14,6 +14,7 @@ pub mod backend;
 pub mod classification;
 pub mod cli;
 pub mod directory_fingerprint;
+pub mod ensemble;
 pub mod error;
 pub mod grpc;
 pub mod http;

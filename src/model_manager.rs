@@ -2,6 +2,7 @@
 //! state per version, and routing requests to the right loaded version.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -13,8 +14,9 @@ use tokio::sync::watch;
 use crate::backend::{Backend, Device, InstanceSettings, ModelInstance};
 use crate::classification::{Labels, check_classifiable, classify, requested_classes};
 use crate::directory_fingerprint::DirectoryFingerprint;
+use crate::ensemble::{ENSEMBLE_PLATFORM, EnsemblePlan, StepRequest};
 use crate::error::{Error, Result};
-use crate::inference::{InferenceRequest, InferenceResponse};
+use crate::inference::{BatchPosition, InferenceRequest, InferenceResponse, RequestedOutput};
 use crate::model_config::{
     AutocompleteOptions, ModelConfig, autocomplete, check_config, parse_json_config, parse_text_format,
 };
@@ -26,8 +28,8 @@ use crate::repository::{
 use crate::response_cache::{ModelCache, ResponseCache};
 use crate::scheduler::{Executed, RequestOptions, Scheduler, SchedulingPolicy};
 use crate::shared_memory::{SharedMemoryRef, SharedMemoryRegistry};
-use crate::statistics::{ModelStatistics, StatisticsRecorder};
-use crate::tensor::DataType;
+use crate::statistics::{ExecutionTimes, FailureReason, ModelStatistics, StatisticsRecorder};
+use crate::tensor::{DataType, Tensor};
 use crate::trace::{Activity, RequestTrace, TensorActivity};
 use crate::validation::{ModelIo, ValidatedRequest};
 use crate::warmup::{warm_up, warmup_samples};
@@ -112,13 +114,21 @@ pub struct ModelMetadata {
     pub outputs: Vec<TensorMetadata>,
 }
 
+/// How a loaded model version runs requests.
+enum Execution {
+    /// On instances of its own, which its scheduler feeds.
+    Instances(Scheduler),
+    /// As an ensemble: a pipeline of other models' requests.
+    Ensemble(EnsemblePlan),
+}
+
 /// A model version that is loaded and serving.
 pub struct LoadedVersion {
     version: i64,
     config: Arc<ModelConfig>,
     io: ModelIo,
     labels: Labels,
-    scheduler: Scheduler,
+    execution: Execution,
     statistics: Arc<StatisticsRecorder>,
     /// How long loading took: creating and warming up every instance.
     load_duration: Duration,
@@ -128,26 +138,30 @@ pub struct LoadedVersion {
 }
 
 impl LoadedVersion {
-    /// Runs a validated request, or answers it from the response cache
-    /// when the model uses one and an identical request ran before; the
-    /// answer of a request that ran is kept there for the next.
-    async fn execute(
-        &self,
-        request: ValidatedRequest,
-        options: RequestOptions,
-        trace: Option<Arc<RequestTrace>>,
-    ) -> Result<Executed> {
+    /// Runs a validated request with `run`, or answers it from the response
+    /// cache when the model uses one and an identical request ran before;
+    /// the answer of a request that ran is kept there for the next.
+    async fn run_cached<F, Fut>(&self, request: ValidatedRequest, run: F) -> Result<Executed>
+    where
+        F: FnOnce(ValidatedRequest) -> Fut,
+        Fut: Future<Output = Result<Executed>>,
+    {
         let Some(cache) = &self.response_cache else {
-            return self.scheduler.execute(request, options, trace).await;
+            return run(request).await;
         };
         let lookup_started = Instant::now();
         let (key, found) = cache.lookup(&request);
         let lookup = lookup_started.elapsed();
         if let Some(outputs) = found {
             self.statistics.record_cache_hit(lookup_started.elapsed(), lookup);
-            return self.scheduler.answer_without_running(outputs).await;
+            return match &self.execution {
+                Execution::Instances(scheduler) => scheduler.answer_without_running(outputs).await,
+                Execution::Ensemble(_) => {
+                    Ok(Executed { outputs, position: BatchPosition::ALONE, times: ExecutionTimes::default() })
+                }
+            };
         }
-        let executed = self.scheduler.execute(request, options, trace).await?;
+        let executed = run(request).await?;
         let insert_started = Instant::now();
         if !cache.insert(key, &executed.outputs) {
             let (model, version) = (&self.config.name, self.version);
@@ -155,6 +169,21 @@ impl LoadedVersion {
         }
         self.statistics.record_cache_miss(lookup + insert_started.elapsed());
         Ok(executed)
+    }
+
+    /// Requests waiting in its queue; an ensemble has none of its own.
+    fn pending_requests(&self) -> usize {
+        match &self.execution {
+            Execution::Instances(scheduler) => scheduler.pending_requests(),
+            Execution::Ensemble(_) => 0,
+        }
+    }
+
+    /// Stops its scheduler and instances (see [`Scheduler::stop`]).
+    fn stop(&self) {
+        if let Execution::Instances(scheduler) = &self.execution {
+            scheduler.stop();
+        }
     }
 
     /// The outputs `request` wants as classes, with how many; refused
@@ -274,6 +303,10 @@ pub struct LoadReport {
     /// `model: reason` for every model or version that failed.
     pub failures: Vec<String>,
 }
+
+/// How long an ensemble loading at start waits for a composing model that
+/// is still loading.
+const COMPOSING_MODEL_WAIT: Duration = Duration::from_secs(600);
 
 /// How long an unload or reload lets the requests that already hold a
 /// version finish before it stops the version's instances anyway.
@@ -717,6 +750,50 @@ impl ModelManager {
 
     fn load_version(&self, model_dir: &Path, config: &Arc<ModelConfig>, version: i64) -> Result<LoadedVersion> {
         let started = Instant::now();
+        let io = ModelIo::from_config(config);
+        let labels = Labels::load(config, model_dir)?;
+        let statistics = Arc::new(StatisticsRecorder::new(&config.name, version));
+        let label = format!("model '{}' version {version}", config.name);
+        let execution = if config.platform == ENSEMBLE_PLATFORM {
+            Execution::Ensemble(self.plan_ensemble(config)?)
+        } else {
+            Execution::Instances(self.start_instances(model_dir, config, version, &io, &label, &statistics)?)
+        };
+        let wants_cache = config.response_cache.as_ref().is_some_and(|cache| cache.enable);
+        let response_cache = match (&self.options.response_cache, wants_cache) {
+            (Some(cache), true) => Some(cache.scope()),
+            (None, true) => {
+                tracing::warn!(
+                    "{label} enables response_cache, but the server has no cache; start it with --cache-config \
+                     local,size=<bytes> to cache its answers"
+                );
+                None
+            }
+            (_, false) => None,
+        };
+        Ok(LoadedVersion {
+            version,
+            config: Arc::clone(config),
+            io,
+            labels,
+            execution,
+            statistics,
+            load_duration: started.elapsed(),
+            response_cache,
+        })
+    }
+
+    /// Creates and warms up a model version's instances and starts its
+    /// scheduler.
+    fn start_instances(
+        &self,
+        model_dir: &Path,
+        config: &Arc<ModelConfig>,
+        version: i64,
+        io: &ModelIo,
+        label: &str,
+        statistics: &Arc<StatisticsRecorder>,
+    ) -> Result<Scheduler> {
         let backend = self.backend.as_ref().map_err(|reason| Error::unavailable(reason.clone()))?;
         let model_path = model_file(model_dir, version, &config.default_model_filename);
         if !model_path.is_file() {
@@ -729,10 +806,7 @@ impl ModelManager {
                 config.name
             )));
         }
-        let io = ModelIo::from_config(config);
-        let labels = Labels::load(config, model_dir)?;
-        let samples = warmup_samples(config, &io, model_dir)?;
-        let statistics = Arc::new(StatisticsRecorder::new(&config.name, version));
+        let samples = warmup_samples(config, io, model_dir)?;
         // The creation jobs below move these references, not the values.
         let (samples, recorder) = (samples.as_slice(), statistics.as_ref());
         // Each instance is created and warmed up on its own thread, so a
@@ -756,31 +830,144 @@ impl ModelManager {
             .zip(placements.iter().map(|(name, _)| name.clone()))
             .map(|(instance, name)| instance.map(|instance| (name, instance)))
             .collect::<Result<_>>()?;
-        let label = format!("model '{}' version {version}", config.name);
-        let scheduler =
-            Scheduler::start(&label, SchedulingPolicy::from_config(config), instances, Arc::clone(&statistics))?;
-        let wants_cache = config.response_cache.as_ref().is_some_and(|cache| cache.enable);
-        let response_cache = match (&self.options.response_cache, wants_cache) {
-            (Some(cache), true) => Some(cache.scope()),
-            (None, true) => {
-                tracing::warn!(
-                    "{label} enables response_cache, but the server has no cache; start it with --cache-config \
-                     local,size=<bytes> to cache its answers"
-                );
-                None
+        Scheduler::start(label, SchedulingPolicy::from_config(config), instances, Arc::clone(statistics))
+    }
+
+    /// The plan of an ensemble, checked against the composing models as
+    /// they are loaded now: each one serves, is not itself an ensemble, has
+    /// the inputs and outputs the steps name, with the datatypes the
+    /// ensemble's tensors have, and batches at least as much as the
+    /// ensemble. At start, a composing model still loading is waited for.
+    fn plan_ensemble(&self, config: &ModelConfig) -> Result<EnsemblePlan> {
+        let plan = EnsemblePlan::from_config(config).map_err(Error::invalid_argument)?;
+        let mut composing = Vec::with_capacity(plan.steps.len());
+        for (index, step) in plan.steps.iter().enumerate() {
+            let at_step =
+                |what: &str| Error::invalid_argument(format!("step {index} (model '{}'): {what}", step.model_name));
+            let model =
+                self.composing_model(&step.model_name, step.model_version).map_err(|error| at_step(error.message()))?;
+            if matches!(model.execution, Execution::Ensemble(_)) {
+                return Err(at_step("it is an ensemble; ensembles of ensembles are not supported"));
             }
-            (_, false) => None,
+            composing.push(model);
+        }
+        let ios: Vec<&ModelIo> = composing.iter().map(|model| &model.io).collect();
+        plan.check_composing(&ModelIo::from_config(config), &ios).map_err(Error::invalid_argument)?;
+        Ok(plan)
+    }
+
+    /// The composing model `name` at `version` as it serves now; while the
+    /// start-up loading has it still loading, waits for it.
+    fn composing_model(&self, name: &str, version: Option<i64>) -> Result<Arc<LoadedVersion>> {
+        let deadline = Instant::now() + COMPOSING_MODEL_WAIT;
+        loop {
+            let still_loading = self.read_models().get(name).is_some_and(|record| {
+                record.failure.is_none()
+                    && (record.versions.is_empty()
+                        || record.versions.values().any(|version| version.state == VersionState::Loading))
+            });
+            if !still_loading || Instant::now() >= deadline {
+                return self
+                    .resolve(name, version)
+                    .map_err(|error| Error::unavailable(format!("the model does not serve: {}", error.message())));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Runs a validated request on `loaded`: on its instances, or through
+    /// its ensemble's steps; from the response cache where it may be.
+    async fn execute(
+        &self,
+        loaded: &LoadedVersion,
+        request: ValidatedRequest,
+        options: RequestOptions,
+        trace: Option<Arc<RequestTrace>>,
+    ) -> Result<Executed> {
+        match &loaded.execution {
+            Execution::Instances(scheduler) => {
+                loaded.run_cached(request, |request| scheduler.execute(request, options, trace)).await
+            }
+            Execution::Ensemble(plan) => {
+                loaded.run_cached(request, |request| self.run_ensemble(loaded, plan, request, options)).await
+            }
+        }
+    }
+
+    /// Runs an ensemble's steps for one request. Its statistics count the
+    /// request once, with the compute times of its steps added up, as
+    /// Triton counts an ensemble's.
+    async fn run_ensemble(
+        &self,
+        loaded: &LoadedVersion,
+        plan: &EnsemblePlan,
+        request: ValidatedRequest,
+        options: RequestOptions,
+    ) -> Result<Executed> {
+        let started = Instant::now();
+        let ensemble = loaded.config.name.as_str();
+        let outcome = plan.run(request.inputs, &request.outputs, |step| self.run_step(ensemble, step, options)).await;
+        match outcome {
+            Ok((outputs, step_times)) => {
+                let times = step_times.iter().fold(ExecutionTimes::default(), |sum, step| ExecutionTimes {
+                    input: sum.input + step.input,
+                    infer: sum.infer + step.infer,
+                    output: sum.output + step.output,
+                });
+                loaded.statistics.record_execution(
+                    request.batch_size as u64,
+                    times,
+                    &[Duration::ZERO],
+                    &[started.elapsed()],
+                );
+                Ok(Executed { outputs, position: BatchPosition::ALONE, times })
+            }
+            Err(error) => {
+                loaded.statistics.record_failure(started.elapsed(), FailureReason::Backend);
+                Err(error)
+            }
+        }
+    }
+
+    /// Sends one ensemble step to its composing model, through that model's
+    /// validation, response cache, queue and instances; returns its outputs
+    /// as a client would get them, and its execution's times.
+    async fn run_step(
+        &self,
+        ensemble: &str,
+        step: StepRequest,
+        options: RequestOptions,
+    ) -> Result<(Vec<Tensor>, ExecutionTimes)> {
+        let in_ensemble =
+            |error: Error| Error::new(error.kind(), format!("ensemble '{ensemble}': {}", error.message()));
+        let composing = self.resolve(&step.model_name, step.model_version).map_err(in_ensemble)?;
+        let Execution::Instances(scheduler) = &composing.execution else {
+            return Err(Error::internal(format!("ensemble '{ensemble}': model '{}' is an ensemble", step.model_name)));
         };
-        Ok(LoadedVersion {
-            version,
-            config: Arc::clone(config),
-            io,
-            labels,
-            scheduler,
-            statistics,
-            load_duration: started.elapsed(),
-            response_cache,
-        })
+        let request = InferenceRequest {
+            model_name: step.model_name,
+            model_version: step.model_version,
+            id: String::new(),
+            parameters: Default::default(),
+            inputs: step.inputs,
+            shared_memory_inputs: Vec::new(),
+            outputs: step
+                .outputs
+                .into_iter()
+                .map(|name| RequestedOutput { name, parameters: Default::default() })
+                .collect(),
+        };
+        let validated = composing.io.validate(request).map_err(in_ensemble)?;
+        let executed = composing
+            .run_cached(validated, |request| scheduler.execute(request, options, None))
+            .await
+            .map_err(in_ensemble)?;
+        let outputs = executed
+            .outputs
+            .into_iter()
+            .map(|output| Tensor { shape: composing.io.response_shape(&output.name, output.shape.clone()), ..output })
+            .collect();
+        Ok((outputs, executed.times))
     }
 
     fn report(&self) -> LoadReport {
@@ -929,7 +1116,7 @@ impl ModelManager {
             .flat_map(|record| record.versions.values().filter_map(|version| version.loaded.as_ref()))
             .map(|loaded| VersionMetrics {
                 statistics: loaded.statistics.snapshot(),
-                pending_requests: loaded.scheduler.pending_requests(),
+                pending_requests: loaded.pending_requests(),
                 load_duration: loaded.load_duration,
                 caches_responses: loaded.response_cache.is_some(),
             })
@@ -983,7 +1170,7 @@ impl ModelManager {
             self.write_models().values_mut().flat_map(|record| record.unload()).collect();
         self.readiness.send_replace(false);
         for loaded in unloaded {
-            loaded.scheduler.stop();
+            loaded.stop();
             tracing::info!(model = %loaded.config.name, version = loaded.version, "unloaded");
         }
     }
@@ -1033,7 +1220,7 @@ impl ModelManager {
         if let Some(trace) = &trace {
             trace.tensors(TensorActivity::QueueInput, &validated.inputs);
         }
-        let executed = loaded.execute(validated, options, trace.clone()).await?;
+        let executed = self.execute(&loaded, validated, options, trace.clone()).await?;
         if let Some(trace) = &trace {
             trace.tensors(TensorActivity::BackendOutput, &executed.outputs);
         }
@@ -1136,7 +1323,7 @@ fn retire(versions: Vec<Arc<LoadedVersion>>) {
         while Arc::strong_count(&loaded) > 1 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
-        loaded.scheduler.stop();
+        loaded.stop();
         tracing::info!(model = %loaded.config.name, version = loaded.version, "released");
     }
 }

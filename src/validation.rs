@@ -93,7 +93,8 @@ impl ModelIo {
         Error::invalid_argument(format!("model '{}': {message}", self.model_name))
     }
 
-    fn names(contracts: &[TensorContract]) -> String {
+    /// The names of `contracts`, for messages: `a, b, c`.
+    pub fn names(contracts: &[TensorContract]) -> String {
         contracts.iter().map(|contract| contract.name.as_str()).collect::<Vec<_>>().join(", ")
     }
 

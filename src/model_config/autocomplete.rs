@@ -5,6 +5,7 @@
 
 use super::{DEFAULT_ONNX_FILENAME, ModelConfig, ONNX_BACKEND, ONNX_PLATFORM};
 use crate::backend::{ModelSignature, TensorSpec};
+use crate::ensemble::ENSEMBLE_PLATFORM;
 use crate::proto::inference::{
     ModelInput, ModelInstanceGroup, ModelOutput, ModelTensorReshape, ModelVersionPolicy,
     model_config::SchedulingChoice,
@@ -36,7 +37,7 @@ impl Default for AutocompleteOptions {
 impl AutocompleteOptions {
     /// Whether `config` needs the model's signature to be completed.
     pub fn needs_signature(&self, config: &ModelConfig) -> bool {
-        !self.strict && (config.input.is_empty() || config.output.is_empty())
+        !self.strict && config.platform != ENSEMBLE_PLATFORM && (config.input.is_empty() || config.output.is_empty())
     }
 }
 
@@ -53,6 +54,15 @@ pub fn autocomplete(
         config.name = model_name.to_string();
     } else if config.name != model_name {
         return Err(format!("the configuration names the model '{}' but its directory is '{model_name}'", config.name));
+    }
+    if config.platform == ENSEMBLE_PLATFORM {
+        // An ensemble has no model file to complete its tensors from, and
+        // no instances of its own: its steps run on the composing models'.
+        if config.version_policy.is_none() {
+            config.version_policy =
+                Some(ModelVersionPolicy { policy_choice: Some(PolicyChoice::Latest(Latest { num_versions: 1 })) });
+        }
+        return Ok(config);
     }
     complete_backend_fields(&mut config)?;
     if options.needs_signature(&config) {

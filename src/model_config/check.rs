@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 
 use super::ModelConfig;
+use crate::ensemble::{ENSEMBLE_PLATFORM, EnsemblePlan};
 use crate::proto::inference::model_config::SchedulingChoice;
 use crate::proto::inference::model_instance_group::Kind;
 use crate::proto::inference::model_queue_policy::TimeoutAction;
@@ -37,17 +38,23 @@ pub fn check_config(config: &ModelConfig) -> Result<(), String> {
     match &config.scheduling_choice {
         Some(SchedulingChoice::DynamicBatching(batching)) => check_dynamic_batching(batching, config.max_batch_size)?,
         // Running a stateful model without its sequence batcher would mix
-        // the requests of different sequences, and this server has no
-        // ensembles to schedule: refusing says so at load time.
+        // the requests of different sequences: refusing says so at load
+        // time.
         Some(SchedulingChoice::SequenceBatching(_)) => {
             return Err("sequence_batching is not supported: this server runs stateless models, with the default \
                         scheduler or dynamic_batching"
                 .to_string());
         }
-        Some(SchedulingChoice::EnsembleScheduling(_)) => {
-            return Err("ensemble_scheduling is not supported: this server has no ensemble platform".to_string());
+        Some(SchedulingChoice::EnsembleScheduling(_)) if config.platform != ENSEMBLE_PLATFORM => {
+            return Err(format!(
+                "ensemble_scheduling is for models of platform '{ENSEMBLE_PLATFORM}', not '{}'",
+                config.platform
+            ));
         }
-        None => {}
+        Some(SchedulingChoice::EnsembleScheduling(_)) | None => {}
+    }
+    if config.platform == ENSEMBLE_PLATFORM {
+        EnsemblePlan::from_config(config)?;
     }
     // Ragged batching hands the model inputs flattened across the batch and
     // extra batch inputs it computes; the model would otherwise get shapes
@@ -227,7 +234,14 @@ mod tests {
                 "priority_queue_policy names level 3, outside 1 to priority_levels 2",
             ),
             (VALID.to_string() + "sequence_batching { }", "sequence_batching is not supported"),
-            (VALID.to_string() + "ensemble_scheduling { }", "ensemble_scheduling is not supported"),
+            (VALID.to_string() + "ensemble_scheduling { }", "ensemble_scheduling is for models of platform 'ensemble'"),
+            (VALID.to_string() + "platform: \"ensemble\"", "an ensemble needs ensemble_scheduling"),
+            (
+                VALID.to_string()
+                    + "platform: \"ensemble\" ensemble_scheduling { step { model_name: \"a\" \
+                       input_map { key: \"i\" value: \"x\" } output_map { key: \"o\" value: \"z\" } } }",
+                "ensemble output 'y' is not the output of any step",
+            ),
             (
                 VALID.replace("reshape { shape: [ 6 ] }", "allow_ragged_batch: true"),
                 "input 'x' sets allow_ragged_batch: ragged batching is not supported",

@@ -136,7 +136,7 @@ fn execute_batch(shared: &Shared, name: &str, instance: &mut dyn ModelInstance, 
             let answers = live.len();
             for (index, (pending, outputs)) in live.into_iter().zip(shares).enumerate() {
                 let position = BatchPosition { index, answers };
-                shared.responder.respond(pending.sequence, pending.reply, Ok(Executed { outputs, position }));
+                shared.responder.respond(pending.sequence, pending.reply, Ok(Executed { outputs, position, times }));
             }
         }
         Err(error) => {

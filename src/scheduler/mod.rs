@@ -36,7 +36,7 @@ use self::spin::{CALLER_SPIN, CALLER_SPIN_BELOW, RecentDuration, poll_briefly};
 use crate::backend::ModelInstance;
 use crate::error::{Error, Result};
 use crate::inference::{BatchPosition, ParameterValue, Parameters};
-use crate::statistics::{FailureReason, StatisticsRecorder};
+use crate::statistics::{ExecutionTimes, FailureReason, StatisticsRecorder};
 use crate::tensor::Tensor;
 use crate::trace::{Activity, RequestTrace};
 use crate::validation::ValidatedRequest;
@@ -75,6 +75,9 @@ pub struct Executed {
     pub outputs: Vec<Tensor>,
     /// Its place among the answers of its execution.
     pub position: BatchPosition,
+    /// How long the phases of its execution took (the whole batch's); zero
+    /// for an answer found without running.
+    pub times: ExecutionTimes,
 }
 
 /// Where an instance sends a request's answer.
@@ -328,7 +331,7 @@ impl Scheduler {
     /// that arrived before has been answered, as Triton keeps the order of
     /// cached answers too.
     pub async fn answer_without_running(&self, outputs: Vec<Tensor>) -> Result<Executed> {
-        let executed = Executed { outputs, position: BatchPosition::ALONE };
+        let executed = Executed { outputs, position: BatchPosition::ALONE, times: ExecutionTimes::default() };
         if matches!(self.shared.responder, Responder::Immediate) {
             return Ok(executed);
         }
@@ -385,7 +388,6 @@ mod tests {
 
     use super::*;
     use crate::model_config::parse_text_format;
-    use crate::statistics::ExecutionTimes;
     use crate::tensor::DataType;
 
     /// Echoes its input after waiting at a barrier shared by all instances,

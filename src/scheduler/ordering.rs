@@ -92,7 +92,7 @@ mod tests {
     type Answered = oneshot::Receiver<Result<Executed>>;
 
     fn ran() -> Result<Executed> {
-        Ok(Executed { outputs: vec![], position: BatchPosition::ALONE })
+        Ok(Executed { outputs: vec![], position: BatchPosition::ALONE, times: Default::default() })
     }
 
     /// Reply channels for requests 0, 1 and 2, and their receiving ends.

@@ -1,0 +1,198 @@
+"""Triton's ensembles (platform "ensemble") through tritonclient over gRPC
+and HTTP: a pipeline of the example `simple` model runs its steps in order
+and side by side, passes its tensors along and batches like its composing
+models; its statistics count each request once, the composing models' each
+step; a broken pipeline fails to load and says why, and a request fails
+when a composing model does not serve."""
+
+import numpy as np
+import pytest
+
+from model_requests import default_wire, simple_data
+from protocols import as_numpy, count, expect_error, model_config, model_metadata, model_stats
+from server_process import EXAMPLE_MODELS, copy_model
+
+SIMPLE = EXAMPLE_MODELS / "simple"
+
+TENSORS = """
+input [
+  { name: "A" data_type: TYPE_INT32 dims: [ 16 ] },
+  { name: "B" data_type: TYPE_INT32 dims: [ 16 ] }
+]
+output [
+  { name: "TWICE_A" data_type: TYPE_INT32 dims: [ 16 ] },
+  { name: "TWICE_B" data_type: TYPE_INT32 dims: [ 16 ] },
+  { name: "SUM" data_type: TYPE_INT32 dims: [ 16 ] }
+]
+"""
+
+# simple(a, b) gives a + b and a - b; run again on those it gives 2a and 2b.
+TWICE = (
+    """name: "twice" platform: "ensemble" max_batch_size: 8"""
+    + TENSORS
+    + """
+ensemble_scheduling {
+  step [
+    {
+      model_name: "simple"
+      model_version: -1
+      input_map { key: "INPUT0" value: "A" }
+      input_map { key: "INPUT1" value: "B" }
+      output_map { key: "OUTPUT0" value: "SUM" }
+      output_map { key: "OUTPUT1" value: "difference" }
+    },
+    {
+      model_name: "simple"
+      model_version: 1
+      input_map { key: "INPUT0" value: "SUM" }
+      input_map { key: "INPUT1" value: "difference" }
+      output_map { key: "OUTPUT0" value: "TWICE_A" }
+      output_map { key: "OUTPUT1" value: "TWICE_B" }
+    }
+  ]
+}
+"""
+)
+
+
+def ensemble_dir(repository, name, config):
+    """An ensemble's directory: its configuration and an empty version 1."""
+    (repository / name / "1").mkdir(parents=True)
+    (repository / name / "config.pbtxt").write_text(config)
+
+
+@pytest.fixture
+def repository(tmp_path):
+    repository = tmp_path / "models"
+    copy_model(SIMPLE, repository)
+    ensemble_dir(repository, "twice", TWICE)
+    return repository
+
+
+def pipeline_inputs(wire, a, b):
+    return [wire.input("A", a, "INT32"), wire.input("B", b, "INT32")]
+
+
+def test_the_pipeline_passes_its_tensors_from_step_to_step(launch_server, repository, protocol):
+    server = launch_server(repository)
+    with server.client(protocol) as client:
+        wire = default_wire(client)
+        assert client.is_model_ready("twice")
+        assert model_metadata(client, "twice")["platform"] == "ensemble"
+        assert model_config(client, "twice")["platform"] == "ensemble"
+        simple_before = model_stats(client, "simple", "1")
+        for batch, seed in ((1, 1), (5, 2)):
+            a, b = simple_data(batch, seed=seed)
+            result = wire.infer(client, "twice", pipeline_inputs(wire, a, b))
+            np.testing.assert_array_equal(as_numpy(result, "TWICE_A"), 2 * a)
+            np.testing.assert_array_equal(as_numpy(result, "TWICE_B"), 2 * b)
+            # An intermediate tensor that is also an ensemble output.
+            np.testing.assert_array_equal(as_numpy(result, "SUM"), a + b)
+        # Asking for one output gives that one.
+        a, b = simple_data(2, seed=3)
+        only = wire.infer(client, "twice", pipeline_inputs(wire, a, b), outputs=wire.outputs("TWICE_B"))
+        np.testing.assert_array_equal(as_numpy(only, "TWICE_B"), 2 * b)
+        assert only.get_output("TWICE_A") is None
+
+        ensemble = model_stats(client, "twice", "1")
+        assert count(ensemble, "inference_stats", "success", "count") == 3
+        assert count(ensemble, "inference_count") == 1 + 5 + 2
+        assert count(ensemble, "execution_count") == 3
+        assert count(ensemble, "inference_stats", "compute_infer", "ns") > 0
+        simple_after = model_stats(client, "simple", "1")
+        steps = count(simple_after, "inference_stats", "success", "count") - count(
+            simple_before, "inference_stats", "success", "count"
+        )
+        assert steps == 6
+
+
+def test_independent_steps_run_side_by_side_and_merge(launch_server, tmp_path):
+    # Two steps on the same input, a third on both their outputs:
+    # (a + b) + (a - b) = 2a and (a + b) - (a - b) = 2b again, the first
+    # two steps taken together.
+    repository = tmp_path / "models"
+    copy_model(SIMPLE, repository)
+    fan = (
+        """name: "fan" platform: "ensemble" max_batch_size: 4
+input [ { name: "A" data_type: TYPE_INT32 dims: [ 16 ] }, { name: "B" data_type: TYPE_INT32 dims: [ 16 ] } ]
+output [ { name: "OUT" data_type: TYPE_INT32 dims: [ 16 ] } ]
+ensemble_scheduling {
+  step [
+    { model_name: "simple" model_version: -1
+      input_map { key: "INPUT0" value: "sum_a" } input_map { key: "INPUT1" value: "diff_b" }
+      output_map { key: "OUTPUT0" value: "OUT" } },
+    { model_name: "simple" model_version: -1
+      input_map { key: "INPUT0" value: "A" } input_map { key: "INPUT1" value: "B" }
+      output_map { key: "OUTPUT0" value: "sum_a" } },
+    { model_name: "simple" model_version: -1
+      input_map { key: "INPUT0" value: "A" } input_map { key: "INPUT1" value: "B" }
+      output_map { key: "OUTPUT1" value: "diff_b" } }
+  ]
+}
+"""
+    )
+    ensemble_dir(repository, "fan", fan)
+    server = launch_server(repository)
+    with server.client("grpc") as client:
+        wire = default_wire(client)
+        a, b = simple_data(4, seed=7)
+        result = wire.infer(client, "fan", pipeline_inputs(wire, a, b))
+        np.testing.assert_array_equal(as_numpy(result, "OUT"), 2 * a)
+
+
+def test_request_errors_name_the_ensemble_and_its_inputs(launch_server, repository, protocol):
+    server = launch_server(repository)
+    with server.client(protocol) as client:
+        wire = default_wire(client)
+        a, b = simple_data(1)
+        expect_error(
+            client, lambda: wire.infer(client, "twice", [wire.input("A", a, "INT32")]), "INVALID_ARGUMENT", "twice", "B"
+        )
+        big_a, big_b = simple_data(9)
+        expect_error(
+            client,
+            lambda: wire.infer(client, "twice", pipeline_inputs(wire, big_a, big_b)),
+            "INVALID_ARGUMENT",
+            "twice",
+            "8",
+        )
+
+
+def test_a_request_fails_while_a_composing_model_does_not_serve(launch_server, repository, protocol):
+    server = launch_server(repository, extra=["--model-control-mode=explicit", "--load-model=*"])
+    with server.client(protocol) as client:
+        wire = default_wire(client)
+        a, b = simple_data(1)
+        client.unload_model("simple")
+        expect_error(
+            client, lambda: wire.infer(client, "twice", pipeline_inputs(wire, a, b)), "UNAVAILABLE", "twice", "simple"
+        )
+        client.load_model("simple")
+        result = wire.infer(client, "twice", pipeline_inputs(wire, a, b))
+        np.testing.assert_array_equal(as_numpy(result, "TWICE_A"), 2 * a)
+        failed = model_stats(client, "twice", "1")
+        assert count(failed, "inference_stats", "fail", "count") == 1
+
+
+BROKEN = [
+    ("a missing composing model", TWICE.replace('model_name: "simple"\n      model_version: 1', 'model_name: "absent"\n      model_version: 1'), "absent"),
+    ("an unknown model input", TWICE.replace('key: "INPUT1" value: "B"', 'key: "INPUT9" value: "B"'), "INPUT9"),
+    ("an unmapped model input", TWICE.replace('      input_map { key: "INPUT1" value: "B" }\n', ""), "'INPUT1' is not mapped"),
+    ("a datatype that does not match", TWICE.replace('name: "A" data_type: TYPE_INT32', 'name: "A" data_type: TYPE_FP32'), "FP32"),
+    ("a larger batch than the composing model's", TWICE.replace("max_batch_size: 8", "max_batch_size: 16"), "up to 16"),
+    ("an ensemble output no step makes", TWICE.replace('value: "TWICE_B"', 'value: "other"'), "'TWICE_B' is not the output"),
+]
+
+
+@pytest.mark.parametrize("why, config, fragment", BROKEN, ids=[case[0] for case in BROKEN])
+def test_a_broken_pipeline_fails_to_load_and_says_why(launch_server, tmp_path, why, config, fragment):
+    repository = tmp_path / "models"
+    copy_model(SIMPLE, repository)
+    ensemble_dir(repository, "twice", config)
+    server = launch_server(repository, extra=["--exit-on-error=false", "--strict-readiness=false"])
+    with server.client("http") as client:
+        assert client.is_model_ready("simple")
+        assert not client.is_model_ready("twice")
+        (row,) = [row for row in client.get_model_repository_index() if row["name"] == "twice"]
+        assert row["state"] == "UNAVAILABLE"
+        assert fragment in row["reason"], row["reason"]
