@@ -94,6 +94,17 @@ impl EnsemblePlan {
         Ok(plan)
     }
 
+    /// The composing models, each once, in the order of their first step.
+    pub fn model_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for step in &self.steps {
+            if !names.contains(&step.model_name) {
+                names.push(step.model_name.clone());
+            }
+        }
+        names
+    }
+
     fn check(&self, config: &ModelConfig) -> std::result::Result<(), String> {
         let ensemble_inputs: HashSet<&str> = config.input.iter().map(|input| input.name.as_str()).collect();
         let mut made_by: HashMap<&str, usize> = HashMap::new();
@@ -357,6 +368,7 @@ mod tests {
         assert_eq!(plan.steps[0].model_version, None);
         assert_eq!(plan.steps[1].model_version, Some(2));
         assert_eq!(plan.steps[1].inputs, vec![("A".into(), "RAW".into()), ("B".into(), "scaled".into())]);
+        assert_eq!(plan.model_names(), ["scale", "add_sub"]);
     }
 
     #[test]

@@ -361,9 +361,19 @@ impl ModelManager {
         let scan = scan_repositories(repositories)?;
         // Only the first call sets them; the server makes one.
         let _ = self.repositories.set(repositories.to_vec());
+        // A named ensemble brings its composing models, as in Triton.
+        let composing: Vec<String> = match startup {
+            StartupModels::All => Vec::new(),
+            StartupModels::Named(names) => scan
+                .models
+                .iter()
+                .filter(|model| names.contains(&model.name))
+                .flat_map(|model| self.composing_model_names(model, &LoadOptions::default()))
+                .collect(),
+        };
         let wanted = |name: &str| match startup {
             StartupModels::All => true,
-            StartupModels::Named(names) => names.iter().any(|wanted| wanted == name),
+            StartupModels::Named(names) => names.iter().chain(&composing).any(|wanted| wanted == name),
         };
         let mut missing = Vec::new();
         if let StartupModels::Named(names) = startup {
@@ -512,6 +522,24 @@ impl ModelManager {
     fn load_on_request(&self, name: &str, options: &LoadOptions) -> Result<()> {
         let _one_at_a_time = self.control.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let model = self.find_model_directory(name)?;
+        // As in Triton, loading an ensemble loads its composing models that
+        // do not serve yet.
+        for composing in self.composing_model_names(&model, options) {
+            if self.resolve(&composing, None).is_ok() {
+                continue;
+            }
+            let directory = self.find_model_directory(&composing).map_err(|error| {
+                Error::invalid_argument(format!("load failed for ensemble '{name}': {}", error.message()))
+            })?;
+            let record = self.build_model(&directory, &LoadOptions::default());
+            self.install(&composing, record)
+                .map(|()| tracing::info!(model = composing, ensemble = name, "loaded as a composing model"))
+                .map_err(|reason| {
+                    Error::invalid_argument(format!(
+                        "load failed for ensemble '{name}': its composing model '{composing}' did not load: {reason}"
+                    ))
+                })?;
+        }
         let record = self.build_model(&model, options);
         self.install(name, record)
             .map(|()| tracing::info!(model = name, "loaded on request"))
@@ -684,6 +712,23 @@ impl ModelManager {
             )),
             ModelControlMode::Explicit => Ok(()),
         }
+    }
+
+    /// The models the steps of `model` run, if its configuration (the load
+    /// request's, or its file's) makes it an ensemble. Read without
+    /// completing or checking it: loading the ensemble does that, and
+    /// reports what is wrong.
+    fn composing_model_names(&self, model: &ModelDirectory, options: &LoadOptions) -> Vec<String> {
+        let config = match &options.config {
+            Some(json) => parse_json_config(json).ok(),
+            None => std::fs::read_to_string(config_file(&model.path, self.options.config_name.as_deref()))
+                .ok()
+                .and_then(|text| parse_text_format(&text).ok()),
+        };
+        let Some(config) = config.filter(|config| config.platform == ENSEMBLE_PLATFORM) else {
+            return Vec::new();
+        };
+        EnsemblePlan::from_config(&config).map(|plan| plan.model_names()).unwrap_or_default()
     }
 
     /// The directory of model `name` in the repositories.
@@ -923,7 +968,9 @@ impl ModelManager {
                 Ok(Executed { outputs, position: BatchPosition::ALONE, times })
             }
             Err(error) => {
-                loaded.statistics.record_failure(started.elapsed(), FailureReason::Backend);
+                // Triton labels an ensemble's failures OTHER; the step that
+                // failed counts its own in its composing model.
+                loaded.statistics.record_failure(started.elapsed(), FailureReason::Other);
                 Err(error)
             }
         }

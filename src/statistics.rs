@@ -67,6 +67,9 @@ pub enum FailureReason {
     Canceled,
     /// The model failed to execute it (`BACKEND`).
     Backend,
+    /// Anything else; an ensemble's failures, as Triton labels them
+    /// (`OTHER`).
+    Other,
 }
 
 /// Failed requests by [`FailureReason`]; together they are the count of
@@ -79,6 +82,8 @@ pub struct FailureCounts {
     pub canceled: u64,
     /// Failed in the model.
     pub backend: u64,
+    /// Failed otherwise (an ensemble's failures).
+    pub other: u64,
 }
 
 /// A snapshot of one model version's statistics.
@@ -200,6 +205,7 @@ impl StatisticsRecorder {
                 FailureReason::Rejected => failures.rejected += 1,
                 FailureReason::Canceled => failures.canceled += 1,
                 FailureReason::Backend => failures.backend += 1,
+                FailureReason::Other => failures.other += 1,
             }
         });
     }
@@ -232,7 +238,7 @@ mod tests {
         assert_eq!(stats.queue, Duration64 { count: 3, ns: 7_000_000 });
         assert_eq!(stats.compute_infer, Duration64 { count: 3, ns: 30_000_000 });
         assert_eq!(stats.fail, Duration64 { count: 2, ns: 8_000_000 });
-        assert_eq!(snapshot.failures, FailureCounts { rejected: 0, canceled: 1, backend: 1 });
+        assert_eq!(snapshot.failures, FailureCounts { rejected: 0, canceled: 1, backend: 1, other: 0 });
         assert_eq!(snapshot.batch_stats[&5].compute_infer, Duration64 { count: 1, ns: 10_000_000 });
         assert_eq!(snapshot.batch_stats.keys().copied().collect::<Vec<_>>(), vec![1, 5]);
     }

@@ -18,11 +18,15 @@ pub struct CpuMetrics {
 }
 
 /// Triton's failure reasons, in its label spelling, with the count of
-/// each. Triton lists `OTHER` for failures outside the other three; this
-/// server has none, and a dashboard that selects the label still finds it.
+/// each. Triton labels an ensemble's failures `OTHER`, as here.
 fn failures(metrics: &VersionMetrics) -> [(&'static str, u64); 4] {
     let failures = metrics.statistics.failures;
-    [("BACKEND", failures.backend), ("CANCELED", failures.canceled), ("OTHER", 0), ("REJECTED", failures.rejected)]
+    [
+        ("BACKEND", failures.backend),
+        ("CANCELED", failures.canceled),
+        ("OTHER", failures.other),
+        ("REJECTED", failures.rejected),
+    ]
 }
 
 /// Whole microseconds of a cumulative duration.
@@ -230,7 +234,7 @@ mod tests {
             compute_infer: Duration64 { count: 7, ns: 5_500_000 },
             ..Default::default()
         };
-        busy.statistics.failures = FailureCounts { rejected: 1, canceled: 2, backend: 3 };
+        busy.statistics.failures = FailureCounts { rejected: 1, canceled: 2, backend: 3, other: 4 };
         busy.pending_requests = 5;
         let text = render(&[version("simple", 1), busy], None);
         let mlp = r#"{model="mlp",version="2"}"#;
@@ -242,7 +246,7 @@ mod tests {
         assert_eq!(sample(&text, &format!("nv_inference_compute_infer_duration_us{mlp}")), Some("5500"));
         assert_eq!(sample(&text, &format!("nv_inference_pending_request_count{mlp}")), Some("5"));
         assert_eq!(sample(&text, &format!("nv_model_load_duration_secs{mlp}")), Some("0.25"));
-        for (reason, count) in [("BACKEND", "3"), ("CANCELED", "2"), ("OTHER", "0"), ("REJECTED", "1")] {
+        for (reason, count) in [("BACKEND", "3"), ("CANCELED", "2"), ("OTHER", "4"), ("REJECTED", "1")] {
             let series = format!(r#"nv_inference_request_failure{{model="mlp",reason="{reason}",version="2"}}"#);
             assert_eq!(sample(&text, &series), Some(count), "{series}");
         }

@@ -11,6 +11,7 @@ import pytest
 from model_requests import default_wire, simple_data
 from protocols import as_numpy, count, expect_error, model_config, model_metadata, model_stats
 from server_process import EXAMPLE_MODELS, copy_model
+from test_metrics import scrape, value
 
 SIMPLE = EXAMPLE_MODELS / "simple"
 
@@ -172,6 +173,34 @@ def test_a_request_fails_while_a_composing_model_does_not_serve(launch_server, r
         np.testing.assert_array_equal(as_numpy(result, "TWICE_A"), 2 * a)
         failed = model_stats(client, "twice", "1")
         assert count(failed, "inference_stats", "fail", "count") == 1
+    families = scrape(server.metrics_url)
+    assert value(families, "nv_inference_request_failure", "twice", reason="OTHER") == 1
+
+
+def test_loading_an_ensemble_loads_its_composing_models(launch_server, repository, protocol):
+    at_start = launch_server(repository, extra=["--model-control-mode=explicit", "--load-model=twice"])
+    with at_start.client(protocol) as client:
+        assert client.is_model_ready("twice") and client.is_model_ready("simple")
+    on_request = launch_server(repository, extra=["--model-control-mode=explicit"])
+    with on_request.client(protocol) as client:
+        assert not client.is_model_ready("simple")
+        client.load_model("twice")
+        assert client.is_model_ready("twice") and client.is_model_ready("simple")
+        wire = default_wire(client)
+        a, b = simple_data(3, seed=5)
+        result = wire.infer(client, "twice", pipeline_inputs(wire, a, b))
+        np.testing.assert_array_equal(as_numpy(result, "TWICE_B"), 2 * b)
+    assert on_request.wait_for_line(r"loaded as a composing model model=simple ensemble=twice")
+
+
+def test_an_ensemble_whose_composing_model_is_missing_does_not_load_on_request(launch_server, tmp_path, protocol):
+    repository = tmp_path / "models"
+    copy_model(SIMPLE, repository)
+    ensemble_dir(repository, "twice", TWICE.replace('model_name: "simple"\n      model_version: 1', 'model_name: "absent"\n      model_version: 1'))
+    server = launch_server(repository, extra=["--model-control-mode=explicit"])
+    with server.client(protocol) as client:
+        expect_error(client, lambda: client.load_model("twice"), "INVALID_ARGUMENT", "twice", "absent")
+        assert not client.is_model_ready("twice")
 
 
 BROKEN = [
