@@ -687,16 +687,14 @@ impl ModelManager {
         Ok(())
     }
 
-    /// The error for a request to a model the manager has no record of.
+    /// The error for a request to a model the manager has no record of,
+    /// in Triton's words first (clients match on them), then why.
     fn unknown_model(&self, name: &str) -> Error {
-        match self.options.control {
-            ModelControlMode::None | ModelControlMode::Poll => {
-                Error::not_found(format!("model '{name}' is not in the model repository"))
-            }
-            ModelControlMode::Explicit => Error::not_found(format!(
-                "model '{name}' is not loaded: load it with the repository API or --load-model"
-            )),
-        }
+        let why = match self.options.control {
+            ModelControlMode::None | ModelControlMode::Poll => "it is not in the model repository",
+            ModelControlMode::Explicit => "it is not loaded: load it with the repository API or --load-model",
+        };
+        Error::not_found(format!("Request for unknown model: '{name}' is not found; {why}"))
     }
 
     /// Load and unload requests need mode `explicit`, and wait for the end

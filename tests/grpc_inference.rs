@@ -231,7 +231,7 @@ async fn every_invalid_request_is_rejected_and_the_server_keeps_serving() {
         (
             ModelInferRequest { model_name: "no_such_model".into(), ..simple_request(1) },
             Code::NotFound,
-            "model 'no_such_model'",
+            "Request for unknown model: 'no_such_model' is not found; it is not in the model repository",
         ),
     ];
     for (bad, code, expected) in cases {

@@ -96,7 +96,12 @@ async fn json_inference_and_its_errors() {
             "input 'INPUT0' has shape [2,8], expected [-1,16]",
         ),
         ("/v2/models/simple/infer", json!({"inputs": 5}), StatusCode::BAD_REQUEST, "not a valid inference request"),
-        ("/v2/models/no_such_model/infer", simple_body(), StatusCode::NOT_FOUND, "model 'no_such_model'"),
+        (
+            "/v2/models/no_such_model/infer",
+            simple_body(),
+            StatusCode::NOT_FOUND,
+            "Request for unknown model: 'no_such_model' is not found",
+        ),
         ("/v2/models/simple/versions/7/infer", simple_body(), StatusCode::NOT_FOUND, "has no version 7"),
         ("/v2/models/simple/versions/x/infer", simple_body(), StatusCode::BAD_REQUEST, "version 'x'"),
     ];
