@@ -1,6 +1,6 @@
 //! The server's log and Triton's logging extension: which levels are
 //! written (`--log-info`, `--log-warning`, `--log-error`, `--log-verbose`),
-//! in which of Triton's record formats (`--log-format`, [`record`]) and
+//! in which of Triton's record formats (`--log-format`, `record.rs`) and
 //! where (`--log-file`, else information on standard output and warnings
 //! and errors on standard error, as Triton writes them), changeable while
 //! the server runs through `LogSettings` and `/v2/logging`, so an operator

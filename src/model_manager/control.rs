@@ -1,0 +1,280 @@
+//! Model control: loading, reloading and unloading models on request
+//! (mode `explicit`), following the repository (mode `poll`), and the
+//! repository index.
+
+use super::*;
+
+impl ModelManager {
+    /// Loads or reloads `name` from the repositories, on a client's request
+    /// (mode `explicit` only). A reload builds the new versions first and
+    /// swaps them in only if all of them load, so the model keeps serving
+    /// throughout; if any fails, the versions that served keep serving and
+    /// the error says why. A model that did not serve takes whatever loaded,
+    /// as at start. The old versions finish the requests they hold.
+    pub async fn load_model(self: &Arc<Self>, name: &str, options: LoadOptions) -> Result<()> {
+        self.check_control()?;
+        let (manager, name) = (Arc::clone(self), name.to_string());
+        tokio::task::spawn_blocking(move || manager.load_on_request(&name, &options))
+            .await
+            .map_err(|error| Error::internal(format!("loading the model failed: {error}")))?
+    }
+
+    pub(super) fn load_on_request(&self, name: &str, options: &LoadOptions) -> Result<()> {
+        let _one_at_a_time = self.control.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let model = self.find_model_directory(name)?;
+        // As in Triton, loading an ensemble loads its composing models that
+        // do not serve yet.
+        for composing in self.composing_model_names(&model, options) {
+            if self.resolve(&composing, None).is_ok() {
+                continue;
+            }
+            let directory = self.find_model_directory(&composing).map_err(|error| {
+                Error::invalid_argument(format!("load failed for ensemble '{name}': {}", error.message()))
+            })?;
+            let record = self.build_model(&directory, &LoadOptions::default());
+            self.install(&composing, record)
+                .map(|()| tracing::info!(model = composing, ensemble = name, "loaded as a composing model"))
+                .map_err(|reason| {
+                    Error::invalid_argument(format!(
+                        "load failed for ensemble '{name}': its composing model '{composing}' did not load: {reason}"
+                    ))
+                })?;
+        }
+        let record = self.build_model(&model, options);
+        self.install(name, record)
+            .map(|()| tracing::info!(model = name, "loaded on request"))
+            .map_err(|reason| Error::invalid_argument(format!("load failed for model '{name}': {reason}")))
+    }
+
+    /// Puts a freshly built record in the place of the model's. If it did
+    /// not load completely while the model serves, the serving versions
+    /// stay (noting the directory state that was tried) and the new ones
+    /// are dropped; otherwise it replaces the old record, whose versions
+    /// retire once the requests holding them are answered. Returns why the
+    /// load failed, if it did.
+    pub(super) fn install(&self, name: &str, record: ModelRecord) -> std::result::Result<(), String> {
+        let Some(reason) = record.failure_reason() else {
+            self.replace_record(name, Some(record));
+            return Ok(());
+        };
+        let discarded = {
+            let mut models = self.write_models();
+            match models.get_mut(name) {
+                Some(old) if !old.loaded_versions().is_empty() => {
+                    old.seen = record.seen;
+                    record.loaded_versions()
+                }
+                _ => {
+                    models.insert(name.to_string(), record);
+                    Vec::new()
+                }
+            }
+        };
+        self.settle(discarded);
+        Err(reason)
+    }
+
+    /// Puts `record` in the place of model `name`'s (`None` removes the
+    /// model), then settles with the old record's versions.
+    pub(super) fn replace_record(&self, name: &str, record: Option<ModelRecord>) {
+        let old = match record {
+            Some(record) => self.write_models().insert(name.to_string(), record),
+            None => self.write_models().remove(name),
+        };
+        self.settle(old.map(|old| old.loaded_versions()).unwrap_or_default());
+    }
+
+    /// After the records changed: readiness follows them, and the versions
+    /// taken out retire once the requests holding them are answered.
+    pub(super) fn settle(&self, retired: Vec<Arc<LoadedVersion>>) {
+        self.readiness.send_replace(self.server_ready());
+        retire(retired);
+    }
+
+    /// Brings the models in line with the repositories (mode `poll`):
+    /// models whose directories appeared load, those whose directories
+    /// changed reload (the old versions serve until the new ones all
+    /// loaded, and stay if any fails), and those whose directories went
+    /// away unload. A repository that cannot be read changes nothing.
+    pub async fn poll_repositories(self: &Arc<Self>) {
+        let manager = Arc::clone(self);
+        if let Err(error) = tokio::task::spawn_blocking(move || manager.poll_once()).await {
+            tracing::error!("polling the model repository failed: {error}");
+        }
+    }
+
+    pub(super) fn poll_once(&self) {
+        let _one_at_a_time = self.control.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let repositories = self.repositories.get().map(Vec::as_slice).unwrap_or_default();
+        let scan = match scan_repositories(repositories) {
+            Ok(scan) => scan,
+            Err(reason) => {
+                tracing::warn!("cannot poll the model repository, so no model changes: {reason}");
+                return;
+            }
+        };
+        let in_repository =
+            |name: &str| scan.duplicates.contains_key(name) || scan.models.iter().any(|m| m.name == name);
+        let gone: Vec<String> = self.read_models().keys().filter(|name| !in_repository(name)).cloned().collect();
+        for name in gone {
+            self.replace_record(&name, None);
+            tracing::info!(model = %name, "unloaded: its directory left the model repository");
+        }
+        for (name, paths) in &scan.duplicates {
+            let reason = duplicate_reason(name, paths);
+            if self.read_models().get(name).is_some_and(|record| record.failure.as_ref() == Some(&reason)) {
+                continue;
+            }
+            tracing::error!(model = %name, "failed to load: {reason}");
+            self.replace_record(name, Some(ModelRecord::failed(reason)));
+        }
+        for model in &scan.models {
+            let seen = self.read_models().get(&model.name).map(|record| record.seen);
+            let now = DirectoryFingerprint::of(&model.path);
+            if seen == Some(Some(now)) {
+                continue;
+            }
+            let name = model.name.as_str();
+            let change = if seen.is_some() { "changed in" } else { "added to" };
+            // Looked at before the load, as build_model does.
+            let record = ModelRecord { seen: Some(now), ..self.build_record(model, &LoadOptions::default()) };
+            match self.install(name, record) {
+                Ok(()) => tracing::info!(model = name, "loaded: its directory was {change} the model repository"),
+                Err(reason) if seen.is_some() && self.model_ready(name, None) => tracing::error!(
+                    model = name,
+                    "its directory changed, but the new contents do not load, so the versions loaded before keep \
+                     serving: {reason}"
+                ),
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Unloads every version of `name` on a client's request (mode
+    /// `explicit` only): new requests get UNAVAILABLE at once, and this
+    /// returns once the requests already running on it are answered and its
+    /// instances are released. Unloading a model of the repositories that is
+    /// not loaded changes nothing, as in Triton.
+    pub async fn unload_model(self: &Arc<Self>, name: &str) -> Result<()> {
+        self.check_control()?;
+        let (manager, name) = (Arc::clone(self), name.to_string());
+        tokio::task::spawn_blocking(move || manager.unload_on_request(&name))
+            .await
+            .map_err(|error| Error::internal(format!("unloading the model failed: {error}")))?
+    }
+
+    pub(super) fn unload_on_request(&self, name: &str) -> Result<()> {
+        let _one_at_a_time = self.control.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let retired = {
+            let mut models = self.write_models();
+            match models.get_mut(name) {
+                // A model that failed before it had versions has nothing to
+                // show as unloaded: it goes back to never having loaded.
+                Some(record) if record.versions.is_empty() => {
+                    models.remove(name);
+                    Vec::new()
+                }
+                Some(record) => record.unload(),
+                None => {
+                    drop(models);
+                    self.find_model_directory(name)?;
+                    return Ok(());
+                }
+            }
+        };
+        self.settle(retired);
+        tracing::info!(model = name, "unloaded on request");
+        Ok(())
+    }
+
+    /// Load and unload requests need mode `explicit`, and wait for the end
+    /// of the start-up loading, which would otherwise overwrite what they
+    /// did to a model it was still loading.
+    pub(super) fn check_control(&self) -> Result<()> {
+        match self.options.control {
+            ModelControlMode::None | ModelControlMode::Poll => {
+                Err(Error::unavailable(control_refusal(self.options.control)))
+            }
+            ModelControlMode::Explicit if !self.loading_done.load(Ordering::SeqCst) => Err(Error::unavailable(
+                "the server is still loading the models named at start; load and unload models once it is done",
+            )),
+            ModelControlMode::Explicit => Ok(()),
+        }
+    }
+
+    /// The directory of model `name` in the repositories.
+    pub(super) fn find_model_directory(&self, name: &str) -> Result<ModelDirectory> {
+        let repositories = self.repositories.get().map(Vec::as_slice).unwrap_or_default();
+        let mut scan = scan_repositories(repositories).map_err(Error::internal)?;
+        if let Some(paths) = scan.duplicates.get(name) {
+            return Err(Error::invalid_argument(format!(
+                "load failed for model '{name}': {}",
+                duplicate_reason(name, paths)
+            )));
+        }
+        let position = scan.models.iter().position(|model| model.name == name).ok_or_else(|| {
+            let places: Vec<String> = repositories.iter().map(|path| path.display().to_string()).collect();
+            Error::not_found(format!("model '{name}' is not in the model repository ({})", places.join(", ")))
+        })?;
+        Ok(scan.models.swap_remove(position))
+    }
+
+    /// Triton's repository index: every model directory of the
+    /// repositories and every model the server has loaded, by name; a model
+    /// that has been asked to load has a row per version with its state.
+    /// With `ready_only`, only the versions that serve.
+    pub fn repository_index(&self, ready_only: bool) -> Result<Vec<RepositoryIndexEntry>> {
+        let repositories = self.repositories.get().map(Vec::as_slice).unwrap_or_default();
+        let scan = scan_repositories(repositories).map_err(Error::internal)?;
+        let mut rows: BTreeMap<String, Vec<RepositoryIndexEntry>> = BTreeMap::new();
+        for model in &scan.models {
+            rows.entry(model.name.clone()).or_default();
+        }
+        for (name, paths) in &scan.duplicates {
+            rows.entry(name.clone()).or_default().push(RepositoryIndexEntry {
+                name: name.clone(),
+                version: None,
+                state: Some(VersionState::Unavailable(String::new()).name()),
+                reason: duplicate_reason(name, paths),
+            });
+        }
+        for entry in self.index() {
+            let row = rows.entry(entry.name.clone()).or_default();
+            // The manager's own record of a model (it may serve, loaded
+            // before a second copy appeared) replaces the scan's duplicate row.
+            row.retain(|known| known.version.is_some());
+            let reason = entry.reason().to_string();
+            row.push(RepositoryIndexEntry {
+                name: entry.name,
+                version: entry.version,
+                state: Some(entry.state.name()),
+                reason,
+            });
+        }
+        Ok(rows
+            .into_iter()
+            .flat_map(|(name, row)| {
+                if row.is_empty() {
+                    vec![RepositoryIndexEntry { name, version: None, state: None, reason: String::new() }]
+                } else {
+                    row
+                }
+            })
+            .filter(|entry| !ready_only || entry.state == Some(VersionState::Ready.name()))
+            .collect())
+    }
+
+    /// Unloads every model version, as Triton does before it exits: each
+    /// version stops taking requests (they get UNAVAILABLE), answers what is
+    /// already queued, and its instances release their backend resources
+    /// before this returns. Blocks while the batches in flight finish.
+    pub fn unload_all(&self) {
+        let unloaded: Vec<Arc<LoadedVersion>> =
+            self.write_models().values_mut().flat_map(|record| record.unload()).collect();
+        self.readiness.send_replace(false);
+        for loaded in unloaded {
+            loaded.stop();
+            tracing::info!(model = %loaded.config.name, version = loaded.version, "unloaded");
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Ensembles in the model manager: planning an ensemble version against
+//! its composing models at load, and running its steps as requests of
+//! those models.
+
+use super::*;
+
+/// How long an ensemble loading at start waits for a composing model that
+/// is still loading.
+const COMPOSING_MODEL_WAIT: Duration = Duration::from_secs(600);
+
+impl ModelManager {
+    /// The models the steps of `model` run, if its configuration (the load
+    /// request's, or its file's) makes it an ensemble. Read without
+    /// completing or checking it: loading the ensemble does that, and
+    /// reports what is wrong.
+    pub(super) fn composing_model_names(&self, model: &ModelDirectory, options: &LoadOptions) -> Vec<String> {
+        let config = match &options.config {
+            Some(json) => parse_json_config(json).ok(),
+            None => std::fs::read_to_string(config_file(&model.path, self.options.config_name.as_deref()))
+                .ok()
+                .and_then(|text| parse_text_format(&text).ok()),
+        };
+        let Some(config) = config.filter(|config| config.platform == ENSEMBLE_PLATFORM) else {
+            return Vec::new();
+        };
+        EnsemblePlan::from_config(&config).map(|plan| plan.model_names()).unwrap_or_default()
+    }
+
+    /// The plan of an ensemble, checked against the composing models as
+    /// they are loaded now: each one serves, is not itself an ensemble, has
+    /// the inputs and outputs the steps name, with the datatypes the
+    /// ensemble's tensors have, and batches at least as much as the
+    /// ensemble. At start, a composing model still loading is waited for.
+    pub(super) fn plan_ensemble(&self, config: &ModelConfig) -> Result<EnsemblePlan> {
+        let plan = EnsemblePlan::from_config(config).map_err(Error::invalid_argument)?;
+        let mut composing = Vec::with_capacity(plan.steps.len());
+        for (index, step) in plan.steps.iter().enumerate() {
+            let at_step =
+                |what: &str| Error::invalid_argument(format!("step {index} (model '{}'): {what}", step.model_name));
+            let model =
+                self.composing_model(&step.model_name, step.model_version).map_err(|error| at_step(error.message()))?;
+            if matches!(model.execution, Execution::Ensemble(_)) {
+                return Err(at_step("it is an ensemble; ensembles of ensembles are not supported"));
+            }
+            composing.push(model);
+        }
+        let ios: Vec<&ModelIo> = composing.iter().map(|model| &model.io).collect();
+        plan.check_composing(&ModelIo::from_config(config), &ios).map_err(Error::invalid_argument)?;
+        Ok(plan)
+    }
+
+    /// The composing model `name` at `version` as it serves now; while the
+    /// start-up loading has it still loading, waits for it.
+    pub(super) fn composing_model(&self, name: &str, version: Option<i64>) -> Result<Arc<LoadedVersion>> {
+        let deadline = Instant::now() + COMPOSING_MODEL_WAIT;
+        loop {
+            let still_loading = self.read_models().get(name).is_some_and(|record| {
+                record.failure.is_none()
+                    && (record.versions.is_empty()
+                        || record.versions.values().any(|version| version.state == VersionState::Loading))
+            });
+            if !still_loading || Instant::now() >= deadline {
+                return self
+                    .resolve(name, version)
+                    .map_err(|error| Error::unavailable(format!("the model does not serve: {}", error.message())));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Runs an ensemble's steps for one request. Its statistics count the
+    /// request once, with the compute times of its steps added up, as
+    /// Triton counts an ensemble's.
+    pub(super) async fn run_ensemble(
+        &self,
+        loaded: &LoadedVersion,
+        plan: &EnsemblePlan,
+        request: ValidatedRequest,
+        options: RequestOptions,
+    ) -> Result<Executed> {
+        let started = Instant::now();
+        let ensemble = loaded.config.name.as_str();
+        let outcome = plan.run(request.inputs, &request.outputs, |step| self.run_step(ensemble, step, options)).await;
+        match outcome {
+            Ok((outputs, step_times)) => {
+                let times = step_times.iter().fold(ExecutionTimes::default(), |sum, step| ExecutionTimes {
+                    input: sum.input + step.input,
+                    infer: sum.infer + step.infer,
+                    output: sum.output + step.output,
+                });
+                loaded.statistics.record_execution(
+                    request.batch_size as u64,
+                    times,
+                    &[Duration::ZERO],
+                    &[started.elapsed()],
+                );
+                Ok(Executed { outputs, position: BatchPosition::ALONE, times })
+            }
+            Err(error) => {
+                // Triton labels an ensemble's failures OTHER; the step that
+                // failed counts its own in its composing model.
+                loaded.statistics.record_failure(started.elapsed(), FailureReason::Other);
+                Err(error)
+            }
+        }
+    }
+
+    /// Sends one ensemble step to its composing model, through that model's
+    /// validation, response cache, queue and instances; returns its outputs
+    /// as a client would get them, and its execution's times.
+    pub(super) async fn run_step(
+        &self,
+        ensemble: &str,
+        step: StepRequest,
+        options: RequestOptions,
+    ) -> Result<(Vec<Tensor>, ExecutionTimes)> {
+        let in_ensemble =
+            |error: Error| Error::new(error.kind(), format!("ensemble '{ensemble}': {}", error.message()));
+        let composing = self.resolve(&step.model_name, step.model_version).map_err(in_ensemble)?;
+        let Execution::Instances(scheduler) = &composing.execution else {
+            return Err(Error::internal(format!("ensemble '{ensemble}': model '{}' is an ensemble", step.model_name)));
+        };
+        let request = InferenceRequest {
+            model_name: step.model_name,
+            model_version: step.model_version,
+            id: String::new(),
+            parameters: Default::default(),
+            inputs: step.inputs,
+            shared_memory_inputs: Vec::new(),
+            outputs: step
+                .outputs
+                .into_iter()
+                .map(|name| RequestedOutput { name, parameters: Default::default() })
+                .collect(),
+        };
+        let validated = composing.io.validate(request).map_err(in_ensemble)?;
+        let executed = composing
+            .run_cached(validated, |request| scheduler.execute(request, options, None))
+            .await
+            .map_err(in_ensemble)?;
+        let outputs = executed
+            .outputs
+            .into_iter()
+            .map(|output| Tensor { shape: composing.io.response_shape(&output.name, output.shape.clone()), ..output })
+            .collect();
+        Ok((outputs, executed.times))
+    }
+}

@@ -1,0 +1,149 @@
+//! A loaded model version and the records of each model's versions.
+
+use super::*;
+
+/// How a loaded model version runs requests.
+pub(super) enum Execution {
+    /// On instances of its own, which its scheduler feeds.
+    Instances(Scheduler),
+    /// As an ensemble: a pipeline of other models' requests.
+    Ensemble(EnsemblePlan),
+}
+
+/// A model version that is loaded and serving.
+pub struct LoadedVersion {
+    pub(super) version: i64,
+    pub(super) config: Arc<ModelConfig>,
+    pub(super) io: ModelIo,
+    pub(super) labels: Labels,
+    pub(super) execution: Execution,
+    pub(super) statistics: Arc<StatisticsRecorder>,
+    /// How long loading took: creating and warming up every instance.
+    pub(super) load_duration: Duration,
+    /// Its part of the response cache, when its configuration enables the
+    /// cache and the server has one.
+    pub(super) response_cache: Option<ModelCache>,
+}
+
+impl LoadedVersion {
+    /// Runs a validated request with `run`, or answers it from the response
+    /// cache when the model uses one and an identical request ran before;
+    /// the answer of a request that ran is kept there for the next.
+    pub(super) async fn run_cached<F, Fut>(&self, request: ValidatedRequest, run: F) -> Result<Executed>
+    where
+        F: FnOnce(ValidatedRequest) -> Fut,
+        Fut: Future<Output = Result<Executed>>,
+    {
+        let Some(cache) = &self.response_cache else {
+            return run(request).await;
+        };
+        let lookup_started = Instant::now();
+        let (key, found) = cache.lookup(&request);
+        let lookup = lookup_started.elapsed();
+        if let Some(outputs) = found {
+            self.statistics.record_cache_hit(lookup_started.elapsed(), lookup);
+            return match &self.execution {
+                Execution::Instances(scheduler) => scheduler.answer_without_running(outputs).await,
+                Execution::Ensemble(_) => {
+                    Ok(Executed { outputs, position: BatchPosition::ALONE, times: ExecutionTimes::default() })
+                }
+            };
+        }
+        let executed = run(request).await?;
+        let insert_started = Instant::now();
+        if !cache.insert(key, &executed.outputs) {
+            let (model, version) = (&self.config.name, self.version);
+            tracing::debug!(%model, version, "an answer larger than the whole response cache was not kept");
+        }
+        self.statistics.record_cache_miss(lookup + insert_started.elapsed());
+        Ok(executed)
+    }
+
+    /// Requests waiting in its queue; an ensemble has none of its own.
+    pub(super) fn pending_requests(&self) -> usize {
+        match &self.execution {
+            Execution::Instances(scheduler) => scheduler.pending_requests(),
+            Execution::Ensemble(_) => 0,
+        }
+    }
+
+    /// Stops its scheduler and instances (see [`Scheduler::stop`]).
+    pub(super) fn stop(&self) {
+        if let Execution::Instances(scheduler) = &self.execution {
+            scheduler.stop();
+        }
+    }
+
+    /// The outputs `request` wants as classes, with how many; refused
+    /// before the model runs when an output's datatype cannot be
+    /// classified. Unknown outputs are left to validation to report.
+    pub(super) fn classified_outputs(&self, request: &InferenceRequest) -> Result<Vec<(String, usize)>> {
+        let mut classified = Vec::new();
+        for output in &request.outputs {
+            let Some(count) = requested_classes(&request.model_name, output)? else { continue };
+            if let Some(contract) = self.io.outputs.iter().find(|contract| contract.name == output.name) {
+                check_classifiable(&request.model_name, &output.name, contract.datatype)?;
+            }
+            classified.push((output.name.clone(), count));
+        }
+        Ok(classified)
+    }
+}
+
+pub(super) struct VersionRecord {
+    pub(super) state: VersionState,
+    pub(super) loaded: Option<Arc<LoadedVersion>>,
+}
+
+#[derive(Default)]
+pub(super) struct ModelRecord {
+    pub(super) config: Option<Arc<ModelConfig>>,
+    pub(super) versions: BTreeMap<i64, VersionRecord>,
+    /// A failure that stopped the whole model (bad configuration, no
+    /// version directories, ...).
+    pub(super) failure: Option<String>,
+    /// The model directory as it was when the record was last built from
+    /// it, so that mode `poll` can tell when it changed.
+    pub(super) seen: Option<DirectoryFingerprint>,
+}
+
+impl ModelRecord {
+    /// A model that failed before any version was tried.
+    pub(super) fn failed(reason: String) -> Self {
+        Self { failure: Some(reason), ..Default::default() }
+    }
+
+    /// Why the model did not load completely, or `None` when every version
+    /// it tried serves.
+    pub(super) fn failure_reason(&self) -> Option<String> {
+        if let Some(failure) = &self.failure {
+            return Some(failure.clone());
+        }
+        let reasons: Vec<String> = self
+            .versions
+            .iter()
+            .filter_map(|(version, record)| match &record.state {
+                VersionState::Unavailable(reason) => Some(format!("version {version}: {reason}")),
+                _ => None,
+            })
+            .collect();
+        (!reasons.is_empty()).then(|| reasons.join("; "))
+    }
+
+    /// The versions that serve.
+    pub(super) fn loaded_versions(&self) -> Vec<Arc<LoadedVersion>> {
+        self.versions.values().filter_map(|version| version.loaded.clone()).collect()
+    }
+
+    /// Marks every version unloaded and hands back those that served.
+    pub(super) fn unload(&mut self) -> Vec<Arc<LoadedVersion>> {
+        self.failure = None;
+        self.versions
+            .values_mut()
+            .filter_map(|version| {
+                version.state = VersionState::Unloaded;
+                version.loaded.take()
+            })
+            .collect()
+    }
+}

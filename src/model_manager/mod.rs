@@ -1,0 +1,758 @@
+//! The models the server knows: loading them from the repositories, their
+//! state per version, and routing requests to the right loaded version.
+//!
+//! This file holds the manager, its queries and the request path; the
+//! rest is split by concern: `loading.rs` (the repositories at start, a
+//! model's configuration, versions and instances), `control.rs` (load and
+//! unload requests, mode `poll`, the repository index), `ensembles.rs`
+//! (planning and running ensemble versions) and `loaded_version.rs` (a
+//! serving version and the records of each model's versions).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use crate::backend::{Backend, Device, InstanceSettings, ModelInstance};
+use crate::classification::{Labels, check_classifiable, classify, requested_classes};
+use crate::directory_fingerprint::DirectoryFingerprint;
+use crate::ensemble::{ENSEMBLE_PLATFORM, EnsemblePlan, StepRequest};
+use crate::error::{Error, Result};
+use crate::inference::{BatchPosition, InferenceRequest, InferenceResponse, RequestedOutput};
+use crate::model_config::{
+    AutocompleteOptions, ModelConfig, autocomplete, check_config, parse_json_config, parse_text_format,
+};
+use crate::model_control::{LoadOptions, ModelControlMode, RepositoryIndexEntry, StartupModels, control_refusal};
+use crate::proto::inference::model_instance_group::Kind;
+use crate::repository::{
+    CONFIG_FILENAME, ModelDirectory, available_versions, config_file, scan_repositories, select_versions,
+};
+use crate::response_cache::{ModelCache, ResponseCache};
+use crate::scheduler::{Executed, RequestOptions, Scheduler, SchedulingPolicy};
+use crate::shared_memory::{SharedMemoryRef, SharedMemoryRegistry};
+use crate::statistics::{ExecutionTimes, FailureReason, ModelStatistics, StatisticsRecorder};
+use crate::tensor::{DataType, Tensor};
+use crate::trace::{Activity, RequestTrace, TensorActivity};
+use crate::validation::{ModelIo, ValidatedRequest};
+use crate::warmup::{warm_up, warmup_samples};
+
+mod control;
+mod ensembles;
+mod loaded_version;
+mod loading;
+
+use self::loaded_version::{Execution, LoadedVersion, ModelRecord, VersionRecord};
+use self::loading::{duplicate_reason, retire};
+pub use self::loading::{instance_placements, prepare_config};
+
+/// The lifecycle state of one model version, as the repository index
+/// reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionState {
+    /// Being loaded.
+    Loading,
+    /// Serving.
+    Ready,
+    /// Failed to load; the reason says why.
+    Unavailable(String),
+    /// Unloaded on request or at exit. Triton reports it as unavailable
+    /// with the reason "unloaded", and it does not count against readiness.
+    Unloaded,
+}
+
+impl VersionState {
+    /// Triton's name for the state.
+    pub fn name(&self) -> &'static str {
+        match self {
+            VersionState::Loading => "LOADING",
+            VersionState::Ready => "READY",
+            VersionState::Unavailable(_) | VersionState::Unloaded => "UNAVAILABLE",
+        }
+    }
+
+    /// Why a version is in this state; empty when there is nothing to say.
+    pub fn reason(&self) -> &str {
+        match self {
+            VersionState::Unavailable(reason) => reason,
+            VersionState::Unloaded => "unloaded",
+            VersionState::Loading | VersionState::Ready => "",
+        }
+    }
+}
+
+/// One row of the model index: a model version (or a model that failed
+/// before any version was known) and its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelIndexEntry {
+    /// Model name.
+    pub name: String,
+    /// Version, or `None` when the model failed before versions were known.
+    pub version: Option<i64>,
+    /// State.
+    pub state: VersionState,
+}
+
+impl ModelIndexEntry {
+    /// The reason behind an unavailable state; empty otherwise.
+    pub fn reason(&self) -> &str {
+        self.state.reason()
+    }
+}
+
+/// A tensor as model metadata describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorMetadata {
+    /// Tensor name.
+    pub name: String,
+    /// Element type.
+    pub datatype: DataType,
+    /// Shape with -1 for variable dimensions, the batch dimension included.
+    pub shape: Vec<i64>,
+}
+
+/// What the metadata RPCs report about a model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelMetadata {
+    /// Model name.
+    pub name: String,
+    /// Ready versions, ascending.
+    pub versions: Vec<i64>,
+    /// Platform, such as `onnxruntime_onnx`.
+    pub platform: String,
+    /// Inputs in configuration order.
+    pub inputs: Vec<TensorMetadata>,
+    /// Outputs in configuration order.
+    pub outputs: Vec<TensorMetadata>,
+}
+
+/// How models are loaded.
+#[derive(Debug, Clone, Default)]
+pub struct ManagerOptions {
+    /// Auto-complete settings.
+    pub autocomplete: AutocompleteOptions,
+    /// Triton's `--model-config-name`: each model's
+    /// `configs/<name>.pbtxt`, where it has one, in place of its
+    /// `config.pbtxt`.
+    pub config_name: Option<String>,
+    /// Whether clients may load and unload models.
+    pub control: ModelControlMode,
+    /// Whether clients may register shared-memory regions
+    /// (`--allow-client-shm`).
+    pub allow_client_shm: bool,
+    /// Triton's `--strict-readiness`: with `false` the server is ready
+    /// once the start-up loading is over, whatever the models' states.
+    pub lenient_readiness: bool,
+    /// The response cache (`--cache-config local,size=N`) that models with
+    /// `response_cache { enable: true }` use.
+    pub response_cache: Option<Arc<ResponseCache>>,
+}
+
+/// What the metrics endpoint reports of one loaded model version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionMetrics {
+    /// Its statistics so far.
+    pub statistics: ModelStatistics,
+    /// Requests waiting in its queue now.
+    pub pending_requests: usize,
+    /// How long it took to load.
+    pub load_duration: Duration,
+    /// Whether it uses the response cache.
+    pub caches_responses: bool,
+}
+
+/// The outcome of loading the repositories.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    /// Model versions that are ready.
+    pub ready: usize,
+    /// `model: reason` for every model or version that failed.
+    pub failures: Vec<String>,
+}
+
+/// Every model the server knows and its loaded versions.
+pub struct ModelManager {
+    backend: std::result::Result<Arc<dyn Backend>, String>,
+    options: ManagerOptions,
+    models: RwLock<BTreeMap<String, ModelRecord>>,
+    /// The repositories, once loading has started.
+    repositories: OnceLock<Vec<PathBuf>>,
+    /// Held by each load or unload request, so that they happen one at a
+    /// time and a model is never loaded twice at once.
+    control: Mutex<()>,
+    shared_memory: SharedMemoryRegistry,
+    loading_done: AtomicBool,
+    readiness: watch::Sender<bool>,
+}
+
+impl ModelManager {
+    /// A manager with no models yet. `backend` is the ONNX Runtime backend,
+    /// or why it could not be loaded (then every model fails with that
+    /// reason).
+    pub fn new(backend: std::result::Result<Arc<dyn Backend>, String>, options: ManagerOptions) -> Self {
+        let (readiness, _) = watch::channel(false);
+        Self {
+            backend,
+            shared_memory: SharedMemoryRegistry::new(options.allow_client_shm),
+            options,
+            models: RwLock::new(BTreeMap::new()),
+            repositories: OnceLock::new(),
+            control: Mutex::new(()),
+            loading_done: AtomicBool::new(false),
+            readiness,
+        }
+    }
+
+    /// Follows server readiness, for health watchers.
+    pub fn subscribe_readiness(&self) -> watch::Receiver<bool> {
+        self.readiness.subscribe()
+    }
+
+    fn read_models(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, ModelRecord>> {
+        // A panic while holding the lock cannot leave a record half-written
+        // (records are replaced whole), so a poisoned lock is still usable.
+        self.models.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write_models(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, ModelRecord>> {
+        self.models.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The error for a request to a model the manager has no record of,
+    /// in Triton's words first (clients match on them), then why.
+    fn unknown_model(&self, name: &str) -> Error {
+        let why = match self.options.control {
+            ModelControlMode::None | ModelControlMode::Poll => "it is not in the model repository",
+            ModelControlMode::Explicit => "it is not loaded: load it with the repository API or --load-model",
+        };
+        Error::not_found(format!("Request for unknown model: '{name}' is not found; {why}"))
+    }
+
+    /// Runs a validated request on `loaded`: on its instances, or through
+    /// its ensemble's steps; from the response cache where it may be.
+    async fn execute(
+        &self,
+        loaded: &LoadedVersion,
+        request: ValidatedRequest,
+        options: RequestOptions,
+        trace: Option<Arc<RequestTrace>>,
+    ) -> Result<Executed> {
+        match &loaded.execution {
+            Execution::Instances(scheduler) => {
+                loaded.run_cached(request, |request| scheduler.execute(request, options, trace)).await
+            }
+            Execution::Ensemble(plan) => {
+                loaded.run_cached(request, |request| self.run_ensemble(loaded, plan, request, options)).await
+            }
+        }
+    }
+
+    /// Every model version the server knows and its state, by name and
+    /// version.
+    pub fn index(&self) -> Vec<ModelIndexEntry> {
+        let models = self.read_models();
+        let mut entries = Vec::new();
+        for (name, record) in models.iter() {
+            if let Some(failure) = &record.failure {
+                entries.push(ModelIndexEntry {
+                    name: name.clone(),
+                    version: None,
+                    state: VersionState::Unavailable(failure.clone()),
+                });
+                continue;
+            }
+            if record.versions.is_empty() {
+                entries.push(ModelIndexEntry { name: name.clone(), version: None, state: VersionState::Loading });
+            }
+            for (&version, version_record) in &record.versions {
+                entries.push(ModelIndexEntry {
+                    name: name.clone(),
+                    version: Some(version),
+                    state: version_record.state.clone(),
+                });
+            }
+        }
+        entries
+    }
+
+    /// Ready means loading has finished and every model version the server
+    /// was asked to load is ready (Triton's strict readiness); unloaded ones
+    /// do not count. With lenient readiness, the end of loading is enough.
+    pub fn server_ready(&self) -> bool {
+        self.loading_done.load(Ordering::SeqCst)
+            && (self.options.lenient_readiness
+                || self.index().iter().all(|entry| matches!(entry.state, VersionState::Ready | VersionState::Unloaded)))
+    }
+
+    /// Whether a model version can serve; an unknown model is simply not
+    /// ready.
+    pub fn model_ready(&self, name: &str, version: Option<i64>) -> bool {
+        self.check_model_ready(name, version).is_ok()
+    }
+
+    /// Ok when a model version can serve, else why not.
+    pub fn check_model_ready(&self, name: &str, version: Option<i64>) -> Result<()> {
+        self.resolve(name, version).map(|_| ())
+    }
+
+    /// The version that serves `name` at `version` (the highest ready one
+    /// when `None`).
+    fn resolve(&self, name: &str, version: Option<i64>) -> Result<Arc<LoadedVersion>> {
+        let models = self.read_models();
+        let record = models.get(name).ok_or_else(|| self.unknown_model(name))?;
+        if let Some(failure) = &record.failure {
+            return Err(Error::unavailable(format!("model '{name}' is not ready: {failure}")));
+        }
+        match version {
+            Some(version) => {
+                let version_record = record.versions.get(&version).ok_or_else(|| {
+                    let known: Vec<String> = record.versions.keys().map(i64::to_string).collect();
+                    Error::not_found(format!(
+                        "model '{name}' has no version {version}; its versions are: {}",
+                        known.join(", ")
+                    ))
+                })?;
+                version_record.loaded.clone().ok_or_else(|| match version_record.state.reason() {
+                    "" => Error::unavailable(format!("model '{name}' version {version} is still loading")),
+                    reason => Error::unavailable(format!("model '{name}' version {version} is not ready: {reason}")),
+                })
+            }
+            None => record.versions.values().rev().find_map(|record| record.loaded.clone()).ok_or_else(|| {
+                let mut reasons: Vec<&str> = record
+                    .versions
+                    .values()
+                    .map(|record| record.state.reason())
+                    .filter(|reason| !reason.is_empty())
+                    .collect();
+                reasons.dedup();
+                if reasons.is_empty() {
+                    Error::unavailable(format!("model '{name}' is still loading"))
+                } else {
+                    Error::unavailable(format!("model '{name}' has no ready version: {}", reasons.join("; ")))
+                }
+            }),
+        }
+    }
+
+    /// The completed configuration of a model. Configurations are per model,
+    /// so any known version gives the same one.
+    pub fn model_config(&self, name: &str, version: Option<i64>) -> Result<Arc<ModelConfig>> {
+        if version.is_some() {
+            return self.resolve(name, version).map(|loaded| Arc::clone(&loaded.config));
+        }
+        let models = self.read_models();
+        let record = models.get(name).ok_or_else(|| self.unknown_model(name))?;
+        match (&record.config, &record.failure) {
+            (Some(config), None) => Ok(Arc::clone(config)),
+            (_, Some(failure)) => Err(Error::unavailable(format!("model '{name}' is not ready: {failure}"))),
+            (None, None) => Err(Error::unavailable(format!("model '{name}' is still loading"))),
+        }
+    }
+
+    /// Statistics of every ready version of `name` (of every model when
+    /// `None`, whatever `version` says, as in Triton), or of one version,
+    /// ordered by name and version. A named model without a ready version
+    /// is an error, not an empty list, so a failed model does not pass for
+    /// an idle one.
+    pub fn statistics(&self, name: Option<&str>, version: Option<i64>) -> Result<Vec<ModelStatistics>> {
+        if let Some(name) = name {
+            let resolved = self.resolve(name, version)?;
+            if version.is_some() {
+                return Ok(vec![resolved.statistics.snapshot()]);
+            }
+        }
+        let models = self.read_models();
+        Ok(models
+            .iter()
+            .filter(|(model, _)| name.is_none_or(|name| name == model.as_str()))
+            .flat_map(|(_, record)| record.versions.values().filter_map(|version| version.loaded.as_ref()))
+            .map(|loaded| loaded.statistics.snapshot())
+            .collect())
+    }
+
+    /// The metrics of every loaded model version, by name and version.
+    pub fn metrics(&self) -> Vec<VersionMetrics> {
+        let models = self.read_models();
+        models
+            .values()
+            .flat_map(|record| record.versions.values().filter_map(|version| version.loaded.as_ref()))
+            .map(|loaded| VersionMetrics {
+                statistics: loaded.statistics.snapshot(),
+                pending_requests: loaded.pending_requests(),
+                load_duration: loaded.load_duration,
+                caches_responses: loaded.response_cache.is_some(),
+            })
+            .collect()
+    }
+
+    /// Name, ready versions, platform and tensors of a model.
+    pub fn model_metadata(&self, name: &str, version: Option<i64>) -> Result<ModelMetadata> {
+        let loaded = self.resolve(name, version)?;
+        let versions = match version {
+            Some(version) => vec![version],
+            None => {
+                let models = self.read_models();
+                models
+                    .get(name)
+                    .map(|record| {
+                        record.versions.iter().filter(|(_, record)| record.loaded.is_some()).map(|(&v, _)| v).collect()
+                    })
+                    .unwrap_or_default()
+            }
+        };
+        let io = &loaded.io;
+        let describe = |contracts: &[crate::validation::TensorContract]| {
+            contracts
+                .iter()
+                .map(|contract| {
+                    let batch = (io.max_batch_size > 0).then_some(-1);
+                    TensorMetadata {
+                        name: contract.name.clone(),
+                        datatype: contract.datatype,
+                        shape: batch.into_iter().chain(contract.dims.iter().copied()).collect(),
+                    }
+                })
+                .collect()
+        };
+        Ok(ModelMetadata {
+            name: name.to_string(),
+            versions,
+            platform: loaded.config.platform.clone(),
+            inputs: describe(&io.inputs),
+            outputs: describe(&io.outputs),
+        })
+    }
+
+    /// The registered shared-memory regions.
+    pub fn shared_memory(&self) -> &SharedMemoryRegistry {
+        &self.shared_memory
+    }
+
+    /// Runs one inference request. Inputs in shared memory are read from
+    /// their regions first, and outputs the request asked for in shared
+    /// memory are written there, leaving them empty in the response. A
+    /// traced request gets the core's moments and tensors recorded.
+    pub async fn infer(
+        &self,
+        mut request: InferenceRequest,
+        trace: Option<Arc<RequestTrace>>,
+    ) -> Result<InferenceResponse> {
+        if let Some(trace) = &trace {
+            trace.stamp(Activity::RequestStart);
+        }
+        let loaded = self.resolve(&request.model_name, request.model_version)?;
+        let model_name = request.model_name.clone();
+        let id = request.id.clone();
+        if let Some(trace) = &trace {
+            trace.identify(&model_name, loaded.version, &id);
+        }
+        for (index, place) in std::mem::take(&mut request.shared_memory_inputs) {
+            let input = request.inputs.get_mut(index).ok_or_else(|| {
+                Error::internal(format!("model '{model_name}': shared-memory input {index} is not among the inputs"))
+            })?;
+            input.data = self.shared_memory.read(&place, &format!("model '{model_name}': input '{}'", input.name))?;
+        }
+        let mut output_places = Vec::new();
+        for output in &request.outputs {
+            if let Some(place) =
+                SharedMemoryRef::from_parameters(&model_name, "output", &output.name, &output.parameters)?
+            {
+                // Checked before the model runs, so a wrong region costs nothing.
+                self.shared_memory.check(&place, &format!("model '{model_name}': output '{}'", output.name))?;
+                output_places.push((output.name.clone(), place));
+            }
+        }
+        let options = RequestOptions::from_parameters(&model_name, &request.parameters)?;
+        let classified = loaded.classified_outputs(&request)?;
+        let validated = loaded.io.validate(request)?;
+        if let Some(trace) = &trace {
+            trace.tensors(TensorActivity::QueueInput, &validated.inputs);
+        }
+        let executed = self.execute(&loaded, validated, options, trace.clone()).await?;
+        if let Some(trace) = &trace {
+            trace.tensors(TensorActivity::BackendOutput, &executed.outputs);
+        }
+        let mut outputs = executed.outputs;
+        let mut shared_memory_outputs = Vec::new();
+        for output in &mut outputs {
+            output.shape = loaded.io.response_shape(&output.name, std::mem::take(&mut output.shape));
+            if let Some(&(_, count)) = classified.iter().find(|(name, _)| *name == output.name) {
+                *output = classify(&model_name, output, count, loaded.io.max_batch_size > 0, &loaded.labels)?;
+            }
+            if let Some((_, place)) = output_places.iter().find(|(name, _)| *name == output.name) {
+                let what = format!("model '{model_name}': output '{}'", output.name);
+                self.shared_memory.write(place, &what, &output.data)?;
+                output.data = Bytes::new();
+                shared_memory_outputs.push(output.name.clone());
+            }
+        }
+        if let Some(trace) = &trace {
+            trace.stamp(Activity::InferResponseComplete);
+            trace.stamp(Activity::RequestEnd);
+        }
+        Ok(InferenceResponse {
+            model_name,
+            model_version: loaded.version,
+            id,
+            parameters: Default::default(),
+            outputs,
+            shared_memory_outputs,
+            batch_position: executed.position,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loading::on_threads_named;
+    use super::*;
+    use crate::error::ErrorKind;
+
+    #[test]
+    fn instances_are_named_within_their_group_and_passive_ones_left_out() {
+        let config = crate::model_config::parse_text_format(
+            r#"name: "m"
+               instance_group [ { name: "a" count: 2 kind: KIND_CPU },
+                                { name: "g" count: 1 kind: KIND_GPU gpus: [ 0, 1 ] },
+                                { name: "p" count: 3 kind: KIND_CPU passive: true } ]"#,
+        )
+        .unwrap();
+        let placements = instance_placements(&config);
+        let expected = [("a_0", Device::Cpu), ("a_1", Device::Cpu), ("g_0", Device::Gpu(0)), ("g_0", Device::Gpu(1))];
+        assert_eq!(placements, expected.map(|(name, device)| (name.to_string(), device)));
+    }
+
+    #[test]
+    fn instances_are_created_on_a_thread_named_after_them() {
+        let current_name = || Ok(std::thread::current().name().map(str::to_string));
+        let names =
+            on_threads_named(vec![("mlp_0_0".to_string(), current_name), ("mlp_0_1".to_string(), current_name)]);
+        let names: Vec<_> = names.into_iter().map(|name| name.unwrap()).collect();
+        assert_eq!(names, [Some("mlp_0_0".to_string()), Some("mlp_0_1".to_string())]);
+    }
+
+    #[test]
+    fn instances_are_created_at_the_same_time() {
+        // Each creation waits for the other to have started: created one
+        // after another, the first would wait in vain and fail.
+        let (first_started, first_seen) = std::sync::mpsc::channel::<()>();
+        let (second_started, second_seen) = std::sync::mpsc::channel::<()>();
+        let meet = |started: std::sync::mpsc::Sender<()>, other: std::sync::mpsc::Receiver<()>| {
+            move || {
+                started.send(()).map_err(|_| Error::internal("the other creation ended"))?;
+                other
+                    .recv_timeout(std::time::Duration::from_secs(10))
+                    .map_err(|_| Error::internal("the other creation did not start"))
+            }
+        };
+        let results = on_threads_named(vec![
+            ("a_0".to_string(), meet(first_started, second_seen)),
+            ("a_1".to_string(), meet(second_started, first_seen)),
+        ]);
+        for result in results {
+            assert_eq!(result.map_err(|error| error.message().to_string()), Ok(()));
+        }
+    }
+
+    #[test]
+    fn a_failed_or_panicking_creation_is_an_error_in_its_place() {
+        let results = on_threads_named::<u8>(vec![
+            ("mlp_0_0".to_string(), Box::new(|| Ok(7u8)) as Box<dyn FnOnce() -> Result<u8> + Send>),
+            ("mlp_0_1".to_string(), Box::new(|| Err(Error::unavailable("no GPU")))),
+            ("mlp_0_2".to_string(), Box::new(|| panic!("broken model"))),
+        ]);
+        let messages: Vec<_> =
+            results.into_iter().map(|result| result.map_err(|error| error.message().to_string())).collect();
+        assert_eq!(
+            messages,
+            [Ok(7), Err("no GPU".to_string()), Err("instance 'mlp_0_2': creating it panicked".to_string())]
+        );
+    }
+
+    /// A backend whose instance creations each wait, up to 10 s, until
+    /// `expected` of them are under way at once: loading one after another,
+    /// the first would wait in vain and fail.
+    struct MeetingBackend {
+        expected: usize,
+        arrived: std::sync::Mutex<usize>,
+        all_here: std::sync::Condvar,
+    }
+
+    struct IdleInstance;
+
+    impl ModelInstance for IdleInstance {
+        fn execute(
+            &mut self,
+            _: &[crate::tensor::Tensor],
+            _: &[String],
+            _: &mut crate::statistics::ExecutionTimes,
+        ) -> Result<Vec<crate::tensor::Tensor>> {
+            Ok(Vec::new())
+        }
+    }
+
+    impl Backend for MeetingBackend {
+        fn name(&self) -> &'static str {
+            crate::model_config::ONNX_BACKEND
+        }
+
+        fn signature(&self, _: &Path) -> Result<crate::backend::ModelSignature> {
+            Err(Error::internal("the test configuration lists inputs and outputs"))
+        }
+
+        fn create_instance(&self, _: &InstanceSettings) -> Result<Box<dyn ModelInstance>> {
+            let mut arrived = self.arrived.lock().unwrap();
+            *arrived += 1;
+            self.all_here.notify_all();
+            let wait = std::time::Duration::from_secs(10);
+            let (arrived, waited) = self.all_here.wait_timeout_while(arrived, wait, |n| *n < self.expected).unwrap();
+            if waited.timed_out() {
+                return Err(Error::internal(format!("{} of {} creations under way at once", *arrived, self.expected)));
+            }
+            Ok(Box::new(IdleInstance))
+        }
+    }
+
+    #[tokio::test]
+    async fn versions_and_their_instances_load_side_by_side() {
+        let repository = tempfile::tempdir().unwrap();
+        let model = repository.path().join("m");
+        for version in ["1", "2"] {
+            std::fs::create_dir_all(model.join(version)).unwrap();
+            std::fs::write(model.join(version).join("model.onnx"), b"").unwrap();
+        }
+        std::fs::write(
+            model.join("config.pbtxt"),
+            r#"name: "m" backend: "onnxruntime" version_policy { all {} }
+               instance_group [ { count: 2 kind: KIND_CPU } ]
+               input [ { name: "X" data_type: TYPE_FP32 dims: [ 1 ] } ]
+               output [ { name: "Y" data_type: TYPE_FP32 dims: [ 1 ] } ]"#,
+        )
+        .unwrap();
+        // Two versions of two instances each: four creations at once.
+        let backend = MeetingBackend { expected: 4, arrived: Default::default(), all_here: Default::default() };
+        let manager = Arc::new(ModelManager::new(Ok(Arc::new(backend)), ManagerOptions::default()));
+        let report = manager.load_repositories(&[repository.path().to_path_buf()], &StartupModels::All).await.unwrap();
+        assert_eq!(report, LoadReport { ready: 2, failures: Vec::new() });
+        manager.unload_all();
+    }
+
+    /// A repository directory holding model `name` with one version and a
+    /// configuration the test backend can load.
+    fn write_model(repository: &Path, name: &str) {
+        std::fs::create_dir_all(repository.join(name).join("1")).unwrap();
+        std::fs::write(repository.join(name).join("1").join("model.onnx"), b"").unwrap();
+        std::fs::write(
+            repository.join(name).join("config.pbtxt"),
+            format!(
+                r#"name: "{name}" backend: "onnxruntime"
+                   input [ {{ name: "X" data_type: TYPE_FP32 dims: [ 1 ] }} ]
+                   output [ {{ name: "Y" data_type: TYPE_FP32 dims: [ 1 ] }} ]"#
+            ),
+        )
+        .unwrap();
+    }
+
+    fn states(manager: &ModelManager) -> Vec<(String, Option<i64>, Option<&'static str>, String)> {
+        let index = manager.repository_index(false).unwrap();
+        index.into_iter().map(|entry| (entry.name, entry.version, entry.state, entry.reason)).collect()
+    }
+
+    #[tokio::test]
+    async fn explicit_mode_loads_and_unloads_on_request() {
+        let (first, second) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        write_model(first.path(), "n");
+        write_model(first.path(), "twice");
+        write_model(second.path(), "twice");
+        let backend = MeetingBackend { expected: 1, arrived: Default::default(), all_here: Default::default() };
+        let options = ManagerOptions { control: ModelControlMode::Explicit, ..Default::default() };
+        let manager = Arc::new(ModelManager::new(Ok(Arc::new(backend)), options));
+        let early = manager.load_model("n", LoadOptions::default()).await.unwrap_err();
+        assert!(early.message().contains("still loading the models named at start"), "{early}");
+        let repositories = [first.path().to_path_buf(), second.path().to_path_buf()];
+        let report = manager.load_repositories(&repositories, &StartupModels::Named(Vec::new())).await.unwrap();
+        assert_eq!(report, LoadReport::default());
+        assert!(manager.server_ready());
+        let listing = states(&manager);
+        assert_eq!(listing[0], ("n".to_string(), None, None, String::new()));
+        assert_eq!((listing[1].2, listing[1].3.contains("more than one repository")), (Some("UNAVAILABLE"), true));
+
+        let error = manager.load_model("twice", LoadOptions::default()).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidArgument);
+        assert!(error.message().contains("more than one repository"), "{error}");
+        assert_eq!(manager.load_model("none", LoadOptions::default()).await.unwrap_err().kind(), ErrorKind::NotFound);
+
+        manager.load_model("n", LoadOptions::default()).await.unwrap();
+        assert_eq!(states(&manager)[0], ("n".to_string(), Some(1), Some("READY"), String::new()));
+        assert_eq!(manager.repository_index(true).unwrap().len(), 1);
+        // A request that found the version before the unload holds it; the
+        // unload waits for it to let go before the instances stop.
+        let held = manager.resolve("n", None).unwrap();
+        let unloading = {
+            let manager = Arc::clone(&manager);
+            tokio::spawn(async move { manager.unload_model("n").await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!unloading.is_finished(), "the unload did not wait for the request holding the version");
+        assert_eq!(states(&manager)[0], ("n".to_string(), Some(1), Some("UNAVAILABLE"), "unloaded".to_string()));
+        drop(held);
+        unloading.await.unwrap().unwrap();
+        assert!(manager.server_ready());
+        assert_eq!(manager.unload_model("none").await.unwrap_err().kind(), ErrorKind::NotFound);
+        manager.unload_all();
+    }
+
+    #[tokio::test]
+    async fn mode_poll_follows_the_repository() {
+        let repository = tempfile::tempdir().unwrap();
+        write_model(repository.path(), "kept");
+        write_model(repository.path(), "gone");
+        let backend = MeetingBackend { expected: 1, arrived: Default::default(), all_here: Default::default() };
+        let options = ManagerOptions { control: ModelControlMode::Poll, ..Default::default() };
+        let manager = Arc::new(ModelManager::new(Ok(Arc::new(backend)), options));
+        manager.load_repositories(&[repository.path().to_path_buf()], &StartupModels::All).await.unwrap();
+        let refusal = manager.load_model("kept", LoadOptions::default()).await.unwrap_err();
+        assert_eq!(refusal.message(), control_refusal(ModelControlMode::Poll));
+        // Weak, so that a reload does not wait for this test to let go.
+        let kept = Arc::downgrade(&manager.resolve("kept", None).unwrap());
+        let still_kept = |manager: &ModelManager| {
+            std::sync::Weak::ptr_eq(&kept, &Arc::downgrade(&manager.resolve("kept", None).unwrap()))
+        };
+
+        // Nothing changed: nothing reloads.
+        manager.poll_repositories().await;
+        assert!(still_kept(&manager));
+
+        std::fs::remove_dir_all(repository.path().join("gone")).unwrap();
+        write_model(repository.path(), "added");
+        manager.poll_repositories().await;
+        assert_eq!(manager.check_model_ready("gone", None).unwrap_err().kind(), ErrorKind::NotFound);
+        assert!(manager.model_ready("added", None));
+        assert!(still_kept(&manager));
+
+        // Broken contents leave the loaded version serving; fixed, it reloads.
+        let config = repository.path().join("kept").join("config.pbtxt");
+        let good = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(&config, "name: \"kept\" max_batch_size: eight").unwrap();
+        manager.poll_repositories().await;
+        assert!(still_kept(&manager));
+        std::fs::write(&config, good.replace("backend", "max_batch_size: 2 backend")).unwrap();
+        manager.poll_repositories().await;
+        assert!(!still_kept(&manager));
+        assert_eq!(manager.resolve("kept", None).unwrap().io.max_batch_size, 2);
+        manager.unload_all();
+    }
+
+    #[tokio::test]
+    async fn mode_none_refuses_loads_and_unloads() {
+        let manager = Arc::new(ModelManager::new(Err("no backend".into()), ManagerOptions::default()));
+        let error = manager.load_model("m", LoadOptions::default()).await.unwrap_err();
+        let refusal = control_refusal(ModelControlMode::None);
+        assert_eq!((error.kind(), error.message()), (ErrorKind::Unavailable, refusal.as_str()));
+        assert_eq!(manager.unload_model("m").await.unwrap_err().message(), refusal);
+    }
+}
