@@ -3,6 +3,7 @@
 //! scikit-learn-style models post, answered with `{"predictions": [...]}`.
 
 use std::collections::BTreeSet;
+use std::time::Instant;
 
 use axum::Json;
 use axum::body::Body;
@@ -21,24 +22,38 @@ use super::json_tensor::{decode_values, encode_values, flatten, nest, shape_of};
 use crate::error::{Error, Result};
 use crate::inference::{InferenceRequest, InferenceResponse, parse_model_version};
 use crate::tensor::{Tensor, format_shape};
+use crate::trace::Activity;
 
 /// Headers naming the model, as Oracle's model deployment sends them to a
 /// Triton container.
 const MODEL_NAME_HEADER: &str = "model_name";
 const MODEL_VERSION_HEADER: &str = "model_version";
 
-/// `POST /predict`.
+/// `POST /predict`. A KServe v2 request is traced as on the v2 infer
+/// route; the instances form, which may run several requests, is not.
 pub async fn predict(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let (model, version) = choose_model(&state, &headers)?;
+    let receiving = Instant::now();
     let body = read_body(&headers, body, state.settings.max_input_size).await?;
+    let received = Instant::now();
+    // Sampled once the form is known, so an untraced form takes no sample.
+    let traced = || {
+        let traceparent = headers.get("traceparent").and_then(|value| value.to_str().ok());
+        let trace = state.tracer.sample(&model, traceparent);
+        if let Some(trace) = &trace {
+            trace.stamp_at(Activity::HttpRecvStart, receiving);
+            trace.stamp_at(Activity::HttpRecvEnd, received);
+        }
+        trace
+    };
     if header_length(&headers)?.is_some() {
-        return run_v2_request(&state, &model, version, &headers, body, None).await;
+        return run_v2_request(&state, &model, version, &headers, body, traced()).await;
     }
     let parsed: Value = serde_json::from_slice(&body)
         .map_err(|error| ApiError::bad_request(format!("the request body is not JSON: {error}")))?;
     match &parsed {
         Value::Object(object) if object.contains_key("inputs") => {
-            run_v2_request(&state, &model, version, &headers, body, None).await
+            run_v2_request(&state, &model, version, &headers, body, traced()).await
         }
         Value::Object(object) if object.contains_key("instances") => {
             let predictions = predict_instances(&state, &model, version, object).await?;

@@ -151,6 +151,31 @@ def test_every_moment_of_a_traced_request_is_written_in_order(launch_server, tmp
         assert 0 < stamps[sent[-1]] - stamps[received[0]] < 1e9
 
 
+def test_the_predict_route_traces_kserve_v2_requests(launch_server, tmp_path):
+    trace_file = tmp_path / "trace.json"
+    server = tracing_server(launch_server, trace_file, "level=TIMESTAMPS", "rate=1")
+    a, b = simple_data()
+    body = {
+        "id": "predicted",
+        "inputs": [
+            {"name": name, "datatype": "INT32", "shape": [1, 16], "data": values.flatten().tolist()}
+            for name, values in (("INPUT0", a), ("INPUT1", b))
+        ],
+    }
+    answer = post(server.http_url, "/predict", body, headers={"model_name": "simple"})
+    assert answer.status == 200, answer.body
+    (trace,) = read_traces(trace_file, 1).values()
+    assert (trace["header"]["model_name"], trace["header"]["request_id"]) == ("simple", "predicted")
+    order = FRONTEND_MOMENTS["http"][0] + CORE_MOMENTS + FRONTEND_MOMENTS["http"][1]
+    times = [trace["timestamps"][name] for name in order]
+    assert times == sorted(times), list(zip(order, times))
+    # The instances form runs a request per chunk of rows: not traced.
+    rows = post(server.http_url, "/predict", {"instances": [[1.0, 2.0, 3.0, 4.0]]}, headers={"model_name": "scale_fp16"})
+    assert rows.status == 200, rows.body
+    time.sleep(0.3)
+    assert len(read_traces(trace_file, 1)) == 1
+
+
 def test_rate_and_count_choose_the_requests(launch_server, tmp_path, protocol):
     trace_file = tmp_path / "trace.json"
     server = tracing_server(launch_server, trace_file, "level=TIMESTAMPS", "rate=2", "count=3")
