@@ -128,7 +128,13 @@ impl ModelManager {
             tracing::error!(model = %name, "failed to load: {reason}");
             self.replace_record(name, Some(ModelRecord::failed(reason)));
         }
-        for model in &scan.models {
+        // Ensembles last, so that one added with its composing models finds
+        // them loaded.
+        let (ensembles, others): (Vec<&ModelDirectory>, Vec<&ModelDirectory>) = scan
+            .models
+            .iter()
+            .partition(|model| !self.composing_model_names(model, &LoadOptions::default()).is_empty());
+        for model in others.into_iter().chain(ensembles) {
             let seen = self.read_models().get(&model.name).map(|record| record.seen);
             let now = DirectoryFingerprint::of(&model.path);
             if seen == Some(Some(now)) {

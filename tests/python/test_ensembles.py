@@ -5,6 +5,8 @@ models; its statistics count each request once, the composing models' each
 step; a broken pipeline fails to load and says why, and a request fails
 when a composing model does not serve."""
 
+import time
+
 import numpy as np
 import pytest
 
@@ -201,6 +203,29 @@ def test_an_ensemble_whose_composing_model_is_missing_does_not_load_on_request(l
     with server.client(protocol) as client:
         expect_error(client, lambda: client.load_model("twice"), "INVALID_ARGUMENT", "twice", "absent")
         assert not client.is_model_ready("twice")
+
+
+def test_mode_poll_loads_an_ensemble_added_with_its_composing_model(launch_server, tmp_path):
+    # "a_twice" comes before "simple" in the repository; the composing model
+    # must load first all the same.
+    repository, staging = tmp_path / "models", tmp_path / "staging"
+    repository.mkdir()
+    copy_model(SIMPLE, staging)
+    ensemble_dir(staging, "a_twice", TWICE.replace('name: "twice"', 'name: "a_twice"'))
+    server = launch_server(repository, extra=["--model-control-mode=poll", "--repository-poll-secs=1"])
+    # Moved in microseconds apart, so one poll almost always finds both
+    # (and should one poll fall between them, `simple` is there first).
+    (staging / "simple").rename(repository / "simple")
+    (staging / "a_twice").rename(repository / "a_twice")
+    with server.client("grpc") as client:
+        deadline = time.monotonic() + 20
+        while not client.is_model_ready("a_twice") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert client.is_model_ready("a_twice"), server.log
+        wire = default_wire(client)
+        a, b = simple_data(2, seed=9)
+        result = wire.infer(client, "a_twice", pipeline_inputs(wire, a, b))
+        np.testing.assert_array_equal(as_numpy(result, "TWICE_A"), 2 * a)
 
 
 BROKEN = [
