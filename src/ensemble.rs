@@ -11,7 +11,7 @@
 //! runner it is given; the model manager gives it one that sends each step
 //! to the composing model.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 
 use futures::future::try_join_all;
@@ -47,6 +47,9 @@ pub struct Step {
 pub struct EnsemblePlan {
     /// The steps, in the order of the configuration.
     pub steps: Vec<Step>,
+    /// The steps (by index) in the order they can run: each wave needs only
+    /// the ensemble's inputs and the outputs of the waves before it.
+    waves: Vec<Vec<usize>>,
 }
 
 /// What a step asks of its composing model.
@@ -72,12 +75,11 @@ impl EnsemblePlan {
         if scheduling.step.is_empty() {
             return Err("ensemble_scheduling lists no steps".to_string());
         }
-        let sorted = |map: &std::collections::HashMap<String, String>| {
-            map.iter()
-                .map(|(key, value)| (key.clone(), value.clone()))
-                .collect::<BTreeMap<_, _>>()
-                .into_iter()
-                .collect()
+        let sorted = |map: &HashMap<String, String>| {
+            let mut pairs: Vec<(String, String)> =
+                map.iter().map(|(key, value)| (key.clone(), value.clone())).collect();
+            pairs.sort();
+            pairs
         };
         let steps: Vec<Step> = scheduling
             .step
@@ -89,8 +91,8 @@ impl EnsemblePlan {
                 outputs: sorted(&step.output_map),
             })
             .collect();
-        let plan = Self { steps };
-        plan.check(config)?;
+        let mut plan = Self { steps, waves: Vec::new() };
+        plan.waves = plan.check(config)?;
         Ok(plan)
     }
 
@@ -105,7 +107,9 @@ impl EnsemblePlan {
         names
     }
 
-    fn check(&self, config: &ModelConfig) -> std::result::Result<(), String> {
+    /// Checks that the steps form a pipeline and returns them in waves
+    /// (see [`EnsemblePlan::waves`]).
+    fn check(&self, config: &ModelConfig) -> std::result::Result<Vec<Vec<usize>>, String> {
         let ensemble_inputs: HashSet<&str> = config.input.iter().map(|input| input.name.as_str()).collect();
         let mut made_by: HashMap<&str, usize> = HashMap::new();
         for (index, step) in self.steps.iter().enumerate() {
@@ -152,23 +156,27 @@ impl EnsemblePlan {
         }
         // Every step must become runnable: otherwise steps wait on each
         // other in a cycle.
-        let mut available = ensemble_inputs.clone();
-        let mut waiting: Vec<&Step> = self.steps.iter().collect();
+        let mut available = ensemble_inputs;
+        let mut waiting: Vec<usize> = (0..self.steps.len()).collect();
+        let mut waves = Vec::new();
         while !waiting.is_empty() {
-            let (ready, blocked): (Vec<&Step>, Vec<&Step>) = waiting
-                .into_iter()
-                .partition(|step| step.inputs.iter().all(|(_, tensor)| available.contains(tensor.as_str())));
+            let (ready, blocked): (Vec<usize>, Vec<usize>) = waiting.into_iter().partition(|&index| {
+                self.steps[index].inputs.iter().all(|(_, tensor)| available.contains(tensor.as_str()))
+            });
             if ready.is_empty() {
-                let names: Vec<&str> = blocked.iter().map(|step| step.model_name.as_str()).collect();
+                let names: Vec<&str> = blocked.iter().map(|&index| self.steps[index].model_name.as_str()).collect();
                 return Err(format!(
                     "the steps of models {} wait on each other's outputs in a cycle",
                     names.join(", ")
                 ));
             }
-            available.extend(ready.iter().flat_map(|step| step.outputs.iter().map(|(_, tensor)| tensor.as_str())));
+            available.extend(
+                ready.iter().flat_map(|&index| self.steps[index].outputs.iter().map(|(_, tensor)| tensor.as_str())),
+            );
+            waves.push(ready);
             waiting = blocked;
         }
-        Ok(())
+        Ok(waves)
     }
 
     /// Checks the steps against their composing models' inputs and
@@ -253,8 +261,8 @@ impl EnsemblePlan {
     /// Runs the pipeline on `inputs` (the ensemble's, by name) with
     /// `run_step`, which runs one step's request and returns the composing
     /// model's outputs; returns the ensemble tensors named in `wanted`, in
-    /// that order, with `T` the steps' results (their outputs and whatever
-    /// `run_step` adds) collected in step order.
+    /// that order, with the `T` that `run_step` returned beside each step's
+    /// outputs, in the order the steps ran.
     pub async fn run<T, F, Fut>(
         &self,
         inputs: Vec<Tensor>,
@@ -267,22 +275,18 @@ impl EnsemblePlan {
     {
         let mut tensors: HashMap<String, Tensor> =
             inputs.into_iter().map(|tensor| (tensor.name.clone(), tensor)).collect();
-        let mut waiting: Vec<&Step> = self.steps.iter().collect();
         let mut results = Vec::with_capacity(self.steps.len());
-        while !waiting.is_empty() {
-            let (ready, blocked): (Vec<&Step>, Vec<&Step>) = waiting
-                .into_iter()
-                .partition(|step| step.inputs.iter().all(|(_, tensor)| tensors.contains_key(tensor)));
-            if ready.is_empty() {
+        for wave in &self.waves {
+            let ready: Vec<&Step> = wave.iter().map(|&index| &self.steps[index]).collect();
+            for step in &ready {
                 // An optional ensemble input that the request left out.
-                let step = blocked[0];
-                let (input, tensor) =
-                    step.inputs.iter().find(|(_, tensor)| !tensors.contains_key(tensor)).unwrap_or(&step.inputs[0]);
-                return Err(Error::invalid_argument(format!(
-                    "ensemble step of model '{}' needs '{tensor}' for its input '{input}', which the request does not \
-                     give",
-                    step.model_name
-                )));
+                if let Some((input, tensor)) = step.inputs.iter().find(|(_, tensor)| !tensors.contains_key(tensor)) {
+                    return Err(Error::invalid_argument(format!(
+                        "ensemble step of model '{}' needs '{tensor}' for its input '{input}', which the request \
+                         does not give",
+                        step.model_name
+                    )));
+                }
             }
             let requests = ready.iter().map(|step| {
                 let inputs = step
@@ -306,7 +310,6 @@ impl EnsemblePlan {
                 }
                 results.push(result);
             }
-            waiting = blocked;
         }
         let outputs = wanted
             .iter()
@@ -369,6 +372,7 @@ mod tests {
         assert_eq!(plan.steps[1].model_version, Some(2));
         assert_eq!(plan.steps[1].inputs, vec![("A".into(), "RAW".into()), ("B".into(), "scaled".into())]);
         assert_eq!(plan.model_names(), ["scale", "add_sub"]);
+        assert_eq!(plan.waves, [vec![0], vec![1]]);
     }
 
     #[test]

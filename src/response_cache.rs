@@ -170,10 +170,8 @@ impl ResponseCache {
         // The same request answered twice at once: the later answer stays.
         entries.remove(key);
         while entries.used_bytes + size > self.capacity {
-            let Some((_, oldest)) = entries.by_use.pop_first() else { break };
-            if let Some(entry) = entries.by_key.remove(&oldest) {
-                entries.used_bytes -= entry.size;
-            }
+            let Some(&oldest) = entries.by_use.values().next() else { break };
+            entries.remove(oldest);
         }
         let last_use = entries.touch();
         entries.by_use.insert(last_use, key);

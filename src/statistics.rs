@@ -120,6 +120,17 @@ pub struct ExecutionTimes {
     pub output: Duration,
 }
 
+impl std::iter::Sum for ExecutionTimes {
+    /// Phase by phase: the times of several executions one after another.
+    fn sum<I: Iterator<Item = Self>>(times: I) -> Self {
+        times.fold(Self::default(), |sum, next| Self {
+            input: sum.input + next.input,
+            infer: sum.infer + next.infer,
+            output: sum.output + next.output,
+        })
+    }
+}
+
 /// The live statistics of one model version.
 #[derive(Debug)]
 pub struct StatisticsRecorder {

@@ -165,10 +165,12 @@ pub fn render(versions: &[VersionMetrics], cpu: Option<&CpuMetrics>) -> String {
             );
         }
     }
+    let every: Vec<&VersionMetrics> = versions.iter().collect();
     let caching: Vec<&VersionMetrics> = versions.iter().filter(|metrics| metrics.caches_responses).collect();
-    let every_family = FAMILIES.iter().map(|family| (family, versions.iter().collect::<Vec<_>>()));
-    let cache_families = CACHE_FAMILIES.iter().map(|family| (family, caching.clone()));
-    for (family, reported) in every_family.chain(cache_families.filter(|(_, reported)| !reported.is_empty())) {
+    let cache_families = CACHE_FAMILIES.iter().filter(|_| !caching.is_empty());
+    let families =
+        FAMILIES.iter().map(|family| (family, &every)).chain(cache_families.map(|family| (family, &caching)));
+    for (family, reported) in families {
         header(&mut text, family.name, family.kind, family.help);
         for metrics in reported {
             let (model, version) = labels(metrics);

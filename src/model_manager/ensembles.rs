@@ -83,11 +83,7 @@ impl ModelManager {
         let outcome = plan.run(request.inputs, &request.outputs, |step| self.run_step(ensemble, step, options)).await;
         match outcome {
             Ok((outputs, step_times)) => {
-                let times = step_times.iter().fold(ExecutionTimes::default(), |sum, step| ExecutionTimes {
-                    input: sum.input + step.input,
-                    infer: sum.infer + step.infer,
-                    output: sum.output + step.output,
-                });
+                let times: ExecutionTimes = step_times.into_iter().sum();
                 loaded.statistics.record_execution(
                     request.batch_size as u64,
                     times,
@@ -138,11 +134,10 @@ impl ModelManager {
             .run_cached(validated, |request| scheduler.execute(request, options, None))
             .await
             .map_err(in_ensemble)?;
-        let outputs = executed
-            .outputs
-            .into_iter()
-            .map(|output| Tensor { shape: composing.io.response_shape(&output.name, output.shape.clone()), ..output })
-            .collect();
+        let mut outputs = executed.outputs;
+        for output in &mut outputs {
+            output.shape = composing.io.response_shape(&output.name, std::mem::take(&mut output.shape));
+        }
         Ok((outputs, executed.times))
     }
 }

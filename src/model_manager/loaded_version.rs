@@ -44,9 +44,7 @@ impl LoadedVersion {
             self.statistics.record_cache_hit(lookup_started.elapsed(), lookup);
             return match &self.execution {
                 Execution::Instances(scheduler) => scheduler.answer_without_running(outputs).await,
-                Execution::Ensemble(_) => {
-                    Ok(Executed { outputs, position: BatchPosition::ALONE, times: ExecutionTimes::default() })
-                }
+                Execution::Ensemble(_) => Ok(Executed::without_running(outputs)),
             };
         }
         let executed = run(request).await?;

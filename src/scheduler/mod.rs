@@ -80,6 +80,14 @@ pub struct Executed {
     pub times: ExecutionTimes,
 }
 
+impl Executed {
+    /// An answer found without running the model (a response cache hit):
+    /// alone, and with no execution times.
+    pub fn without_running(outputs: Vec<Tensor>) -> Self {
+        Self { outputs, position: BatchPosition::ALONE, times: ExecutionTimes::default() }
+    }
+}
+
 /// Where an instance sends a request's answer.
 type Reply = oneshot::Sender<Result<Executed>>;
 
@@ -112,6 +120,14 @@ struct Shared {
     spinner: AtomicBool,
     /// How long recent executions took, to decide whether callers poll.
     recent_execution: RecentDuration,
+}
+
+impl State {
+    /// The next request's place in the arrival order.
+    fn take_sequence(&mut self) -> u64 {
+        self.next_sequence += 1;
+        self.next_sequence - 1
+    }
 }
 
 impl Shared {
@@ -258,8 +274,7 @@ impl Scheduler {
                 drop(state);
                 return Err(Error::unavailable(format!("{}: the model is being unloaded", shared.label)));
             }
-            let sequence = state.next_sequence;
-            state.next_sequence += 1;
+            let sequence = state.take_sequence();
             first_in_line = state.queue.is_empty();
             let pending = Pending { request, id, sequence, arrived, deadline, reply, trace };
             match state.queue.push(level, pending) {
@@ -323,24 +338,18 @@ impl Scheduler {
         cancel_on_drop.disarm();
         outcome.map_err(|_| Error::internal(format!("{}: the instance stopped before answering", shared.label)))?
     }
-}
 
-impl Scheduler {
     /// Answers with outputs found without running the model (a response
     /// cache hit): at once, or with `preserve_ordering` once every request
     /// that arrived before has been answered, as Triton keeps the order of
     /// cached answers too.
     pub async fn answer_without_running(&self, outputs: Vec<Tensor>) -> Result<Executed> {
-        let executed = Executed { outputs, position: BatchPosition::ALONE, times: ExecutionTimes::default() };
+        let executed = Executed::without_running(outputs);
         if matches!(self.shared.responder, Responder::Immediate) {
             return Ok(executed);
         }
         let (reply, answer) = oneshot::channel();
-        let sequence = {
-            let mut state = self.shared.lock();
-            state.next_sequence += 1;
-            state.next_sequence - 1
-        };
+        let sequence = self.shared.lock().take_sequence();
         self.shared.responder.respond(sequence, reply, Ok(executed));
         answer.await.map_err(|_| Error::internal(format!("{}: the answer was lost", self.shared.label)))?
     }
