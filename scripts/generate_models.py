@@ -192,6 +192,37 @@ def batch_busy_loop(path):
     save(graph, path)
 
 
+def sequence_accumulator(path):
+    """A stateful model for the sequence batcher: OUTPUT (and the implicit
+    state OUT_STATE) = INPUT on a sequence's START, else IN_STATE + INPUT;
+    SEQUENCE echoes the CORRID control input. All INT32 [batch, 1] except
+    CORRID and SEQUENCE (UINT64)."""
+    dims = ["batch", 1]
+    graph = helper.make_graph(
+        [
+            helper.make_node("Sub", ["ONE", "START"], ["KEEP"]),
+            helper.make_node("Mul", ["IN_STATE", "KEEP"], ["CARRIED"]),
+            helper.make_node("Add", ["INPUT", "CARRIED"], ["OUT_STATE"]),
+            helper.make_node("Identity", ["OUT_STATE"], ["OUTPUT"]),
+            helper.make_node("Identity", ["CORRID"], ["SEQUENCE"]),
+        ],
+        "sequence_accumulator",
+        [
+            tensor("INPUT", TensorProto.INT32, dims),
+            tensor("START", TensorProto.INT32, dims),
+            tensor("CORRID", TensorProto.UINT64, dims),
+            tensor("IN_STATE", TensorProto.INT32, dims),
+        ],
+        [
+            tensor("OUTPUT", TensorProto.INT32, dims),
+            tensor("SEQUENCE", TensorProto.UINT64, dims),
+            tensor("OUT_STATE", TensorProto.INT32, dims),
+        ],
+        initializer=[helper.make_tensor("ONE", TensorProto.INT32, [], [1])],
+    )
+    save(graph, path)
+
+
 def write_all(examples: pathlib.Path, test_models: pathlib.Path) -> None:
     simple(examples / "simple" / "1" / "model.onnx")
     simple_string(examples / "simple_string" / "1" / "model.onnx")
@@ -202,6 +233,7 @@ def write_all(examples: pathlib.Path, test_models: pathlib.Path) -> None:
     identity(test_models / "classifier" / "1" / "model.onnx", TensorProto.FLOAT)
     busy_loop(test_models / "busy_loop" / "1" / "model.onnx")
     batch_busy_loop(test_models / "batch_busy_loop" / "1" / "model.onnx")
+    sequence_accumulator(test_models / "sequence_accumulator" / "1" / "model.onnx")
 
 
 def onnx_files(root: pathlib.Path):

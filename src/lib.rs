@@ -30,6 +30,7 @@ pub mod proto;
 pub mod repository;
 pub mod response_cache;
 pub mod scheduler;
+pub mod sequence;
 pub mod server;
 pub mod shared_memory;
 pub mod shutdown;

@@ -125,10 +125,15 @@ fn complete_from_signature(
         ));
     }
     let batching = config.max_batch_size > 0;
+    // A sequence model's control and state tensors are the server's to
+    // provide and keep, never the client's: like Triton's ONNX Runtime
+    // backend, auto-complete leaves them out.
+    let (server_inputs, server_outputs) = sequence_tensors(config);
     if config.input.is_empty() {
         config.input = signature
             .inputs
             .iter()
+            .filter(|spec| !server_inputs.contains(&spec.name))
             .map(|spec| {
                 let (data_type, dims, reshape) = config_shape(spec, batching)?;
                 Ok(ModelInput { name: spec.name.clone(), data_type, dims, reshape, ..Default::default() })
@@ -139,6 +144,7 @@ fn complete_from_signature(
         config.output = signature
             .outputs
             .iter()
+            .filter(|spec| !server_outputs.contains(&spec.name))
             .map(|spec| {
                 let (data_type, dims, reshape) = config_shape(spec, batching)?;
                 Ok(ModelOutput { name: spec.name.clone(), data_type, dims, reshape, ..Default::default() })
@@ -146,6 +152,17 @@ fn complete_from_signature(
             .collect::<Result<_, String>>()?;
     }
     Ok(())
+}
+
+/// The names of the inputs (controls and states) and outputs (states) that
+/// a sequence model's `sequence_batching` section gives to the server.
+fn sequence_tensors(config: &ModelConfig) -> (Vec<String>, Vec<String>) {
+    let Some(batching) = crate::sequence::sequence_batching(config) else {
+        return Default::default();
+    };
+    let controls = batching.control_input.iter().map(|control| control.name.clone());
+    let inputs = controls.chain(batching.state.iter().map(|state| state.input_name.clone())).collect();
+    (inputs, batching.state.iter().map(|state| state.output_name.clone()).collect())
 }
 
 /// Data type, dims and reshape of one auto-completed tensor. A scalar (no
@@ -232,7 +249,45 @@ pub fn check_against_signature(config: &ModelConfig, signature: &ModelSignature)
         let shape = output.reshape.as_ref().map_or(&output.dims, |reshape| &reshape.shape);
         (&output.name, output.data_type, shape)
     });
-    check_tensors("output", configured_outputs, &signature.outputs, batching)
+    check_tensors("output", configured_outputs, &signature.outputs, batching)?;
+    check_sequence_tensors(config, signature)
+}
+
+/// Checks that a sequence model declares the control inputs and the state
+/// inputs and outputs its `sequence_batching` section names, with their
+/// element types.
+fn check_sequence_tensors(config: &ModelConfig, signature: &ModelSignature) -> Result<(), String> {
+    let Some(batching) = crate::sequence::sequence_batching(config) else {
+        return Ok(());
+    };
+    let controls = crate::sequence::SequenceControls::from_config(batching)?;
+    let mut inputs: Vec<(&str, Option<DataType>)> =
+        controls.inputs().into_iter().map(|(name, datatype)| (name, Some(datatype))).collect();
+    let mut outputs = Vec::new();
+    for state in &batching.state {
+        inputs.push((&state.input_name, DataType::from_config(state.data_type)));
+        outputs.push((state.output_name.as_str(), DataType::from_config(state.data_type)));
+    }
+    for (what, tensors, declared) in [("input", inputs, &signature.inputs), ("output", outputs, &signature.outputs)] {
+        for (name, datatype) in tensors {
+            let Some(spec) = declared.iter().find(|spec| spec.name == name) else {
+                let names: Vec<&str> = declared.iter().map(|spec| spec.name.as_str()).collect();
+                return Err(format!(
+                    "sequence_batching {what} '{name}' is not in the model, whose {what}s are: {}",
+                    names.join(", ")
+                ));
+            };
+            if spec.datatype != datatype {
+                let expected = datatype.map_or_else(|| "no type".to_string(), |datatype| datatype.to_string());
+                let actual =
+                    spec.datatype.map_or_else(|| "an unsupported type".to_string(), |datatype| datatype.to_string());
+                return Err(format!(
+                    "sequence_batching {what} '{name}' is configured as {expected} but the model declares {actual}"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_tensors<'a>(
@@ -286,6 +341,45 @@ mod tests {
             inputs: vec![spec("x", DataType::Fp16, &[-1, 4])],
             outputs: vec![spec("y", DataType::Fp16, &[-1, 4]), spec("score", DataType::Fp32, &[-1])],
         }
+    }
+
+    #[test]
+    fn a_sequence_models_control_and_state_tensors_are_left_to_the_server() {
+        let signature = ModelSignature {
+            inputs: vec![
+                spec("x", DataType::Int32, &[-1, 1]),
+                spec("START", DataType::Int32, &[-1, 1]),
+                spec("STATE_IN", DataType::Fp32, &[-1, 3]),
+            ],
+            outputs: vec![spec("y", DataType::Int32, &[-1, 1]), spec("STATE_OUT", DataType::Fp32, &[-1, 3])],
+        };
+        let config = crate::model_config::parse_text_format(
+            r#"sequence_batching {
+                 control_input [ { name: "START" control [ { kind: CONTROL_SEQUENCE_START int32_false_true: [ 0, 1 ] } ] } ]
+                 state [ { input_name: "STATE_IN" output_name: "STATE_OUT" data_type: TYPE_FP32 dims: [ 3 ] } ]
+               }"#,
+        )
+        .unwrap();
+        let config = autocomplete(config, "m", Some(&signature), AutocompleteOptions::default()).unwrap();
+        let names = |tensors: Vec<&str>| tensors.join(",");
+        assert_eq!(names(config.input.iter().map(|input| input.name.as_str()).collect()), "x");
+        assert_eq!(names(config.output.iter().map(|output| output.name.as_str()).collect()), "y");
+        // The sequence batcher stays the scheduler.
+        assert!(matches!(config.scheduling_choice, Some(SchedulingChoice::SequenceBatching(_))));
+        check_against_signature(&config, &signature).unwrap();
+        // The model must declare them, with the configured types.
+        let mut wrong_type = signature.clone();
+        wrong_type.inputs[2].datatype = Some(DataType::Fp64);
+        assert_eq!(
+            check_against_signature(&config, &wrong_type).unwrap_err(),
+            "sequence_batching input 'STATE_IN' is configured as FP32 but the model declares FP64"
+        );
+        let mut missing = signature.clone();
+        missing.outputs.pop();
+        assert_eq!(
+            check_against_signature(&config, &missing).unwrap_err(),
+            "sequence_batching output 'STATE_OUT' is not in the model, whose outputs are: y"
+        );
     }
 
     #[test]

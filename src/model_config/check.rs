@@ -37,13 +37,14 @@ pub fn check_config(config: &ModelConfig) -> Result<(), String> {
     }
     match &config.scheduling_choice {
         Some(SchedulingChoice::DynamicBatching(batching)) => check_dynamic_batching(batching, config.max_batch_size)?,
-        // Running a stateful model without its sequence batcher would mix
-        // the requests of different sequences: refusing says so at load
-        // time.
-        Some(SchedulingChoice::SequenceBatching(_)) => {
-            return Err("sequence_batching is not supported: this server runs stateless models, with the default \
-                        scheduler or dynamic_batching"
-                .to_string());
+        Some(SchedulingChoice::SequenceBatching(sequences)) => {
+            crate::sequence::check_config(config, sequences)?;
+            // As in Triton, whose cache keys know nothing of sequences.
+            if config.response_cache.as_ref().is_some_and(|cache| cache.enable) {
+                return Err("response_cache cannot be enabled for a model with sequence_batching: the answer of a \
+                            stateful model depends on the requests before it"
+                    .to_string());
+            }
         }
         Some(SchedulingChoice::EnsembleScheduling(_)) if config.platform != ENSEMBLE_PLATFORM => {
             return Err(format!(
@@ -233,7 +234,16 @@ mod tests {
                                      priority_queue_policy { key: 3 value { } } }",
                 "priority_queue_policy names level 3, outside 1 to priority_levels 2",
             ),
-            (VALID.to_string() + "sequence_batching { }", "sequence_batching is not supported"),
+            (
+                VALID.to_string()
+                    + "sequence_batching { control_input [ { name: \"x\" control [ { kind: \
+                                     CONTROL_SEQUENCE_START int32_false_true: [ 0, 1 ] } ] } ] }",
+                "control input 'x' is also a configuration input",
+            ),
+            (
+                VALID.to_string() + "sequence_batching { } response_cache { enable: true }",
+                "response_cache cannot be enabled for a model with sequence_batching",
+            ),
             (VALID.to_string() + "ensemble_scheduling { }", "ensemble_scheduling is for models of platform 'ensemble'"),
             (VALID.to_string() + "platform: \"ensemble\"", "an ensemble needs ensemble_scheduling"),
             (

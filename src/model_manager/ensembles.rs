@@ -70,17 +70,22 @@ impl ModelManager {
 
     /// Runs an ensemble's steps for one request. Its statistics count the
     /// request once, with the compute times of its steps added up, as
-    /// Triton counts an ensemble's.
+    /// Triton counts an ensemble's. A request of a sequence hands its
+    /// correlation ID and flags to every step, so that stateful composing
+    /// models see the sequence.
     pub(super) async fn run_ensemble(
         &self,
         loaded: &LoadedVersion,
         plan: &EnsemblePlan,
         request: ValidatedRequest,
         options: RequestOptions,
+        sequence: Option<SequenceRequest>,
     ) -> Result<Executed> {
         let started = Instant::now();
         let ensemble = loaded.config.name.as_str();
-        let outcome = plan.run(request.inputs, &request.outputs, |step| self.run_step(ensemble, step, options)).await;
+        let outcome = plan
+            .run(request.inputs, &request.outputs, |step| self.run_step(ensemble, step, options, sequence.clone()))
+            .await;
         match outcome {
             Ok((outputs, step_times)) => {
                 let times: ExecutionTimes = step_times.into_iter().sum();
@@ -109,6 +114,7 @@ impl ModelManager {
         ensemble: &str,
         step: StepRequest,
         options: RequestOptions,
+        sequence: Option<SequenceRequest>,
     ) -> Result<(Vec<Tensor>, ExecutionTimes)> {
         let in_ensemble =
             |error: Error| Error::new(error.kind(), format!("ensemble '{ensemble}': {}", error.message()));
@@ -131,7 +137,7 @@ impl ModelManager {
         };
         let validated = composing.io.validate(request).map_err(in_ensemble)?;
         let executed = composing
-            .run_cached(validated, |request| scheduler.execute(request, options, None))
+            .run_cached(validated, |request| composing.run_on_instances(scheduler, request, options, None, sequence))
             .await
             .map_err(in_ensemble)?;
         let mut outputs = executed.outputs;

@@ -23,6 +23,8 @@ pub struct LoadedVersion {
     /// Its part of the response cache, when its configuration enables the
     /// cache and the server has one.
     pub(super) response_cache: Option<ModelCache>,
+    /// Its sequences, when it is a stateful model (`sequence_batching`).
+    pub(super) sequences: Option<SequenceBatcher>,
 }
 
 impl LoadedVersion {
@@ -55,6 +57,24 @@ impl LoadedVersion {
         }
         self.statistics.record_cache_miss(lookup + insert_started.elapsed());
         Ok(executed)
+    }
+
+    /// Runs a validated request on its instances through `scheduler`, the
+    /// request of a sequence model through its sequence batcher.
+    pub(super) async fn run_on_instances(
+        &self,
+        scheduler: &Scheduler,
+        request: ValidatedRequest,
+        options: RequestOptions,
+        trace: Option<Arc<RequestTrace>>,
+        sequence: Option<SequenceRequest>,
+    ) -> Result<Executed> {
+        match &self.sequences {
+            Some(sequences) => {
+                sequences.run(sequence, request, |request| scheduler.execute(request, options, trace)).await
+            }
+            None => scheduler.execute(request, options, trace).await,
+        }
     }
 
     /// Requests waiting in its queue; an ensemble has none of its own.

@@ -169,6 +169,12 @@ impl ModelManager {
         } else {
             Execution::Instances(self.start_instances(model_dir, config, version, &io, &label, &statistics)?)
         };
+        let sequences = match (&execution, sequence_batching(config)) {
+            (Execution::Instances(scheduler), Some(_)) => {
+                Some(SequenceBatcher::new(&label, config, model_dir, scheduler.instance_count())?)
+            }
+            _ => None,
+        };
         let wants_cache = config.response_cache.as_ref().is_some_and(|cache| cache.enable);
         let response_cache = match (&self.options.response_cache, wants_cache) {
             (Some(cache), true) => Some(cache.scope()),
@@ -190,6 +196,7 @@ impl ModelManager {
             statistics,
             load_duration: started.elapsed(),
             response_cache,
+            sequences,
         })
     }
 

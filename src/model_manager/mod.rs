@@ -34,6 +34,7 @@ use crate::repository::{
 };
 use crate::response_cache::{ModelCache, ResponseCache};
 use crate::scheduler::{Executed, RequestOptions, Scheduler, SchedulingPolicy};
+use crate::sequence::{SequenceBatcher, SequenceRequest, sequence_batching};
 use crate::shared_memory::{SharedMemoryRef, SharedMemoryRegistry};
 use crate::statistics::{ExecutionTimes, FailureReason, ModelStatistics, StatisticsRecorder};
 use crate::tensor::{DataType, Tensor};
@@ -240,13 +241,15 @@ impl ModelManager {
         request: ValidatedRequest,
         options: RequestOptions,
         trace: Option<Arc<RequestTrace>>,
+        sequence: Option<SequenceRequest>,
     ) -> Result<Executed> {
         match &loaded.execution {
             Execution::Instances(scheduler) => {
-                loaded.run_cached(request, |request| scheduler.execute(request, options, trace)).await
+                let run = |request| loaded.run_on_instances(scheduler, request, options, trace, sequence);
+                loaded.run_cached(request, run).await
             }
             Execution::Ensemble(plan) => {
-                loaded.run_cached(request, |request| self.run_ensemble(loaded, plan, request, options)).await
+                loaded.run_cached(request, |request| self.run_ensemble(loaded, plan, request, options, sequence)).await
             }
         }
     }
@@ -467,12 +470,13 @@ impl ModelManager {
             }
         }
         let options = RequestOptions::from_parameters(&model_name, &request.parameters)?;
+        let sequence = SequenceRequest::from_parameters(&model_name, &request.parameters)?;
         let classified = loaded.classified_outputs(&request)?;
         let validated = loaded.io.validate(request)?;
         if let Some(trace) = &trace {
             trace.tensors(TensorActivity::QueueInput, &validated.inputs);
         }
-        let executed = self.execute(&loaded, validated, options, trace.clone()).await?;
+        let executed = self.execute(&loaded, validated, options, trace.clone(), sequence).await?;
         if let Some(trace) = &trace {
             trace.tensors(TensorActivity::BackendOutput, &executed.outputs);
         }

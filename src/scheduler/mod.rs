@@ -171,6 +171,7 @@ pub struct Scheduler {
     next_id: AtomicU64,
     /// The instance threads, until [`Scheduler::stop`] joins them.
     threads: Mutex<Vec<JoinHandle<()>>>,
+    instance_count: usize,
 }
 
 impl Scheduler {
@@ -200,7 +201,8 @@ impl Scheduler {
         });
         // Built first, so that if a thread cannot be started, dropping it
         // ends the threads started before.
-        let scheduler = Self { shared, next_id: AtomicU64::new(0), threads: Mutex::new(Vec::new()) };
+        let instance_count = instances.len();
+        let scheduler = Self { shared, next_id: AtomicU64::new(0), threads: Mutex::new(Vec::new()), instance_count };
         for (name, backend_instance) in instances {
             let shared = Arc::clone(&scheduler.shared);
             let thread_name = name.clone();
@@ -234,6 +236,11 @@ impl Scheduler {
                 tracing::error!(scheduler = %self.shared.label, "an instance thread panicked");
             }
         }
+    }
+
+    /// How many instances it feeds.
+    pub fn instance_count(&self) -> usize {
+        self.instance_count
     }
 
     /// Requests waiting in the queue for an instance (Triton's

@@ -142,12 +142,20 @@ impl SchedulingPolicy {
     /// a model that does not batch (`max_batch_size: 0`), requests still
     /// run one by one, but with its priority levels, queue policies and
     /// ordering, as Triton runs them.
+    ///
+    /// A sequence model's requests (`sequence_batching`) are batched with
+    /// its strategy's delay, preferred sizes and ordering; its sequence
+    /// batcher ([`crate::sequence`]) sends at most one request per sequence
+    /// at a time, so a batch never holds two requests of one sequence.
     pub fn from_config(config: &ModelConfig) -> Self {
         let max_batch_size = usize::try_from(config.max_batch_size).unwrap_or(0);
-        let Some(SchedulingChoice::DynamicBatching(batching)) = &config.scheduling_choice else {
-            return Self::unbatched(max_batch_size);
-        };
-        Self::dynamic(max_batch_size, batching)
+        match &config.scheduling_choice {
+            Some(SchedulingChoice::DynamicBatching(batching)) => Self::dynamic(max_batch_size, batching),
+            Some(SchedulingChoice::SequenceBatching(sequences)) => {
+                Self::dynamic(max_batch_size, &crate::sequence::dynamic_batching(sequences))
+            }
+            _ => Self::unbatched(max_batch_size),
+        }
     }
 
     fn unbatched(max_batch_size: usize) -> Self {
@@ -242,6 +250,30 @@ mod tests {
             (policy.level_for(None), policy.level_for(Some(0)), policy.level_for(Some(1)), policy.level_for(Some(9))),
             (2, 2, 1, 2)
         );
+    }
+
+    #[test]
+    fn a_sequence_model_batches_with_its_strategys_settings() {
+        let policy = |strategy: &str| {
+            let config = format!("max_batch_size: 8 sequence_batching {{ {strategy} }}");
+            SchedulingPolicy::from_config(&parse_text_format(&config).unwrap())
+        };
+        let oldest =
+            policy("oldest { preferred_batch_size: [ 4 ] max_queue_delay_microseconds: 300 preserve_ordering: true }");
+        let dynamic = oldest.dynamic.as_ref().unwrap();
+        assert_eq!(
+            (dynamic.preferred_batch_sizes.clone(), dynamic.max_queue_delay),
+            (vec![4], Duration::from_micros(300))
+        );
+        assert!(oldest.preserve_ordering);
+        let direct = policy("direct { max_queue_delay_microseconds: 700 }");
+        let dynamic = direct.dynamic.as_ref().unwrap();
+        assert_eq!(
+            (dynamic.preferred_batch_sizes.clone(), dynamic.max_queue_delay),
+            (vec![], Duration::from_micros(700))
+        );
+        assert!(!direct.preserve_ordering);
+        assert_eq!(policy("").dynamic.unwrap().max_queue_delay, Duration::ZERO);
     }
 
     #[test]

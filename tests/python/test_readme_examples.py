@@ -197,12 +197,21 @@ def test_grpcurl_example(grpc_url, command):
     check_grpcurl_answer(shlex.split(command), run_shell(runnable))
 
 
-@pytest.mark.parametrize("block", PYTHON_BLOCKS, ids=lambda block: re.search(r"import tritonclient\.(\w+)", block)[1])
+def python_example_id(block):
+    protocol = re.search(r"import tritonclient\.(\w+)", block)[1]
+    return f"{protocol}-sequence" if "sequence_id" in block else protocol
+
+
+@pytest.mark.parametrize("block", PYTHON_BLOCKS, ids=python_example_id)
 def test_python_example(server, block):
     code = block.replace("localhost:8000", server.http_url).replace("localhost:8001", server.grpc_url)
     finished = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, cwd=REPO_ROOT
     )
     assert finished.returncode == 0, f"exit {finished.returncode}\n{finished.stdout}\n{finished.stderr}"
-    # Each example prints simple's OUTPUT0 for INPUT0 0..15 and INPUT1 ones.
+    if "sequence_id" in block:
+        # The sequence example prints its running sums, as its comment says.
+        assert finished.stdout.splitlines() == ["[[1]]", "[[3]]", "[[6]]"]
+        return
+    # Each other example prints simple's OUTPUT0 for INPUT0 0..15 and INPUT1 ones.
     assert finished.stdout.splitlines()[0] == str(np.arange(1, 17).reshape(1, 16))
