@@ -45,21 +45,26 @@ pub struct WarmupSample {
 /// skipped, as Triton skips them.
 pub fn warmup_samples(config: &ModelConfig, io: &ModelIo, model_dir: &Path) -> Result<Vec<WarmupSample>> {
     let mut random = PseudoRandom::default();
+    let (server_inputs, _) = crate::sequence::server_tensors(config);
     config
         .model_warmup
         .iter()
         .filter(|sample| sample.batch_size > 0)
         .map(|sample| {
-            build_sample(sample, io, model_dir, &mut random).map_err(|error| {
+            build_sample(sample, io, &server_inputs, model_dir, &mut random).map_err(|error| {
                 Error::invalid_argument(format!("warmup sample '{}': {}", sample.name, error.message()))
             })
         })
         .collect()
 }
 
+/// One sample. Inputs named in `server_inputs` (a sequence model's control
+/// and state inputs) are not client inputs: as in Triton, a sample gives
+/// them like the others, and they join the validated ones.
 fn build_sample(
     sample: &ModelWarmup,
     io: &ModelIo,
+    server_inputs: &[String],
     model_dir: &Path,
     random: &mut PseudoRandom,
 ) -> Result<WarmupSample> {
@@ -76,7 +81,7 @@ fn build_sample(
     // map's iteration order.
     let mut names: Vec<&String> = sample.inputs.keys().collect();
     names.sort();
-    let mut inputs = Vec::with_capacity(names.len());
+    let (mut inputs, mut given_by_server) = (Vec::with_capacity(names.len()), Vec::new());
     for name in names {
         let input = &sample.inputs[name];
         let datatype = DataType::from_config(input.data_type)
@@ -90,7 +95,8 @@ fn build_sample(
         let data = input_data(name, datatype, count, input.input_data_type.as_ref(), model_dir, random)?;
         let batch = (io.max_batch_size > 0).then_some(1);
         let shape = batch.into_iter().chain(input.dims.iter().copied()).collect();
-        inputs.push(Tensor { name: name.clone(), datatype, shape, data });
+        let tensor = Tensor { name: name.clone(), datatype, shape, data };
+        if server_inputs.contains(name) { given_by_server.push(tensor) } else { inputs.push(tensor) }
     }
     let request = InferenceRequest {
         model_name: io.model_name.clone(),
@@ -101,7 +107,8 @@ fn build_sample(
         shared_memory_inputs: Vec::new(),
         outputs: Vec::new(),
     };
-    let row: ValidatedRequest = io.validate(request)?;
+    let mut row: ValidatedRequest = io.validate(request)?;
+    row.inputs.extend(given_by_server);
     let rows: Vec<&ValidatedRequest> = vec![&row; batch_size];
     Ok(WarmupSample {
         name: sample.name.clone(),
@@ -259,6 +266,28 @@ mod tests {
         let samples = samples_of(SIMPLE, &warmup, Path::new("/nonexistent")).unwrap();
         let names: Vec<_> = samples.iter().map(|sample| (sample.name.as_str(), sample.iterations)).collect();
         assert_eq!(names, [("once", 1)]);
+    }
+
+    #[test]
+    fn a_sequence_models_sample_gives_its_control_and_state_inputs_too() {
+        let config = r#"name: "acc" max_batch_size: 4
+            input [ { name: "INPUT" data_type: TYPE_INT32 dims: [ 1 ] } ]
+            output [ { name: "OUTPUT" data_type: TYPE_INT32 dims: [ 1 ] } ]
+            sequence_batching {
+              control_input [ { name: "START" control [ { kind: CONTROL_SEQUENCE_START int32_false_true: [ 0, 1 ] } ] } ]
+              state [ { input_name: "IN_STATE" output_name: "OUT_STATE" data_type: TYPE_INT32 dims: [ 1 ] } ]
+            }"#;
+        let one = |name: &str| {
+            format!(r#"inputs {{ key: "{name}" value: {{ data_type: TYPE_INT32 dims: [ 1 ] zero_data: true }} }}"#)
+        };
+        let warmup = format!(r#"{{ name: "s" batch_size: 2 {} {} {} }}"#, one("INPUT"), one("START"), one("IN_STATE"));
+        let samples = samples_of(config, &warmup, Path::new("/nonexistent")).unwrap();
+        let inputs: Vec<_> = samples[0].inputs.iter().map(|input| (input.name.as_str(), input.shape.clone())).collect();
+        assert_eq!(inputs, [("INPUT", vec![2, 1]), ("IN_STATE", vec![2, 1]), ("START", vec![2, 1])]);
+        // Only a sequence model's own control and state inputs get past
+        // validation this way.
+        let warmup = format!(r#"{{ name: "s" batch_size: 1 {} {} }}"#, one("INPUT"), one("OTHER"));
+        assert!(samples_of(config, &warmup, Path::new("/nonexistent")).is_err());
     }
 
     #[test]

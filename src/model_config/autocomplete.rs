@@ -128,7 +128,7 @@ fn complete_from_signature(
     // A sequence model's control and state tensors are the server's to
     // provide and keep, never the client's: like Triton's ONNX Runtime
     // backend, auto-complete leaves them out.
-    let (server_inputs, server_outputs) = sequence_tensors(config);
+    let (server_inputs, server_outputs) = crate::sequence::server_tensors(config);
     if config.input.is_empty() {
         config.input = signature
             .inputs
@@ -152,17 +152,6 @@ fn complete_from_signature(
             .collect::<Result<_, String>>()?;
     }
     Ok(())
-}
-
-/// The names of the inputs (controls and states) and outputs (states) that
-/// a sequence model's `sequence_batching` section gives to the server.
-fn sequence_tensors(config: &ModelConfig) -> (Vec<String>, Vec<String>) {
-    let Some(batching) = crate::sequence::sequence_batching(config) else {
-        return Default::default();
-    };
-    let controls = batching.control_input.iter().map(|control| control.name.clone());
-    let inputs = controls.chain(batching.state.iter().map(|state| state.input_name.clone())).collect();
-    (inputs, batching.state.iter().map(|state| state.output_name.clone()).collect())
 }
 
 /// Data type, dims and reshape of one auto-completed tensor. A scalar (no

@@ -55,6 +55,18 @@ pub fn sequence_batching(config: &ModelConfig) -> Option<&ModelSequenceBatching>
     }
 }
 
+/// The names of the inputs (controls and states) and outputs (states) that
+/// a model's `sequence_batching` section gives to the server to provide and
+/// keep; none for a model without it.
+pub fn server_tensors(config: &ModelConfig) -> (Vec<String>, Vec<String>) {
+    let Some(batching) = sequence_batching(config) else {
+        return Default::default();
+    };
+    let controls = batching.control_input.iter().map(|control| control.name.clone());
+    let inputs = controls.chain(batching.state.iter().map(|state| state.input_name.clone())).collect();
+    (inputs, batching.state.iter().map(|state| state.output_name.clone()).collect())
+}
+
 /// The dynamic-batching settings the scheduler runs a sequence model's
 /// requests with: the chosen strategy's `max_queue_delay_microseconds`,
 /// and for `oldest` its `preferred_batch_size` and `preserve_ordering`

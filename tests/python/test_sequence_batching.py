@@ -227,3 +227,18 @@ def test_a_control_input_the_model_lacks_stops_the_load(launch_server, tmp_path)
     assert "sequence_batching input 'BEGIN' is not in the model, whose inputs are: INPUT, START, CORRID, IN_STATE" in (
         row["reason"]
     )
+
+
+def test_a_warmup_sample_gives_the_control_and_state_inputs(launch_server, tmp_path):
+    def zeros(name, datatype="TYPE_INT32"):
+        return f'inputs {{ key: "{name}" value: {{ data_type: {datatype} dims: [ 1 ] zero_data: true }} }}'
+
+    sample = " ".join([zeros("INPUT"), zeros("START"), zeros("CORRID", "TYPE_UINT64"), zeros("IN_STATE")])
+    config = CONFIG.format(max_batch_size=8, max_idle=1_000_000, strategy="")
+    copy_model(SOURCE, tmp_path / "models", config=config + f'model_warmup [ {{ name: "zeros" batch_size: 2 {sample} }} ]')
+    server = launch_server(tmp_path / "models")
+    with server.client("grpc") as client:
+        # As in Triton, warmup runs count in the statistics: one execution of 2.
+        stats = model_stats(client, MODEL)
+        assert (count(stats, "inference_count"), count(stats, "execution_count")) == (2, 1)
+        assert run_sequence(default_wire(client), client, [1, 1, 1], 5) == [1, 2, 3]
