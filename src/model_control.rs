@@ -121,26 +121,40 @@ impl LoadOptions {
     }
 }
 
-/// Reads the parameters of an unload request for `model`. Triton's
-/// `unload_dependents` must be a boolean; this server runs no ensembles, so
-/// no model depends on another and it changes nothing.
-pub fn check_unload_parameters(model: &str, parameters: &Parameters) -> Result<()> {
-    for (key, value) in parameters {
-        match (key.as_str(), value) {
-            ("unload_dependents", ParameterValue::Bool(_)) => {}
-            ("unload_dependents", other) => {
-                return Err(Error::invalid_argument(format!(
-                    "unload of model '{model}': the 'unload_dependents' parameter must be a boolean, not {other}"
-                )));
-            }
-            (other, _) => {
-                return Err(Error::invalid_argument(format!(
-                    "unload of model '{model}': unknown parameter '{other}'; an unload takes only 'unload_dependents'"
-                )));
+/// What an unload request asks for beyond the model's name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UnloadOptions {
+    /// Triton's `unload_dependents`: unloading an ensemble also unloads the
+    /// composing models that were loaded only because it was, and that no
+    /// other ensemble needs.
+    pub unload_dependents: bool,
+}
+
+impl UnloadOptions {
+    /// Reads the parameters of an unload request for `model`:
+    /// `unload_dependents`, a boolean; anything else is refused, naming it.
+    pub fn from_parameters(model: &str, parameters: &Parameters) -> Result<Self> {
+        let mut options = Self::default();
+        for (key, value) in parameters {
+            match (key.as_str(), value) {
+                ("unload_dependents", ParameterValue::Bool(unload_dependents)) => {
+                    options.unload_dependents = *unload_dependents;
+                }
+                ("unload_dependents", other) => {
+                    return Err(Error::invalid_argument(format!(
+                        "unload of model '{model}': the 'unload_dependents' parameter must be a boolean, not {other}"
+                    )));
+                }
+                (other, _) => {
+                    return Err(Error::invalid_argument(format!(
+                        "unload of model '{model}': unknown parameter '{other}'; an unload takes only \
+                         'unload_dependents'"
+                    )));
+                }
             }
         }
+        Ok(options)
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -182,12 +196,14 @@ mod tests {
 
     #[test]
     fn unload_parameters_take_unload_dependents_only() {
-        assert!(
-            check_unload_parameters("m", &parameters(&[("unload_dependents", ParameterValue::Bool(true))])).is_ok()
-        );
+        let asked = parameters(&[("unload_dependents", ParameterValue::Bool(true))]);
+        assert_eq!(UnloadOptions::from_parameters("m", &asked).unwrap(), UnloadOptions { unload_dependents: true });
+        assert_eq!(UnloadOptions::from_parameters("m", &Parameters::new()).unwrap(), UnloadOptions::default());
         let wrong = parameters(&[("unload_dependents", ParameterValue::String("yes".into()))]);
-        assert!(check_unload_parameters("m", &wrong).unwrap_err().message().contains("must be a boolean, not \"yes\""));
+        let error = UnloadOptions::from_parameters("m", &wrong).unwrap_err();
+        assert!(error.message().contains("must be a boolean, not \"yes\""), "{error}");
         let unknown = parameters(&[("force", ParameterValue::Bool(true))]);
-        assert!(check_unload_parameters("m", &unknown).unwrap_err().message().contains("unknown parameter 'force'"));
+        let error = UnloadOptions::from_parameters("m", &unknown).unwrap_err();
+        assert!(error.message().contains("unknown parameter 'force'"), "{error}");
     }
 }

@@ -17,7 +17,7 @@ use super::trace_timing::{CallArrived, SendTrace};
 use crate::identity::ServerIdentity;
 use crate::inference::{ParameterValue, Parameters, parse_model_version};
 use crate::logging::LogControl;
-use crate::model_control::{LoadOptions, check_unload_parameters};
+use crate::model_control::{LoadOptions, UnloadOptions};
 use crate::model_manager::{ModelManager, TensorMetadata};
 use crate::proto::inference::grpc_inference_service_server::GrpcInferenceService;
 use crate::proto::inference::model_metadata_response::TensorMetadata as ProtoTensorMetadata;
@@ -256,8 +256,8 @@ impl GrpcInferenceService for InferenceService {
     ) -> Result<Response<RepositoryModelUnloadResponse>, Status> {
         let request = request.into_inner();
         let parameters = decode_repository_parameters(request.parameters);
-        check_unload_parameters(&request.model_name, &parameters).map_err(status_of)?;
-        self.manager.unload_model(&request.model_name).await.map_err(status_of)?;
+        let options = UnloadOptions::from_parameters(&request.model_name, &parameters).map_err(status_of)?;
+        self.manager.unload_model(&request.model_name, options).await.map_err(status_of)?;
         Ok(Response::new(RepositoryModelUnloadResponse {}))
     }
 

@@ -12,7 +12,7 @@ use super::body::read_body;
 use super::error::ApiError;
 use super::infer_codec::decode_parameters;
 use crate::inference::Parameters;
-use crate::model_control::{LoadOptions, check_unload_parameters};
+use crate::model_control::{LoadOptions, UnloadOptions};
 
 /// Reads a request body that may be empty or a JSON object.
 async fn json_object(
@@ -100,7 +100,7 @@ pub async fn unload(
     body: Body,
 ) -> Result<StatusCode, ApiError> {
     let request = json_object(&headers, body, state.settings.max_input_size, "unload").await?;
-    check_unload_parameters(&model, &parameters(request, "unload")?)?;
-    state.manager.unload_model(&model).await?;
+    let options = UnloadOptions::from_parameters(&model, &parameters(request, "unload")?)?;
+    state.manager.unload_model(&model, options).await?;
     Ok(StatusCode::OK)
 }

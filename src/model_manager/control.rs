@@ -24,6 +24,7 @@ impl ModelManager {
         let model = self.find_model_directory(name)?;
         // As in Triton, loading an ensemble loads its composing models that
         // do not serve yet.
+        let mut loaded = Vec::new();
         for composing in self.composing_model_names(&model, options) {
             if self.resolve(&composing, None).is_ok() {
                 continue;
@@ -31,19 +32,67 @@ impl ModelManager {
             let directory = self.find_model_directory(&composing).map_err(|error| {
                 Error::invalid_argument(format!("load failed for ensemble '{name}': {}", error.message()))
             })?;
-            let record = self.build_model(&directory, &LoadOptions::default());
-            self.install(&composing, record)
-                .map(|()| tracing::info!(model = composing, ensemble = name, "loaded as a composing model"))
-                .map_err(|reason| {
-                    Error::invalid_argument(format!(
-                        "load failed for ensemble '{name}': its composing model '{composing}' did not load: {reason}"
-                    ))
-                })?;
+            let record =
+                ModelRecord { loaded_for_ensemble: true, ..self.build_model(&directory, &LoadOptions::default()) };
+            let installed = self.install(&composing, record);
+            loaded.push(composing.clone());
+            if let Err(reason) = installed {
+                self.revisit_dependents(&loaded, &[]);
+                return Err(Error::invalid_argument(format!(
+                    "load failed for ensemble '{name}': its composing model '{composing}' did not load: {reason}"
+                )));
+            }
+            tracing::info!(model = composing, ensemble = name, "loaded as a composing model");
         }
         let record = self.build_model(&model, options);
-        self.install(name, record)
+        let installed = self
+            .install(name, record)
             .map(|()| tracing::info!(model = name, "loaded on request"))
-            .map_err(|reason| Error::invalid_argument(format!("load failed for model '{name}': {reason}")))
+            .map_err(|reason| Error::invalid_argument(format!("load failed for model '{name}': {reason}")));
+        loaded.push(name.to_string());
+        self.revisit_dependents(&loaded, &[name.to_string()]);
+        installed
+    }
+
+    /// The ensembles the manager has a record of (serving or failed, not
+    /// unloaded on request) whose steps run any of `models`, except those in
+    /// `except`.
+    pub(super) fn dependents_of(&self, models: &[String], except: &[String]) -> Vec<String> {
+        let unloaded = |record: &ModelRecord| {
+            !record.versions.is_empty()
+                && record.versions.values().all(|version| version.state == VersionState::Unloaded)
+        };
+        self.read_models()
+            .iter()
+            .filter(|(name, record)| !except.contains(name) && !unloaded(record))
+            .filter_map(|(name, record)| {
+                let config = record.config.as_ref().filter(|config| config.platform == ENSEMBLE_PLATFORM)?;
+                let composing = EnsemblePlan::from_config(config).ok()?.model_names();
+                composing.iter().any(|model| models.contains(model)).then(|| name.clone())
+            })
+            .collect()
+    }
+
+    /// Plans the ensembles that depend on `changed` models again, as
+    /// Triton's dependency graph re-checks an ensemble when a model its
+    /// steps run loads, reloads or unloads: an ensemble that failed for want
+    /// of a composing model serves once that model does, and one whose
+    /// composing model stopped serving stops too, with the reason, instead
+    /// of failing each request. Ensembles in `except` were just built.
+    pub(super) fn revisit_dependents(&self, changed: &[String], except: &[String]) {
+        for name in self.dependents_of(changed, except) {
+            let options = self.read_models().get(&name).map(|record| record.options.clone()).unwrap_or_default();
+            let Ok(model) = self.find_model_directory(&name) else { continue };
+            let record = self.build_model(&model, &options);
+            match record.failure_reason() {
+                None => tracing::info!(model = %name, "loaded again: a model its steps run changed"),
+                Some(reason) => tracing::error!(
+                    model = %name,
+                    "unloaded: a model its steps run changed, and the ensemble no longer loads: {reason}"
+                ),
+            }
+            self.replace_record(&name, Some(record));
+        }
     }
 
     /// Puts a freshly built record in the place of the model's. If it did
@@ -116,9 +165,12 @@ impl ModelManager {
         let in_repository =
             |name: &str| scan.duplicates.contains_key(name) || scan.models.iter().any(|m| m.name == name);
         let gone: Vec<String> = self.read_models().keys().filter(|name| !in_repository(name)).cloned().collect();
+        // Every model this poll loads, reloads or unloads.
+        let mut changed = Vec::new();
         for name in gone {
             self.replace_record(&name, None);
             tracing::info!(model = %name, "unloaded: its directory left the model repository");
+            changed.push(name);
         }
         for (name, paths) in &scan.duplicates {
             let reason = duplicate_reason(name, paths);
@@ -127,6 +179,7 @@ impl ModelManager {
             }
             tracing::error!(model = %name, "failed to load: {reason}");
             self.replace_record(name, Some(ModelRecord::failed(reason)));
+            changed.push(name.clone());
         }
         // Ensembles last, so that one added with its composing models finds
         // them loaded.
@@ -141,6 +194,7 @@ impl ModelManager {
                 continue;
             }
             let name = model.name.as_str();
+            changed.push(name.to_string());
             let change = if seen.is_some() { "changed in" } else { "added to" };
             // Looked at before the load, as build_model does.
             let record = ModelRecord { seen: Some(now), ..self.build_record(model, &LoadOptions::default()) };
@@ -154,33 +208,38 @@ impl ModelManager {
                 Err(_) => {}
             }
         }
+        // The ensembles this poll did not build again follow the models
+        // their steps run.
+        self.revisit_dependents(&changed, &changed);
     }
 
     /// Unloads every version of `name` on a client's request (mode
     /// `explicit` only): new requests get UNAVAILABLE at once, and this
     /// returns once the requests already running on it are answered and its
     /// instances are released. Unloading a model of the repositories that is
-    /// not loaded changes nothing, as in Triton.
-    pub async fn unload_model(self: &Arc<Self>, name: &str) -> Result<()> {
+    /// not loaded changes nothing, as in Triton. With `unload_dependents`,
+    /// an ensemble's composing models that were loaded only for it, and
+    /// that no other serving ensemble needs, are unloaded too.
+    pub async fn unload_model(self: &Arc<Self>, name: &str, options: UnloadOptions) -> Result<()> {
         self.check_control()?;
         let (manager, name) = (Arc::clone(self), name.to_string());
-        tokio::task::spawn_blocking(move || manager.unload_on_request(&name))
+        tokio::task::spawn_blocking(move || manager.unload_on_request(&name, options))
             .await
             .map_err(|error| Error::internal(format!("unloading the model failed: {error}")))?
     }
 
-    pub(super) fn unload_on_request(&self, name: &str) -> Result<()> {
+    pub(super) fn unload_on_request(&self, name: &str, options: UnloadOptions) -> Result<()> {
         let _one_at_a_time = self.control.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let retired = {
+        let (retired, config) = {
             let mut models = self.write_models();
             match models.get_mut(name) {
                 // A model that failed before it had versions has nothing to
                 // show as unloaded: it goes back to never having loaded.
                 Some(record) if record.versions.is_empty() => {
-                    models.remove(name);
-                    Vec::new()
+                    let config = models.remove(name).and_then(|record| record.config);
+                    (Vec::new(), config)
                 }
-                Some(record) => record.unload(),
+                Some(record) => (record.unload(), record.config.clone()),
                 None => {
                     drop(models);
                     self.find_model_directory(name)?;
@@ -190,6 +249,26 @@ impl ModelManager {
         };
         self.settle(retired);
         tracing::info!(model = name, "unloaded on request");
+        let mut unloaded = vec![name.to_string()];
+        let composing = config
+            .filter(|config| options.unload_dependents && config.platform == ENSEMBLE_PLATFORM)
+            .and_then(|config| EnsemblePlan::from_config(&config).ok())
+            .map(|plan| plan.model_names())
+            .unwrap_or_default();
+        for model in composing {
+            let needed_elsewhere = self
+                .dependents_of(std::slice::from_ref(&model), &unloaded)
+                .into_iter()
+                .any(|other| self.read_models().get(&other).is_some_and(|record| !record.loaded_versions().is_empty()));
+            let retired = match self.write_models().get_mut(&model) {
+                Some(record) if record.loaded_for_ensemble && !needed_elsewhere => record.unload(),
+                _ => continue,
+            };
+            self.settle(retired);
+            tracing::info!(model = %model, ensemble = name, "unloaded with the ensemble it was loaded for");
+            unloaded.push(model);
+        }
+        self.revisit_dependents(&unloaded, &unloaded);
         Ok(())
     }
 

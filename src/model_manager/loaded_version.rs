@@ -123,6 +123,13 @@ pub(super) struct ModelRecord {
     /// The model directory as it was when the record was last built from
     /// it, so that mode `poll` can tell when it changed.
     pub(super) seen: Option<DirectoryFingerprint>,
+    /// What the load that built it asked for (a configuration given with
+    /// the request), so that re-planning an ensemble loads it the same way.
+    pub(super) options: LoadOptions,
+    /// Loaded only because an ensemble that needs it was (mode
+    /// `explicit`): an unload of that ensemble with `unload_dependents`
+    /// takes it along, as Triton's does with models not loaded explicitly.
+    pub(super) loaded_for_ensemble: bool,
 }
 
 impl ModelRecord {

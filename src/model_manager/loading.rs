@@ -58,9 +58,11 @@ impl ModelManager {
             .into_iter()
             .map(|model| {
                 let manager = Arc::clone(self);
+                let loaded_for_ensemble =
+                    matches!(startup, StartupModels::Named(names) if !names.contains(&model.name));
                 tokio::task::spawn_blocking(move || {
                     let record = manager.build_model(&model, &LoadOptions::default());
-                    manager.write_models().insert(model.name, record);
+                    manager.write_models().insert(model.name, ModelRecord { loaded_for_ensemble, ..record });
                 })
             })
             .collect();
@@ -113,7 +115,8 @@ impl ModelManager {
                 model.path.display()
             ));
         }
-        let mut record = ModelRecord { config: Some(Arc::clone(&config)), ..Default::default() };
+        let mut record =
+            ModelRecord { config: Some(Arc::clone(&config)), options: options.clone(), ..Default::default() };
         for &version in &missing {
             let reason = format!("version {version} is named by the version policy but has no directory");
             record.versions.insert(version, VersionRecord { state: VersionState::Unavailable(reason), loaded: None });

@@ -27,7 +27,9 @@ use crate::inference::{BatchPosition, InferenceRequest, InferenceResponse, Reque
 use crate::model_config::{
     AutocompleteOptions, ModelConfig, autocomplete, check_config, parse_json_config, parse_text_format,
 };
-use crate::model_control::{LoadOptions, ModelControlMode, RepositoryIndexEntry, StartupModels, control_refusal};
+use crate::model_control::{
+    LoadOptions, ModelControlMode, RepositoryIndexEntry, StartupModels, UnloadOptions, control_refusal,
+};
 use crate::proto::inference::model_instance_group::Kind;
 use crate::repository::{
     CONFIG_FILENAME, ModelDirectory, available_versions, config_file, scan_repositories, select_versions,
@@ -698,7 +700,7 @@ mod tests {
         let held = manager.resolve("n", None).unwrap();
         let unloading = {
             let manager = Arc::clone(&manager);
-            tokio::spawn(async move { manager.unload_model("n").await })
+            tokio::spawn(async move { manager.unload_model("n", UnloadOptions::default()).await })
         };
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(!unloading.is_finished(), "the unload did not wait for the request holding the version");
@@ -706,7 +708,10 @@ mod tests {
         drop(held);
         unloading.await.unwrap().unwrap();
         assert!(manager.server_ready());
-        assert_eq!(manager.unload_model("none").await.unwrap_err().kind(), ErrorKind::NotFound);
+        assert_eq!(
+            manager.unload_model("none", UnloadOptions::default()).await.unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
         manager.unload_all();
     }
 
@@ -757,6 +762,6 @@ mod tests {
         let error = manager.load_model("m", LoadOptions::default()).await.unwrap_err();
         let refusal = control_refusal(ModelControlMode::None);
         assert_eq!((error.kind(), error.message()), (ErrorKind::Unavailable, refusal.as_str()));
-        assert_eq!(manager.unload_model("m").await.unwrap_err().message(), refusal);
+        assert_eq!(manager.unload_model("m", UnloadOptions::default()).await.unwrap_err().message(), refusal);
     }
 }

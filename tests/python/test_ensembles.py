@@ -2,9 +2,10 @@
 and HTTP: a pipeline of the example `simple` model runs its steps in order
 and side by side, passes its tensors along and batches like its composing
 models; its statistics count each request once, the composing models' each
-step; a broken pipeline fails to load and says why, and a request fails
-when a composing model does not serve."""
+step; a broken pipeline fails to load and says why; an ensemble follows
+its composing models, serving while they serve."""
 
+import shutil
 import time
 
 import numpy as np
@@ -14,6 +15,7 @@ from model_requests import default_wire, simple_data
 from protocols import as_numpy, count, expect_error, model_config, model_metadata, model_stats
 from server_process import EXAMPLE_MODELS, copy_model
 from test_metrics import scrape, value
+from test_model_repository import index_rows
 
 SIMPLE = EXAMPLE_MODELS / "simple"
 
@@ -161,20 +163,49 @@ def test_request_errors_name_the_ensemble_and_its_inputs(launch_server, reposito
         )
 
 
-def test_a_request_fails_while_a_composing_model_does_not_serve(launch_server, repository, protocol):
+def test_an_ensemble_stops_serving_while_a_composing_model_is_unloaded(launch_server, repository, protocol):
+    # As Triton's dependency graph does: the ensemble follows its composing
+    # models, instead of serving requests that cannot run.
     server = launch_server(repository, extra=["--model-control-mode=explicit", "--load-model=*"])
     with server.client(protocol) as client:
         wire = default_wire(client)
         a, b = simple_data(1)
         client.unload_model("simple")
+        assert not client.is_model_ready("twice")
+        (row,) = [row for row in index_rows(client) if row["name"] == "twice"]
+        assert row["state"] == "UNAVAILABLE" and "simple" in row["reason"], row
         expect_error(
             client, lambda: wire.infer(client, "twice", pipeline_inputs(wire, a, b)), "UNAVAILABLE", "twice", "simple"
         )
         client.load_model("simple")
+        assert client.is_model_ready("twice")
         result = wire.infer(client, "twice", pipeline_inputs(wire, a, b))
         np.testing.assert_array_equal(as_numpy(result, "TWICE_A"), 2 * a)
-        failed = model_stats(client, "twice", "1")
-        assert count(failed, "inference_stats", "fail", "count") == 1
+    assert server.wait_for_line(r"loaded again: a model its steps run changed model=twice")
+
+
+def test_a_step_that_fails_fails_the_request_and_counts_as_other(launch_server, tmp_path, protocol):
+    # The ensemble takes any length; simple takes 16, so a request of 8
+    # passes the ensemble's checks and fails in its first step.
+    repository = tmp_path / "models"
+    copy_model(SIMPLE, repository)
+    ensemble_dir(repository, "twice", TWICE.replace("dims: [ 16 ]", "dims: [ -1 ]"))
+    server = launch_server(repository)
+    with server.client(protocol) as client:
+        wire = default_wire(client)
+        short = np.arange(8, dtype=np.int32).reshape(1, 8)
+        expect_error(
+            client,
+            lambda: wire.infer(client, "twice", pipeline_inputs(wire, short, short)),
+            "INVALID_ARGUMENT",
+            "ensemble 'twice'",
+            "INPUT0",
+        )
+        a, b = simple_data(1)
+        np.testing.assert_array_equal(as_numpy(wire.infer(client, "twice", pipeline_inputs(wire, a, b)), "TWICE_A"), 2 * a)
+        stats = model_stats(client, "twice", "1")
+        assert count(stats, "inference_stats", "fail", "count") == 1
+        assert count(stats, "inference_stats", "success", "count") == 1
     families = scrape(server.metrics_url)
     assert value(families, "nv_inference_request_failure", "twice", reason="OTHER") == 1
 
@@ -193,6 +224,29 @@ def test_loading_an_ensemble_loads_its_composing_models(launch_server, repositor
         result = wire.infer(client, "twice", pipeline_inputs(wire, a, b))
         np.testing.assert_array_equal(as_numpy(result, "TWICE_B"), 2 * b)
     assert on_request.wait_for_line(r"loaded as a composing model model=simple ensemble=twice")
+
+
+def test_unload_dependents_takes_along_the_composing_models_loaded_for_the_ensemble(launch_server, repository, protocol):
+    server = launch_server(repository, extra=["--model-control-mode=explicit"])
+    with server.client(protocol) as client:
+        # Loaded for the ensemble, then unloaded with it.
+        client.load_model("twice")
+        client.unload_model("twice", unload_dependents=True)
+        assert not client.is_model_ready("twice") and not client.is_model_ready("simple")
+        # Without unload_dependents, the composing model stays.
+        client.load_model("twice")
+        client.unload_model("twice")
+        assert client.is_model_ready("simple")
+        # A composing model loaded on its own request stays too; and an
+        # ensemble unloaded on request stays unloaded while its composing
+        # model comes and goes.
+        client.unload_model("simple")
+        client.load_model("simple")
+        assert not client.is_model_ready("twice")
+        client.load_model("twice")
+        client.unload_model("twice", unload_dependents=True)
+        assert client.is_model_ready("simple") and not client.is_model_ready("twice")
+    assert server.wait_for_line(r"unloaded with the ensemble it was loaded for model=simple ensemble=twice")
 
 
 def test_an_ensemble_whose_composing_model_is_missing_does_not_load_on_request(launch_server, tmp_path, protocol):
@@ -226,6 +280,34 @@ def test_mode_poll_loads_an_ensemble_added_with_its_composing_model(launch_serve
         a, b = simple_data(2, seed=9)
         result = wire.infer(client, "a_twice", pipeline_inputs(wire, a, b))
         np.testing.assert_array_equal(as_numpy(result, "TWICE_A"), 2 * a)
+
+
+def test_mode_poll_loads_a_waiting_ensemble_once_its_composing_model_arrives(launch_server, tmp_path):
+    repository, staging = tmp_path / "models", tmp_path / "staging"
+    repository.mkdir()
+    copy_model(SIMPLE, staging)
+    ensemble_dir(repository, "twice", TWICE)
+    server = launch_server(
+        repository, extra=["--model-control-mode=poll", "--repository-poll-secs=1", "--exit-on-error=false"], wait="loaded"
+    )
+    with server.client("grpc") as client:
+        assert not client.is_model_ready("twice")
+        # Only the composing model arrives; the ensemble's directory stays
+        # as it was.
+        (staging / "simple").rename(repository / "simple")
+        deadline = time.monotonic() + 20
+        while not client.is_model_ready("twice") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert client.is_model_ready("twice"), server.log
+        wire = default_wire(client)
+        a, b = simple_data(1, seed=4)
+        np.testing.assert_array_equal(as_numpy(wire.infer(client, "twice", pipeline_inputs(wire, a, b)), "TWICE_B"), 2 * b)
+        # And when it leaves, the ensemble stops serving.
+        shutil.rmtree(repository / "simple")
+        deadline = time.monotonic() + 20
+        while client.is_model_ready("twice") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not client.is_model_ready("twice"), server.log
 
 
 BROKEN = [
