@@ -74,6 +74,14 @@ def repository(tmp_path):
     return repository
 
 
+def wait_for_readiness(client, model, ready, server, timeout=20):
+    """Waits (bounded) until `model` is ready, or not ready, as asked."""
+    deadline = time.monotonic() + timeout
+    while client.is_model_ready(model) != ready and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert client.is_model_ready(model) == ready, server.log
+
+
 def pipeline_inputs(wire, a, b):
     return [wire.input("A", a, "INT32"), wire.input("B", b, "INT32")]
 
@@ -272,10 +280,7 @@ def test_mode_poll_loads_an_ensemble_added_with_its_composing_model(launch_serve
     (staging / "simple").rename(repository / "simple")
     (staging / "a_twice").rename(repository / "a_twice")
     with server.client("grpc") as client:
-        deadline = time.monotonic() + 20
-        while not client.is_model_ready("a_twice") and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert client.is_model_ready("a_twice"), server.log
+        wait_for_readiness(client, "a_twice", True, server)
         wire = default_wire(client)
         a, b = simple_data(2, seed=9)
         result = wire.infer(client, "a_twice", pipeline_inputs(wire, a, b))
@@ -295,19 +300,13 @@ def test_mode_poll_loads_a_waiting_ensemble_once_its_composing_model_arrives(lau
         # Only the composing model arrives; the ensemble's directory stays
         # as it was.
         (staging / "simple").rename(repository / "simple")
-        deadline = time.monotonic() + 20
-        while not client.is_model_ready("twice") and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert client.is_model_ready("twice"), server.log
+        wait_for_readiness(client, "twice", True, server)
         wire = default_wire(client)
         a, b = simple_data(1, seed=4)
         np.testing.assert_array_equal(as_numpy(wire.infer(client, "twice", pipeline_inputs(wire, a, b)), "TWICE_B"), 2 * b)
         # And when it leaves, the ensemble stops serving.
         shutil.rmtree(repository / "simple")
-        deadline = time.monotonic() + 20
-        while client.is_model_ready("twice") and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not client.is_model_ready("twice"), server.log
+        wait_for_readiness(client, "twice", False, server)
 
 
 BROKEN = [
