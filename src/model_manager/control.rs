@@ -23,9 +23,9 @@ impl ModelManager {
         let _one_at_a_time = self.control.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let model = self.find_model_directory(name)?;
         // As in Triton, loading an ensemble loads its composing models that
-        // do not serve yet.
+        // do not serve yet, those of a nested ensemble first.
         let mut loaded = Vec::new();
-        for composing in self.composing_model_names(&model, options) {
+        for composing in self.in_dependency_order(&self.composing_model_names(&model, options)) {
             if self.resolve(&composing, None).is_ok() {
                 continue;
             }
@@ -37,7 +37,7 @@ impl ModelManager {
             let installed = self.install(&composing, record);
             loaded.push(composing.clone());
             if let Err(reason) = installed {
-                self.revisit_dependents(&loaded, &[]);
+                self.revisit_dependents(&loaded, &loaded);
                 return Err(Error::invalid_argument(format!(
                     "load failed for ensemble '{name}': its composing model '{composing}' did not load: {reason}"
                 )));
@@ -50,7 +50,7 @@ impl ModelManager {
             .map(|()| tracing::info!(model = name, "loaded on request"))
             .map_err(|reason| Error::invalid_argument(format!("load failed for model '{name}': {reason}")));
         loaded.push(name.to_string());
-        self.revisit_dependents(&loaded, &[name.to_string()]);
+        self.revisit_dependents(&loaded, &loaded);
         installed
     }
 
@@ -80,18 +80,31 @@ impl ModelManager {
     /// composing model stopped serving stops too, with the reason, instead
     /// of failing each request. Ensembles in `except` were just built.
     pub(super) fn revisit_dependents(&self, changed: &[String], except: &[String]) {
-        for name in self.dependents_of(changed, except) {
-            let options = self.read_models().get(&name).map(|record| record.options.clone()).unwrap_or_default();
-            let Ok(model) = self.find_model_directory(&name) else { continue };
-            let record = self.build_model(&model, &options);
-            match record.failure_reason() {
-                None => tracing::info!(model = %name, "loaded again: a model its steps run changed"),
-                Some(reason) => tracing::error!(
-                    model = %name,
-                    "unloaded: a model its steps run changed, and the ensemble no longer loads: {reason}"
-                ),
+        // An ensemble planned again changes in turn for the ensembles that
+        // run it; each is planned once.
+        let mut visited = except.to_vec();
+        let mut changed = changed.to_vec();
+        while !changed.is_empty() {
+            let dependents = self.dependents_of(&changed, &visited);
+            for name in &dependents {
+                let (options, loaded_for_ensemble) = self
+                    .read_models()
+                    .get(name)
+                    .map(|record| (record.options.clone(), record.loaded_for_ensemble))
+                    .unwrap_or_default();
+                let Ok(model) = self.find_model_directory(name) else { continue };
+                let record = ModelRecord { loaded_for_ensemble, ..self.build_model(&model, &options) };
+                match record.failure_reason() {
+                    None => tracing::info!(model = %name, "loaded again: a model its steps run changed"),
+                    Some(reason) => tracing::error!(
+                        model = %name,
+                        "unloaded: a model its steps run changed, and the ensemble no longer loads: {reason}"
+                    ),
+                }
+                self.replace_record(name, Some(record));
             }
-            self.replace_record(&name, Some(record));
+            visited.extend(dependents.iter().cloned());
+            changed = dependents;
         }
     }
 
@@ -181,12 +194,15 @@ impl ModelManager {
             self.replace_record(name, Some(ModelRecord::failed(reason)));
             changed.push(name.clone());
         }
-        // Ensembles last, so that one added with its composing models finds
-        // them loaded.
-        let (ensembles, others): (Vec<&ModelDirectory>, Vec<&ModelDirectory>) = scan
+        // Ensembles last, an ensemble after the ensembles its steps run, so
+        // that one added with its composing models finds them loaded.
+        let (mut ensembles, others): (Vec<&ModelDirectory>, Vec<&ModelDirectory>) = scan
             .models
             .iter()
             .partition(|model| !self.composing_model_names(model, &LoadOptions::default()).is_empty());
+        let names: Vec<String> = ensembles.iter().map(|model| model.name.clone()).collect();
+        let order = self.in_dependency_order(&names);
+        ensembles.sort_by_key(|model| order.iter().position(|name| *name == model.name));
         for model in others.into_iter().chain(ensembles) {
             let seen = self.read_models().get(&model.name).map(|record| record.seen);
             let now = DirectoryFingerprint::of(&model.path);
@@ -250,11 +266,15 @@ impl ModelManager {
         self.settle(retired);
         tracing::info!(model = name, "unloaded on request");
         let mut unloaded = vec![name.to_string()];
-        let composing = config
+        let steps = config
             .filter(|config| options.unload_dependents && config.platform == ENSEMBLE_PLATFORM)
             .and_then(|config| EnsemblePlan::from_config(&config).ok())
             .map(|plan| plan.model_names())
             .unwrap_or_default();
+        // Ensembles before the models their steps run, so that a nested
+        // ensemble leaving frees its own composing models.
+        let mut composing = self.in_dependency_order(&steps);
+        composing.reverse();
         for model in composing {
             let needed_elsewhere = self
                 .dependents_of(std::slice::from_ref(&model), &unloaded)

@@ -2,7 +2,13 @@
 //! its composing models at load, and running its steps as requests of
 //! those models.
 
+use std::pin::Pin;
+
 use super::*;
+
+/// What running one ensemble step gives: its outputs and its execution's
+/// times.
+type StepFuture<'a> = Pin<Box<dyn Future<Output = Result<(Vec<Tensor>, ExecutionTimes)>> + Send + 'a>>;
 
 /// How long an ensemble loading at start waits for a composing model that
 /// is still loading.
@@ -26,22 +32,83 @@ impl ModelManager {
         EnsemblePlan::from_config(&config).map(|plan| plan.model_names()).unwrap_or_default()
     }
 
+    /// The models the steps of model `name` run: from its record's
+    /// configuration when it has one, else from its directory; none for a
+    /// model that is not an ensemble or is not in the repositories.
+    fn steps_of(&self, name: &str) -> Vec<String> {
+        let recorded = self.read_models().get(name).and_then(|record| record.config.clone());
+        match recorded {
+            Some(config) if config.platform == ENSEMBLE_PLATFORM => {
+                EnsemblePlan::from_config(&config).map(|plan| plan.model_names()).unwrap_or_default()
+            }
+            Some(_) => Vec::new(),
+            None => self
+                .find_model_directory(name)
+                .map(|model| self.composing_model_names(&model, &LoadOptions::default()))
+                .unwrap_or_default(),
+        }
+    }
+
+    /// `roots` and every model their steps run, through nested ensembles,
+    /// each once and after the models its own steps run: the order to load
+    /// them in. A cycle is cut where it closes (planning refuses it).
+    pub(super) fn in_dependency_order(&self, roots: &[String]) -> Vec<String> {
+        fn visit(manager: &ModelManager, name: &str, path: &mut Vec<String>, order: &mut Vec<String>) {
+            if order.iter().any(|done| done == name) || path.iter().any(|open| open == name) {
+                return;
+            }
+            path.push(name.to_string());
+            for composing in manager.steps_of(name) {
+                visit(manager, &composing, path, order);
+            }
+            path.pop();
+            order.push(name.to_string());
+        }
+        let mut order = Vec::new();
+        for root in roots {
+            visit(self, root, &mut Vec::new(), &mut order);
+        }
+        order
+    }
+
+    /// Refuses an ensemble whose steps run the ensemble itself, directly or
+    /// through the ensembles they run, as Triton refuses such a cycle;
+    /// checked before any composing model is waited for, so that ensembles
+    /// in a cycle do not wait for each other.
+    fn check_no_cycle(&self, ensemble: &str, steps: &[String], path: &mut Vec<String>) -> Result<()> {
+        for name in steps {
+            path.push(name.clone());
+            if name == ensemble {
+                return Err(Error::invalid_argument(format!(
+                    "the ensemble runs itself: {ensemble} -> {}",
+                    path.join(" -> ")
+                )));
+            }
+            // A cycle that does not pass through this ensemble is refused
+            // where it closes, at the load of one of its own ensembles.
+            if !path[..path.len() - 1].contains(name) {
+                self.check_no_cycle(ensemble, &self.steps_of(name), path)?;
+            }
+            path.pop();
+        }
+        Ok(())
+    }
+
     /// The plan of an ensemble, checked against the composing models as
-    /// they are loaded now: each one serves, is not itself an ensemble, has
-    /// the inputs and outputs the steps name, with the datatypes the
+    /// they are loaded now: each one serves (an ensemble among them too),
+    /// has the inputs and outputs the steps name, with the datatypes the
     /// ensemble's tensors have, and batches at least as much as the
-    /// ensemble. At start, a composing model still loading is waited for.
+    /// ensemble; no step runs the ensemble itself. At start, a composing
+    /// model still loading is waited for.
     pub(super) fn plan_ensemble(&self, config: &ModelConfig) -> Result<EnsemblePlan> {
         let plan = EnsemblePlan::from_config(config).map_err(Error::invalid_argument)?;
+        self.check_no_cycle(&config.name, &plan.model_names(), &mut Vec::new())?;
         let mut composing = Vec::with_capacity(plan.steps.len());
         for (index, step) in plan.steps.iter().enumerate() {
             let at_step =
                 |what: &str| Error::invalid_argument(format!("step {index} (model '{}'): {what}", step.model_name));
             let model =
                 self.composing_model(&step.model_name, step.model_version).map_err(|error| at_step(error.message()))?;
-            if matches!(model.execution, Execution::Ensemble(_)) {
-                return Err(at_step("it is an ensemble; ensembles of ensembles are not supported"));
-            }
             composing.push(model);
         }
         let ios: Vec<&ModelIo> = composing.iter().map(|model| &model.io).collect();
@@ -107,43 +174,42 @@ impl ModelManager {
     }
 
     /// Sends one ensemble step to its composing model, through that model's
-    /// validation, response cache, queue and instances; returns its outputs
-    /// as a client would get them, and its execution's times.
-    pub(super) async fn run_step(
-        &self,
-        ensemble: &str,
+    /// validation, response cache, queue and instances (or its own steps,
+    /// for an ensemble); returns its outputs as a client would get them,
+    /// and its execution's times. Boxed, with its type spelled out: a step
+    /// that runs an ensemble comes back here, and the compiler cannot see
+    /// through such a cycle that the future may move between threads.
+    pub(super) fn run_step<'a>(
+        &'a self,
+        ensemble: &'a str,
         step: StepRequest,
         options: RequestOptions,
         sequence: Option<SequenceRequest>,
-    ) -> Result<(Vec<Tensor>, ExecutionTimes)> {
-        let in_ensemble =
-            |error: Error| Error::new(error.kind(), format!("ensemble '{ensemble}': {}", error.message()));
-        let composing = self.resolve(&step.model_name, step.model_version).map_err(in_ensemble)?;
-        let Execution::Instances(scheduler) = &composing.execution else {
-            return Err(Error::internal(format!("ensemble '{ensemble}': model '{}' is an ensemble", step.model_name)));
-        };
-        let request = InferenceRequest {
-            model_name: step.model_name,
-            model_version: step.model_version,
-            id: String::new(),
-            parameters: Default::default(),
-            inputs: step.inputs,
-            shared_memory_inputs: Vec::new(),
-            outputs: step
-                .outputs
-                .into_iter()
-                .map(|name| RequestedOutput { name, parameters: Default::default() })
-                .collect(),
-        };
-        let validated = composing.io.validate(request).map_err(in_ensemble)?;
-        let executed = composing
-            .run_cached(validated, |request| composing.run_on_instances(scheduler, request, options, None, sequence))
-            .await
-            .map_err(in_ensemble)?;
-        let mut outputs = executed.outputs;
-        for output in &mut outputs {
-            output.shape = composing.io.response_shape(&output.name, std::mem::take(&mut output.shape));
-        }
-        Ok((outputs, executed.times))
+    ) -> StepFuture<'a> {
+        Box::pin(async move {
+            let in_ensemble =
+                |error: Error| Error::new(error.kind(), format!("ensemble '{ensemble}': {}", error.message()));
+            let composing = self.resolve(&step.model_name, step.model_version).map_err(in_ensemble)?;
+            let request = InferenceRequest {
+                model_name: step.model_name,
+                model_version: step.model_version,
+                id: String::new(),
+                parameters: Default::default(),
+                inputs: step.inputs,
+                shared_memory_inputs: Vec::new(),
+                outputs: step
+                    .outputs
+                    .into_iter()
+                    .map(|name| RequestedOutput { name, parameters: Default::default() })
+                    .collect(),
+            };
+            let validated = composing.io.validate(request).map_err(in_ensemble)?;
+            let executed = self.execute(&composing, validated, options, None, sequence).await.map_err(in_ensemble)?;
+            let mut outputs = executed.outputs;
+            for output in &mut outputs {
+                output.shape = composing.io.response_shape(&output.name, std::mem::take(&mut output.shape));
+            }
+            Ok((outputs, executed.times))
+        })
     }
 }

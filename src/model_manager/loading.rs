@@ -19,15 +19,11 @@ impl ModelManager {
         let scan = scan_repositories(repositories)?;
         // Only the first call sets them; the server makes one.
         let _ = self.repositories.set(repositories.to_vec());
-        // A named ensemble brings its composing models, as in Triton.
+        // A named ensemble brings its composing models (and theirs, for a
+        // nested ensemble), as in Triton.
         let composing: Vec<String> = match startup {
             StartupModels::All => Vec::new(),
-            StartupModels::Named(names) => scan
-                .models
-                .iter()
-                .filter(|model| names.contains(&model.name))
-                .flat_map(|model| self.composing_model_names(model, &LoadOptions::default()))
-                .collect(),
+            StartupModels::Named(names) => self.in_dependency_order(names),
         };
         let wanted = |name: &str| match startup {
             StartupModels::All => true,

@@ -309,6 +309,90 @@ def test_mode_poll_loads_a_waiting_ensemble_once_its_composing_model_arrives(lau
         wait_for_readiness(client, "twice", False, server)
 
 
+# twice run on twice's outputs: 4a and 4b, an ensemble of ensembles.
+QUAD = """name: "quad" platform: "ensemble" max_batch_size: 8
+input [ { name: "A" data_type: TYPE_INT32 dims: [ 16 ] }, { name: "B" data_type: TYPE_INT32 dims: [ 16 ] } ]
+output [ { name: "QUAD_A" data_type: TYPE_INT32 dims: [ 16 ] }, { name: "QUAD_B" data_type: TYPE_INT32 dims: [ 16 ] } ]
+ensemble_scheduling {
+  step [
+    { model_name: "twice" model_version: -1
+      input_map { key: "A" value: "A" } input_map { key: "B" value: "B" }
+      output_map { key: "TWICE_A" value: "ta" } output_map { key: "TWICE_B" value: "tb" } },
+    { model_name: "twice" model_version: -1
+      input_map { key: "A" value: "ta" } input_map { key: "B" value: "tb" }
+      output_map { key: "TWICE_A" value: "QUAD_A" } output_map { key: "TWICE_B" value: "QUAD_B" } }
+  ]
+}
+"""
+
+
+def test_an_ensemble_of_ensembles_runs_the_inner_pipelines(launch_server, repository, protocol):
+    ensemble_dir(repository, "quad", QUAD)
+    server = launch_server(repository)
+    with server.client(protocol) as client:
+        wire = default_wire(client)
+        for batch, seed in ((1, 6), (3, 7)):
+            a, b = simple_data(batch, seed=seed)
+            result = wire.infer(client, "quad", pipeline_inputs(wire, a, b))
+            np.testing.assert_array_equal(as_numpy(result, "QUAD_A"), 4 * a)
+            np.testing.assert_array_equal(as_numpy(result, "QUAD_B"), 4 * b)
+        # Each quad request is two twice requests, each of those two of simple.
+        assert count(model_stats(client, "quad", "1"), "inference_stats", "success", "count") == 2
+        assert count(model_stats(client, "twice", "1"), "inference_stats", "success", "count") == 4
+        assert count(model_stats(client, "simple", "1"), "inference_stats", "success", "count") == 8
+
+
+def test_loading_a_nested_ensemble_loads_and_unloads_everything_below_it(launch_server, repository):
+    ensemble_dir(repository, "quad", QUAD)
+    server = launch_server(repository, extra=["--model-control-mode=explicit"])
+    with server.client("grpc") as client:
+        client.load_model("quad")
+        assert all(client.is_model_ready(name) for name in ("quad", "twice", "simple"))
+        client.unload_model("quad", unload_dependents=True)
+        assert not any(client.is_model_ready(name) for name in ("quad", "twice", "simple"))
+    # Named at start, it brings the same models.
+    at_start = launch_server(repository, extra=["--model-control-mode=explicit", "--load-model=quad"])
+    with at_start.client("grpc") as client:
+        assert all(client.is_model_ready(name) for name in ("quad", "twice", "simple"))
+
+
+def test_mode_poll_loads_nested_ensembles_in_order(launch_server, tmp_path):
+    # "a_quad" sorts before "twice", which it runs.
+    repository, staging = tmp_path / "models", tmp_path / "staging"
+    repository.mkdir()
+    copy_model(SIMPLE, staging)
+    ensemble_dir(staging, "twice", TWICE)
+    ensemble_dir(staging, "a_quad", QUAD.replace('name: "quad"', 'name: "a_quad"'))
+    server = launch_server(repository, extra=["--model-control-mode=poll", "--repository-poll-secs=1"])
+    for name in ("simple", "twice", "a_quad"):
+        (staging / name).rename(repository / name)
+    with server.client("grpc") as client:
+        wait_for_readiness(client, "a_quad", True, server)
+        wire = default_wire(client)
+        a, b = simple_data(1, seed=8)
+        np.testing.assert_array_equal(as_numpy(wire.infer(client, "a_quad", pipeline_inputs(wire, a, b)), "QUAD_B"), 4 * b)
+
+
+def test_ensembles_that_run_each_other_are_refused_at_once(launch_server, tmp_path):
+    repository = tmp_path / "models"
+    copy_model(SIMPLE, repository)
+    for name, other in (("loop_a", "loop_b"), ("loop_b", "loop_a")):
+        ensemble_dir(
+            repository,
+            name,
+            TWICE.replace('name: "twice"', f'name: "{name}"').replace('model_name: "simple"\n      model_version: 1', f'model_name: "{other}"\n      model_version: -1').replace('key: "INPUT0" value: "SUM"', 'key: "A" value: "SUM"').replace('key: "INPUT1" value: "difference"', 'key: "B" value: "difference"').replace('key: "OUTPUT0" value: "TWICE_A"', 'key: "TWICE_A" value: "TWICE_A"').replace('key: "OUTPUT1" value: "TWICE_B"', 'key: "TWICE_B" value: "TWICE_B"'),
+        )
+    started = time.monotonic()
+    server = launch_server(repository, extra=["--exit-on-error=false"], wait="loaded")
+    # Refused before either waits for the other (which would take minutes).
+    assert time.monotonic() - started < 20
+    with server.client("grpc") as client:
+        rows = {row["name"]: row for row in index_rows(client)}
+    assert "the ensemble runs itself: loop_a -> loop_b -> loop_a" in rows["loop_a"]["reason"], rows
+    assert "the ensemble runs itself: loop_b -> loop_a -> loop_b" in rows["loop_b"]["reason"], rows
+    assert rows["simple"]["state"] == "READY"
+
+
 BROKEN = [
     ("a missing composing model", TWICE.replace('model_name: "simple"\n      model_version: 1', 'model_name: "absent"\n      model_version: 1'), "absent"),
     ("an unknown model input", TWICE.replace('key: "INPUT1" value: "B"', 'key: "INPUT9" value: "B"'), "INPUT9"),
