@@ -139,20 +139,24 @@ impl ModelManager {
     /// request once, with the compute times of its steps added up, as
     /// Triton counts an ensemble's. A request of a sequence hands its
     /// correlation ID and flags to every step, so that stateful composing
-    /// models see the sequence.
+    /// models see the sequence; a traced request traces each step as a
+    /// trace of its own with the ensemble's as its parent, as Triton does.
     pub(super) async fn run_ensemble(
         &self,
         loaded: &LoadedVersion,
         plan: &EnsemblePlan,
         request: ValidatedRequest,
         options: RequestOptions,
+        trace: Option<Arc<RequestTrace>>,
         sequence: Option<SequenceRequest>,
     ) -> Result<Executed> {
         let started = Instant::now();
         let ensemble = loaded.config.name.as_str();
-        let outcome = plan
-            .run(request.inputs, &request.outputs, |step| self.run_step(ensemble, step, options, sequence.clone()))
-            .await;
+        let run_step = |step| {
+            let step_trace = trace.as_ref().map(RequestTrace::step);
+            self.run_step(ensemble, step, options, step_trace, sequence.clone())
+        };
+        let outcome = plan.run(request.inputs, &request.outputs, run_step).await;
         match outcome {
             Ok((outputs, step_times)) => {
                 let times: ExecutionTimes = step_times.into_iter().sum();
@@ -175,8 +179,9 @@ impl ModelManager {
 
     /// Sends one ensemble step to its composing model, through that model's
     /// validation, response cache, queue and instances (or its own steps,
-    /// for an ensemble); returns its outputs as a client would get them,
-    /// and its execution's times. Boxed, with its type spelled out: a step
+    /// for an ensemble), traced with `trace` when the ensemble request is;
+    /// returns its outputs as a client would get them, and its execution's
+    /// times. Boxed, with its type spelled out: a step
     /// that runs an ensemble comes back here, and the compiler cannot see
     /// through such a cycle that the future may move between threads.
     pub(super) fn run_step<'a>(
@@ -184,12 +189,19 @@ impl ModelManager {
         ensemble: &'a str,
         step: StepRequest,
         options: RequestOptions,
+        trace: Option<Arc<RequestTrace>>,
         sequence: Option<SequenceRequest>,
     ) -> StepFuture<'a> {
         Box::pin(async move {
+            if let Some(trace) = &trace {
+                trace.stamp(Activity::RequestStart);
+            }
             let in_ensemble =
                 |error: Error| Error::new(error.kind(), format!("ensemble '{ensemble}': {}", error.message()));
             let composing = self.resolve(&step.model_name, step.model_version).map_err(in_ensemble)?;
+            if let Some(trace) = &trace {
+                trace.identify(&step.model_name, composing.version, "");
+            }
             let request = InferenceRequest {
                 model_name: step.model_name,
                 model_version: step.model_version,
@@ -204,10 +216,19 @@ impl ModelManager {
                     .collect(),
             };
             let validated = composing.io.validate(request).map_err(in_ensemble)?;
-            let executed = self.execute(&composing, validated, options, None, sequence).await.map_err(in_ensemble)?;
+            if let Some(trace) = &trace {
+                trace.tensors(TensorActivity::QueueInput, &validated.inputs);
+            }
+            let executed =
+                self.execute(&composing, validated, options, trace.clone(), sequence).await.map_err(in_ensemble)?;
             let mut outputs = executed.outputs;
             for output in &mut outputs {
                 output.shape = composing.io.response_shape(&output.name, std::mem::take(&mut output.shape));
+            }
+            if let Some(trace) = &trace {
+                trace.tensors(TensorActivity::BackendOutput, &outputs);
+                trace.stamp(Activity::InferResponseComplete);
+                trace.stamp(Activity::RequestEnd);
             }
             Ok((outputs, executed.times))
         })

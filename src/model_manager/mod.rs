@@ -251,7 +251,8 @@ impl ModelManager {
                 loaded.run_cached(request, run).await
             }
             Execution::Ensemble(plan) => {
-                loaded.run_cached(request, |request| self.run_ensemble(loaded, plan, request, options, sequence)).await
+                let run = |request| self.run_ensemble(loaded, plan, request, options, trace, sequence);
+                loaded.run_cached(request, run).await
             }
         }
     }

@@ -130,7 +130,7 @@ pub struct Tracer {
     /// traced whatever the rate.
     opentelemetry: bool,
     scopes: Mutex<Scopes>,
-    next_id: AtomicU64,
+    next_id: Arc<AtomicU64>,
     clock: MonotonicClock,
 }
 
@@ -153,7 +153,7 @@ impl Tracer {
             sampling,
             opentelemetry,
             scopes: Mutex::new(scopes),
-            next_id: AtomicU64::new(1),
+            next_id: Arc::new(AtomicU64::new(1)),
             clock: MonotonicClock::new(),
         })
     }
@@ -187,8 +187,7 @@ impl Tracer {
         if !scope.sample() && !forced {
             return None;
         }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        Some(Arc::new(RequestTrace::new(id, self.clock, scope, parent)))
+        Some(Arc::new(RequestTrace::new(Arc::clone(&self.next_id), self.clock, scope, parent)))
     }
 
     /// The settings in force for `model`, or the global ones; the count is
@@ -312,6 +311,33 @@ mod tests {
         // Turning it off is always allowed.
         let off = SettingsUpdate { level: Change::Set(TraceLevel::OFF), ..Default::default() };
         assert!(tracer.update(None, off).is_ok());
+    }
+
+    #[test]
+    fn an_ensembles_step_traces_are_written_with_it_naming_it_as_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("trace.json");
+        let tracer = tracing_to(file.to_str().unwrap());
+        let ensemble = tracer.sample("e", None).unwrap();
+        ensemble.identify("e", 1, "r");
+        ensemble.stamp(Activity::RequestStart);
+        for _ in 0..2 {
+            let step = ensemble.step();
+            step.identify("m", 3, "");
+            step.stamp(Activity::RequestStart);
+        }
+        // The steps' traces go with the ensemble's, once it is done.
+        assert!(!file.exists());
+        drop(ensemble);
+        let entries: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let headers: Vec<_> = entries
+            .iter()
+            .filter(|entry| entry.get("model_name").is_some())
+            .map(|entry| {
+                (entry["id"].as_u64(), entry["model_name"].as_str(), entry.get("parent_id").and_then(|id| id.as_u64()))
+            })
+            .collect();
+        assert_eq!(headers, [(Some(1), Some("e"), None), (Some(2), Some("m"), Some(1)), (Some(3), Some("m"), Some(1))]);
     }
 
     #[test]

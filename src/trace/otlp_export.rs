@@ -12,7 +12,7 @@ use opentelemetry_otlp::{SpanExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracer, SdkTracerProvider};
 
-use super::request_trace::{Activity, RequestTrace};
+use super::request_trace::{Activity, Record, RequestTrace};
 use super::settings::OpenTelemetryConfig;
 
 /// Which span a moment belongs to.
@@ -81,9 +81,11 @@ impl OtlpExport {
         if moment >= instant { wall + (moment - instant) } else { wall - (instant - moment) }
     }
 
-    /// Sends a finished trace as its spans.
+    /// Sends a finished trace as its spans; the steps of an ensemble
+    /// request as spans of their models under the ensemble's model span.
     pub fn export(&self, trace: &RequestTrace) {
-        let (request, timestamps) = trace.timeline();
+        let record = trace.record();
+        let timestamps = record.timeline();
         let (Some(&(_, first)), Some(&(_, last))) = (timestamps.first(), timestamps.last()) else {
             return;
         };
@@ -99,7 +101,15 @@ impl OtlpExport {
             .start_with_context(&self.tracer, &parent);
         self.add_events(&mut root, &timestamps, Part::Frontend);
         let root = parent.with_span(root);
+        self.export_model(trace.id(), None, &record, &root);
+        root.span().end_with_timestamp(self.wall_time(last));
+    }
 
+    /// A model span (REQUEST_START to REQUEST_END) under `context`, with
+    /// its `compute` span and the model spans of its steps under it; a
+    /// step's span names its ensemble's trace as `triton.parent_id`.
+    fn export_model(&self, id: u64, parent_id: Option<u64>, record: &Record, context: &Context) {
+        let timestamps = record.timeline();
         let span_of = |part: Part, name: String, attributes: Vec<KeyValue>, context: &Context| {
             let moments: Vec<Instant> =
                 timestamps.iter().filter(|(activity, _)| part_of(*activity) == part).map(|(_, at)| *at).collect();
@@ -113,23 +123,29 @@ impl OtlpExport {
             self.add_events(&mut span, &timestamps, part);
             Some((span, *end))
         };
-        let request = request.unwrap_or_default();
-        let attributes = vec![
+        let request = record.request.clone().unwrap_or_default();
+        let mut attributes = vec![
             KeyValue::new("triton.model_name", request.model.clone()),
             KeyValue::new("triton.model_version", request.version),
-            KeyValue::new("triton.trace_id", trace.id() as i64),
+            KeyValue::new("triton.trace_id", id as i64),
             KeyValue::new("triton.request_id", request.request_id),
         ];
-        if let Some((model_span, model_end)) = span_of(Part::Model, request.model, attributes, &root) {
-            let model_context = root.with_span(model_span);
-            if let Some((mut compute, compute_end)) =
-                span_of(Part::Compute, "compute".to_string(), Vec::new(), &model_context)
-            {
-                compute.end_with_timestamp(self.wall_time(compute_end));
-            }
-            model_context.span().end_with_timestamp(self.wall_time(model_end));
+        if let Some(parent_id) = parent_id {
+            attributes.push(KeyValue::new("triton.parent_id", parent_id as i64));
         }
-        root.span().end_with_timestamp(self.wall_time(last));
+        let Some((model_span, model_end)) = span_of(Part::Model, request.model, attributes, context) else {
+            return;
+        };
+        let model_context = context.with_span(model_span);
+        if let Some((mut compute, compute_end)) =
+            span_of(Part::Compute, "compute".to_string(), Vec::new(), &model_context)
+        {
+            compute.end_with_timestamp(self.wall_time(compute_end));
+        }
+        for (step_id, step) in &record.steps {
+            self.export_model(*step_id, Some(id), step, &model_context);
+        }
+        model_context.span().end_with_timestamp(self.wall_time(model_end));
     }
 
     fn add_events(&self, span: &mut impl Span, timestamps: &[(Activity, Instant)], part: Part) {

@@ -3,6 +3,7 @@
 //! its tensors, written as Triton's JSON trace entries once every part of
 //! the server that held it has let it go.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -106,17 +107,70 @@ pub struct RequestIdentity {
 
 /// What a trace has gathered so far.
 #[derive(Default)]
-struct Record {
+pub(super) struct Record {
     /// Who served it, once the core resolved that.
-    request: Option<RequestIdentity>,
+    pub(super) request: Option<RequestIdentity>,
     timestamps: Vec<(Activity, Instant)>,
     tensors: Vec<(TensorActivity, Tensor)>,
+    /// The traces of its steps, when it is an ensemble's request: their
+    /// ids and records, in the order they finished.
+    pub(super) steps: Vec<(u64, Record)>,
+}
+
+impl Record {
+    /// The moments recorded, in the order they happened.
+    pub(super) fn timeline(&self) -> Vec<(Activity, Instant)> {
+        let mut timestamps = self.timestamps.clone();
+        timestamps.sort_by_key(|(_, moment)| *moment);
+        timestamps
+    }
+
+    /// Appends the record's JSON entries, then its steps' (each naming
+    /// `id` as its parent, as Triton's composing model traces do).
+    fn entries(&self, id: u64, parent_id: Option<u64>, clock: MonotonicClock, entries: &mut Vec<Value>) {
+        let mut header = json!({ "id": id });
+        if let Some(request) = &self.request {
+            header["model_name"] = json!(request.model);
+            header["model_version"] = json!(request.version);
+            if !request.request_id.is_empty() {
+                header["request_id"] = json!(request.request_id);
+            }
+        }
+        if let Some(parent_id) = parent_id {
+            header["parent_id"] = json!(parent_id);
+        }
+        entries.push(header);
+        for (activity, moment) in self.timeline() {
+            entries.push(json!({
+                "id": id,
+                "timestamps": [{ "name": activity.name(), "ns": clock.nanoseconds(moment) }],
+            }));
+        }
+        for (activity, tensor) in &self.tensors {
+            entries.push(json!({
+                "id": id,
+                "activity": activity.name(),
+                "tensor": {
+                    "name": tensor.name,
+                    "data": data_text(tensor),
+                    "shape": tensor.shape.iter().map(i64::to_string).collect::<Vec<_>>().join(","),
+                    "dtype": tensor.datatype.protocol_name(),
+                },
+            }));
+        }
+        for (step_id, step) in &self.steps {
+            step.entries(*step_id, Some(id), clock, entries);
+        }
+    }
 }
 
 /// The trace of one sampled request. Shared by the parts of the server
 /// the request passes through; written when the last of them lets it go.
 pub struct RequestTrace {
     id: u64,
+    /// Where trace ids come from, shared with the tracer, so that an
+    /// ensemble's steps get ids of their own.
+    ids: Arc<AtomicU64>,
     level: TraceLevel,
     clock: MonotonicClock,
     /// The settings that sampled it, which say where it is written.
@@ -124,13 +178,40 @@ pub struct RequestTrace {
     /// The caller's span, when the request came with a W3C `traceparent`
     /// (mode `opentelemetry`).
     parent: Option<SpanContext>,
+    /// The trace of the ensemble request this one is a step of: it takes
+    /// this trace's record when this one is done, and writes or sends it
+    /// with its own.
+    ensemble: Option<Arc<RequestTrace>>,
     record: Mutex<Record>,
 }
 
 impl RequestTrace {
-    pub(super) fn new(id: u64, clock: MonotonicClock, scope: Arc<ActiveScope>, parent: Option<SpanContext>) -> Self {
+    pub(super) fn new(
+        ids: Arc<AtomicU64>,
+        clock: MonotonicClock,
+        scope: Arc<ActiveScope>,
+        parent: Option<SpanContext>,
+    ) -> Self {
+        let id = ids.fetch_add(1, Ordering::Relaxed);
         let level = scope.settings().level;
-        Self { id, level, clock, scope, parent, record: Mutex::new(Record::default()) }
+        Self { id, ids, level, clock, scope, parent, ensemble: None, record: Mutex::new(Record::default()) }
+    }
+
+    /// The trace of one step of this ensemble request: an id of its own,
+    /// the same settings, and this trace as its parent, which writes it
+    /// (with `parent_id`) or sends its spans (under the ensemble's model
+    /// span) with its own.
+    pub fn step(self: &Arc<Self>) -> Arc<RequestTrace> {
+        Arc::new(Self {
+            id: self.ids.fetch_add(1, Ordering::Relaxed),
+            ids: Arc::clone(&self.ids),
+            level: self.level,
+            clock: self.clock,
+            scope: Arc::clone(&self.scope),
+            parent: None,
+            ensemble: Some(Arc::clone(self)),
+            record: Mutex::new(Record::default()),
+        })
     }
 
     /// The caller's span, if the request named one.
@@ -138,21 +219,12 @@ impl RequestTrace {
         self.parent.as_ref()
     }
 
-    /// The model name, version and request id (once known), and the
-    /// moments recorded, in the order they happened.
-    pub(super) fn timeline(&self) -> (Option<RequestIdentity>, Vec<(Activity, Instant)>) {
-        let record = self.record();
-        let mut timestamps = record.timestamps.clone();
-        timestamps.sort_by_key(|(_, moment)| *moment);
-        (record.request.clone(), timestamps)
-    }
-
     /// The trace's id, unique in this server's run.
     pub fn id(&self) -> u64 {
         self.id
     }
 
-    fn record(&self) -> MutexGuard<'_, Record> {
+    pub(super) fn record(&self) -> MutexGuard<'_, Record> {
         // Only pushes happen under the lock, so a poisoned one is intact.
         self.record.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -185,38 +257,11 @@ impl RequestTrace {
     }
 
     /// The trace as Triton's JSON entries, comma-separated: one naming the
-    /// model, one per timestamp in the order they happened, one per tensor.
+    /// model, one per timestamp in the order they happened, one per tensor;
+    /// then the same for each of its steps.
     pub(super) fn entries(&self) -> String {
-        let (request, timestamps) = self.timeline();
-        let record = self.record();
-        let mut entries = Vec::with_capacity(1 + timestamps.len() + record.tensors.len());
-        let mut header = json!({ "id": self.id });
-        if let Some(request) = request {
-            header["model_name"] = json!(request.model);
-            header["model_version"] = json!(request.version);
-            if !request.request_id.is_empty() {
-                header["request_id"] = json!(request.request_id);
-            }
-        }
-        entries.push(header);
-        for (activity, moment) in &timestamps {
-            entries.push(json!({
-                "id": self.id,
-                "timestamps": [{ "name": activity.name(), "ns": self.clock.nanoseconds(*moment) }],
-            }));
-        }
-        for (activity, tensor) in &record.tensors {
-            entries.push(json!({
-                "id": self.id,
-                "activity": activity.name(),
-                "tensor": {
-                    "name": tensor.name,
-                    "data": data_text(tensor),
-                    "shape": tensor.shape.iter().map(i64::to_string).collect::<Vec<_>>().join(","),
-                    "dtype": tensor.datatype.protocol_name(),
-                },
-            }));
-        }
+        let mut entries = Vec::new();
+        self.record().entries(self.id, None, self.clock, &mut entries);
         entries.iter().map(Value::to_string).collect::<Vec<_>>().join(",")
     }
 }
@@ -229,7 +274,13 @@ impl std::fmt::Debug for RequestTrace {
 
 impl Drop for RequestTrace {
     fn drop(&mut self) {
-        self.scope.finish(self);
+        match &self.ensemble {
+            Some(ensemble) => {
+                let record = std::mem::take(&mut *self.record());
+                ensemble.record().steps.push((self.id, record));
+            }
+            None => self.scope.finish(self),
+        }
     }
 }
 

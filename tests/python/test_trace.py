@@ -15,7 +15,7 @@ import pytest
 from http_requests import expect_error_response, post
 from model_requests import default_wire, simple_data, simple_inputs
 from protocols import expect_error, protocol_of
-from server_process import EXAMPLE_MODELS
+from server_process import EXAMPLE_MODELS, copy_model
 
 # Triton's order of a request's moments, after the frontend's first ones.
 CORE_MOMENTS = [
@@ -410,3 +410,71 @@ def test_opentelemetry_mode_sends_spans_to_the_collector(launch_server, collecto
             root.end_time_unix_nano,
         ]
         assert nested == sorted(nested), (protocol, times, [event.name for event in root.events])
+
+
+def ensemble_repository(tmp_path):
+    """`simple` and the ensemble `twice`, which runs it twice."""
+    from test_ensembles import SIMPLE, TWICE, ensemble_dir
+
+    repository = tmp_path / "models"
+    copy_model(SIMPLE, repository)
+    ensemble_dir(repository, "twice", TWICE)
+    return repository
+
+
+def twice_inputs(wire):
+    a, b = simple_data()
+    return [wire.input("A", a, "INT32"), wire.input("B", b, "INT32")]
+
+
+def test_an_ensembles_steps_are_traced_as_its_children(launch_server, tmp_path, protocol):
+    trace_file = tmp_path / "trace.json"
+    extra = [f"--trace-config=triton,file={trace_file}", "--trace-config=level=TIMESTAMPS", "--trace-config=rate=1"]
+    server = launch_server(ensemble_repository(tmp_path), extra=extra)
+    with server.client(protocol) as client:
+        wire = default_wire(client)
+        wire.infer(client, "twice", twice_inputs(wire), request_id="pipeline")
+    # The ensemble's trace, and one per step naming it as their parent.
+    traces = read_traces(trace_file, 3)
+    (ensemble_id,) = [id for id, trace in traces.items() if trace["header"]["model_name"] == "twice"]
+    ensemble = traces[ensemble_id]
+    assert ensemble["header"]["request_id"] == "pipeline" and "parent_id" not in ensemble["header"]
+    steps = [trace for id, trace in traces.items() if id != ensemble_id]
+    for step in steps:
+        assert step["header"]["model_name"] == "simple" and step["header"]["parent_id"] == ensemble_id, step
+        times = [step["timestamps"][name] for name in CORE_MOMENTS]
+        assert times == sorted(times), list(zip(CORE_MOMENTS, times))
+        # Inside the ensemble's own request.
+        assert ensemble["timestamps"]["REQUEST_START"] < times[0] < times[-1] < ensemble["timestamps"]["REQUEST_END"]
+    # The second step starts after the first has ended.
+    first, second = sorted(steps, key=lambda step: step["timestamps"]["REQUEST_START"])
+    assert first["timestamps"]["REQUEST_END"] <= second["timestamps"]["REQUEST_START"]
+
+
+def test_opentelemetry_puts_an_ensembles_steps_under_its_model_span(launch_server, tmp_path, collector):
+    extra = [
+        "--trace-config=mode=opentelemetry",
+        f"--trace-config=opentelemetry,url={collector.url}",
+        "--trace-config=opentelemetry,bsp_schedule_delay=100",
+        "--trace-config=level=TIMESTAMPS",
+        "--trace-config=rate=1",
+    ]
+    server = launch_server(ensemble_repository(tmp_path), extra=extra)
+    with server.client("grpc") as client:
+        wire = default_wire(client)
+        wire.infer(client, "twice", twice_inputs(wire))
+    # InferRequest, twice, and for each of the two steps simple and compute.
+    deadline = time.monotonic() + 30
+    while len(collector.spans) < 6 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    names = sorted(span.name for _, span in collector.spans)
+    assert names == ["InferRequest", "compute", "compute", "simple", "simple", "twice"], names
+    (root,) = collector.named("InferRequest")
+    (ensemble,) = collector.named("twice")
+    assert ensemble.parent_span_id == root.span_id
+    ensemble_trace = attributes(ensemble)["triton.trace_id"]
+    for step in collector.named("simple"):
+        assert step.parent_span_id == ensemble.span_id and step.trace_id == root.trace_id
+        assert attributes(step)["triton.parent_id"] == ensemble_trace
+        assert len([span for span in collector.named("compute") if span.parent_span_id == step.span_id]) == 1
