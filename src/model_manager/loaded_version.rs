@@ -71,7 +71,9 @@ impl LoadedVersion {
     ) -> Result<Executed> {
         match &self.sequences {
             Some(sequences) => {
-                sequences.run(sequence, request, |request| scheduler.execute(request, options, trace)).await
+                let arrived = Instant::now();
+                let run = |request| scheduler.execute_since(request, options, trace, arrived);
+                sequences.run(sequence, request, run).await
             }
             None => scheduler.execute(request, options, trace).await,
         }

@@ -265,10 +265,23 @@ impl Scheduler {
         options: RequestOptions,
         trace: Option<Arc<RequestTrace>>,
     ) -> Result<Executed> {
+        self.execute_since(request, options, trace, Instant::now()).await
+    }
+
+    /// [`Scheduler::execute`] for a request that has been waiting since
+    /// `arrived` already (a sequence's request waits for its turn and a
+    /// slot first): its queue time, its queue timeout and its trace's
+    /// QUEUE_START count from then, as Triton counts a sequence batcher's.
+    pub async fn execute_since(
+        &self,
+        request: ValidatedRequest,
+        options: RequestOptions,
+        trace: Option<Arc<RequestTrace>>,
+        arrived: Instant,
+    ) -> Result<Executed> {
         let shared = &self.shared;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let level = shared.policy.level_for(options.priority);
-        let arrived = Instant::now();
         if let Some(trace) = &trace {
             trace.stamp_at(Activity::QueueStart, arrived);
         }

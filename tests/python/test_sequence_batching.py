@@ -179,6 +179,8 @@ def test_a_sequence_past_the_free_slots_waits_for_one_to_end(launch_server, tmp_
         # Sequence 1 ends; sequence 2 takes its slot.
         assert send(wire, first, 1, 1, end=True)[0] == 6
         assert int(as_numpy(waiting(), "OUTPUT")[0][0]) == 7
+        # As in Triton, the wait for a slot is queue time.
+        assert count(model_stats(first, MODEL), "inference_stats", "queue", "ns") >= 500_000_000
 
 
 def test_an_idle_sequence_is_released(launch_server, tmp_path):
