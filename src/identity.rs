@@ -5,6 +5,7 @@
 /// part works are listed: clients decide what to call from this list.
 pub const EXTENSIONS: &[&str] = &[
     "classification",
+    "sequence",
     "model_repository",
     "model_repository(unload_dependents)",
     "model_configuration",

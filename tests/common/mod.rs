@@ -20,8 +20,9 @@ use tritonrs::proto::inference::{ModelInferRequest, ModelInferResponse, ServerRe
 /// The repository root.
 /// The extensions ServerMetadata and `GET /v2` must list, in order: what
 /// clients may call.
-pub const EXTENSIONS: [&str; 9] = [
+pub const EXTENSIONS: [&str; 10] = [
     "classification",
+    "sequence",
     "model_repository",
     "model_repository(unload_dependents)",
     "model_configuration",

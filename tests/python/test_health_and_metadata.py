@@ -68,6 +68,7 @@ def test_server_metadata(client):
     extensions = metadata["extensions"]
     expected = {
         "classification",
+        "sequence",
         "model_repository",
         "model_repository(unload_dependents)",
         "model_configuration",
