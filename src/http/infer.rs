@@ -64,11 +64,16 @@ pub async fn run_v2_request(
         }
     };
     let response = state.manager.infer(request, trace.clone()).await?;
-    let response = infer_response(encode_response(response, &encoding)?);
-    Ok(match trace {
+    Ok(traced(infer_response(encode_response(response, &encoding)?), trace))
+}
+
+/// A traced request's response, which stamps the send moments as it goes
+/// out; shared with the generate routes.
+pub fn traced(response: Response, trace: Option<Arc<RequestTrace>>) -> Response {
+    match trace {
         Some(trace) => {
             response.map(|body| Body::new(TracedBody::new(body, trace, Activity::HttpSendStart, Activity::HttpSendEnd)))
         }
         None => response,
-    })
+    }
 }

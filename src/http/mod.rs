@@ -5,6 +5,7 @@
 mod body;
 mod config_json;
 mod error;
+mod generate;
 mod health;
 mod infer;
 mod infer_codec;
@@ -105,6 +106,10 @@ pub fn router(
         .route("/v2/models/{model}/versions/{version}/config", get(metadata::model_config))
         .route("/v2/models/{model}/infer", post(infer::infer).layer(compression.clone()))
         .route("/v2/models/{model}/versions/{version}/infer", post(infer::infer).layer(compression.clone()))
+        .route("/v2/models/{model}/generate", post(generate::generate))
+        .route("/v2/models/{model}/versions/{version}/generate", post(generate::generate))
+        .route("/v2/models/{model}/generate_stream", post(generate::generate_stream))
+        .route("/v2/models/{model}/versions/{version}/generate_stream", post(generate::generate_stream))
         .route("/v2/models/stats", get(statistics::all_models))
         .route("/v2/models/{model}/stats", get(statistics::one_model))
         .route("/v2/models/{model}/versions/{version}/stats", get(statistics::one_model))

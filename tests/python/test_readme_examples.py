@@ -114,6 +114,13 @@ def check_curl_answer(words, answer):
         model = headers["model_name"] if path == "predict" else path.split("/")[2]
         outputs = {output["name"]: output["data"] for output in json.loads(answer)["outputs"]}
         assert outputs == expected_v2_outputs(model, request)
+    elif path.endswith("/generate"):
+        # The generate extension: inputs and outputs as flat members.
+        model = path.split("/")[2]
+        as_v2 = {"inputs": [{"name": name, "data": data} for name, data in request.items() if name.startswith("INPUT")]}
+        answer = json.loads(answer)
+        assert answer["model_name"] == model
+        assert {name: answer[name] for name in ("OUTPUT0", "OUTPUT1")} == expected_v2_outputs(model, as_v2)
     elif path == "v2/logging":
         settings = json.loads(answer)
         assert set(settings) == {"log_file", "log_info", "log_warning", "log_error", "log_verbose_level", "log_format"}

@@ -478,3 +478,17 @@ def test_opentelemetry_puts_an_ensembles_steps_under_its_model_span(launch_serve
         assert step.parent_span_id == ensemble.span_id and step.trace_id == root.trace_id
         assert attributes(step)["triton.parent_id"] == ensemble_trace
         assert len([span for span in collector.named("compute") if span.parent_span_id == step.span_id]) == 1
+
+
+def test_generate_requests_are_traced(launch_server, tmp_path):
+    trace_file = tmp_path / "trace.json"
+    server = tracing_server(launch_server, trace_file, "level=TIMESTAMPS", "rate=1")
+    a, b = simple_data()
+    body = {"INPUT0": a.flatten().tolist(), "INPUT1": b.flatten().tolist(), "id": "generated"}
+    assert post(server.http_url, "/v2/models/simple/generate", body).status == 200
+    (trace,) = read_traces(trace_file, 1).values()
+    assert (trace["header"]["model_name"], trace["header"]["request_id"]) == ("simple", "generated")
+    received, sent = FRONTEND_MOMENTS["http"]
+    order = received + CORE_MOMENTS + sent
+    times = [trace["timestamps"][name] for name in order]
+    assert times == sorted(times), list(zip(order, times))
