@@ -79,10 +79,13 @@ impl LoadedVersion {
         }
     }
 
-    /// Requests waiting in its queue; an ensemble has none of its own.
+    /// Requests waiting in its queue, and for a sequence model those
+    /// waiting for their sequence's turn or a slot; an ensemble has none of
+    /// its own.
     pub(super) fn pending_requests(&self) -> usize {
+        let waiting = self.sequences.as_ref().map_or(0, SequenceBatcher::waiting_requests);
         match &self.execution {
-            Execution::Instances(scheduler) => scheduler.pending_requests(),
+            Execution::Instances(scheduler) => scheduler.pending_requests() + waiting,
             Execution::Ensemble(_) => 0,
         }
     }

@@ -24,6 +24,7 @@ mod state;
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -143,6 +144,9 @@ struct Sequences {
     active: Mutex<HashMap<CorrelationId, Entry>>,
     slots: Arc<Semaphore>,
     max_idle: Duration,
+    /// Requests waiting for their sequence's turn or a slot, before the
+    /// scheduler's queue.
+    waiting: AtomicUsize,
 }
 
 impl Sequences {
@@ -210,6 +214,7 @@ impl SequenceBatcher {
             active: Mutex::new(HashMap::new()),
             slots: Arc::new(Semaphore::new(per_instance * instance_count.max(1))),
             max_idle,
+            waiting: AtomicUsize::new(0),
         });
         let (stop_reaper, stopped) = mpsc::channel::<()>();
         let reaper_sequences = Arc::clone(&sequences);
@@ -267,6 +272,7 @@ impl SequenceBatcher {
         }
         let controls = self.controls.tensors(model, &sequence, self.batching)?;
         let (entry, _request_done) = self.enter(&sequence)?;
+        let waiting = Waiting::new(&self.sequences.waiting);
         let mut state = entry.turn.lock().await;
         if sequence.start {
             state.states = self.initial_states();
@@ -286,6 +292,9 @@ impl SequenceBatcher {
                 request.outputs.push(implicit.output_name.clone());
             }
         }
+        // From here the request waits in the scheduler's queue, which
+        // counts it.
+        drop(waiting);
         let outcome = run(request).await;
         let outcome = outcome.and_then(|mut executed| {
             for (implicit, kept) in self.states.iter().zip(&mut state.states) {
@@ -307,6 +316,12 @@ impl SequenceBatcher {
             state.slot = None;
         }
         outcome
+    }
+
+    /// Requests waiting for their sequence's turn or a slot: Triton counts
+    /// them as pending, with the requests in the queue.
+    pub fn waiting_requests(&self) -> usize {
+        self.sequences.waiting.load(Ordering::Relaxed)
     }
 
     fn initial_states(&self) -> Vec<Tensor> {
@@ -356,6 +371,23 @@ impl SequenceBatcher {
         drop(active);
         let done = RequestDone { sequences: &self.sequences, id: request.id.clone(), sequence: Arc::clone(&sequence) };
         Ok((sequence, done))
+    }
+}
+
+/// Counts a request among the waiting ones until it is dropped (handed to
+/// the scheduler, or its caller went away).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -494,9 +526,11 @@ mod tests {
         send(&batcher, step(1, true, false), 1).await.unwrap();
         let mut second = std::pin::pin!(send(&batcher, step(2, true, false), 2));
         assert!(futures::poll!(&mut second).is_pending(), "a second sequence got the only slot");
+        assert_eq!(batcher.waiting_requests(), 1);
         send(&batcher, step(1, false, true), 1).await.unwrap();
         let outputs = tokio::time::timeout(Duration::from_secs(10), second).await.expect("never got the slot");
         assert_eq!(int(&outputs.unwrap()[0]), 2);
+        assert_eq!(batcher.waiting_requests(), 0);
     }
 
     #[tokio::test]

@@ -18,6 +18,7 @@ import pytest
 from model_requests import default_wire
 from protocols import RPC_TIMEOUT_S, as_numpy, count, expect_error, model_config, model_metadata, model_stats
 from server_process import TEST_MODELS, copy_model
+from test_metrics import scrape, value
 
 MODEL = "sequence_accumulator"
 SOURCE = TEST_MODELS / MODEL
@@ -176,6 +177,8 @@ def test_a_sequence_past_the_free_slots_waits_for_one_to_end(launch_server, tmp_
         waiting = wire.start_infer(second, MODEL, inputs, sequence_id=2, sequence_start=True)
         with pytest.raises(Exception):  # queue.Empty: no answer yet
             waiting(timeout=0.5)
+        # Waiting for a slot is pending, as Triton counts it.
+        assert value(scrape(server.metrics_url), "nv_inference_pending_request_count", MODEL) == 1
         # Sequence 1 ends; sequence 2 takes its slot.
         assert send(wire, first, 1, 1, end=True)[0] == 6
         assert int(as_numpy(waiting(), "OUTPUT")[0][0]) == 7
