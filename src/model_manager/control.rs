@@ -2,6 +2,7 @@
 //! (mode `explicit`), following the repository (mode `poll`), and the
 //! repository index.
 
+use super::ensembles::ensemble_steps;
 use super::*;
 
 impl ModelManager {
@@ -65,11 +66,13 @@ impl ModelManager {
         self.read_models()
             .iter()
             .filter(|(name, record)| !except.contains(name) && !unloaded(record))
-            .filter_map(|(name, record)| {
-                let config = record.config.as_ref().filter(|config| config.platform == ENSEMBLE_PLATFORM)?;
-                let composing = EnsemblePlan::from_config(config).ok()?.model_names();
-                composing.iter().any(|model| models.contains(model)).then(|| name.clone())
+            .filter(|(_, record)| {
+                record
+                    .config
+                    .as_deref()
+                    .is_some_and(|config| ensemble_steps(config).iter().any(|model| models.contains(model)))
             })
+            .map(|(name, _)| name.clone())
             .collect()
     }
 
@@ -266,11 +269,8 @@ impl ModelManager {
         self.settle(retired);
         tracing::info!(model = name, "unloaded on request");
         let mut unloaded = vec![name.to_string()];
-        let steps = config
-            .filter(|config| options.unload_dependents && config.platform == ENSEMBLE_PLATFORM)
-            .and_then(|config| EnsemblePlan::from_config(&config).ok())
-            .map(|plan| plan.model_names())
-            .unwrap_or_default();
+        let steps =
+            config.filter(|_| options.unload_dependents).map(|config| ensemble_steps(&config)).unwrap_or_default();
         // Ensembles before the models their steps run, so that a nested
         // ensemble leaving frees its own composing models.
         let mut composing = self.in_dependency_order(&steps);

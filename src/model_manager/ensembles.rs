@@ -14,6 +14,16 @@ type StepFuture<'a> = Pin<Box<dyn Future<Output = Result<(Vec<Tensor>, Execution
 /// is still loading.
 const COMPOSING_MODEL_WAIT: Duration = Duration::from_secs(600);
 
+/// The models the steps of an ensemble's configuration run, each once;
+/// none for a configuration that is not an ensemble's, or whose steps do
+/// not make a plan (loading it says why).
+pub(super) fn ensemble_steps(config: &ModelConfig) -> Vec<String> {
+    if config.platform != ENSEMBLE_PLATFORM {
+        return Vec::new();
+    }
+    EnsemblePlan::from_config(config).map(|plan| plan.model_names()).unwrap_or_default()
+}
+
 impl ModelManager {
     /// The models the steps of `model` run, if its configuration (the load
     /// request's, or its file's) makes it an ensemble. Read without
@@ -26,10 +36,7 @@ impl ModelManager {
                 .ok()
                 .and_then(|text| parse_text_format(&text).ok()),
         };
-        let Some(config) = config.filter(|config| config.platform == ENSEMBLE_PLATFORM) else {
-            return Vec::new();
-        };
-        EnsemblePlan::from_config(&config).map(|plan| plan.model_names()).unwrap_or_default()
+        config.as_ref().map(ensemble_steps).unwrap_or_default()
     }
 
     /// The models the steps of model `name` run: from its record's
@@ -38,10 +45,7 @@ impl ModelManager {
     fn steps_of(&self, name: &str) -> Vec<String> {
         let recorded = self.read_models().get(name).and_then(|record| record.config.clone());
         match recorded {
-            Some(config) if config.platform == ENSEMBLE_PLATFORM => {
-                EnsemblePlan::from_config(&config).map(|plan| plan.model_names()).unwrap_or_default()
-            }
-            Some(_) => Vec::new(),
+            Some(config) => ensemble_steps(&config),
             None => self
                 .find_model_directory(name)
                 .map(|model| self.composing_model_names(&model, &LoadOptions::default()))
