@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 
 use super::body::read_body;
 use super::error::ApiError;
-use super::infer::traced;
+use super::infer::{sample_trace, traced};
 use super::infer_codec::decode_parameters;
 use super::json_tensor::{decode_values, encode_values};
 use super::{AppState, ModelPath};
@@ -35,7 +35,7 @@ pub async fn generate(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let trace = sample(&state, &path.model, &headers);
+    let trace = sample_trace(&state, &path.model, &headers);
     let answer = run(&state, &path, &headers, body, trace.clone()).await?;
     Ok(traced(axum::Json(answer).into_response(), trace))
 }
@@ -50,7 +50,7 @@ pub async fn generate_stream(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let trace = sample(&state, &path.model, &headers);
+    let trace = sample_trace(&state, &path.model, &headers);
     let (status, answer) = match run(&state, &path, &headers, body, trace.clone()).await {
         Ok(answer) => (StatusCode::OK, answer),
         Err(GenerateError::BeforeInference(error)) => return Err(error),
@@ -59,16 +59,6 @@ pub async fn generate_stream(
     let event = format!("data: {answer}\n\n");
     let response = (status, [(header::CONTENT_TYPE, "text/event-stream; charset=utf-8")], event).into_response();
     Ok(traced(response, trace))
-}
-
-/// The request's trace, if it is sampled, with its arrival stamped.
-fn sample(state: &AppState, model: &str, headers: &HeaderMap) -> Option<Arc<RequestTrace>> {
-    let traceparent = headers.get("traceparent").and_then(|value| value.to_str().ok());
-    let trace = state.tracer.sample(model, traceparent);
-    if let Some(trace) = &trace {
-        trace.stamp(Activity::HttpRecvStart);
-    }
-    trace
 }
 
 /// Why a generate request failed: before it could run (the answer is a

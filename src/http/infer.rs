@@ -22,16 +22,23 @@ pub async fn infer(
     body: Body,
 ) -> Result<Response, ApiError> {
     let version = path.version()?;
-    let traceparent = headers.get("traceparent").and_then(|value| value.to_str().ok());
-    let trace = state.tracer.sample(&path.model, traceparent);
-    if let Some(trace) = &trace {
-        trace.stamp(Activity::HttpRecvStart);
-    }
+    let trace = sample_trace(&state, &path.model, &headers);
     let body = read_body(&headers, body, state.settings.max_input_size).await?;
     if let Some(trace) = &trace {
         trace.stamp(Activity::HttpRecvEnd);
     }
     run_v2_request(&state, &path.model, version, &headers, body, trace).await
+}
+
+/// The request's trace, when it is sampled (or names its caller's span),
+/// with its arrival stamped; shared with the generate routes.
+pub fn sample_trace(state: &AppState, model: &str, headers: &HeaderMap) -> Option<Arc<RequestTrace>> {
+    let traceparent = headers.get("traceparent").and_then(|value| value.to_str().ok());
+    let trace = state.tracer.sample(model, traceparent);
+    if let Some(trace) = &trace {
+        trace.stamp(Activity::HttpRecvStart);
+    }
+    trace
 }
 
 /// Decodes a v2 request body (JSON, JSON plus binary data, or raw binary),
