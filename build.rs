@@ -23,6 +23,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // wire to the backend and back without copies.
         .bytes(".inference.ModelInferRequest.raw_input_contents")
         .bytes(".inference.ModelInferResponse.raw_output_contents")
+        // So do the model files a load request sends.
+        .bytes(".inference.ModelRepositoryParameter.bytes_param")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -12,6 +12,7 @@ use crate::inference::{
     InferenceRequest, InferenceResponse, ParameterValue, Parameters, RequestedOutput, check_reserved_parameters,
     parse_model_version,
 };
+use crate::model_control::ControlParameters;
 use crate::proto::inference::infer_parameter::ParameterChoice;
 use crate::proto::inference::model_infer_request::InferInputTensor;
 use crate::proto::inference::model_infer_response::InferOutputTensor;
@@ -218,22 +219,24 @@ fn decode_parameters(parameters: HashMap<String, InferParameter>) -> Parameters 
         .collect()
 }
 
-/// Decodes the parameters of a load or unload request. Bytes (the model
-/// files of Triton's `file:` parameters) are kept only as their size: no
-/// parameter this server takes is bytes, and the error names the size.
-pub fn decode_repository_parameters(parameters: HashMap<String, ModelRepositoryParameter>) -> Parameters {
-    parameters
-        .into_iter()
-        .filter_map(|(key, parameter)| {
-            let value = match parameter.parameter_choice? {
-                RepositoryChoice::BoolParam(value) => ParameterValue::Bool(value),
-                RepositoryChoice::Int64Param(value) => ParameterValue::Int64(value),
-                RepositoryChoice::StringParam(value) => ParameterValue::String(value),
-                RepositoryChoice::BytesParam(value) => ParameterValue::String(format!("<{} bytes>", value.len())),
-            };
-            Some((key, value))
-        })
-        .collect()
+/// Decodes the parameters of a load or unload request; bytes (the model
+/// files of Triton's `file:` parameters) are kept apart from the values.
+pub fn decode_repository_parameters(parameters: HashMap<String, ModelRepositoryParameter>) -> ControlParameters {
+    let mut decoded = ControlParameters::default();
+    for (key, parameter) in parameters {
+        let value = match parameter.parameter_choice {
+            None => continue,
+            Some(RepositoryChoice::BoolParam(value)) => ParameterValue::Bool(value),
+            Some(RepositoryChoice::Int64Param(value)) => ParameterValue::Int64(value),
+            Some(RepositoryChoice::StringParam(value)) => ParameterValue::String(value),
+            Some(RepositoryChoice::BytesParam(contents)) => {
+                decoded.bytes.insert(key, contents);
+                continue;
+            }
+        };
+        decoded.values.insert(key, value);
+    }
+    decoded
 }
 
 fn encode_parameters(parameters: Parameters) -> HashMap<String, InferParameter> {

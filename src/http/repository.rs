@@ -5,14 +5,15 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value, json};
 
 use super::AppState;
 use super::body::read_body;
 use super::error::ApiError;
 use super::infer_codec::decode_parameters;
-use crate::inference::Parameters;
-use crate::model_control::{LoadOptions, UnloadOptions};
+use crate::model_control::{ControlParameters, FILE_PARAMETER_PREFIX, LoadOptions, UnloadOptions};
 
 /// Reads a request body that may be empty or a JSON object.
 async fn json_object(
@@ -33,15 +34,32 @@ async fn json_object(
 }
 
 /// The `parameters` object of a load or unload request; anything but an
-/// object there is refused rather than ignored.
-fn parameters(mut request: Map<String, Value>, what: &str) -> Result<Parameters, ApiError> {
-    match request.remove("parameters") {
-        None | Some(Value::Null) => Ok(Parameters::new()),
-        Some(Value::Object(parameters)) => Ok(decode_parameters(parameters)),
+/// object there is refused rather than ignored. A `file:` parameter is a
+/// model file in base64, as Triton takes it in JSON.
+fn parameters(mut request: Map<String, Value>, what: &str) -> Result<ControlParameters, ApiError> {
+    let mut parameters = match request.remove("parameters") {
+        None | Some(Value::Null) => return Ok(ControlParameters::default()),
+        Some(Value::Object(parameters)) => parameters,
         Some(other) => {
-            Err(ApiError::bad_request(format!("the {what} request's 'parameters' must be an object, not {other}")))
+            return Err(ApiError::bad_request(format!(
+                "the {what} request's 'parameters' must be an object, not {other}"
+            )));
         }
+    };
+    let files: Vec<String> = parameters.keys().filter(|key| key.starts_with(FILE_PARAMETER_PREFIX)).cloned().collect();
+    let mut bytes = std::collections::BTreeMap::new();
+    for key in files {
+        let Some(Value::String(text)) = parameters.remove(&key) else {
+            return Err(ApiError::bad_request(format!(
+                "the {what} request's parameter '{key}' must be a string: the file's contents in base64"
+            )));
+        };
+        let contents = BASE64.decode(text.trim()).map_err(|error| {
+            ApiError::bad_request(format!("the {what} request's parameter '{key}' is not valid base64: {error}"))
+        })?;
+        bytes.insert(key, contents.into());
     }
+    Ok(ControlParameters { values: decode_parameters(parameters), bytes })
 }
 
 /// `POST /v2/repository/index`: `{"ready": true}` lists only the versions
@@ -78,7 +96,8 @@ pub async fn index(State(state): State<AppState>, headers: HeaderMap, body: Body
 }
 
 /// `POST /v2/repository/models/{model}/load`, with an optional `config`
-/// parameter. Success is a 200 with an empty body, as in Triton.
+/// parameter and model files (`file:<version>/<file name>`, base64).
+/// Success is a 200 with an empty body, as in Triton.
 pub async fn load(
     State(state): State<AppState>,
     Path(model): Path<String>,

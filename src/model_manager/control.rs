@@ -6,8 +6,8 @@ use super::ensembles::ensemble_steps;
 use super::*;
 
 impl ModelManager {
-    /// Loads or reloads `name` from the repositories, on a client's request
-    /// (mode `explicit` only). A reload builds the new versions first and
+    /// Loads or reloads `name` from the repositories, or from the files the
+    /// request sent, on a client's request (mode `explicit` only). A reload builds the new versions first and
     /// swaps them in only if all of them load, so the model keeps serving
     /// throughout; if any fails, the versions that served keep serving and
     /// the error says why. A model that did not serve takes whatever loaded,
@@ -22,7 +22,17 @@ impl ModelManager {
 
     pub(super) fn load_on_request(&self, name: &str, options: &LoadOptions) -> Result<()> {
         let _one_at_a_time = self.control.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let model = self.find_model_directory(name)?;
+        // Files sent with the request are the model's directory for this
+        // load, in place of the repositories' (Triton's model file override).
+        let uploaded = match options.files.is_empty() {
+            true => None,
+            false => Some(Arc::new(UploadedModel::write(name, &options.files)?)),
+        };
+        let model = match &uploaded {
+            Some(uploaded) => uploaded.directory(name),
+            None => self.find_model_directory(name)?,
+        };
+        let options = &LoadOptions { config: options.config.clone(), files: BTreeMap::new() };
         // As in Triton, loading an ensemble loads its composing models that
         // do not serve yet, those of a nested ensemble first.
         let mut loaded = Vec::new();
@@ -45,7 +55,7 @@ impl ModelManager {
             }
             tracing::info!(model = composing, ensemble = name, "loaded as a composing model");
         }
-        let record = self.build_model(&model, options);
+        let record = ModelRecord { uploaded, ..self.build_model(&model, options) };
         let installed = self
             .install(name, record)
             .map(|()| tracing::info!(model = name, "loaded on request"))
@@ -90,13 +100,19 @@ impl ModelManager {
         while !changed.is_empty() {
             let dependents = self.dependents_of(&changed, &visited);
             for name in &dependents {
-                let (options, loaded_for_ensemble) = self
+                let (options, loaded_for_ensemble, uploaded) = self
                     .read_models()
                     .get(name)
-                    .map(|record| (record.options.clone(), record.loaded_for_ensemble))
+                    .map(|record| (record.options.clone(), record.loaded_for_ensemble, record.uploaded.clone()))
                     .unwrap_or_default();
-                let Ok(model) = self.find_model_directory(name) else { continue };
-                let record = ModelRecord { loaded_for_ensemble, ..self.build_model(&model, &options) };
+                let model = match &uploaded {
+                    Some(uploaded) => uploaded.directory(name),
+                    None => match self.find_model_directory(name) {
+                        Ok(model) => model,
+                        Err(_) => continue,
+                    },
+                };
+                let record = ModelRecord { loaded_for_ensemble, uploaded, ..self.build_model(&model, &options) };
                 match record.failure_reason() {
                     None => tracing::info!(model = %name, "loaded again: a model its steps run changed"),
                     Some(reason) => tracing::error!(

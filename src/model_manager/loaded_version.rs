@@ -129,8 +129,13 @@ pub(super) struct ModelRecord {
     /// it, so that mode `poll` can tell when it changed.
     pub(super) seen: Option<DirectoryFingerprint>,
     /// What the load that built it asked for (a configuration given with
-    /// the request), so that re-planning an ensemble loads it the same way.
+    /// the request), so that re-planning an ensemble loads it the same way;
+    /// the files a load sent are in `uploaded`, not here.
     pub(super) options: LoadOptions,
+    /// The directory written from the files the load request sent, which
+    /// the model loaded from instead of the repositories'; removed when the
+    /// record is replaced or the model unloaded.
+    pub(super) uploaded: Option<Arc<UploadedModel>>,
     /// Loaded only because an ensemble that needs it was (mode
     /// `explicit`): an unload of that ensemble with `unload_dependents`
     /// takes it along, as Triton's does with models not loaded explicitly.
@@ -165,9 +170,12 @@ impl ModelRecord {
         self.versions.values().filter_map(|version| version.loaded.clone()).collect()
     }
 
-    /// Marks every version unloaded and hands back those that served.
+    /// Marks every version unloaded and hands back those that served. The
+    /// files a load request sent go: a later load sends them again or loads
+    /// from the repositories.
     pub(super) fn unload(&mut self) -> Vec<Arc<LoadedVersion>> {
         self.failure = None;
+        self.uploaded = None;
         self.versions
             .values_mut()
             .filter_map(|version| {

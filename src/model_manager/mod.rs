@@ -5,8 +5,10 @@
 //! rest is split by concern: `loading.rs` (the repositories at start, a
 //! model's configuration, versions and instances), `control.rs` (load and
 //! unload requests, mode `poll`, the repository index), `ensembles.rs`
-//! (planning and running ensemble versions) and `loaded_version.rs` (a
-//! serving version and the records of each model's versions).
+//! (planning and running ensemble versions), `loaded_version.rs` (a
+//! serving version and the records of each model's versions) and
+//! `uploaded_model.rs` (the directory of a model whose files came with its
+//! load request).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -48,10 +50,12 @@ mod control;
 mod ensembles;
 mod loaded_version;
 mod loading;
+mod uploaded_model;
 
 use self::loaded_version::{Execution, LoadedVersion, ModelRecord, VersionRecord};
 use self::loading::{duplicate_reason, retire};
 pub use self::loading::{instance_placements, prepare_config};
+use self::uploaded_model::UploadedModel;
 
 /// The lifecycle state of one model version, as the repository index
 /// reports it.

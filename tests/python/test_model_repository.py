@@ -1,9 +1,10 @@
 """Triton's model repository extension and model control modes, through
 tritonclient over gRPC and HTTP: the index, explicit loads (with a JSON
-configuration), reloads that lose no request, unloads, and mode `none`
-refusing both. Each test but the last starts its own server on a
-temporary repository."""
+configuration, or with model files), reloads that lose no request,
+unloads, and mode `none` refusing both. Each test but the last starts its
+own server on a temporary repository."""
 
+import base64
 import json
 import threading
 import time
@@ -146,19 +147,114 @@ def test_a_load_can_replace_the_configuration(explicit_server, protocol):
         infer_simple(client, batch=3)
 
 
-def test_unknown_models_and_model_files_in_requests_are_refused(explicit_server, protocol):
+def test_unknown_models_are_refused(explicit_server, protocol):
     with explicit_server.client(protocol) as client:
         expect_error(client, lambda: client.load_model("nothing"), "NOT_FOUND", "'nothing'", "model repository")
         expect_error(client, lambda: client.unload_model("nothing"), "NOT_FOUND", "'nothing'")
-        expect_error(
-            client,
-            lambda: client.load_model("other", config="{}", files={"file:1/model.onnx": b"\x08\x07"}),
-            "INVALID_ARGUMENT",
-            "file:1/model.onnx",
-            "model repository only",
-        )
-        assert not client.is_model_ready("other")
         infer_simple(client)
+
+
+def uploaded_directories(temporary):
+    return sorted(path for path in temporary.iterdir() if path.name.startswith("tritonrs-model-"))
+
+
+@pytest.fixture
+def upload_server(launch_server, repository, tmp_path):
+    """Mode explicit with simple loaded, writing sent model files under its
+    own TMPDIR, which the test looks into."""
+    temporary = tmp_path / "server-tmp"
+    temporary.mkdir()
+    server = launch_server(
+        repository, extra=["--model-control-mode=explicit", "--load-model=simple"], env={"TMPDIR": str(temporary)}
+    )
+    return server, temporary
+
+
+def simple_json_config(name, **changes):
+    return json.dumps({"name": name, "platform": "onnxruntime_onnx", "max_batch_size": 8, **changes})
+
+
+def test_a_load_can_send_the_model_files(upload_server, protocol):
+    """Triton's model file override: `file:<version>/<name>` parameters with
+    `config` form the model's directory, for a model the repository does not
+    have as for one it has; a load without files goes back to the
+    repository, and the written directory goes when the model stops using it."""
+    server, temporary = upload_server
+    onnx = (SIMPLE / "1" / "model.onnx").read_bytes()
+    with server.client(protocol) as client:
+        client.load_model("sent", config=simple_json_config("sent"), files={"file:3/model.onnx": onnx})
+        assert client.is_model_ready("sent")
+        assert client.is_model_ready("sent", "3")
+        infer_simple(client, "sent", batch=5)
+        assert index_of(client, "sent") == [{"name": "sent", "version": "3", "state": "READY", "reason": ""}]
+        [written] = uploaded_directories(temporary)
+        assert (written / "3" / "model.onnx").read_bytes() == onnx
+
+        # simple's own name, with a configuration of its own: the sent files win.
+        client.load_model(
+            "simple", config=simple_json_config("simple", max_batch_size=2), files={"file:7/model.onnx": onnx}
+        )
+        assert model_config(client, "simple")["max_batch_size"] == 2
+        assert client.is_model_ready("simple", "7") and not client.is_model_ready("simple", "1")
+        infer_simple(client, batch=2)
+        assert len(uploaded_directories(temporary)) == 2
+        # Loading without files reads the repository again.
+        client.load_model("simple")
+        assert model_config(client, "simple")["max_batch_size"] == 8
+        assert client.is_model_ready("simple", "1") and not client.is_model_ready("simple", "7")
+        assert uploaded_directories(temporary) == [written]
+
+        client.unload_model("sent")
+        assert not client.is_model_ready("sent")
+        assert uploaded_directories(temporary) == []
+        expect_error(client, lambda: client.load_model("sent"), "NOT_FOUND", "'sent'", "model repository")
+        infer_simple(client)
+        client.load_model("sent", config=simple_json_config("sent"), files={"file:1/model.onnx": onnx})
+        assert len(uploaded_directories(temporary)) == 1
+    # Shutting down unloads every model, and the directory goes with it.
+    assert server.stop() == 0
+    assert uploaded_directories(temporary) == []
+
+
+def test_sent_model_files_are_checked(upload_server, protocol):
+    server, temporary = upload_server
+    onnx = (SIMPLE / "1" / "model.onnx").read_bytes()
+    with server.client(protocol) as client:
+        no_config = lambda: client.load_model("sent", files={"file:1/model.onnx": onnx})  # noqa: E731
+        expect_error(client, no_config, "INVALID_ARGUMENT", "'sent'", "need the 'config' parameter")
+        config = simple_json_config("sent")
+        for path in ("file:../1/model.onnx", "file:/tmp/x/1/model.onnx"):
+            escaping = lambda path=path: client.load_model("sent", config=config, files={path: onnx})  # noqa: E731
+            expect_error(client, escaping, "INVALID_ARGUMENT", path, "must stay within the model directory")
+        # Files that do not load leave the serving simple as it was.
+        broken = lambda: client.load_model(  # noqa: E731
+            "simple", config=simple_json_config("simple"), files={"file:1/model.onnx": b"not onnx"}
+        )
+        expect_error(client, broken, "INVALID_ARGUMENT", "load failed for model 'simple'")
+        assert client.is_model_ready("simple")
+        infer_simple(client)
+        assert not client.is_model_ready("sent")
+        assert uploaded_directories(temporary) == []
+
+
+def test_http_model_files_are_base64(upload_server):
+    """Over HTTP a model file is base64 text, as curl users send it."""
+    server, _ = upload_server
+    url = server.http_url
+    onnx = (SIMPLE / "1" / "model.onnx").read_bytes()
+    body = {"parameters": {"config": simple_json_config("sent"), "file:1/model.onnx": base64.b64encode(onnx).decode()}}
+    loaded = post(url, "/v2/repository/models/sent/load", body)
+    assert (loaded.status, loaded.body) == (200, b"")
+    with server.client("http") as client:
+        infer_simple(client, "sent")
+    not_base64 = {"parameters": {"config": simple_json_config("sent"), "file:1/model.onnx": "*not base64*"}}
+    response = post(url, "/v2/repository/models/sent/load", not_base64)
+    expect_error_response(response, 400, "'file:1/model.onnx' is not valid base64")
+    not_text = {"parameters": {"config": simple_json_config("sent"), "file:1/model.onnx": 3}}
+    response = post(url, "/v2/repository/models/sent/load", not_text)
+    expect_error_response(response, 400, "'file:1/model.onnx' must be a string")
+    unload = post(url, "/v2/repository/models/sent/unload", {"parameters": {"file:1/model.onnx": "AAAA"}})
+    expect_error_response(unload, 400, "sent", "unknown parameter 'file:1/model.onnx' (3 bytes)")
 
 
 def test_a_reload_loses_no_request(explicit_server):
