@@ -131,8 +131,8 @@ impl ModelManager {
     /// not load completely while the model serves, the serving versions
     /// stay (noting the directory state that was tried) and the new ones
     /// are dropped; otherwise it replaces the old record, whose versions
-    /// retire once the requests holding them are answered. Returns why the
-    /// load failed, if it did.
+    /// that the new one did not keep retire once the requests holding them
+    /// are answered. Returns why the load failed, if it did.
     pub(super) fn install(&self, name: &str, record: ModelRecord) -> std::result::Result<(), String> {
         let Some(reason) = record.failure_reason() else {
             self.replace_record(name, Some(record));
@@ -143,7 +143,7 @@ impl ModelManager {
             match models.get_mut(name) {
                 Some(old) if !old.loaded_versions().is_empty() => {
                     old.seen = record.seen;
-                    record.loaded_versions()
+                    record.versions_not_in(Some(old))
                 }
                 _ => {
                     models.insert(name.to_string(), record);
@@ -156,13 +156,22 @@ impl ModelManager {
     }
 
     /// Puts `record` in the place of model `name`'s (`None` removes the
-    /// model), then settles with the old record's versions.
+    /// model), then settles with the old record's versions that the new
+    /// one does not hold.
     pub(super) fn replace_record(&self, name: &str, record: Option<ModelRecord>) {
-        let old = match record {
-            Some(record) => self.write_models().insert(name.to_string(), record),
-            None => self.write_models().remove(name),
+        // The old record is dropped after the lock is released: it may
+        // remove a directory of sent model files.
+        let (old, retired) = {
+            let mut models = self.write_models();
+            let old = match record {
+                Some(record) => models.insert(name.to_string(), record),
+                None => models.remove(name),
+            };
+            let retired = old.as_ref().map(|old| old.versions_not_in(models.get(name))).unwrap_or_default();
+            (old, retired)
         };
-        self.settle(old.map(|old| old.loaded_versions()).unwrap_or_default());
+        drop(old);
+        self.settle(retired);
     }
 
     /// After the records changed: readiness follows them, and the versions

@@ -25,6 +25,10 @@ pub struct LoadedVersion {
     pub(super) response_cache: Option<ModelCache>,
     /// Its sequences, when it is a stateful model (`sequence_batching`).
     pub(super) sequences: Option<SequenceBatcher>,
+    /// The files it loaded from, as they were just before the load: a
+    /// reload with the same configuration keeps the version while they
+    /// stay so.
+    pub(super) files: DirectoryFingerprint,
 }
 
 impl LoadedVersion {
@@ -168,6 +172,13 @@ impl ModelRecord {
     /// The versions that serve.
     pub(super) fn loaded_versions(&self) -> Vec<Arc<LoadedVersion>> {
         self.versions.values().filter_map(|version| version.loaded.clone()).collect()
+    }
+
+    /// The versions that serve here and that `other` does not hold (a
+    /// reload keeps the unchanged ones in its new record).
+    pub(super) fn versions_not_in(&self, other: Option<&ModelRecord>) -> Vec<Arc<LoadedVersion>> {
+        let held = other.map(ModelRecord::loaded_versions).unwrap_or_default();
+        self.loaded_versions().into_iter().filter(|loaded| !held.iter().any(|kept| Arc::ptr_eq(kept, loaded))).collect()
     }
 
     /// Marks every version unloaded and hands back those that served. The

@@ -117,6 +117,11 @@ impl ModelManager {
             let reason = format!("version {version} is named by the version policy but has no directory");
             record.versions.insert(version, VersionRecord { state: VersionState::Unavailable(reason), loaded: None });
         }
+        let (kept, selected) = self.unchanged_versions(model, &config, selected);
+        for loaded in kept {
+            tracing::info!(model = name, version = loaded.version, "unchanged, so it keeps serving as loaded");
+            record.versions.insert(loaded.version, VersionRecord { state: VersionState::Ready, loaded: Some(loaded) });
+        }
         // Versions load side by side, as Triton loads them.
         std::thread::scope(|scope| {
             let loads: Vec<_> = selected
@@ -152,6 +157,37 @@ impl ModelManager {
         record
     }
 
+    /// Splits the `selected` versions of a model being loaded again into
+    /// the serving ones it keeps as they are, with their instances and
+    /// statistics, and those to load. As in Triton, a version is kept when
+    /// the configuration is the one it serves with and the files it loaded
+    /// from did not change since; an ensemble's versions always load again,
+    /// planned against the composing models as they are now.
+    fn unchanged_versions(
+        &self,
+        model: &ModelDirectory,
+        config: &ModelConfig,
+        selected: Vec<i64>,
+    ) -> (Vec<Arc<LoadedVersion>>, Vec<i64>) {
+        let serving: BTreeMap<i64, Arc<LoadedVersion>> = match self.read_models().get(&model.name) {
+            Some(record) if config.platform != ENSEMBLE_PLATFORM && record.config.as_deref() == Some(config) => {
+                record.loaded_versions().into_iter().map(|loaded| (loaded.version, loaded)).collect()
+            }
+            _ => return (Vec::new(), selected),
+        };
+        let mut kept = Vec::new();
+        let mut to_load = Vec::new();
+        for version in selected {
+            match serving.get(&version) {
+                Some(loaded) if loaded.files == DirectoryFingerprint::of_version(&model.path, version) => {
+                    kept.push(Arc::clone(loaded));
+                }
+                _ => to_load.push(version),
+            }
+        }
+        (kept, to_load)
+    }
+
     pub(super) fn load_version(
         &self,
         model_dir: &Path,
@@ -159,6 +195,7 @@ impl ModelManager {
         version: i64,
     ) -> Result<LoadedVersion> {
         let started = Instant::now();
+        let files = DirectoryFingerprint::of_version(model_dir, version);
         let io = ModelIo::from_config(config);
         let labels = Labels::load(config, model_dir)?;
         let statistics = Arc::new(StatisticsRecorder::new(&config.name, version));
@@ -196,6 +233,7 @@ impl ModelManager {
             load_duration: started.elapsed(),
             response_cache,
             sequences,
+            files,
         })
     }
 

@@ -721,6 +721,66 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_reload_keeps_the_versions_that_did_not_change() {
+        let repository = tempfile::tempdir().unwrap();
+        write_model(repository.path(), "m");
+        let model = repository.path().join("m");
+        let config = std::fs::read_to_string(model.join("config.pbtxt")).unwrap();
+        let config =
+            format!("{config}\nversion_policy {{ all {{}} }}\ninstance_group [ {{ count: 1 kind: KIND_CPU }} ]");
+        std::fs::write(model.join("config.pbtxt"), config).unwrap();
+        let backend =
+            Arc::new(MeetingBackend { expected: 1, arrived: Default::default(), all_here: Default::default() });
+        let options = ManagerOptions { control: ModelControlMode::Explicit, ..Default::default() };
+        let manager = Arc::new(ModelManager::new(Ok(Arc::clone(&backend) as Arc<dyn Backend>), options));
+        let repositories = [repository.path().to_path_buf()];
+        manager.load_repositories(&repositories, &StartupModels::Named(vec!["m".into()])).await.unwrap();
+        let serving = |version| Arc::downgrade(&manager.resolve("m", Some(version)).unwrap());
+        let created = || *backend.arrived.lock().unwrap();
+        let first = serving(1);
+        manager.resolve("m", Some(1)).unwrap().statistics.record_cache_hit(Duration::ZERO, Duration::ZERO);
+
+        // Nothing changed: the version, its instances and statistics stay.
+        manager.load_model("m", LoadOptions::default()).await.unwrap();
+        assert!(first.ptr_eq(&serving(1)));
+        assert_eq!(created(), 1);
+        assert_eq!(manager.statistics(Some("m"), Some(1)).unwrap()[0].inference_stats.cache_hit.count, 1);
+
+        // A version added: only it loads.
+        std::fs::create_dir(model.join("2")).unwrap();
+        std::fs::write(model.join("2").join("model.onnx"), b"").unwrap();
+        manager.load_model("m", LoadOptions::default()).await.unwrap();
+        assert!(first.ptr_eq(&serving(1)));
+        assert_eq!(created(), 2);
+        let second = serving(2);
+
+        // A version's file replaced: that version loads again.
+        std::fs::write(model.join("1").join("model.onnx"), b"new weights").unwrap();
+        manager.load_model("m", LoadOptions::default()).await.unwrap();
+        assert!(!first.ptr_eq(&serving(1)));
+        assert!(first.upgrade().is_none(), "the replaced version was released");
+        assert!(second.ptr_eq(&serving(2)));
+        assert_eq!(created(), 3);
+
+        // Another configuration: every version loads again.
+        let replaced = serving(1);
+        let other = LoadOptions {
+            config: Some(
+                r#"{"name": "m", "backend": "onnxruntime", "version_policy": {"all": {}}, "max_batch_size": 2,
+                    "instance_group": [{"count": 1, "kind": "KIND_CPU"}],
+                    "input": [{"name": "X", "data_type": "TYPE_FP32", "dims": [1]}],
+                    "output": [{"name": "Y", "data_type": "TYPE_FP32", "dims": [1]}]}"#
+                    .into(),
+            ),
+            ..Default::default()
+        };
+        manager.load_model("m", other).await.unwrap();
+        assert!(!replaced.ptr_eq(&serving(1)) && !second.ptr_eq(&serving(2)));
+        assert_eq!(created(), 5);
+        manager.unload_all();
+    }
+
+    #[tokio::test]
     async fn mode_poll_follows_the_repository() {
         let repository = tempfile::tempdir().unwrap();
         write_model(repository.path(), "kept");

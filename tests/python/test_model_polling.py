@@ -1,8 +1,9 @@
 """Model control mode `poll`, through tritonclient over gRPC and HTTP: the
 server follows its repository, loading added models, reloading changed
 ones without losing a request (and keeping the old versions when the new
-contents do not load), serving added versions and unloading removed
-models; load and unload requests are refused, as in Triton."""
+contents do not load), serving added versions beside the unchanged ones
+and unloading removed models; load and unload requests are refused, as
+in Triton."""
 
 import shutil
 import threading
@@ -11,7 +12,7 @@ import time
 import pytest
 
 from model_requests import check_simple_result, default_wire, simple_data, simple_inputs
-from protocols import connect, expect_error, model_config
+from protocols import connect, count, expect_error, model_config, model_stats
 from server_process import EXAMPLE_MODELS, copy_model
 
 SIMPLE = EXAMPLE_MODELS / "simple"
@@ -122,6 +123,32 @@ def test_a_changed_model_reloads_without_losing_requests(polling_server, reposit
         (repository / "simple" / "config.pbtxt").write_text(config_text("simple", 2))
         wait_until(lambda: model_config(client, "simple")["max_batch_size"] == 2, "the fixed configuration serves")
         infer_simple(client, "simple")
+
+
+def test_an_added_version_leaves_the_others_as_they_were(polling_server, repository, protocol):
+    """As in Triton, a version whose files and configuration did not change
+    keeps serving through a reload, with its statistics."""
+    server = polling_server
+    with server.client(protocol) as client:
+        config = repository / "simple" / "config.pbtxt"
+        config.write_text(config_text("simple", 8) + "\nversion_policy: { all {} }\n")
+        wait_until(lambda: "all" in model_config(client, "simple").get("version_policy", {}), "the new policy serves")
+        for _ in range(3):
+            infer_simple(client, "simple")
+        assert count(model_stats(client, "simple", "1"), "inference_count") == 6
+
+        shutil.copytree(repository / "simple" / "1", repository / "simple" / "2")
+        wait_until(lambda: client.is_model_ready("simple", "2"), "version 2 is ready")
+        assert server.wait_for_line(r"unchanged, so it keeps serving as loaded model=simple version=1")
+        assert count(model_stats(client, "simple", "1"), "inference_count") == 6
+        assert count(model_stats(client, "simple", "2"), "inference_count") == 0
+
+        # The same configuration written again: nothing loads again.
+        config.write_text(config.read_text())
+        assert server.wait_for_line(r"unchanged, so it keeps serving as loaded model=simple version=2")
+        assert count(model_stats(client, "simple", "1"), "inference_count") == 6
+        infer_simple(client, "simple")
+        assert count(model_stats(client, "simple", "2"), "inference_count") == 2
 
 
 def test_no_polling_with_zero_seconds(launch_server, repository):

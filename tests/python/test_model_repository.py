@@ -13,7 +13,7 @@ import pytest
 
 from http_requests import expect_error_response, post
 from model_requests import check_simple_result, default_wire, simple_data, simple_inputs
-from protocols import expect_error, model_config, protocol_of
+from protocols import count, expect_error, model_config, model_stats, protocol_of
 from server_process import EXAMPLE_MODELS, copy_model
 
 SIMPLE = EXAMPLE_MODELS / "simple"
@@ -145,6 +145,22 @@ def test_a_load_can_replace_the_configuration(explicit_server, protocol):
         client.load_model("simple")
         assert model_config(client, "simple")["max_batch_size"] == 8
         infer_simple(client, batch=3)
+
+
+def test_a_load_of_an_unchanged_model_keeps_it_as_it_was(explicit_server, protocol):
+    """As in Triton, loading a model whose files and configuration did not
+    change keeps its versions serving as they were, statistics included;
+    a changed configuration loads them anew."""
+    with explicit_server.client(protocol) as client:
+        infer_simple(client, batch=3)
+        client.load_model("simple")
+        assert count(model_stats(client, "simple", "1"), "inference_count") == 3
+        override = json.dumps({"name": "simple", "max_batch_size": 8, "dynamic_batching": {}})
+        client.load_model("simple", config=override)
+        assert count(model_stats(client, "simple", "1"), "inference_count") == 0
+        infer_simple(client, batch=2)
+        client.load_model("simple", config=override)
+        assert count(model_stats(client, "simple", "1"), "inference_count") == 2
 
 
 def test_unknown_models_are_refused(explicit_server, protocol):
@@ -280,9 +296,11 @@ def test_a_reload_loses_no_request(explicit_server):
         sender.start()
     try:
         with explicit_server.client("grpc") as client:
-            for _ in range(3):
+            # Each load changes the configuration, so that each reloads.
+            override = json.dumps({"name": "simple", "max_batch_size": 8, "dynamic_batching": {}})
+            for config in (override, None, override):
                 before = answered[0]
-                client.load_model("simple")
+                client.load_model("simple", config=config)
                 assert client.is_model_ready("simple")
                 # Requests ran while the model was reloading and after.
                 deadline = time.monotonic() + 10
