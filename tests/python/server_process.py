@@ -216,11 +216,15 @@ class ServerProcess:
         return self
 
     def wait_exit(self, timeout):
-        """The exit code of a server expected to stop by itself."""
+        """The exit code of a server expected to stop by itself, once its
+        last output has been read (the process may end before the reader
+        thread has drained the pipe)."""
         try:
-            return self.process.wait(timeout=timeout)
+            code = self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             raise AssertionError(f"server {self.pid} still runs after {timeout} s; output:\n{self.log}") from None
+        self._reader.join(timeout)
+        return code
 
     def stop(self, timeout=STOP_TIMEOUT_S):
         """SIGTERM, then the exit code; SIGKILL (and a failure) if it hangs."""
