@@ -13,6 +13,7 @@ use crate::logging::LogFormat;
 use crate::model_control::ModelControlMode;
 use crate::platform::VertexSettings;
 use crate::response_cache::LOCAL_CACHE;
+use crate::restricted_api::{ApiRestrictions, GRPC_HEADER_PREFIX, RestrictedGroup};
 use crate::trace::{OlderTraceFlags, TraceSettings, trace_settings};
 
 /// Serve a Triton model repository of ONNX models over the KServe v2 /
@@ -47,6 +48,19 @@ pub struct Args {
     /// a JSON header does not count, as in Triton.
     #[arg(long, default_value_t = 64 * 1024 * 1024, value_name = "BYTES")]
     pub http_max_input_size: usize,
+
+    /// Restricts HTTP API categories to requests carrying a header:
+    /// `<category>,...:<key>=<value>` (the header `<key>` with `<value>`);
+    /// repeat for groups with other headers. Categories: health, metadata,
+    /// inference, shared-memory, model-config, model-repository,
+    /// statistics, trace, logging.
+    #[arg(long, value_name = "CATEGORIES:KEY=VALUE", value_parser = RestrictedGroup::parse)]
+    pub http_restricted_api: Vec<RestrictedGroup>,
+
+    /// Restricts gRPC protocol categories as --http-restricted-api does
+    /// HTTP's; the header is `triton-grpc-protocol-<key>`.
+    #[arg(long, value_name = "CATEGORIES:KEY=VALUE", value_parser = RestrictedGroup::parse)]
+    pub grpc_restricted_protocol: Vec<RestrictedGroup>,
 
     /// Path of the cloud health check route (200 when ready, else 503).
     #[arg(long, env = "TRITONRS_HEALTH_ROUTE", default_value = "/health", value_name = "PATH", value_parser = route_path)]
@@ -282,6 +296,17 @@ impl Args {
     /// `cores`, at least one.
     pub fn frontend_threads(&self, cores: usize) -> usize {
         self.worker_threads.map_or((cores / 2).max(1), usize::from)
+    }
+
+    /// The HTTP endpoint's restricted categories (`--http-restricted-api`).
+    pub fn http_restrictions(&self) -> Result<ApiRestrictions, String> {
+        ApiRestrictions::new(&self.http_restricted_api, "", "--http-restricted-api")
+    }
+
+    /// The gRPC endpoint's restricted categories
+    /// (`--grpc-restricted-protocol`).
+    pub fn grpc_restrictions(&self) -> Result<ApiRestrictions, String> {
+        ApiRestrictions::new(&self.grpc_restricted_protocol, GRPC_HEADER_PREFIX, "--grpc-restricted-protocol")
     }
 
     /// The trace settings of `--trace-config` and the older `--trace-*`

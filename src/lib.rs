@@ -29,6 +29,7 @@ pub mod platform;
 pub mod proto;
 pub mod repository;
 pub mod response_cache;
+pub mod restricted_api;
 pub mod scheduler;
 pub mod sequence;
 pub mod server;

@@ -104,6 +104,22 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let (http_restrictions, grpc_restrictions) = match args.http_restrictions().and_then(|http| {
+        let grpc = args.grpc_restrictions()?;
+        Ok((http, grpc))
+    }) {
+        Ok(restrictions) => restrictions,
+        Err(reason) => {
+            tracing::error!("{reason}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for (endpoint, restrictions) in [("HTTP", &http_restrictions), ("gRPC", &grpc_restrictions)] {
+        let restricted = restrictions.describe();
+        if !restricted.is_empty() {
+            tracing::info!("{endpoint} restricted categories, each needing its header: {}", restricted.join(", "));
+        }
+    }
     let startup = StartupModels::new(args.model_control_mode, &args.load_model);
     let manager = Arc::new(ModelManager::new(backend, options));
 
@@ -118,7 +134,8 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
         let (manager, identity, stopped) = (Arc::clone(&manager), identity.clone(), stopped.clone());
         let (logging, tracer) = (Arc::clone(&logging), Arc::clone(&tracer));
         endpoints.push(tokio::spawn(async move {
-            if let Err(error) = grpc::serve(listener, manager, identity, logging, tracer, stopped).await {
+            let serving = grpc::serve(listener, manager, identity, logging, tracer, grpc_restrictions, stopped);
+            if let Err(error) = serving.await {
                 tracing::error!("gRPC server failed: {error}");
             }
         }));
@@ -133,6 +150,7 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
             health_route: args.health_route.clone(),
             predict_route: args.predict_route.clone(),
             predict_model: args.predict_model.clone(),
+            restrictions: http_restrictions,
         };
         let (manager, identity, stopped) = (Arc::clone(&manager), identity.clone(), stopped.clone());
         let (logging, tracer) = (Arc::clone(&logging), Arc::clone(&tracer));

@@ -5,6 +5,7 @@ mod answer_pacing;
 mod codec;
 mod health_service;
 mod inference_service;
+mod restricted;
 mod trace_timing;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use crate::model_manager::ModelManager;
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::health::health_server::HealthServer;
 use crate::proto::inference::grpc_inference_service_server::GrpcInferenceServiceServer;
+use crate::restricted_api::ApiRestrictions;
 use crate::shutdown::ShutdownSignal;
 use crate::trace::Tracer;
 
@@ -37,13 +39,15 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Serves gRPC on `listener` until `shutdown` fires, then stops taking
 /// connections and new stream messages, and returns once the requests in
-/// flight are answered.
+/// flight are answered. Calls of the `restrictions`' categories need
+/// their header.
 pub async fn serve(
     listener: TcpListener,
     manager: Arc<ModelManager>,
     identity: ServerIdentity,
     logging: Arc<LogControl>,
     tracer: Arc<Tracer>,
+    restrictions: ApiRestrictions,
     shutdown: ShutdownSignal,
 ) -> Result<(), tonic::transport::Error> {
     // Triton accepts messages of any size; tensors of hundreds of megabytes
@@ -83,6 +87,7 @@ pub async fn serve(
         .map_response(trace_timing::stamp_sending);
     Server::builder()
         .layer(trace_timing)
+        .layer(restricted::RestrictionLayer::new(restrictions))
         // Triton's keepalive: a ping after two idle hours, 20 s to answer,
         // so streams and health watches of peers that vanished are closed.
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))

@@ -14,6 +14,7 @@ mod logging;
 mod metadata;
 mod predict;
 mod repository;
+mod restricted;
 mod shared_memory;
 mod statistics;
 mod trace;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::Request;
 use axum::http::{Method, StatusCode};
+use axum::middleware;
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use serde::Deserialize;
@@ -36,6 +38,7 @@ use crate::identity::ServerIdentity;
 use crate::inference::parse_model_version;
 use crate::logging::LogControl;
 use crate::model_manager::ModelManager;
+use crate::restricted_api::{ApiCategory, ApiRestrictions};
 use crate::shutdown::ShutdownSignal;
 use crate::trace::Tracer;
 
@@ -50,6 +53,8 @@ pub struct HttpSettings {
     pub predict_route: String,
     /// Model the predict route serves when the request does not name one.
     pub predict_model: Option<String>,
+    /// The API categories that need a header (`--http-restricted-api`).
+    pub restrictions: ApiRestrictions,
 }
 
 /// What every handler shares.
@@ -94,38 +99,48 @@ pub fn router(
                       _: &axum::http::HeaderMap,
                       _: &axum::http::Extensions| { status.is_success() };
     let compression = CompressionLayer::new().compress_when(DefaultPredicate::new().and(successful));
-    let mut router = Router::new()
-        .route("/v2", get(metadata::server_metadata))
+    // Routes by the category a restriction (--http-restricted-api) names.
+    let restricted = |category: ApiCategory, routes: Router<AppState>| match settings.restrictions.of(category) {
+        Some(restriction) => {
+            routes.route_layer(middleware::from_fn_with_state(restriction.clone(), restricted::require_header))
+        }
+        None => routes,
+    };
+    let health = Router::new()
         .route("/v2/health/live", get(health::live))
         .route("/v2/health/ready", get(health::ready))
-        .route("/v2/models/{model}", get(metadata::model_metadata))
-        .route("/v2/models/{model}/versions/{version}", get(metadata::model_metadata))
         .route("/v2/models/{model}/ready", get(health::model_ready))
         .route("/v2/models/{model}/versions/{version}/ready", get(health::model_ready))
+        .route(&settings.health_route, get(health::cloud_health));
+    let metadata = Router::new()
+        .route("/v2", get(metadata::server_metadata))
+        .route("/v2/models/{model}", get(metadata::model_metadata))
+        .route("/v2/models/{model}/versions/{version}", get(metadata::model_metadata));
+    let model_config = Router::new()
         .route("/v2/models/{model}/config", get(metadata::model_config))
-        .route("/v2/models/{model}/versions/{version}/config", get(metadata::model_config))
+        .route("/v2/models/{model}/versions/{version}/config", get(metadata::model_config));
+    let inference = Router::new()
         .route("/v2/models/{model}/infer", post(infer::infer).layer(compression.clone()))
         .route("/v2/models/{model}/versions/{version}/infer", post(infer::infer).layer(compression.clone()))
         .route("/v2/models/{model}/generate", post(generate::generate))
         .route("/v2/models/{model}/versions/{version}/generate", post(generate::generate))
         .route("/v2/models/{model}/generate_stream", post(generate::generate_stream))
         .route("/v2/models/{model}/versions/{version}/generate_stream", post(generate::generate_stream))
+        .route(&settings.predict_route, post(predict::predict).layer(compression));
+    let statistics = Router::new()
         .route("/v2/models/stats", get(statistics::all_models))
         .route("/v2/models/{model}/stats", get(statistics::one_model))
-        .route("/v2/models/{model}/versions/{version}/stats", get(statistics::one_model))
+        .route("/v2/models/{model}/versions/{version}/stats", get(statistics::one_model));
+    let model_repository = Router::new()
         .route("/v2/repository/index", post(repository::index))
         .route("/v2/repository/models/{model}/load", post(repository::load))
-        .route("/v2/repository/models/{model}/unload", post(repository::unload))
+        .route("/v2/repository/models/{model}/unload", post(repository::unload));
+    let mut shared_memory = Router::new()
         .route("/v2/systemsharedmemory/status", get(shared_memory::status_all))
         .route("/v2/systemsharedmemory/region/{region}/status", get(shared_memory::status_one))
         .route("/v2/systemsharedmemory/region/{region}/register", post(shared_memory::register))
         .route("/v2/systemsharedmemory/region/{region}/unregister", post(shared_memory::unregister_one))
-        .route("/v2/systemsharedmemory/unregister", post(shared_memory::unregister_all))
-        .route("/v2/logging", get(logging::settings).post(logging::update))
-        .route("/v2/trace/setting", get(trace::global_settings).post(trace::update_global))
-        .route("/v2/models/{model}/trace/setting", get(trace::model_settings).post(trace::update_model))
-        .route(&settings.health_route, get(health::cloud_health))
-        .route(&settings.predict_route, post(predict::predict).layer(compression));
+        .route("/v2/systemsharedmemory/unregister", post(shared_memory::unregister_all));
     // Routes of protocol extensions this server does not offer yet answer
     // 501 with their name rather than a bare 404.
     for path in [
@@ -135,8 +150,22 @@ pub fn router(
         "/v2/cudasharedmemory/region/{region}/unregister",
         "/v2/cudasharedmemory/unregister",
     ] {
-        router = router.route(path, axum::routing::any(not_implemented));
+        shared_memory = shared_memory.route(path, axum::routing::any(not_implemented));
     }
+    let trace = Router::new()
+        .route("/v2/trace/setting", get(trace::global_settings).post(trace::update_global))
+        .route("/v2/models/{model}/trace/setting", get(trace::model_settings).post(trace::update_model));
+    let logging = Router::new().route("/v2/logging", get(logging::settings).post(logging::update));
+    let router = Router::new()
+        .merge(restricted(ApiCategory::Health, health))
+        .merge(restricted(ApiCategory::Metadata, metadata))
+        .merge(restricted(ApiCategory::ModelConfig, model_config))
+        .merge(restricted(ApiCategory::Inference, inference))
+        .merge(restricted(ApiCategory::Statistics, statistics))
+        .merge(restricted(ApiCategory::ModelRepository, model_repository))
+        .merge(restricted(ApiCategory::SharedMemory, shared_memory))
+        .merge(restricted(ApiCategory::Trace, trace))
+        .merge(restricted(ApiCategory::Logging, logging));
     router.fallback(not_found).method_not_allowed_fallback(method_not_allowed).with_state(state)
 }
 

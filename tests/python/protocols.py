@@ -27,6 +27,8 @@ STATUS = {
     "NOT_FOUND": {"grpc": "StatusCode.NOT_FOUND", "http": "404"},
     "UNAVAILABLE": {"grpc": "StatusCode.UNAVAILABLE", "http": "503"},
     "UNIMPLEMENTED": {"grpc": "StatusCode.UNIMPLEMENTED", "http": "501"},
+    # HTTP only: a restricted API without its header.
+    "FORBIDDEN": {"http": "403"},
 }
 
 
