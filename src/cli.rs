@@ -35,6 +35,26 @@ pub struct Args {
     #[arg(long, default_value = "0.0.0.0", value_name = "ADDRESS")]
     pub grpc_address: IpAddr,
 
+    /// Milliseconds of idle time after which the server pings a gRPC
+    /// connection's peer.
+    #[arg(long, default_value_t = 7_200_000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub grpc_keepalive_time: u64,
+
+    /// Milliseconds the peer has to answer that ping before the connection
+    /// is closed.
+    #[arg(long, default_value_t = 20_000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub grpc_keepalive_timeout: u64,
+
+    /// Milliseconds a gRPC connection may live before the server asks the
+    /// client to reconnect (0: for ever).
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub grpc_max_connection_age: u64,
+
+    /// Milliseconds a gRPC connection past its age has to finish its calls
+    /// (0: as long as they take).
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub grpc_max_connection_age_grace: u64,
+
     /// Port of the HTTP/REST service (0 picks a free one).
     #[arg(long, env = "TRITONRS_HTTP_PORT", default_value_t = 8000, value_name = "PORT")]
     pub http_port: u16,
@@ -141,6 +161,11 @@ pub struct Args {
     #[arg(long, default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set,
           num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub strict_model_config: bool,
+
+    /// Triton's newer name for --strict-model-config=true: configurations
+    /// are never completed from the model files.
+    #[arg(long)]
+    pub disable_auto_complete_config: bool,
 
     /// Ready only when every model is ready (Triton's default); with false,
     /// ready once the models have been loaded, whether or not they all
@@ -296,6 +321,12 @@ impl Args {
     /// `cores`, at least one.
     pub fn frontend_threads(&self, cores: usize) -> usize {
         self.worker_threads.map_or((cores / 2).max(1), usize::from)
+    }
+
+    /// Whether configurations must be complete as written
+    /// (`--strict-model-config` or `--disable-auto-complete-config`).
+    pub fn auto_complete_disabled(&self) -> bool {
+        self.strict_model_config || self.disable_auto_complete_config
     }
 
     /// The HTTP endpoint's restricted categories (`--http-restricted-api`).
@@ -583,13 +614,23 @@ mod tests {
             "--pinned-memory-pool-byte-size=0",
             "--model-load-thread-count",
             "5",
-            "--disable-auto-complete-config",
+            "--buffer-manager-thread-count=2",
             "--grpc-port=1234",
         ])
         .unwrap();
         assert_eq!(args.grpc_port, 1234);
         assert_eq!(warnings.len(), 3, "{warnings:?}");
         assert!(warnings[1].contains("--model-load-thread-count 5"), "{warnings:?}");
+    }
+
+    #[test]
+    fn auto_complete_is_disabled_by_either_flag() {
+        let parsed = |flag: &str| parse(["tritonserver", "--model-store=/m", flag]).unwrap();
+        assert!(!parsed("--id=x").args.auto_complete_disabled());
+        assert!(parsed("--strict-model-config=true").args.auto_complete_disabled());
+        let newer = parsed("--disable-auto-complete-config");
+        assert!(newer.args.auto_complete_disabled());
+        assert!(newer.warnings.is_empty(), "{:?}", newer.warnings);
     }
 
     #[test]

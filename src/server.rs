@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use crate::backend::Backend;
 use crate::backend::onnxruntime::OnnxRuntimeBackend;
 use crate::cli::Args;
-use crate::grpc;
+use crate::grpc::{self, GrpcSettings};
 use crate::http::{self, HttpSettings};
 use crate::identity::ServerIdentity;
 use crate::logging::LogControl;
@@ -79,7 +79,7 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
     };
     let options = ManagerOptions {
         autocomplete: AutocompleteOptions {
-            strict: args.strict_model_config,
+            strict: args.auto_complete_disabled(),
             default_max_batch_size: backend_config.default_max_batch_size,
             gpu_count: backend.as_ref().map_or(0, |backend| backend.gpu_count()),
         },
@@ -131,11 +131,18 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
             return ExitCode::FAILURE;
         };
         tracing::info!("Started GRPCInferenceService at {}", local_address(&listener));
+        let milliseconds = |ms: u64| (ms > 0).then(|| Duration::from_millis(ms));
+        let settings = GrpcSettings {
+            keepalive_time: Duration::from_millis(args.grpc_keepalive_time),
+            keepalive_timeout: Duration::from_millis(args.grpc_keepalive_timeout),
+            max_connection_age: milliseconds(args.grpc_max_connection_age),
+            max_connection_age_grace: milliseconds(args.grpc_max_connection_age_grace),
+            restrictions: grpc_restrictions,
+        };
         let (manager, identity, stopped) = (Arc::clone(&manager), identity.clone(), stopped.clone());
         let (logging, tracer) = (Arc::clone(&logging), Arc::clone(&tracer));
         endpoints.push(tokio::spawn(async move {
-            let serving = grpc::serve(listener, manager, identity, logging, tracer, grpc_restrictions, stopped);
-            if let Err(error) = serving.await {
+            if let Err(error) = grpc::serve(listener, manager, identity, logging, tracer, settings, stopped).await {
                 tracing::error!("gRPC server failed: {error}");
             }
         }));

@@ -407,3 +407,31 @@ async fn the_repository_index_lists_the_models_and_mode_none_refuses_loads() {
     assert_simple_response(&response, 2);
     server.stop().await;
 }
+
+/// How long an HTTP/2 connection to `address` that opens no stream stays
+/// open, up to `limit` (`None`: still open then).
+async fn idle_connection_lifetime(address: &str, limit: Duration) -> Option<Duration> {
+    let socket = tokio::net::TcpStream::connect(address).await.unwrap();
+    // The sender stays alive, so the client does not close the connection.
+    let (_sender, connection) = h2::client::handshake(socket).await.unwrap();
+    let opened = Instant::now();
+    tokio::time::timeout(limit, connection).await.ok().map(|_| opened.elapsed())
+}
+
+#[tokio::test]
+async fn connections_end_at_their_max_age_and_clients_reconnect() {
+    let aged = TestServer::start_ready(&["--grpc-max-connection-age=300", "--grpc-max-connection-age-grace=100"]).await;
+    let plain = TestServer::start_ready(&[]).await;
+    let lifetime = idle_connection_lifetime(&aged.grpc_address, Duration::from_secs(10)).await;
+    assert!(lifetime.is_some_and(|life| life >= Duration::from_millis(250)), "{lifetime:?}");
+    assert_eq!(idle_connection_lifetime(&plain.grpc_address, Duration::from_secs(1)).await, None);
+    // A client past the age reconnects and goes on.
+    let mut client = aged.client().await;
+    for _ in 0..3 {
+        let response = client.model_infer(simple_request(2)).await.unwrap().into_inner();
+        assert_simple_response(&response, 2);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    aged.stop().await;
+    plain.stop().await;
+}

@@ -30,24 +30,36 @@ use crate::restricted_api::ApiRestrictions;
 use crate::shutdown::ShutdownSignal;
 use crate::trace::Tracer;
 
-/// Idle time after which the server pings a connection's peer (Triton's
-/// `grpc-keepalive-time` default).
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2 * 60 * 60);
-/// How long the peer has to answer the ping (Triton's
-/// `grpc-keepalive-timeout` default).
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Settings of the gRPC endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrpcSettings {
+    /// Idle time after which the server pings a connection's peer
+    /// (`--grpc-keepalive-time`).
+    pub keepalive_time: Duration,
+    /// How long the peer has to answer the ping before the connection is
+    /// closed (`--grpc-keepalive-timeout`).
+    pub keepalive_timeout: Duration,
+    /// How long a connection may live before the server asks its client to
+    /// reconnect (`--grpc-max-connection-age`), so that clients behind a
+    /// load balancer spread over new replicas; `None`: for ever.
+    pub max_connection_age: Option<Duration>,
+    /// How long a connection past its age has to finish its calls
+    /// (`--grpc-max-connection-age-grace`); `None`: as long as they take.
+    pub max_connection_age_grace: Option<Duration>,
+    /// The categories whose calls need a header (`--grpc-restricted-protocol`).
+    pub restrictions: ApiRestrictions,
+}
 
 /// Serves gRPC on `listener` until `shutdown` fires, then stops taking
 /// connections and new stream messages, and returns once the requests in
-/// flight are answered. Calls of the `restrictions`' categories need
-/// their header.
+/// flight are answered.
 pub async fn serve(
     listener: TcpListener,
     manager: Arc<ModelManager>,
     identity: ServerIdentity,
     logging: Arc<LogControl>,
     tracer: Arc<Tracer>,
-    restrictions: ApiRestrictions,
+    settings: GrpcSettings,
     shutdown: ShutdownSignal,
 ) -> Result<(), tonic::transport::Error> {
     // Triton accepts messages of any size; tensors of hundreds of megabytes
@@ -85,13 +97,21 @@ pub async fn serve(
     let trace_timing = ServiceBuilder::new()
         .map_request(move |request| trace_timing::note_arrival(&tracer, request))
         .map_response(trace_timing::stamp_sending);
-    Server::builder()
+    let mut builder = Server::builder()
+        // Triton's keepalive (by default a ping after two idle hours, 20 s
+        // to answer), so streams and health watches of peers that vanished
+        // are closed.
+        .http2_keepalive_interval(Some(settings.keepalive_time))
+        .http2_keepalive_timeout(Some(settings.keepalive_timeout));
+    if let Some(age) = settings.max_connection_age {
+        builder = builder.max_connection_age(age);
+    }
+    if let Some(grace) = settings.max_connection_age_grace {
+        builder = builder.max_connection_age_grace(grace);
+    }
+    builder
         .layer(trace_timing)
-        .layer(restricted::RestrictionLayer::new(restrictions))
-        // Triton's keepalive: a ping after two idle hours, 20 s to answer,
-        // so streams and health watches of peers that vanished are closed.
-        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .layer(restricted::RestrictionLayer::new(settings.restrictions))
         .add_service(inference)
         .add_service(health)
         .add_service(reflection)

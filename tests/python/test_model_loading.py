@@ -76,12 +76,13 @@ def test_broken_model_stops_the_server_by_default(launch_server, broken_reposito
     assert "exit-on-error" in server.log
 
 
-def test_strict_model_config_needs_a_config_file(launch_server, protocol, tmp_path):
+@pytest.mark.parametrize("flag", ["--strict-model-config=true", "--disable-auto-complete-config"])
+def test_strict_model_config_needs_a_config_file(launch_server, protocol, tmp_path, flag):
     repository = tmp_path / "models"
     copy_model(SIMPLE, repository)
     copy_model(EXAMPLE_MODELS / "scale_fp16", repository)
     assert not (repository / "scale_fp16" / "config.pbtxt").exists()
-    server = launch_server(repository, extra=["--strict-model-config=true", "--exit-on-error=false"], wait="loaded")
+    server = launch_server(repository, extra=[flag, "--exit-on-error=false"], wait="loaded")
     with server.client(protocol) as client:
         assert client.is_model_ready("scale_fp16") is False
         assert client.is_model_ready("simple") is True
