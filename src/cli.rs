@@ -11,7 +11,7 @@ use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 
 use crate::logging::LogFormat;
 use crate::model_control::ModelControlMode;
-use crate::platform::VertexSettings;
+use crate::platform::{SAGEMAKER_MODEL_DIRECTORY, VertexSettings};
 use crate::response_cache::LOCAL_CACHE;
 use crate::restricted_api::{ApiRestrictions, GRPC_HEADER_PREFIX, RestrictedGroup};
 use crate::trace::{OlderTraceFlags, TraceSettings, trace_settings};
@@ -118,6 +118,16 @@ pub struct Args {
     #[arg(long, default_value = "true", value_parser = BoolishValueParser::new(), action = ArgAction::Set,
           num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub allow_metrics: bool,
+
+    /// Serve Amazon SageMaker's routes (`GET /ping`, `POST /invocations`)
+    /// on --sagemaker-port; implied by `serve` as the first argument.
+    #[arg(long, default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub allow_sagemaker: bool,
+
+    /// Port of the SageMaker routes, on the HTTP address.
+    #[arg(long, default_value_t = 8080, value_name = "PORT")]
+    pub sagemaker_port: u16,
 
     /// Include the CPU metrics (utilization and memory) in the metrics.
     #[arg(long, default_value = "true", value_parser = BoolishValueParser::new(), action = ArgAction::Set,
@@ -463,6 +473,11 @@ where
     if argv.get(1).is_some_and(|first| first == "tritonserver" || first.to_string_lossy().ends_with("/tritonserver")) {
         argv.remove(1);
     }
+    // SageMaker starts a container as `docker run IMAGE serve`.
+    let sagemaker_serve = argv.get(1).is_some_and(|first| first == SAGEMAKER_SERVE);
+    if sagemaker_serve {
+        argv.remove(1);
+    }
     let command = Args::command();
     let known: Vec<String> = command
         .get_arguments()
@@ -504,8 +519,64 @@ where
     }
     let matches = Args::command().try_get_matches_from(kept)?;
     let mut args = Args::from_arg_matches(&matches)?;
-    let notes = apply_vertex_settings(&mut args, &matches, var)?;
+    let mut notes = apply_vertex_settings(&mut args, &matches, &var)?;
+    if sagemaker_serve {
+        notes.extend(apply_sagemaker_serve(&mut args, &matches, &var)?);
+    }
     Ok(CommandLine { args, warnings, notes })
+}
+
+/// The first argument SageMaker gives a container it starts.
+const SAGEMAKER_SERVE: &str = "serve";
+
+/// What `serve` means, as the `serve` script of Triton's SageMaker image
+/// has it: the SageMaker routes on 8080 (`SAGEMAKER_BIND_TO_PORT`), the
+/// model in `/opt/ml/model`, and no other endpoint unless
+/// `SAGEMAKER_TRITON_ALLOW_GRPC` or `SAGEMAKER_TRITON_ALLOW_METRICS` asks
+/// for it; flags given still win. Multi-model endpoints are refused.
+fn apply_sagemaker_serve(
+    args: &mut Args,
+    matches: &clap::ArgMatches,
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<String>, clap::Error> {
+    let invalid = |message: String| Args::command().error(clap::error::ErrorKind::ValueValidation, message);
+    let defaulted = |id: &str| matches.value_source(id) == Some(ValueSource::DefaultValue);
+    let var = |name: &str| var(name).map(|value| value.trim().to_string()).filter(|value| !value.is_empty());
+    if var("SAGEMAKER_MULTI_MODEL").is_some_and(|value| value.eq_ignore_ascii_case("true")) {
+        return Err(invalid(
+            "SAGEMAKER_MULTI_MODEL=true: this server serves single-model SageMaker endpoints only (/ping and \
+             /invocations), not multi-model ones"
+                .to_string(),
+        ));
+    }
+    let allowed = |name: &str| -> Result<bool, clap::Error> {
+        match var(name).map(|value| value.to_ascii_lowercase()).as_deref() {
+            None | Some("false" | "0") => Ok(false),
+            Some("true" | "1") => Ok(true),
+            Some(other) => Err(invalid(format!("{name} '{other}' must be true or false"))),
+        }
+    };
+    let mut notes = vec!["`serve`: SageMaker's /ping and /invocations".to_string()];
+    args.allow_sagemaker = true;
+    if defaulted("allow_http") {
+        args.allow_http = false;
+    }
+    if defaulted("allow_grpc") {
+        args.allow_grpc = allowed("SAGEMAKER_TRITON_ALLOW_GRPC")?;
+    }
+    if defaulted("allow_metrics") {
+        args.allow_metrics = allowed("SAGEMAKER_TRITON_ALLOW_METRICS")?;
+    }
+    if let Some(port) = var("SAGEMAKER_BIND_TO_PORT").filter(|_| defaulted("sagemaker_port")) {
+        args.sagemaker_port =
+            port.parse().map_err(|_| invalid(format!("SAGEMAKER_BIND_TO_PORT '{port}' is not a port number")))?;
+        notes.push(format!("SageMaker port {port} from SAGEMAKER_BIND_TO_PORT"));
+    }
+    if args.model_repositories.is_empty() {
+        args.model_repositories.push(PathBuf::from(SAGEMAKER_MODEL_DIRECTORY));
+        notes.push(format!("model repository {SAGEMAKER_MODEL_DIRECTORY} (SageMaker)"));
+    }
+    Ok(notes)
 }
 
 fn apply_vertex_settings(
@@ -648,6 +719,37 @@ mod tests {
         assert_eq!(args.model_repositories, [PathBuf::from("/m")]);
         let args = parse(["tritonrs", "/opt/tritonserver/bin/tritonserver", "--grpc-port=1"]).unwrap().args;
         assert_eq!(args.grpc_port, 1);
+    }
+
+    #[test]
+    fn serve_starts_a_sagemaker_endpoint() {
+        let sagemaker = |key: &str| match key {
+            "SAGEMAKER_BIND_TO_PORT" => Some("9090".to_string()),
+            "SAGEMAKER_TRITON_ALLOW_METRICS" => Some("true".to_string()),
+            _ => None,
+        };
+        let parsed = parse_with_env(["tritonrs", "serve"], sagemaker).unwrap();
+        let args = parsed.args;
+        assert!(args.allow_sagemaker && !args.allow_http && !args.allow_grpc && args.allow_metrics);
+        assert_eq!(args.sagemaker_port, 9090);
+        assert_eq!(args.model_repositories, [PathBuf::from("/opt/ml/model")]);
+        assert!(parsed.notes.iter().any(|note| note.contains("SAGEMAKER_BIND_TO_PORT")), "{:?}", parsed.notes);
+
+        // Flags given with it still win.
+        let args = parse_with_env(
+            ["tritonrs", "serve", "--allow-http=true", "--sagemaker-port=1", "--model-store=/m"],
+            |_| None,
+        )
+        .unwrap()
+        .args;
+        assert!(args.allow_http && !args.allow_grpc && !args.allow_metrics);
+        assert_eq!((args.sagemaker_port, args.model_repositories), (1, vec![PathBuf::from("/m")]));
+
+        let multi = |key: &str| (key == "SAGEMAKER_MULTI_MODEL").then(|| "true".to_string());
+        let error = parse_with_env(["tritonrs", "serve"], multi).unwrap_err().to_string();
+        assert!(error.contains("single-model SageMaker endpoints only"), "{error}");
+        // Without `serve`, nothing SageMaker is on.
+        assert!(!parse_with_env(["tritonrs", "--model-store=/m"], sagemaker).unwrap().args.allow_sagemaker);
     }
 
     #[test]

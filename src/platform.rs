@@ -9,9 +9,13 @@
 //! | Azure Machine Learning | `$AZUREML_MODEL_DIR` | set in the deployment's `inference_config` |
 //! | KServe | `/mnt/models` | flags in the ServingRuntime |
 //! | Vertex AI | `$AIP_STORAGE_URI` when it is a local path | `AIP_HTTP_PORT`, `AIP_HEALTH_ROUTE`, `AIP_PREDICT_ROUTE` |
+//! | Amazon SageMaker | `/opt/ml/model` | `/ping`, `/invocations` on 8080 (`--allow-sagemaker`, or `serve`); `SAGEMAKER_TRITON_*` |
 
 use std::fs;
 use std::path::{Path, PathBuf};
+
+/// Where SageMaker puts the model artifact.
+pub const SAGEMAKER_MODEL_DIRECTORY: &str = "/opt/ml/model";
 
 /// The environment variable that names the model repository directly.
 pub const MODEL_REPOSITORY_ENV: &str = "MODEL_REPOSITORY";
@@ -23,11 +27,17 @@ pub struct PlatformMounts {
     pub oci: PathBuf,
     /// KServe: what the storage initializer downloaded.
     pub kserve: PathBuf,
+    /// Amazon SageMaker: the unpacked model artifact.
+    pub sagemaker: PathBuf,
 }
 
 impl Default for PlatformMounts {
     fn default() -> Self {
-        Self { oci: PathBuf::from("/opt/ds/model/deployed_model"), kserve: PathBuf::from("/mnt/models") }
+        Self {
+            oci: PathBuf::from("/opt/ds/model/deployed_model"),
+            kserve: PathBuf::from("/mnt/models"),
+            sagemaker: PathBuf::from(SAGEMAKER_MODEL_DIRECTORY),
+        }
     }
 }
 
@@ -42,8 +52,9 @@ pub struct DiscoveredRepository {
 
 /// Finds the model repository from the environment and the platforms'
 /// mounts, in this order: `MODEL_REPOSITORY`, Oracle's mount, Azure ML's
-/// `AZUREML_MODEL_DIR`, KServe's mount, and Vertex AI's `AIP_STORAGE_URI`
-/// when it is a local path. `var` reads environment variables.
+/// `AZUREML_MODEL_DIR`, KServe's mount, Vertex AI's `AIP_STORAGE_URI`
+/// when it is a local path, and SageMaker's mount. `var` reads environment
+/// variables.
 pub fn discover_model_repository(
     var: impl Fn(&str) -> Option<String>,
     mounts: &PlatformMounts,
@@ -61,6 +72,7 @@ pub fn discover_model_repository(
         (var("AZUREML_MODEL_DIR").map(PathBuf::from), "AZUREML_MODEL_DIR (Azure Machine Learning)"),
         (Some(mounts.kserve.clone()), "the KServe model mount"),
         (var("AIP_STORAGE_URI").and_then(|uri| local_path(&uri)), "AIP_STORAGE_URI (Vertex AI)"),
+        (Some(mounts.sagemaker.clone()), "the SageMaker model mount"),
     ];
     for (path, source) in candidates {
         let Some(path) = path.filter(|path| path.is_dir()) else { continue };
@@ -71,9 +83,10 @@ pub fn discover_model_repository(
     }
     Err(format!(
         "no model repository: pass --model-repository=PATH or set {MODEL_REPOSITORY_ENV}; nothing was found at {}, \
-         in AZUREML_MODEL_DIR, at {} or in a local AIP_STORAGE_URI",
+         in AZUREML_MODEL_DIR, at {}, in a local AIP_STORAGE_URI or at {}",
         mounts.oci.display(),
-        mounts.kserve.display()
+        mounts.kserve.display(),
+        mounts.sagemaker.display()
     ))
 }
 
@@ -137,6 +150,64 @@ impl VertexSettings {
     }
 }
 
+/// How SageMaker's `/ping` judges health (`SAGEMAKER_TRITON_PING_MODE`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PingMode {
+    /// Healthy when the server is ready (every model loaded).
+    #[default]
+    Ready,
+    /// Healthy while the server runs.
+    Live,
+}
+
+/// What SageMaker's `/invocations` runs (`SAGEMAKER_TRITON_INFERENCE_TYPE`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum InvocationKind {
+    /// A KServe v2 inference request (JSON, or JSON and binary data).
+    #[default]
+    Infer,
+    /// A request of Triton's generate extension.
+    Generate,
+    /// The same, answered as a server-sent event.
+    GenerateStream,
+}
+
+/// The settings Triton's SageMaker endpoint reads from the environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SageMakerSettings {
+    /// `SAGEMAKER_TRITON_DEFAULT_MODEL_NAME`: the model `/invocations`
+    /// runs; without it, the repository's only model.
+    pub model: Option<String>,
+    /// `SAGEMAKER_TRITON_PING_MODE`.
+    pub ping_mode: PingMode,
+    /// `SAGEMAKER_TRITON_INFERENCE_TYPE`.
+    pub invocation: InvocationKind,
+}
+
+impl SageMakerSettings {
+    /// Reads the `SAGEMAKER_TRITON_*` variables; a value Triton refuses is
+    /// an error.
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let var = |name: &str| var(name).map(|value| value.trim().to_string()).filter(|value| !value.is_empty());
+        let ping_mode = match var("SAGEMAKER_TRITON_PING_MODE").as_deref() {
+            None | Some("ready") => PingMode::Ready,
+            Some("live") => PingMode::Live,
+            Some(other) => return Err(format!("SAGEMAKER_TRITON_PING_MODE '{other}': must be ready or live")),
+        };
+        let invocation = match var("SAGEMAKER_TRITON_INFERENCE_TYPE").as_deref() {
+            None | Some("infer") => InvocationKind::Infer,
+            Some("generate") => InvocationKind::Generate,
+            Some("generate_stream") => InvocationKind::GenerateStream,
+            Some(other) => {
+                return Err(format!(
+                    "SAGEMAKER_TRITON_INFERENCE_TYPE '{other}': must be one of infer, generate, generate_stream"
+                ));
+            }
+        };
+        Ok(Self { model: var("SAGEMAKER_TRITON_DEFAULT_MODEL_NAME"), ping_mode, invocation })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -154,7 +225,11 @@ mod tests {
     }
 
     fn mounts(root: &Path) -> PlatformMounts {
-        PlatformMounts { oci: root.join("opt/ds/model/deployed_model"), kserve: root.join("mnt/models") }
+        PlatformMounts {
+            oci: root.join("opt/ds/model/deployed_model"),
+            kserve: root.join("mnt/models"),
+            sagemaker: root.join("opt/ml/model"),
+        }
     }
 
     #[test]
@@ -206,6 +281,41 @@ mod tests {
         model(&mounts.kserve, "m");
         let found = discover_model_repository(env(&[]), &mounts).unwrap();
         assert_eq!((found.path, found.reason.contains("KServe")), (mounts.kserve, true));
+    }
+
+    #[test]
+    fn the_sagemaker_mount_comes_last() {
+        let root = tempfile::tempdir().unwrap();
+        let mounts = mounts(root.path());
+        model(&mounts.sagemaker, "m");
+        let found = discover_model_repository(env(&[]), &mounts).unwrap();
+        assert_eq!((found.path, found.reason.contains("SageMaker")), (mounts.sagemaker.clone(), true));
+        model(&mounts.kserve, "k");
+        assert_eq!(discover_model_repository(env(&[]), &mounts).unwrap().path, mounts.kserve);
+    }
+
+    #[test]
+    fn sagemaker_settings_take_tritons_values_only() {
+        let settings = |pairs: &[(&str, &str)]| {
+            let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            SageMakerSettings::from_env(move |key| map.get(key).cloned())
+        };
+        assert_eq!(settings(&[]).unwrap(), SageMakerSettings::default());
+        let chosen = settings(&[
+            ("SAGEMAKER_TRITON_DEFAULT_MODEL_NAME", "simple"),
+            ("SAGEMAKER_TRITON_PING_MODE", "live"),
+            ("SAGEMAKER_TRITON_INFERENCE_TYPE", "generate_stream"),
+        ])
+        .unwrap();
+        let expected = SageMakerSettings {
+            model: Some("simple".into()),
+            ping_mode: PingMode::Live,
+            invocation: InvocationKind::GenerateStream,
+        };
+        assert_eq!(chosen, expected);
+        let error = settings(&[("SAGEMAKER_TRITON_INFERENCE_TYPE", "predict")]).unwrap_err();
+        assert!(error.contains("must be one of infer, generate, generate_stream"), "{error}");
+        assert!(settings(&[("SAGEMAKER_TRITON_PING_MODE", "sometimes")]).is_err());
     }
 
     #[test]

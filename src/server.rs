@@ -12,14 +12,14 @@ use crate::backend::Backend;
 use crate::backend::onnxruntime::OnnxRuntimeBackend;
 use crate::cli::Args;
 use crate::grpc::{self, GrpcSettings};
-use crate::http::{self, HttpSettings};
+use crate::http::{self, AppState, HttpSettings};
 use crate::identity::ServerIdentity;
 use crate::logging::LogControl;
 use crate::metrics::{self, MetricsSettings};
 use crate::model_config::AutocompleteOptions;
 use crate::model_control::{ModelControlMode, StartupModels};
 use crate::model_manager::{ManagerOptions, ModelManager};
-use crate::platform::{PlatformMounts, discover_model_repository};
+use crate::platform::{PlatformMounts, SageMakerSettings, discover_model_repository};
 use crate::response_cache::{LOCAL_CACHE, ResponseCache};
 use crate::shutdown::{self, ShutdownSignal, ShutdownTrigger};
 use crate::trace::Tracer;
@@ -147,18 +147,46 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
             }
         }));
     }
+    let http_settings = HttpSettings {
+        max_input_size: args.http_max_input_size,
+        health_route: args.health_route.clone(),
+        predict_route: args.predict_route.clone(),
+        predict_model: args.predict_model.clone(),
+        restrictions: http_restrictions,
+    };
+    if args.allow_sagemaker {
+        let sagemaker = match SageMakerSettings::from_env(|name| std::env::var(name).ok()) {
+            Ok(sagemaker) => sagemaker,
+            Err(reason) => {
+                tracing::error!("{reason}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let address = SocketAddr::new(args.http_address, args.sagemaker_port);
+        let Some(listener) = listen("SageMaker", address).await else {
+            return ExitCode::FAILURE;
+        };
+        tracing::info!("Started Sagemaker HTTPService at {}", local_address(&listener));
+        let state = AppState::new(
+            Arc::clone(&manager),
+            identity.clone(),
+            Arc::clone(&logging),
+            Arc::clone(&tracer),
+            http_settings.clone(),
+        );
+        let stopped = stopped.clone();
+        endpoints.push(tokio::spawn(async move {
+            if let Err(error) = http::serve_sagemaker(listener, state, sagemaker, stopped).await {
+                tracing::error!("SageMaker server failed: {error}");
+            }
+        }));
+    }
     if args.allow_http {
         let Some(listener) = listen("HTTP", SocketAddr::new(args.http_address, args.http_port)).await else {
             return ExitCode::FAILURE;
         };
         tracing::info!("Started HTTPService at {}", local_address(&listener));
-        let settings = HttpSettings {
-            max_input_size: args.http_max_input_size,
-            health_route: args.health_route.clone(),
-            predict_route: args.predict_route.clone(),
-            predict_model: args.predict_model.clone(),
-            restrictions: http_restrictions,
-        };
+        let settings = http_settings;
         let (manager, identity, stopped) = (Arc::clone(&manager), identity.clone(), stopped.clone());
         let (logging, tracer) = (Arc::clone(&logging), Arc::clone(&tracer));
         endpoints.push(tokio::spawn(async move {

@@ -15,6 +15,7 @@ mod metadata;
 mod predict;
 mod repository;
 mod restricted;
+mod sagemaker;
 mod shared_memory;
 mod statistics;
 mod trace;
@@ -38,6 +39,7 @@ use crate::identity::ServerIdentity;
 use crate::inference::parse_model_version;
 use crate::logging::LogControl;
 use crate::model_manager::ModelManager;
+use crate::platform::SageMakerSettings;
 use crate::restricted_api::{ApiCategory, ApiRestrictions};
 use crate::shutdown::ShutdownSignal;
 use crate::trace::Tracer;
@@ -67,6 +69,19 @@ pub struct AppState {
     settings: Arc<HttpSettings>,
 }
 
+impl AppState {
+    /// The state of the HTTP routes over `manager`.
+    pub fn new(
+        manager: Arc<ModelManager>,
+        identity: ServerIdentity,
+        logging: Arc<LogControl>,
+        tracer: Arc<Tracer>,
+        settings: HttpSettings,
+    ) -> Self {
+        Self { manager, identity: Arc::new(identity), logging, tracer, settings: Arc::new(settings) }
+    }
+}
+
 /// The model and optional version of a `/v2/models/...` path.
 #[derive(Debug, Deserialize)]
 pub struct ModelPath {
@@ -92,20 +107,14 @@ pub fn router(
     tracer: Arc<Tracer>,
     settings: HttpSettings,
 ) -> Router {
-    let state =
-        AppState { manager, identity: Arc::new(identity), logging, tracer, settings: Arc::new(settings.clone()) };
+    let state = AppState::new(manager, identity, logging, tracer, settings.clone());
     let successful = |status: StatusCode,
                       _: axum::http::Version,
                       _: &axum::http::HeaderMap,
                       _: &axum::http::Extensions| { status.is_success() };
     let compression = CompressionLayer::new().compress_when(DefaultPredicate::new().and(successful));
     // Routes by the category a restriction (--http-restricted-api) names.
-    let restricted = |category: ApiCategory, routes: Router<AppState>| match settings.restrictions.of(category) {
-        Some(restriction) => {
-            routes.route_layer(middleware::from_fn_with_state(restriction.clone(), restricted::require_header))
-        }
-        None => routes,
-    };
+    let restricted = |category, routes| restricted_routes(&settings, category, routes);
     let health = Router::new()
         .route("/v2/health/live", get(health::live))
         .route("/v2/health/ready", get(health::ready))
@@ -169,6 +178,16 @@ pub fn router(
     router.fallback(not_found).method_not_allowed_fallback(method_not_allowed).with_state(state)
 }
 
+/// `routes` behind the restriction of `category`, when it has one.
+fn restricted_routes(settings: &HttpSettings, category: ApiCategory, routes: Router<AppState>) -> Router<AppState> {
+    match settings.restrictions.of(category) {
+        Some(restriction) => {
+            routes.route_layer(middleware::from_fn_with_state(restriction.clone(), restricted::require_header))
+        }
+        None => routes,
+    }
+}
+
 async fn not_implemented(request: Request) -> ApiError {
     ApiError::new(StatusCode::NOT_IMPLEMENTED, format!("{} is not implemented by this server", request.uri().path()))
 }
@@ -193,6 +212,21 @@ pub async fn serve(
     shutdown: ShutdownSignal,
 ) -> std::io::Result<()> {
     let app = router(manager, identity, logging, tracer, settings);
+    serve_app(listener, app, shutdown).await
+}
+
+/// Serves Amazon SageMaker's routes (`/ping`, `/invocations`) on
+/// `listener` until `shutdown` fires, as [`serve`] does the v2 routes.
+pub async fn serve_sagemaker(
+    listener: TcpListener,
+    state: AppState,
+    sagemaker: SageMakerSettings,
+    shutdown: ShutdownSignal,
+) -> std::io::Result<()> {
+    serve_app(listener, sagemaker::router(state, sagemaker), shutdown).await
+}
+
+async fn serve_app(listener: TcpListener, app: Router, shutdown: ShutdownSignal) -> std::io::Result<()> {
     // As for gRPC: small responses must not wait for Nagle's algorithm.
     let listener = listener.tap_io(|stream| {
         if let Err(error) = stream.set_nodelay(true) {

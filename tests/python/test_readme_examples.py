@@ -15,6 +15,7 @@ import sys
 import numpy as np
 import pytest
 
+from http_requests import free_port
 from server_process import EXAMPLE_MODELS, REPO_ROOT, server_args, start_server
 
 README = REPO_ROOT / "README.md"
@@ -139,6 +140,12 @@ def check_curl_answer(words, answer):
     elif re.fullmatch(r"v2/repository/models/\w+/(load|unload)", path):
         # Success is a 200 with an empty body, as in Triton.
         assert answer == ""
+    elif path == "ping":
+        assert answer == ""
+    elif path == "invocations":
+        # The SageMaker server's model is simple.
+        outputs = {output["name"]: output["data"] for output in json.loads(answer)["outputs"]}
+        assert outputs == expected_v2_outputs("simple", request)
     elif path == "predict":
         assert headers["model_name"] == "scale_fp16", "no expectation for instances of another model"
         halves = [[value * 0.5 for value in row] for row in request["instances"]]
@@ -158,10 +165,23 @@ def explicit_server():
     assert server.stop() == 0, server.log
 
 
+@pytest.fixture(scope="module")
+def sagemaker_address():
+    """A server with the SageMaker routes for simple, for the README's
+    localhost:8080 commands."""
+    port = free_port()
+    args = server_args(EXAMPLE_MODELS, extra=["--allow-sagemaker=true", f"--sagemaker-port={port}"])
+    server = start_server(args, env={"SAGEMAKER_TRITON_DEFAULT_MODEL_NAME": "simple"})
+    yield f"127.0.0.1:{port}"
+    assert server.stop() == 0, server.log
+
+
 @pytest.mark.parametrize("command", CURL_COMMANDS, ids=command_id)
 def test_curl_example(request, server, command):
     if "/v2/repository/models/" in command:
         server = request.getfixturevalue("explicit_server")
+    if "localhost:8080" in command:
+        command = command.replace("localhost:8080", request.getfixturevalue("sagemaker_address"))
     command = command.replace("localhost:8000", server.http_url).replace("localhost:8002", server.metrics_url)
     # --fail-with-body: any status of 400 or more fails the command.
     runnable = re.sub(r"^curl ", "curl -sS --fail-with-body --max-time 20 ", command)
