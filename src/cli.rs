@@ -196,8 +196,9 @@ pub struct Args {
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub exit_timeout_secs: u64,
 
-    /// Verbose logging: 0 is off, 1 debug, 2 and up trace.
-    #[arg(long, default_value_t = 0, value_name = "LEVEL")]
+    /// Verbose logging: 0 is off, 1 debug, 2 and up trace; `true` and
+    /// `false` stand for 1 and 0, as in Triton.
+    #[arg(long, default_value = "0", value_name = "LEVEL", value_parser = verbose_level)]
     pub log_verbose: u32,
 
     /// Write INFO messages.
@@ -284,6 +285,16 @@ pub struct Args {
 /// A log format by Triton's name for it.
 fn log_format(name: &str) -> Result<LogFormat, String> {
     LogFormat::from_name(name).ok_or_else(|| format!("'{name}' is not a log format: use default or ISO8601"))
+}
+
+/// A verbose level: a number, or `true` (1) and `false` (0), as Triton
+/// reads it (the `serve` script of its SageMaker image passes `true`).
+fn verbose_level(text: &str) -> Result<u32, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "true" => Ok(1),
+        "false" => Ok(0),
+        number => number.parse().map_err(|_| format!("'{text}' is not a verbose level: use a number, true or false")),
+    }
 }
 
 /// A custom configuration name is a file name without spaces, as Triton
@@ -702,6 +713,14 @@ mod tests {
         let newer = parsed("--disable-auto-complete-config");
         assert!(newer.args.auto_complete_disabled());
         assert!(newer.warnings.is_empty(), "{:?}", newer.warnings);
+    }
+
+    #[test]
+    fn the_verbose_level_takes_numbers_and_booleans() {
+        let level =
+            |value: &str| parse(["tritonserver", &format!("--log-verbose={value}")]).map(|c| c.args.log_verbose);
+        assert_eq!((level("2").unwrap(), level("true").unwrap(), level("False").unwrap()), (2, 1, 0));
+        assert!(level("loud").is_err());
     }
 
     #[test]
