@@ -9,6 +9,7 @@ use clap::builder::BoolishValueParser;
 use clap::parser::ValueSource;
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 
+use crate::grpc::GrpcTls;
 use crate::logging::LogFormat;
 use crate::model_control::ModelControlMode;
 use crate::platform::{SAGEMAKER_MODEL_DIRECTORY, VertexSettings};
@@ -34,6 +35,30 @@ pub struct Args {
     /// Address the gRPC service listens on.
     #[arg(long, default_value = "0.0.0.0", value_name = "ADDRESS")]
     pub grpc_address: IpAddr,
+
+    /// Serve gRPC over TLS, with --grpc-server-cert and --grpc-server-key.
+    #[arg(long, default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub grpc_use_ssl: bool,
+
+    /// Serve gRPC over TLS and accept only clients whose certificate
+    /// --grpc-root-cert signed (implies --grpc-use-ssl).
+    #[arg(long, default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub grpc_use_ssl_mutual: bool,
+
+    /// The gRPC server's certificate chain, PEM.
+    #[arg(long, value_name = "PATH")]
+    pub grpc_server_cert: Option<PathBuf>,
+
+    /// The gRPC server's private key, PEM.
+    #[arg(long, value_name = "PATH")]
+    pub grpc_server_key: Option<PathBuf>,
+
+    /// The certificate authority that signs client certificates, PEM (for
+    /// --grpc-use-ssl-mutual).
+    #[arg(long, value_name = "PATH")]
+    pub grpc_root_cert: Option<PathBuf>,
 
     /// Milliseconds of idle time after which the server pings a gRPC
     /// connection's peer.
@@ -348,6 +373,26 @@ impl Args {
     /// (`--strict-model-config` or `--disable-auto-complete-config`).
     pub fn auto_complete_disabled(&self) -> bool {
         self.strict_model_config || self.disable_auto_complete_config
+    }
+
+    /// The gRPC endpoint's TLS files, read, when --grpc-use-ssl or
+    /// --grpc-use-ssl-mutual asks for TLS; a missing or unreadable file is
+    /// an error naming its flag.
+    pub fn grpc_tls(&self) -> Result<Option<GrpcTls>, String> {
+        if !self.grpc_use_ssl && !self.grpc_use_ssl_mutual {
+            return Ok(None);
+        }
+        let read = |path: &Option<PathBuf>, flag: &str| -> Result<Vec<u8>, String> {
+            let path = path.as_ref().ok_or_else(|| format!("gRPC over TLS needs {flag}=PATH"))?;
+            std::fs::read(path).map_err(|error| format!("{flag}: cannot read '{}': {error}", path.display()))
+        };
+        let certificate = read(&self.grpc_server_cert, "--grpc-server-cert")?;
+        let key = read(&self.grpc_server_key, "--grpc-server-key")?;
+        let client_ca = match self.grpc_use_ssl_mutual {
+            true => Some(read(&self.grpc_root_cert, "--grpc-root-cert")?),
+            false => None,
+        };
+        Ok(Some(GrpcTls { certificate, key, client_ca }))
     }
 
     /// The HTTP endpoint's restricted categories (`--http-restricted-api`).

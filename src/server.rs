@@ -114,6 +114,13 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let grpc_tls = match args.grpc_tls().and_then(|tls| tls.map(|tls| tls.config()).transpose()) {
+        Ok(tls) => tls,
+        Err(reason) => {
+            tracing::error!("{reason}");
+            return ExitCode::FAILURE;
+        }
+    };
     for (endpoint, restrictions) in [("HTTP", &http_restrictions), ("gRPC", &grpc_restrictions)] {
         let restricted = restrictions.describe();
         if !restricted.is_empty() {
@@ -131,6 +138,11 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
             return ExitCode::FAILURE;
         };
         tracing::info!("Started GRPCInferenceService at {}", local_address(&listener));
+        if args.grpc_use_ssl_mutual {
+            tracing::info!("gRPC over mutual TLS: clients need a certificate signed by --grpc-root-cert");
+        } else if args.grpc_use_ssl {
+            tracing::info!("gRPC over TLS");
+        }
         let milliseconds = |ms: u64| (ms > 0).then(|| Duration::from_millis(ms));
         let settings = GrpcSettings {
             keepalive_time: Duration::from_millis(args.grpc_keepalive_time),
@@ -138,6 +150,7 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
             max_connection_age: milliseconds(args.grpc_max_connection_age),
             max_connection_age_grace: milliseconds(args.grpc_max_connection_age_grace),
             restrictions: grpc_restrictions,
+            tls: grpc_tls,
         };
         let (manager, identity, stopped) = (Arc::clone(&manager), identity.clone(), stopped.clone());
         let (logging, tracer) = (Arc::clone(&logging), Arc::clone(&tracer));

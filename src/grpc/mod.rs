@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::codec::CompressionEncoding;
-use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tower::ServiceBuilder;
 
 pub use health_service::HealthService;
@@ -30,8 +30,34 @@ use crate::restricted_api::ApiRestrictions;
 use crate::shutdown::ShutdownSignal;
 use crate::trace::Tracer;
 
-/// Settings of the gRPC endpoint.
+/// The PEM files of gRPC over TLS, as read at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrpcTls {
+    /// The server's certificate chain.
+    pub certificate: Vec<u8>,
+    /// The server's private key.
+    pub key: Vec<u8>,
+    /// The authority client certificates must be signed by: mutual TLS.
+    pub client_ca: Option<Vec<u8>>,
+}
+
+impl GrpcTls {
+    /// The TLS configuration, checked: certificates and key that do not
+    /// parse or do not match are an error at start, not at the first call.
+    pub fn config(&self) -> Result<ServerTlsConfig, String> {
+        let mut config = ServerTlsConfig::new().identity(Identity::from_pem(&self.certificate, &self.key));
+        if let Some(authority) = &self.client_ca {
+            config = config.client_ca_root(Certificate::from_pem(authority));
+        }
+        Server::builder()
+            .tls_config(config.clone())
+            .map_err(|error| format!("the gRPC TLS certificate, key or root certificate is not usable: {error:?}"))?;
+        Ok(config)
+    }
+}
+
+/// Settings of the gRPC endpoint.
+#[derive(Debug, Clone)]
 pub struct GrpcSettings {
     /// Idle time after which the server pings a connection's peer
     /// (`--grpc-keepalive-time`).
@@ -48,6 +74,9 @@ pub struct GrpcSettings {
     pub max_connection_age_grace: Option<Duration>,
     /// The categories whose calls need a header (`--grpc-restricted-protocol`).
     pub restrictions: ApiRestrictions,
+    /// TLS (`--grpc-use-ssl`, `--grpc-use-ssl-mutual`), checked by
+    /// [`GrpcTls::config`]; `None`: plain HTTP/2.
+    pub tls: Option<ServerTlsConfig>,
 }
 
 /// Serves gRPC on `listener` until `shutdown` fires, then stops taking
@@ -97,7 +126,11 @@ pub async fn serve(
     let trace_timing = ServiceBuilder::new()
         .map_request(move |request| trace_timing::note_arrival(&tracer, request))
         .map_response(trace_timing::stamp_sending);
-    let mut builder = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(config) = settings.tls {
+        builder = builder.tls_config(config)?;
+    }
+    let mut builder = builder
         // Triton's keepalive (by default a ping after two idle hours, 20 s
         // to answer), so streams and health watches of peers that vanished
         // are closed.
