@@ -164,6 +164,11 @@ impl ApiRestrictions {
         Ok(Self { by_category })
     }
 
+    /// Whether nothing is restricted.
+    pub fn is_empty(&self) -> bool {
+        self.by_category.is_empty()
+    }
+
     /// The restriction of `category`, if it has one.
     pub fn of(&self, category: ApiCategory) -> Option<&Restriction> {
         self.by_category.get(&category)
@@ -218,6 +223,7 @@ mod tests {
         assert!(!repository.allows(&headers(&[("admin-key", "secret")])));
         assert!(restrictions.of(ApiCategory::Health).is_none());
         assert_eq!(restrictions.describe().len(), 3);
+        assert!(!restrictions.is_empty() && ApiRestrictions::default().is_empty());
 
         let twice = [groups[0].clone(), RestrictedGroup::parse("trace:other=x").unwrap()];
         let error = ApiRestrictions::new(&twice, "", "--http-restricted-api").unwrap_err();

@@ -79,6 +79,9 @@ where
     }
 
     fn call(&mut self, request: http::Request<RequestBody>) -> Self::Future {
+        if self.restrictions.is_empty() {
+            return Either::Left(self.inner.call(request));
+        }
         let restriction = category_of(request.uri().path()).and_then(|category| self.restrictions.of(category));
         match restriction {
             Some(restriction) if !restriction.allows(request.headers()) => {

@@ -138,6 +138,7 @@ impl ModelManager {
             self.replace_record(name, Some(record));
             return Ok(());
         };
+        let mut replaced = None;
         let discarded = {
             let mut models = self.write_models();
             match models.get_mut(name) {
@@ -146,11 +147,14 @@ impl ModelManager {
                     record.versions_not_in(Some(old))
                 }
                 _ => {
-                    models.insert(name.to_string(), record);
+                    // Dropped below, out of the lock: it may remove a
+                    // directory of sent model files.
+                    replaced = models.insert(name.to_string(), record);
                     Vec::new()
                 }
             }
         };
+        drop(replaced);
         self.settle(discarded);
         Err(reason)
     }
@@ -274,16 +278,20 @@ impl ModelManager {
 
     pub(super) fn unload_on_request(&self, name: &str, options: UnloadOptions) -> Result<()> {
         let _one_at_a_time = self.control.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (retired, config) = {
+        let (retired, config, uploaded) = {
             let mut models = self.write_models();
             match models.get_mut(name) {
                 // A model that failed before it had versions has nothing to
                 // show as unloaded: it goes back to never having loaded.
                 Some(record) if record.versions.is_empty() => {
-                    let config = models.remove(name).and_then(|record| record.config);
-                    (Vec::new(), config)
+                    let removed = models.remove(name);
+                    let config = removed.as_ref().and_then(|record| record.config.clone());
+                    (Vec::new(), config, removed.and_then(|record| record.uploaded))
                 }
-                Some(record) => (record.unload(), record.config.clone()),
+                Some(record) => {
+                    let (retired, uploaded) = record.unload();
+                    (retired, record.config.clone(), uploaded)
+                }
                 None => {
                     drop(models);
                     self.find_model_directory(name)?;
@@ -291,6 +299,7 @@ impl ModelManager {
                 }
             }
         };
+        drop(uploaded);
         self.settle(retired);
         tracing::info!(model = name, "unloaded on request");
         let mut unloaded = vec![name.to_string()];
@@ -306,7 +315,9 @@ impl ModelManager {
                 .into_iter()
                 .any(|other| self.read_models().get(&other).is_some_and(|record| !record.loaded_versions().is_empty()));
             let retired = match self.write_models().get_mut(&model) {
-                Some(record) if record.loaded_for_ensemble && !needed_elsewhere => record.unload(),
+                // Loaded for an ensemble, so from the repositories: no
+                // sent files to remove.
+                Some(record) if record.loaded_for_ensemble && !needed_elsewhere => record.unload().0,
                 _ => continue,
             };
             self.settle(retired);
@@ -399,8 +410,10 @@ impl ModelManager {
     /// already queued, and its instances release their backend resources
     /// before this returns. Blocks while the batches in flight finish.
     pub fn unload_all(&self) {
-        let unloaded: Vec<Arc<LoadedVersion>> =
-            self.write_models().values_mut().flat_map(|record| record.unload()).collect();
+        let (unloaded, uploaded): (Vec<_>, Vec<_>) =
+            self.write_models().values_mut().map(|record| record.unload()).unzip();
+        drop(uploaded);
+        let unloaded: Vec<Arc<LoadedVersion>> = unloaded.into_iter().flatten().collect();
         self.readiness.send_replace(false);
         for loaded in unloaded {
             loaded.stop();

@@ -181,18 +181,21 @@ impl ModelRecord {
         self.loaded_versions().into_iter().filter(|loaded| !held.iter().any(|kept| Arc::ptr_eq(kept, loaded))).collect()
     }
 
-    /// Marks every version unloaded and hands back those that served. The
-    /// files a load request sent go: a later load sends them again or loads
-    /// from the repositories.
-    pub(super) fn unload(&mut self) -> Vec<Arc<LoadedVersion>> {
+    /// Marks every version unloaded and hands back those that served, and
+    /// the directory of the files a load request sent (a later load sends
+    /// them again or loads from the repositories). The caller drops the
+    /// directory once it no longer holds the models' lock: removing it
+    /// takes as long as the file system needs.
+    pub(super) fn unload(&mut self) -> (Vec<Arc<LoadedVersion>>, Option<Arc<UploadedModel>>) {
         self.failure = None;
-        self.uploaded = None;
-        self.versions
+        let versions = self
+            .versions
             .values_mut()
             .filter_map(|version| {
                 version.state = VersionState::Unloaded;
                 version.loaded.take()
             })
-            .collect()
+            .collect();
+        (versions, self.uploaded.take())
     }
 }
