@@ -19,6 +19,7 @@ mod sagemaker;
 mod shared_memory;
 mod statistics;
 mod trace;
+mod vertex_redirect;
 
 use std::sync::Arc;
 
@@ -211,8 +212,11 @@ pub async fn serve(
     settings: HttpSettings,
     shutdown: ShutdownSignal,
 ) -> std::io::Result<()> {
-    let app = router(manager, identity, logging, tracer, settings);
-    serve_app(listener, app, shutdown).await
+    let predict_route = settings.predict_route.clone();
+    let routes = router(manager, identity, logging, tracer, settings);
+    // Around the whole router: it rewrites the route before routing.
+    let app = tower::Layer::layer(&middleware::from_fn_with_state(predict_route, vertex_redirect::follow), routes);
+    serve_app(listener, Router::new().fallback_service(app), shutdown).await
 }
 
 /// Serves Amazon SageMaker's routes (`/ping`, `/invocations`) on

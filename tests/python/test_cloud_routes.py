@@ -222,6 +222,37 @@ def test_bad_predict_bodies(http_url, body, status, fragments):
     assert_http_serves(http_url)
 
 
+# --- Vertex AI's X-Vertex-Ai-Triton-Redirect ---------------------------------
+
+
+def redirected(url, target, body=None, method="POST"):
+    return http_request(url, method, "/predict", body, headers={"X-Vertex-Ai-Triton-Redirect": target})
+
+
+def test_the_redirect_header_serves_the_v2_route_it_names(http_url):
+    answer = v2_answer(redirected(http_url, "v2/models/simple/versions/1/infer", SIMPLE_JSON))
+    assert (answer["model_name"], answer["model_version"]) == ("simple", "1")
+    check_simple_json_answer(answer)
+    # Read-only routes are served as their GET, though Vertex AI POSTs.
+    assert v2_answer(redirected(http_url, "v2/models/scale_fp16/config"))["name"] == "scale_fp16"
+    assert v2_answer(redirected(http_url, "v2/models/simple"))["platform"] == "onnxruntime_onnx"
+    assert redirected(http_url, "v2/health/ready").status == 200
+    assert redirected(http_url, "/v2/models/simple/ready").status == 200
+    assert "model_stats" in v2_answer(redirected(http_url, "v2/models/stats"))
+    assert any(row["name"] == "simple" for row in v2_answer(redirected(http_url, "v2/repository/index")))
+
+
+def test_the_redirect_header_refuses_what_triton_refuses(http_url):
+    load = redirected(http_url, "v2/repository/models/simple/unload")
+    expect_error_response(load, 403, "loading and unloading models", "not allowed")
+    register = redirected(http_url, "v2/systemsharedmemory/region/r/register", {"key": "/r", "byte_size": 8})
+    expect_error_response(register, 403, "registering shared memory")
+    expect_error_response(redirected(http_url, "v3/anything"), 400, "'v3/anything' is not a v2 route")
+    expect_error_response(redirected(http_url, "v2/models/simple/infer", method="GET"), 405, "GET")
+    # Without the header, /predict is itself.
+    check_simple_json_answer(v2_answer(predict(http_url, SIMPLE_JSON, model="simple")))
+
+
 def test_predict_is_post_only(http_url):
     expect_error_response(http_request(http_url, "GET", "/predict"), 405, "/predict")
 

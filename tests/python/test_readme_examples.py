@@ -111,6 +111,10 @@ def check_curl_answer(words, answer):
         assert json.loads(answer)["name"] == path.rsplit("/", 1)[1]
     elif re.fullmatch(r"v2/models/\w+/config", path):
         assert json.loads(answer)["name"] == path.split("/")[2]
+    elif path == "predict" and "X-Vertex-Ai-Triton-Redirect" in headers:
+        target = headers["X-Vertex-Ai-Triton-Redirect"]
+        assert re.fullmatch(r"v2/models/\w+/config", target), f"no expectation for the redirect to {target}"
+        assert json.loads(answer)["name"] == target.split("/")[2]
     elif path.endswith("/infer") or (path == "predict" and "inputs" in request):
         model = headers["model_name"] if path == "predict" else path.split("/")[2]
         outputs = {output["name"]: output["data"] for output in json.loads(answer)["outputs"]}
