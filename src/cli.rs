@@ -117,7 +117,9 @@ pub struct Args {
 
     /// Model the predict route serves when the request names none (with the
     /// `model_name` header); by default the repository's only model.
-    #[arg(long, env = "TRITONRS_PREDICT_MODEL", value_name = "NAME")]
+    /// `--vertex-ai-default-model`, Triton's flag for its Vertex AI predict
+    /// route, is the same.
+    #[arg(long, env = "TRITONRS_PREDICT_MODEL", value_name = "NAME", visible_alias = "vertex-ai-default-model")]
     pub predict_model: Option<String>,
 
     /// Port of the Prometheus metrics endpoint (0 picks a free one).
@@ -766,6 +768,13 @@ mod tests {
             |value: &str| parse(["tritonserver", &format!("--log-verbose={value}")]).map(|c| c.args.log_verbose);
         assert_eq!((level("2").unwrap(), level("true").unwrap(), level("False").unwrap()), (2, 1, 0));
         assert!(level("loud").is_err());
+    }
+
+    #[test]
+    fn the_vertex_default_model_is_the_predict_model() {
+        let parsed = parse(["tritonserver", "--model-store=/m", "--vertex-ai-default-model=mlp"]).unwrap();
+        assert_eq!(parsed.args.predict_model.as_deref(), Some("mlp"));
+        assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
     }
 
     #[test]
