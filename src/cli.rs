@@ -193,6 +193,10 @@ pub struct Args {
     #[arg(long, value_name = "NAME", value_parser = config_name)]
     pub model_config_name: Option<String>,
 
+    /// How many more times a model version that failed to load is tried.
+    #[arg(long, default_value_t = 0, value_name = "COUNT")]
+    pub model_load_retry_count: u32,
+
     /// Never complete a configuration from the model file: every model needs
     /// a config.pbtxt listing its inputs and outputs.
     #[arg(long, default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set,

@@ -88,6 +88,7 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
         allow_client_shm: args.allow_client_shm,
         lenient_readiness: !args.strict_readiness,
         response_cache,
+        load_retries: args.model_load_retry_count,
     };
     if args.model_control_mode != ModelControlMode::Explicit && !args.load_model.is_empty() {
         tracing::warn!("ignoring --load-model: it only applies with --model-control-mode=explicit");

@@ -128,7 +128,7 @@ impl ModelManager {
                 .into_iter()
                 .map(|version| {
                     let config = &config;
-                    let load = move || self.load_version(&model.path, config, version);
+                    let load = move || self.load_version_retrying(&model.path, config, version);
                     let loading = std::thread::Builder::new().spawn_scoped(scope, load).map_err(|error| {
                         Error::internal(format!("version {version}: cannot start a thread to load it: {error}"))
                     });
@@ -186,6 +186,28 @@ impl ModelManager {
             }
         }
         (kept, to_load)
+    }
+
+    /// Loads a version, trying again up to `load_retries` times when it
+    /// fails (a GPU still freeing memory, a file still being copied), as
+    /// Triton's `--model-load-retry-count` does; the last failure is the
+    /// one reported.
+    fn load_version_retrying(
+        &self,
+        model_dir: &Path,
+        config: &Arc<ModelConfig>,
+        version: i64,
+    ) -> Result<LoadedVersion> {
+        let mut tries_left = self.options.load_retries;
+        loop {
+            match self.load_version(model_dir, config, version) {
+                Err(error) if tries_left > 0 => {
+                    tries_left -= 1;
+                    tracing::warn!(model = %config.name, version, "failed to load, trying again: {error}");
+                }
+                loaded => return loaded,
+            }
+        }
     }
 
     pub(super) fn load_version(

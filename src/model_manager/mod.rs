@@ -157,6 +157,9 @@ pub struct ManagerOptions {
     /// The response cache (`--cache-config local,size=N`) that models with
     /// `response_cache { enable: true }` use.
     pub response_cache: Option<Arc<ResponseCache>>,
+    /// Triton's `--model-load-retry-count`: how many more times a version
+    /// that failed to load is tried before it is reported as failed.
+    pub load_retries: u32,
 }
 
 /// What the metrics endpoint reports of one loaded model version.
@@ -718,6 +721,56 @@ mod tests {
             ErrorKind::NotFound
         );
         manager.unload_all();
+    }
+
+    /// A backend whose first `failures` instance creations fail.
+    struct FlakyBackend {
+        failures: std::sync::Mutex<u32>,
+    }
+
+    impl Backend for FlakyBackend {
+        fn name(&self) -> &'static str {
+            crate::model_config::ONNX_BACKEND
+        }
+
+        fn signature(&self, _: &Path) -> Result<crate::backend::ModelSignature> {
+            Err(Error::internal("the test configuration lists inputs and outputs"))
+        }
+
+        fn create_instance(&self, _: &InstanceSettings) -> Result<Box<dyn ModelInstance>> {
+            let mut failures = self.failures.lock().unwrap();
+            if *failures > 0 {
+                *failures -= 1;
+                return Err(Error::unavailable(format!("flaky, {} failures to go", *failures)));
+            }
+            Ok(Box::new(IdleInstance))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_load_is_tried_again_as_often_as_asked() {
+        let repository = tempfile::tempdir().unwrap();
+        write_model(repository.path(), "m");
+        let config = repository.path().join("m").join("config.pbtxt");
+        let text = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(&config, format!("{text}\ninstance_group [ {{ count: 1 kind: KIND_CPU }} ]")).unwrap();
+        let load = |failures: u32, load_retries: u32| {
+            let backend = FlakyBackend { failures: std::sync::Mutex::new(failures) };
+            let manager = Arc::new(ModelManager::new(
+                Ok(Arc::new(backend)),
+                ManagerOptions { load_retries, ..Default::default() },
+            ));
+            let repositories = [repository.path().to_path_buf()];
+            async move {
+                let report = manager.load_repositories(&repositories, &StartupModels::All).await.unwrap();
+                manager.unload_all();
+                report
+            }
+        };
+        assert_eq!(load(2, 2).await, LoadReport { ready: 1, failures: Vec::new() });
+        let failed = load(2, 1).await;
+        assert_eq!(failed.ready, 0);
+        assert!(failed.failures[0].contains("flaky, 0 failures to go"), "{:?}", failed.failures);
     }
 
     #[tokio::test]
