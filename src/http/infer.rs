@@ -21,13 +21,24 @@ pub async fn infer(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let version = path.version()?;
-    let trace = sample_trace(&state, &path.model, &headers);
-    let body = read_body(&headers, body, state.settings.max_input_size).await?;
+    receive_and_run(&state, &path.model, path.version()?, &headers, body).await
+}
+
+/// Samples the request's trace, reads its body and runs it as a v2
+/// request; shared with SageMaker's `/invocations`.
+pub async fn receive_and_run(
+    state: &AppState,
+    model: &str,
+    version: Option<i64>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let trace = sample_trace(state, model, headers);
+    let body = read_body(headers, body, state.settings.max_input_size).await?;
     if let Some(trace) = &trace {
         trace.stamp(Activity::HttpRecvEnd);
     }
-    run_v2_request(&state, &path.model, version, &headers, body, trace).await
+    run_v2_request(state, model, version, headers, body, trace).await
 }
 
 /// The request's trace, when it is sampled (or names its caller's span),

@@ -179,6 +179,18 @@ pub fn router(
     router.fallback(not_found).method_not_allowed_fallback(method_not_allowed).with_state(state)
 }
 
+/// The name of the server's only model, for the cloud routes that serve
+/// one model without naming it; otherwise every model's name, sorted.
+fn only_model(state: &AppState) -> Result<String, Vec<String>> {
+    let models: std::collections::BTreeSet<String> =
+        state.manager.index().into_iter().map(|entry| entry.name).collect();
+    let mut models: Vec<String> = models.into_iter().collect();
+    match models.len() {
+        1 => Ok(models.remove(0)),
+        _ => Err(models),
+    }
+}
+
 /// `routes` behind the restriction of `category`, when it has one.
 fn restricted_routes(settings: &HttpSettings, category: ApiCategory, routes: Router<AppState>) -> Router<AppState> {
     match settings.restrictions.of(category) {

@@ -2,7 +2,6 @@
 //! KServe v2 request, or the `{"instances": [...]}` form that REST users of
 //! scikit-learn-style models post, answered with `{"predictions": [...]}`.
 
-use std::collections::BTreeSet;
 use std::time::Instant;
 
 use axum::Json;
@@ -13,12 +12,12 @@ use axum::response::{IntoResponse, Response};
 use futures::future::try_join_all;
 use serde_json::{Map, Value, json};
 
-use super::AppState;
 use super::body::{header_length, read_body};
 use super::error::ApiError;
 use super::infer::run_v2_request;
 use super::infer_codec::decode_parameters;
 use super::json_tensor::{decode_values, encode_values, flatten, nest, shape_of};
+use super::{AppState, only_model};
 use crate::error::{Error, Result};
 use crate::inference::{InferenceRequest, InferenceResponse, parse_model_version};
 use crate::tensor::{Tensor, format_shape};
@@ -83,17 +82,12 @@ fn choose_model(state: &AppState, headers: &HeaderMap) -> Result<(String, Option
         Some(name) => name,
         None => match &state.settings.predict_model {
             Some(name) => name.clone(),
-            None => {
-                let models: BTreeSet<String> = state.manager.index().into_iter().map(|entry| entry.name).collect();
-                if models.len() != 1 {
-                    let list: Vec<String> = models.into_iter().collect();
-                    return Err(ApiError::bad_request(format!(
-                        "which model? Name it in the model_name header or start the server with --predict-model; the models are: {}",
-                        list.join(", ")
-                    )));
-                }
-                models.into_iter().next().unwrap_or_default()
-            }
+            None => only_model(state).map_err(|models| {
+                ApiError::bad_request(format!(
+                    "which model? Name it in the model_name header or start the server with --predict-model; the models are: {}",
+                    models.join(", ")
+                ))
+            })?,
         },
     };
     let version = match header(MODEL_VERSION_HEADER)? {

@@ -5,7 +5,6 @@
 //! content type, `application/vnd.sagemaker-triton.binary+json;json-header-size=N`,
 //! both ways.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::Router;
@@ -15,14 +14,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{get, post};
 
-use super::body::read_body;
 use super::error::ApiError;
-use super::infer::{run_v2_request, sample_trace};
+use super::infer::receive_and_run;
 use super::infer_codec::HEADER_LENGTH;
-use super::{AppState, ModelPath, generate, restricted_routes};
+use super::{AppState, ModelPath, generate, only_model, restricted_routes};
 use crate::platform::{InvocationKind, PingMode, SageMakerSettings};
 use crate::restricted_api::ApiCategory;
-use crate::trace::Activity;
 
 /// The content type of a body with binary data, before the JSON part's
 /// length.
@@ -79,12 +76,7 @@ async fn invocations(
     if let Some(length) = json_header_size(&headers)? {
         headers.insert(HEADER_LENGTH, HeaderValue::from(length));
     }
-    let trace = sample_trace(&state, &model, &headers);
-    let body = read_body(&headers, body, state.settings.max_input_size).await?;
-    if let Some(trace) = &trace {
-        trace.stamp(Activity::HttpRecvEnd);
-    }
-    let mut response = run_v2_request(&state, &model, None, &headers, body, trace).await?;
+    let mut response = receive_and_run(&state, &model, None, &headers, body).await?;
     let answer_headers = response.headers_mut();
     if let Some(length) = answer_headers.remove(HEADER_LENGTH) {
         let content_type = format!("{BINARY_CONTENT_TYPE}{}", length.to_str().unwrap_or_default());
@@ -101,18 +93,12 @@ fn endpoint_model(state: &AppState, sagemaker: &SageMakerSettings) -> Result<Str
     if let Some(model) = &sagemaker.model {
         return Ok(model.clone());
     }
-    let models: BTreeSet<String> = state.manager.index().into_iter().map(|entry| entry.name).collect();
-    let mut models = models.into_iter();
-    match (models.next(), models.next()) {
-        (Some(only), None) => Ok(only),
-        (first, second) => {
-            let names: Vec<String> = first.into_iter().chain(second).chain(models).collect();
-            Err(ApiError::bad_request(format!(
-                "which model? Set SAGEMAKER_TRITON_DEFAULT_MODEL_NAME; the models are: {}",
-                names.join(", ")
-            )))
-        }
-    }
+    only_model(state).map_err(|models| {
+        ApiError::bad_request(format!(
+            "which model? Set SAGEMAKER_TRITON_DEFAULT_MODEL_NAME; the models are: {}",
+            models.join(", ")
+        ))
+    })
 }
 
 /// The JSON part's length from a SageMaker binary content type, if the

@@ -28,10 +28,7 @@ impl ModelManager {
             true => None,
             false => Some(Arc::new(UploadedModel::write(name, &options.files)?)),
         };
-        let model = match &uploaded {
-            Some(uploaded) => uploaded.directory(name),
-            None => self.find_model_directory(name)?,
-        };
+        let model = self.directory_to_load(name, uploaded.as_deref())?;
         let options = &LoadOptions { config: options.config.clone(), files: BTreeMap::new() };
         // As in Triton, loading an ensemble loads its composing models that
         // do not serve yet, those of a nested ensemble first.
@@ -105,13 +102,7 @@ impl ModelManager {
                     .get(name)
                     .map(|record| (record.options.clone(), record.loaded_for_ensemble, record.uploaded.clone()))
                     .unwrap_or_default();
-                let model = match &uploaded {
-                    Some(uploaded) => uploaded.directory(name),
-                    None => match self.find_model_directory(name) {
-                        Ok(model) => model,
-                        Err(_) => continue,
-                    },
-                };
+                let Ok(model) = self.directory_to_load(name, uploaded.as_deref()) else { continue };
                 let record = ModelRecord { loaded_for_ensemble, uploaded, ..self.build_model(&model, &options) };
                 match record.failure_reason() {
                     None => tracing::info!(model = %name, "loaded again: a model its steps run changed"),
@@ -340,6 +331,15 @@ impl ModelManager {
                 "the server is still loading the models named at start; load and unload models once it is done",
             )),
             ModelControlMode::Explicit => Ok(()),
+        }
+    }
+
+    /// Where model `name` loads from: the directory written from the files
+    /// its load request sent, else its directory in the repositories.
+    fn directory_to_load(&self, name: &str, uploaded: Option<&UploadedModel>) -> Result<ModelDirectory> {
+        match uploaded {
+            Some(uploaded) => Ok(uploaded.directory(name)),
+            None => self.find_model_directory(name),
         }
     }
 
