@@ -81,7 +81,7 @@ fn run(args: Args) -> Result<(), String> {
     let config = prepare_config(&directory, &Ok(backend.clone() as Arc<dyn Backend>), completion)?;
     let placements = instance_placements(&config);
     let instances = placements.len();
-    let device = placements.first().map_or(Device::Cpu, |(_, device)| *device);
+    let device = placements.first().map_or(Device::Cpu, |placement| placement.device);
     let options = SessionOptions::from_config(&config, instances, device)?;
     let model_file = args.model.join("1").join(&config.default_model_filename);
     let mut session = backend.build_session(&options, device, &model_file).map_err(|error| error.to_string())?;

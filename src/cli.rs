@@ -4,6 +4,7 @@
 use std::ffi::OsString;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::builder::BoolishValueParser;
 use clap::parser::ValueSource;
@@ -15,6 +16,7 @@ use crate::model_control::ModelControlMode;
 use crate::platform::{SAGEMAKER_MODEL_DIRECTORY, VertexSettings};
 use crate::response_cache::LOCAL_CACHE;
 use crate::restricted_api::{ApiRestrictions, GRPC_HEADER_PREFIX, RestrictedGroup};
+use crate::scheduler::{RateLimiter, ResourceLimit};
 use crate::trace::{OlderTraceFlags, TraceSettings, trace_settings};
 
 /// Serve a Triton model repository of ONNX models over the KServe v2 /
@@ -290,6 +292,19 @@ pub struct Args {
     #[arg(long = "cache-config", value_name = "CACHE,SETTING=VALUE")]
     pub cache_config: Vec<String>,
 
+    /// Rate limiting, as in Triton: `off` (the default) runs a batch as
+    /// soon as an instance is free; `execution_count` makes the instances
+    /// whose group has a `rate_limiter` wait for the resources it lists,
+    /// taking turns by its priority and how often each has run.
+    #[arg(long, value_name = "MODE", default_value = "off", value_parser = rate_limit_mode)]
+    pub rate_limit: RateLimitMode,
+
+    /// Copies of a rate-limiter resource, as
+    /// `<name>:<count>[:<device>]` (no device: every device); repeatable.
+    /// By default a resource has as many as the largest claim on it.
+    #[arg(long, value_name = "NAME:COUNT[:DEVICE]", value_parser = ResourceLimit::parse)]
+    pub rate_limit_resource: Vec<ResourceLimit>,
+
     /// Deprecated in Triton: `--cache-config local,size=<bytes>`.
     #[arg(long, value_name = "BYTES")]
     pub response_cache_byte_size: Option<u64>,
@@ -311,6 +326,24 @@ pub struct Args {
     /// `onnxruntime,default-max-batch-size=8`.
     #[arg(long, value_name = "SETTING")]
     pub backend_config: Vec<String>,
+}
+
+/// Triton's `--rate-limit` modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimitMode {
+    /// Instances run as soon as they are free.
+    Off,
+    /// Instances wait for their rate-limiter resources and take turns.
+    ExecutionCount,
+}
+
+/// A rate-limit mode by Triton's name for it, in any case.
+fn rate_limit_mode(name: &str) -> Result<RateLimitMode, String> {
+    match name.to_ascii_lowercase().as_str() {
+        "off" => Ok(RateLimitMode::Off),
+        "execution_count" => Ok(RateLimitMode::ExecutionCount),
+        _ => Err(format!("'{name}' is not a rate-limit mode: use execution_count or off")),
+    }
 }
 
 /// A log format by Triton's name for it.
@@ -399,6 +432,19 @@ impl Args {
             false => None,
         };
         Ok(Some(GrpcTls { certificate, key, client_ca }))
+    }
+
+    /// The rate limiter that `--rate-limit=execution_count` asks for, with
+    /// the counts of `--rate-limit-resource`; with rate limiting off, a
+    /// warning for resource counts that then mean nothing.
+    pub fn rate_limiter(&self) -> (Option<Arc<RateLimiter>>, Option<String>) {
+        match self.rate_limit {
+            RateLimitMode::ExecutionCount => (Some(Arc::new(RateLimiter::new(self.rate_limit_resource.clone()))), None),
+            RateLimitMode::Off if !self.rate_limit_resource.is_empty() => {
+                (None, Some("ignoring --rate-limit-resource: --rate-limit is off".to_string()))
+            }
+            RateLimitMode::Off => (None, None),
+        }
     }
 
     /// The HTTP endpoint's restricted categories (`--http-restricted-api`).
@@ -860,6 +906,30 @@ mod tests {
         assert_eq!(args.predict_model.as_deref(), Some("simple"));
         assert!(parse(["tritonserver", "--model-repository=/m", "--health-route=health"]).is_err());
         assert!(parse(["tritonserver", "--model-repository=/m", "--predict-route=/v2/predict"]).is_err());
+    }
+
+    #[test]
+    fn rate_limit_flags_are_read_as_triton_reads_them() {
+        let args = parse(["tritonserver", "--model-repository=/m"]).unwrap().args;
+        assert_eq!(args.rate_limit, RateLimitMode::Off);
+        assert!(args.rate_limiter().0.is_none());
+        let args = parse([
+            "tritonserver",
+            "--model-repository=/m",
+            "--rate-limit=EXECUTION_COUNT",
+            "--rate-limit-resource=R1:10",
+            "--rate-limit-resource=R2:5:0",
+        ])
+        .unwrap()
+        .args;
+        assert_eq!(args.rate_limit, RateLimitMode::ExecutionCount);
+        let names: Vec<_> = args.rate_limit_resource.iter().map(|limit| (limit.name.as_str(), limit.device)).collect();
+        assert_eq!(names, [("r1", None), ("r2", Some(0))]);
+        assert!(args.rate_limiter().0.is_some());
+        let off = parse(["tritonserver", "--model-repository=/m", "--rate-limit-resource=R1:10"]).unwrap().args;
+        assert_eq!(off.rate_limiter().1.as_deref(), Some("ignoring --rate-limit-resource: --rate-limit is off"));
+        assert!(parse(["tritonserver", "--model-repository=/m", "--rate-limit=always"]).is_err());
+        assert!(parse(["tritonserver", "--model-repository=/m", "--rate-limit-resource=R1"]).is_err());
     }
 
     #[test]

@@ -77,6 +77,10 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let (rate_limiter, rate_limit_warning) = args.rate_limiter();
+    if let Some(warning) = rate_limit_warning {
+        tracing::warn!("{warning}");
+    }
     let options = ManagerOptions {
         autocomplete: AutocompleteOptions {
             strict: args.auto_complete_disabled(),
@@ -89,6 +93,7 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
         lenient_readiness: !args.strict_readiness,
         response_cache,
         load_retries: args.model_load_retry_count,
+        rate_limiter,
     };
     if args.model_control_mode != ModelControlMode::Explicit && !args.load_model.is_empty() {
         tracing::warn!("ignoring --load-model: it only applies with --model-control-mode=explicit");

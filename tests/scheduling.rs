@@ -412,6 +412,67 @@ async fn two_instances_run_two_requests_at_once() {
     server.stop().await;
 }
 
+/// Serves `batch_busy_loop` as models `m` and `m2`, each instance of
+/// which claims `claim` copies of the global rate-limiter resource `R`.
+async fn serve_rate_limited(claim: u32, args: &[&str]) -> (TestServer, tempfile::TempDir) {
+    let repository = tempfile::tempdir().unwrap();
+    for name in ["m", "m2"] {
+        copy_model(&test_models().join("batch_busy_loop"), repository.path(), name);
+        let config = format!(
+            "max_batch_size: 1
+             instance_group [ {{ count: 1 kind: KIND_CPU
+                                rate_limiter {{ resources [ {{ name: \"R\" global: true count: {claim} }} ] }} }} ]"
+        );
+        std::fs::write(repository.path().join(name).join("config.pbtxt"), config).unwrap();
+    }
+    let repository_flag = format!("--model-repository={}", repository.path().display());
+    let mut all = vec![repository_flag.as_str(), "--exit-on-error=false"];
+    all.extend_from_slice(args);
+    let server = TestServer::start(&all);
+    server.wait_loaded().await;
+    (server, repository)
+}
+
+#[tokio::test]
+async fn rate_limited_instances_of_two_models_take_turns_with_a_shared_resource() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    // Without --rate-limit the claims are ignored, as in Triton: m2 answers
+    // while m is busy. With it, m2's instance waits for m's copy of R.
+    for (args, waits) in [(&[][..], false), (&["--rate-limit=execution_count"][..], true)] {
+        let (server, _repository) = serve_rate_limited(1, args).await;
+        let mut client = server.client().await;
+        let iterations = iterations_for(&mut client, Duration::from_millis(1500)).await;
+        let long = occupy(&server, iterations).await;
+        let short = ModelInferRequest { model_name: "m2".into(), ..busy(7, &[7.0]) };
+        let response = client.model_infer(short).await.unwrap().into_inner();
+        assert_echoes(&response, 7, &[7.0]);
+        assert_eq!(long.is_finished(), waits, "with {args:?}, the long request on m finished first: {}", !waits);
+        assert_echoes(&long.await.unwrap(), iterations, &[-1.0]);
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_claim_above_the_resource_count_fails_the_load_with_triton_words() {
+    let (server, _repository) =
+        serve_rate_limited(2, &["--rate-limit=execution_count", "--rate-limit-resource=r:1"]).await;
+    let mut client = server.client().await;
+    let ready = tritonrs::proto::inference::ModelReadyRequest { name: "m".into(), version: String::new() };
+    assert!(!client.model_ready(ready).await.unwrap().into_inner().ready);
+    let request = tritonrs::proto::inference::ModelMetadataRequest { name: "m".into(), version: String::new() };
+    let error = client.model_metadata(request).await.unwrap_err();
+    assert_eq!(error.code(), Code::Unavailable, "{error:?}");
+    assert!(
+        error.message().contains(
+            "Resource count for \"R\" is limited to 1 which will prevent scheduling of one or more model \
+             instances, the minimum required count is 2"
+        ),
+        "{}",
+        error.message()
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn preserve_ordering_holds_a_later_answer_until_the_earlier_one_is_sent() {
     let _serial = ONE_AT_A_TIME.lock().await;

@@ -287,24 +287,45 @@ impl ModelManager {
         let (samples, recorder) = (samples.as_slice(), statistics.as_ref());
         // Each instance is created and warmed up on its own thread, so a
         // model's instances warm up side by side, as in Triton.
-        let creations = placements.iter().map(|(name, device)| {
+        // Registered first: a claim the rate limiter cannot meet fails the
+        // load before any instance is created.
+        let mut rate_limits = Vec::with_capacity(placements.len());
+        for placement in &placements {
+            let limit = match (&self.options.rate_limiter, &placement.rate_limiter) {
+                (Some(limiter), Some(config)) => {
+                    let device = match placement.device {
+                        Device::Cpu => 0,
+                        Device::Gpu(gpu) => gpu,
+                    };
+                    let limited = limiter.register(device, config).map_err(|reason| {
+                        Error::invalid_argument(format!("{label} instance '{}': {reason}", placement.name))
+                    })?;
+                    Some(limited)
+                }
+                _ => None,
+            };
+            rate_limits.push(limit);
+        }
+        let creations = placements.iter().map(|placement| {
             let settings = InstanceSettings {
-                name: name.clone(),
+                name: placement.name.clone(),
                 model_path: model_path.clone(),
                 config: Arc::clone(config),
-                device: *device,
+                device: placement.device,
                 instances_of_model: placements.len(),
             };
-            (name.clone(), move || {
+            (placement.name.clone(), move || {
                 let mut instance = backend.create_instance(&settings)?;
                 warm_up(instance.as_mut(), &config.name, &settings.name, samples, recorder)?;
                 Ok(instance)
             })
         });
-        let instances: Vec<(String, Box<dyn ModelInstance>)> = on_threads_named(creations.collect())
+        let instances: Vec<SchedulerInstance> = on_threads_named(creations.collect())
             .into_iter()
-            .zip(placements.iter().map(|(name, _)| name.clone()))
-            .map(|(instance, name)| instance.map(|instance| (name, instance)))
+            .zip(placements.iter().zip(rate_limits))
+            .map(|(backend, (placement, rate_limit))| {
+                backend.map(|backend| SchedulerInstance { name: placement.name.clone(), backend, rate_limit })
+            })
             .collect::<Result<_>>()?;
         Scheduler::start(label, SchedulingPolicy::from_config(config), instances, Arc::clone(statistics))
     }
@@ -439,12 +460,23 @@ pub(super) fn on_threads_named<T: Send>(jobs: Vec<(String, impl FnOnce() -> Resu
     })
 }
 
+/// One instance that a configuration asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstancePlacement {
+    /// `<group>_<n>`.
+    pub name: String,
+    /// Where it executes.
+    pub device: Device,
+    /// Its group's `rate_limiter`.
+    pub rate_limiter: Option<ModelRateLimiter>,
+}
+
 /// Names and devices of the instances a completed configuration asks for:
 /// `count` per group on the CPU, or `count` per listed GPU, named
 /// `<group>_<n>` with n counting within the group and device, as Triton
 /// names them. Passive instances are left out: Triton loads them but never
 /// sends them requests, and this server has nothing else to use them for.
-pub fn instance_placements(config: &ModelConfig) -> Vec<(String, Device)> {
+pub fn instance_placements(config: &ModelConfig) -> Vec<InstancePlacement> {
     let mut placements = Vec::new();
     for group in &config.instance_group {
         if group.passive {
@@ -457,7 +489,11 @@ pub fn instance_placements(config: &ModelConfig) -> Vec<(String, Device)> {
             _ => vec![Device::Cpu],
         };
         for device in devices {
-            placements.extend((0..count).map(|index| (format!("{}_{index}", group.name), device)));
+            placements.extend((0..count).map(|index| InstancePlacement {
+                name: format!("{}_{index}", group.name),
+                device,
+                rate_limiter: group.rate_limiter.clone(),
+            }));
         }
     }
     placements

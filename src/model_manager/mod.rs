@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use crate::backend::{Backend, Device, InstanceSettings, ModelInstance};
+use crate::backend::{Backend, Device, InstanceSettings};
 use crate::classification::{Labels, check_classifiable, classify, requested_classes};
 use crate::directory_fingerprint::DirectoryFingerprint;
 use crate::ensemble::{ENSEMBLE_PLATFORM, EnsemblePlan, StepRequest};
@@ -32,12 +32,13 @@ use crate::model_config::{
 use crate::model_control::{
     LoadOptions, ModelControlMode, RepositoryIndexEntry, StartupModels, UnloadOptions, control_refusal,
 };
+use crate::proto::inference::ModelRateLimiter;
 use crate::proto::inference::model_instance_group::Kind;
 use crate::repository::{
     CONFIG_FILENAME, ModelDirectory, available_versions, config_file, scan_repositories, select_versions,
 };
 use crate::response_cache::{ModelCache, ResponseCache};
-use crate::scheduler::{Executed, RequestOptions, Scheduler, SchedulingPolicy};
+use crate::scheduler::{Executed, RateLimiter, RequestOptions, Scheduler, SchedulerInstance, SchedulingPolicy};
 use crate::sequence::{SequenceBatcher, SequenceRequest, sequence_batching};
 use crate::shared_memory::{SharedMemoryRef, SharedMemoryRegistry};
 use crate::statistics::{ExecutionTimes, FailureReason, ModelStatistics, StatisticsRecorder};
@@ -53,8 +54,8 @@ mod loading;
 mod uploaded_model;
 
 use self::loaded_version::{Execution, LoadedVersion, ModelRecord, VersionRecord};
+pub use self::loading::{InstancePlacement, instance_placements, prepare_config};
 use self::loading::{duplicate_reason, retire};
-pub use self::loading::{instance_placements, prepare_config};
 use self::uploaded_model::UploadedModel;
 
 /// The lifecycle state of one model version, as the repository index
@@ -160,6 +161,10 @@ pub struct ManagerOptions {
     /// Triton's `--model-load-retry-count`: how many more times a version
     /// that failed to load is tried before it is reported as failed.
     pub load_retries: u32,
+    /// The rate limiter of `--rate-limit=execution_count`, which every
+    /// model's instances with a `rate_limiter` share; `None` when rates
+    /// are not limited.
+    pub rate_limiter: Option<Arc<RateLimiter>>,
 }
 
 /// What the metrics endpoint reports of one loaded model version.
@@ -524,6 +529,7 @@ impl ModelManager {
 mod tests {
     use super::loading::on_threads_named;
     use super::*;
+    use crate::backend::ModelInstance;
     use crate::error::ErrorKind;
 
     #[test]
@@ -537,7 +543,9 @@ mod tests {
         .unwrap();
         let placements = instance_placements(&config);
         let expected = [("a_0", Device::Cpu), ("a_1", Device::Cpu), ("g_0", Device::Gpu(0)), ("g_0", Device::Gpu(1))];
-        assert_eq!(placements, expected.map(|(name, device)| (name.to_string(), device)));
+        let placed: Vec<(&str, Device)> =
+            placements.iter().map(|placement| (placement.name.as_str(), placement.device)).collect();
+        assert_eq!(placed, expected);
     }
 
     #[test]

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use super::batch::{merge_inputs, split_outputs, union_of_outputs};
 use super::batcher::{Decision, decide};
 use super::queue::Pending;
+use super::rate_limiter::Grant;
 use super::spin::{BATCH_WAIT_SPIN, INSTANCE_SPIN, spin_until};
-use super::{Executed, Shared, State};
+use super::{Executed, SchedulerInstance, Shared, State};
 use crate::backend::ModelInstance;
 use crate::error::{Error, Result};
 use crate::inference::BatchPosition;
@@ -21,7 +22,12 @@ use crate::trace::Activity;
 use crate::validation::ValidatedRequest;
 
 /// Runs batches until the scheduler closes and the queue is empty.
-pub(super) fn run(shared: &Shared, name: &str, mut instance: Box<dyn ModelInstance>) {
+pub(super) fn run(shared: &Shared, instance: SchedulerInstance) {
+    let SchedulerInstance { name, backend: mut instance, rate_limit } = instance;
+    let name = name.as_str();
+    // The rate limiter's copies, taken once a batch is due and given back
+    // after it ran.
+    let mut grant: Option<Grant<'_>> = None;
     let mut state = shared.lock();
     // After a batch of one request an idle instance may poll for the next
     // request for a moment before it sleeps, and one waiting for a batch to
@@ -39,7 +45,24 @@ pub(super) fn run(shared: &Shared, name: &str, mut instance: Box<dyn ModelInstan
             state = shared.lock();
             continue;
         }
-        match decide(&state.queue, &shared.policy, now, state.closing) {
+        let decision = decide(&state.queue, &shared.policy, now, state.closing);
+        if let (Decision::Dispatch(_), Some(limited), None) = (&decision, &rate_limit, &grant) {
+            // Wait for the turn without the queue, then decide again: the
+            // batch is what is queued when the turn comes.
+            drop(state);
+            grant = Some(limited.acquire());
+            state = shared.lock();
+            continue;
+        }
+        if !matches!(decision, Decision::Dispatch(_)) {
+            // Nothing to run after all: the copies and the place in line
+            // go to the others.
+            drop(grant.take());
+            if let Some(limited) = &rate_limit {
+                limited.leave_line();
+            }
+        }
+        match decision {
             Decision::Dispatch(count) => {
                 let batch = state.queue.take_front(count);
                 let more = !state.queue.is_empty() && state.sleeping_instances > 0;
@@ -51,6 +74,9 @@ pub(super) fn run(shared: &Shared, name: &str, mut instance: Box<dyn ModelInstan
                 may_spin = batch.len() == 1;
                 execute_batch(shared, name, instance.as_mut(), batch);
                 state = shared.lock();
+                if let Some(grant) = grant.take() {
+                    grant.finished(!state.queue.is_empty());
+                }
             }
             Decision::WaitUntil(moment) => {
                 let until = state.queue.next_deadline().map_or(moment, |deadline| deadline.min(moment));

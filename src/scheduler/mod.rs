@@ -17,6 +17,7 @@ mod instance;
 mod ordering;
 mod policy;
 mod queue;
+mod rate_limiter;
 mod spin;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,6 +29,7 @@ use tokio::sync::oneshot;
 
 pub use batch::merge_inputs;
 pub use policy::{DynamicBatching, PriorityLevels, QueuePolicy, SchedulingPolicy, TimeoutAction};
+pub use rate_limiter::{LimitedInstance, RateLimiter, ResourceLimit};
 
 use self::batcher::{Decision, decide};
 use self::ordering::Responder;
@@ -86,6 +88,17 @@ impl Executed {
     pub fn without_running(outputs: Vec<Tensor>) -> Self {
         Self { outputs, position: BatchPosition::ALONE, times: ExecutionTimes::default() }
     }
+}
+
+/// One execution instance that a scheduler feeds.
+pub struct SchedulerInstance {
+    /// Its name, `<group>_<n>`; its thread is named after it.
+    pub name: String,
+    /// The backend instance that runs its batches.
+    pub backend: Box<dyn ModelInstance>,
+    /// Its registration with the rate limiter, when the server limits rates
+    /// and its group has a `rate_limiter`.
+    pub rate_limit: Option<LimitedInstance>,
 }
 
 /// Where an instance sends a request's answer.
@@ -180,7 +193,7 @@ impl Scheduler {
     pub fn start(
         label: &str,
         policy: SchedulingPolicy,
-        instances: Vec<(String, Box<dyn ModelInstance>)>,
+        instances: Vec<SchedulerInstance>,
         statistics: Arc<StatisticsRecorder>,
     ) -> Result<Self> {
         let preserve_ordering = policy.preserve_ordering;
@@ -203,12 +216,11 @@ impl Scheduler {
         // ends the threads started before.
         let instance_count = instances.len();
         let scheduler = Self { shared, next_id: AtomicU64::new(0), threads: Mutex::new(Vec::new()), instance_count };
-        for (name, backend_instance) in instances {
+        for instance in instances {
             let shared = Arc::clone(&scheduler.shared);
-            let thread_name = name.clone();
             let thread = thread::Builder::new()
-                .name(thread_name)
-                .spawn(move || instance::run(&shared, &name, backend_instance))
+                .name(instance.name.clone())
+                .spawn(move || instance::run(&shared, instance))
                 .map_err(|error| Error::internal(format!("{label}: cannot start an instance thread: {error}")))?;
             scheduler.lock_threads().push(thread);
         }
@@ -461,8 +473,11 @@ mod tests {
 
     fn start(policy: SchedulingPolicy, instances: Vec<Box<dyn ModelInstance>>) -> (Scheduler, Arc<StatisticsRecorder>) {
         let statistics = Arc::new(StatisticsRecorder::new("m", 1));
-        let named =
-            instances.into_iter().enumerate().map(|(index, instance)| (format!("m_{index}"), instance)).collect();
+        let named = instances
+            .into_iter()
+            .enumerate()
+            .map(|(index, backend)| SchedulerInstance { name: format!("m_{index}"), backend, rate_limit: None })
+            .collect();
         (Scheduler::start("model 'm' version 1", policy, named, Arc::clone(&statistics)).unwrap(), statistics)
     }
 

@@ -22,11 +22,11 @@ def test_binary_linked_as_tritonserver(launch_server, tmp_path):
 
 
 def test_unknown_triton_flags_only_warn(launch_server):
-    flags = ["--model-load-thread-count=2", "--pinned-memory-pool-byte-size=0", "--rate-limit", "off"]
+    flags = ["--model-load-thread-count=2", "--pinned-memory-pool-byte-size=0", "--buffer-manager-thread-count", "4"]
     server = launch_server(EXAMPLE_MODELS, extra=flags)
     with server.client() as client:
         assert_simple_works(client)
-    for shown in ["--model-load-thread-count=2", "--pinned-memory-pool-byte-size=0", "--rate-limit off"]:
+    for shown in ["--model-load-thread-count=2", "--pinned-memory-pool-byte-size=0", "--buffer-manager-thread-count 4"]:
         assert server.wait_for_line(f"^W.*ignoring unsupported tritonserver flag {shown}", timeout=1)
     assert server.stop() == 0
 
