@@ -10,7 +10,7 @@ use clap::builder::BoolishValueParser;
 use clap::parser::ValueSource;
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 
-use crate::grpc::GrpcTls;
+use crate::grpc::{GrpcTls, ResponseCompression};
 use crate::logging::LogFormat;
 use crate::model_control::ModelControlMode;
 use crate::platform::{SAGEMAKER_MODEL_DIRECTORY, VertexSettings};
@@ -81,6 +81,12 @@ pub struct Args {
     /// (0: as long as they take).
     #[arg(long, default_value_t = 0, value_name = "MS")]
     pub grpc_max_connection_age_grace: u64,
+
+    /// How gRPC inference answers are compressed: `none` (the default),
+    /// `low` (gzip), `medium` or `high` (deflate where the client accepts
+    /// it, else gzip), as in Triton; other calls' answers never are.
+    #[arg(long, value_name = "LEVEL", default_value = "none", value_parser = ResponseCompression::from_name)]
+    pub grpc_infer_response_compression_level: ResponseCompression,
 
     /// Port of the HTTP/REST service (0 picks a free one).
     #[arg(long, env = "TRITONRS_HTTP_PORT", default_value_t = 8000, value_name = "PORT")]

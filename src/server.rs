@@ -157,6 +157,7 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
             max_connection_age_grace: milliseconds(args.grpc_max_connection_age_grace),
             restrictions: grpc_restrictions,
             tls: grpc_tls,
+            response_compression: args.grpc_infer_response_compression_level,
         };
         let (manager, identity, stopped) = (Arc::clone(&manager), identity.clone(), stopped.clone());
         let (logging, tracer) = (Arc::clone(&logging), Arc::clone(&tracer));

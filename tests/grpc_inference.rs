@@ -110,6 +110,35 @@ async fn infer_returns_sums_and_differences() {
 }
 
 #[tokio::test]
+async fn inference_answers_are_compressed_at_the_level_asked_for() {
+    use tonic::codec::CompressionEncoding::{Deflate, Gzip};
+    let encoding_of = |metadata: &tonic::metadata::MetadataMap| {
+        metadata.get("grpc-encoding").map(|value| value.to_str().unwrap().to_string())
+    };
+    for (level, accepted, expected) in [
+        ("none", &[Gzip, Deflate][..], None),
+        ("low", &[Deflate, Gzip][..], Some("gzip")),
+        ("high", &[Deflate, Gzip][..], Some("deflate")),
+        ("high", &[Gzip][..], Some("gzip")),
+    ] {
+        let server = TestServer::start_ready(&[&format!("--grpc-infer-response-compression-level={level}")]).await;
+        let mut client = server.client().await;
+        for encoding in accepted {
+            client = client.accept_compressed(*encoding);
+        }
+        let response = client.model_infer(simple_request(4)).await.unwrap();
+        assert_eq!(encoding_of(response.metadata()).as_deref(), expected, "level {level}, accepting {accepted:?}");
+        assert_simple_response(response.get_ref(), 4);
+        // As in Triton, only inference answers are compressed.
+        let metadata = ModelMetadataRequest { name: "simple".into(), version: String::new() };
+        let response = client.model_metadata(metadata).await.unwrap();
+        assert_eq!(encoding_of(response.metadata()), None, "level {level}");
+        assert_eq!(response.get_ref().name, "simple");
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
 async fn typed_contents_and_bytes_tensors() {
     let server = TestServer::start_ready(&[]).await;
     let mut client = server.client().await;

@@ -5,6 +5,7 @@ mod answer_pacing;
 mod codec;
 mod health_service;
 mod inference_service;
+mod response_compression;
 mod restricted;
 mod trace_timing;
 
@@ -19,6 +20,7 @@ use tower::ServiceBuilder;
 
 pub use health_service::HealthService;
 pub use inference_service::InferenceService;
+pub use response_compression::ResponseCompression;
 
 use crate::identity::ServerIdentity;
 use crate::logging::LogControl;
@@ -77,6 +79,9 @@ pub struct GrpcSettings {
     /// TLS (`--grpc-use-ssl`, `--grpc-use-ssl-mutual`), checked by
     /// [`GrpcTls::config`]; `None`: plain HTTP/2.
     pub tls: Option<ServerTlsConfig>,
+    /// How inference answers are compressed
+    /// (`--grpc-infer-response-compression-level`).
+    pub response_compression: ResponseCompression,
 }
 
 /// Serves gRPC on `listener` until `shutdown` fires, then stops taking
@@ -93,10 +98,11 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     // Triton accepts messages of any size; tensors of hundreds of megabytes
     // are normal. Compressed requests are accepted (tritonclient's
-    // `compression_algorithm`); responses go uncompressed, as Triton sends
-    // them by default, since compressing tensors costs more than it saves on
-    // the networks servers run on.
-    let inference = GrpcInferenceServiceServer::new(InferenceService::new(
+    // `compression_algorithm`); responses go uncompressed unless the
+    // compression level asks otherwise, as Triton sends them by default,
+    // since compressing tensors costs more than it saves on the networks
+    // servers run on.
+    let mut inference = GrpcInferenceServiceServer::new(InferenceService::new(
         Arc::clone(&manager),
         identity,
         logging,
@@ -107,6 +113,9 @@ pub async fn serve(
     .max_encoding_message_size(usize::MAX)
     .accept_compressed(CompressionEncoding::Gzip)
     .accept_compressed(CompressionEncoding::Deflate);
+    for encoding in settings.response_compression.encodings() {
+        inference = inference.send_compressed(*encoding);
+    }
     let health = HealthServer::new(HealthService::new(manager, shutdown.clone()));
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
@@ -125,6 +134,7 @@ pub async fn serve(
     // Traced calls: when each arrived, and when its response went out.
     let trace_timing = ServiceBuilder::new()
         .map_request(move |request| trace_timing::note_arrival(&tracer, request))
+        .map_request(response_compression::only_inference_compressed(settings.response_compression))
         .map_response(trace_timing::stamp_sending);
     let mut builder = Server::builder();
     if let Some(config) = settings.tls {

@@ -11,6 +11,7 @@ import pytest
 
 from model_requests import check_simple_result, collect_into, default_wire, simple_data, simple_inputs
 from protocols import GRPC, HTTP, Wire, as_numpy
+from server_process import EXAMPLE_MODELS
 
 DEFAULT_HTTP_LIMIT = 64 * 1024 * 1024
 
@@ -86,3 +87,24 @@ def test_64_mb_tensor_round_trips(client, protocol):
     assert output.shape == (1, count)
     np.testing.assert_array_equal(output, data)
     assert elapsed < 60, f"a {data.nbytes / 2**20:.0f} MiB round trip took {elapsed:.1f} s"
+
+
+@pytest.mark.parametrize("level", ["low", "medium", "high"])
+def test_compressed_grpc_answers_decode_in_tritonclient(launch_server, level):
+    # The server compresses inference answers in an encoding gRPC's Python
+    # client accepts (gzip or deflate by level); the client must read them
+    # as it reads plain ones, unary and streamed.
+    server = launch_server(EXAMPLE_MODELS, extra=[f"--grpc-infer-response-compression-level={level}"])
+    with server.client("grpc") as grpc_client:
+        a, b = simple_data(8, seed=41)
+        check_simple_result(grpc_client.infer("simple", simple_inputs(a, b)), a, b)
+        answers = queue.Queue()
+        grpc_client.start_stream(callback=collect_into(answers), stream_timeout=30)
+        try:
+            grpc_client.async_stream_infer("simple", simple_inputs(a, b), request_id="s")
+            result, error = answers.get(timeout=20)
+        finally:
+            grpc_client.stop_stream()
+        assert error is None, error
+        check_simple_result(result, a, b)
+        assert grpc_client.get_model_metadata("simple").name == "simple"
