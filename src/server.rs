@@ -15,7 +15,7 @@ use crate::grpc::{self, GrpcSettings};
 use crate::http::{self, AppState, HttpSettings};
 use crate::identity::ServerIdentity;
 use crate::logging::LogControl;
-use crate::metrics::{self, MetricsSettings};
+use crate::metrics::{self, LatencyMetricsConfig, MetricsSettings};
 use crate::model_config::AutocompleteOptions;
 use crate::model_control::{ModelControlMode, StartupModels};
 use crate::model_manager::{ManagerOptions, ModelManager};
@@ -77,6 +77,18 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let latency_metrics = match LatencyMetricsConfig::from_settings(&args.metrics_config) {
+        Ok((config, warnings)) => {
+            for warning in warnings {
+                tracing::warn!("{warning}");
+            }
+            config
+        }
+        Err(reason) => {
+            tracing::error!("{reason}");
+            return ExitCode::FAILURE;
+        }
+    };
     let (rate_limiter, rate_limit_warning) = args.rate_limiter();
     if let Some(warning) = rate_limit_warning {
         tracing::warn!("{warning}");
@@ -94,6 +106,7 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
         response_cache,
         load_retries: args.model_load_retry_count,
         rate_limiter,
+        latency_distributions: latency_metrics.distributions(),
     };
     if args.model_control_mode != ModelControlMode::Explicit && !args.load_model.is_empty() {
         tracing::warn!("ignoring --load-model: it only applies with --model-control-mode=explicit");
@@ -223,6 +236,7 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
         tracing::info!("Started Metrics Service at {}", local_address(&listener));
         let settings = MetricsSettings {
             cpu_interval: args.allow_cpu_metrics.then(|| Duration::from_millis(args.metrics_interval_ms)),
+            latency: latency_metrics,
         };
         let (manager, stopped) = (Arc::clone(&manager), stopped.clone());
         endpoints.push(tokio::spawn(async move {

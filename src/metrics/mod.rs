@@ -4,6 +4,7 @@
 
 mod cpu;
 mod exposition;
+mod latency_config;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use tokio::net::TcpListener;
 
 pub use cpu::{CpuUtilization, MemoryUsage, memory_usage};
 pub use exposition::{CpuMetrics, render};
+pub use latency_config::LatencyMetricsConfig;
 
 use crate::model_manager::ModelManager;
 use crate::shutdown::ShutdownSignal;
@@ -25,11 +27,13 @@ use crate::shutdown::ShutdownSignal;
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Settings of the metrics endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MetricsSettings {
     /// How often the CPU utilization is sampled (`--metrics-interval-ms`);
     /// `None` turns the CPU metrics off (`--allow-cpu-metrics=false`).
     pub cpu_interval: Option<Duration>,
+    /// Which latency metrics to report (`--metrics-config`).
+    pub latency: LatencyMetricsConfig,
 }
 
 /// What the handler reads.
@@ -37,17 +41,19 @@ pub struct MetricsSettings {
 struct MetricsState {
     manager: Arc<ModelManager>,
     cpu: Option<Arc<CpuUtilization>>,
+    latency: Arc<LatencyMetricsConfig>,
 }
 
 /// The routes: `/metrics`, and a plain 404 for anything else.
 /// `cpu` is the sampled utilization when the CPU metrics are on.
-pub fn router(manager: Arc<ModelManager>, cpu: Option<Arc<CpuUtilization>>) -> Router {
-    Router::new().route("/metrics", get(metrics)).fallback(not_found).with_state(MetricsState { manager, cpu })
+pub fn router(manager: Arc<ModelManager>, cpu: Option<Arc<CpuUtilization>>, latency: LatencyMetricsConfig) -> Router {
+    let state = MetricsState { manager, cpu, latency: Arc::new(latency) };
+    Router::new().route("/metrics", get(metrics)).fallback(not_found).with_state(state)
 }
 
 async fn metrics(State(state): State<MetricsState>) -> impl IntoResponse {
     let cpu = state.cpu.as_ref().map(|cpu| CpuMetrics { utilization: cpu.latest(), memory: memory_usage() });
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], render(&state.manager.metrics(), cpu.as_ref()))
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], render(&state.manager.metrics(), cpu.as_ref(), &state.latency))
 }
 
 async fn not_found(request: Request) -> impl IntoResponse {
@@ -71,5 +77,5 @@ pub async fn serve(
         }
         sampler
     });
-    axum::serve(listener, router(manager, cpu)).with_graceful_shutdown(shutdown.fired()).await
+    axum::serve(listener, router(manager, cpu, settings.latency)).with_graceful_shutdown(shutdown.fired()).await
 }

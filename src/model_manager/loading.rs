@@ -220,7 +220,11 @@ impl ModelManager {
         let files = DirectoryFingerprint::of_version(model_dir, version);
         let io = ModelIo::from_config(config);
         let labels = Labels::load(config, model_dir)?;
-        let statistics = Arc::new(StatisticsRecorder::new(&config.name, version));
+        let statistics = Arc::new(StatisticsRecorder::observing(
+            &config.name,
+            version,
+            &latency_observations(config, self.options.latency_distributions),
+        ));
         let label = format!("model '{}' version {version}", config.name);
         let execution = if config.platform == ENSEMBLE_PLATFORM {
             Execution::Ensemble(self.plan_ensemble(config)?)
@@ -458,6 +462,34 @@ pub(super) fn on_threads_named<T: Send>(jobs: Vec<(String, impl FnOnce() -> Resu
             })
             .collect()
     })
+}
+
+use crate::proto::inference::model_metrics::metric_control::MetricOptions;
+
+/// The family of the first-response histogram, by which `model_metrics`
+/// names it.
+const FIRST_RESPONSE_FAMILY: &str = "nv_inference_first_response_histogram_ms";
+
+/// The latency distributions a model version keeps: those the server asks
+/// for, the first-response histogram with the bucket bounds the model's
+/// `model_metrics` gives it, as in Triton.
+fn latency_observations(config: &ModelConfig, distributions: LatencyDistributions) -> LatencyObservations {
+    let mut bounds = FIRST_RESPONSE_BOUNDS.to_vec();
+    for control in config.model_metrics.iter().flat_map(|metrics| &metrics.metric_control) {
+        let family = control.metric_identifier.as_ref().map_or("", |identifier| identifier.family.as_str());
+        match (family == FIRST_RESPONSE_FAMILY, &control.metric_options) {
+            (true, Some(MetricOptions::HistogramOptions(options))) => bounds = options.buckets.clone(),
+            (true, None) => {}
+            (false, _) => tracing::warn!(
+                model = %config.name,
+                "metric family '{family}' in model_metrics is not a metric whose buckets can be set"
+            ),
+        }
+    }
+    LatencyObservations {
+        summaries: distributions.summaries,
+        first_response_bounds: distributions.first_response_histogram.then_some(bounds),
+    }
 }
 
 /// One instance that a configuration asks for.

@@ -41,7 +41,10 @@ use crate::response_cache::{ModelCache, ResponseCache};
 use crate::scheduler::{Executed, RateLimiter, RequestOptions, Scheduler, SchedulerInstance, SchedulingPolicy};
 use crate::sequence::{SequenceBatcher, SequenceRequest, sequence_batching};
 use crate::shared_memory::{SharedMemoryRef, SharedMemoryRegistry};
-use crate::statistics::{ExecutionTimes, FailureReason, ModelStatistics, StatisticsRecorder};
+use crate::statistics::{
+    ExecutionTimes, FIRST_RESPONSE_BOUNDS, FailureReason, LatencyDistributions, LatencyObservations, LatencySnapshot,
+    ModelStatistics, StatisticsRecorder,
+};
 use crate::tensor::{DataType, Tensor};
 use crate::trace::{Activity, RequestTrace, TensorActivity};
 use crate::validation::{ModelIo, ValidatedRequest};
@@ -165,13 +168,18 @@ pub struct ManagerOptions {
     /// model's instances with a `rate_limiter` share; `None` when rates
     /// are not limited.
     pub rate_limiter: Option<Arc<RateLimiter>>,
+    /// The latency distributions each model version keeps for the metrics
+    /// (`--metrics-config summary_latencies`, `histogram_latencies`).
+    pub latency_distributions: LatencyDistributions,
 }
 
 /// What the metrics endpoint reports of one loaded model version.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct VersionMetrics {
     /// Its statistics so far.
     pub statistics: ModelStatistics,
+    /// Its latency distributions, where the server keeps them.
+    pub latency: Option<LatencySnapshot>,
     /// Requests waiting in its queue now.
     pub pending_requests: usize,
     /// How long it took to load.
@@ -400,6 +408,7 @@ impl ModelManager {
             .flat_map(|record| record.versions.values().filter_map(|version| version.loaded.as_ref()))
             .map(|loaded| VersionMetrics {
                 statistics: loaded.statistics.snapshot(),
+                latency: loaded.statistics.latency_snapshot(),
                 pending_requests: loaded.pending_requests(),
                 load_duration: loaded.load_duration,
                 caches_responses: loaded.response_cache.is_some(),

@@ -8,6 +8,7 @@ import time
 import urllib.error
 import urllib.request
 
+import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -126,3 +127,64 @@ def test_allow_metrics_false_serves_no_metrics(launch_server):
     server = launch_server("tests/model_repository", extra=["--allow-metrics=false"])
     assert not any("Metrics Service" in line for line in server.lines)
     assert "metrics" not in server.ports
+
+
+def scrape_samples(metrics_url):
+    """({family name: type}, {(sample name, frozenset of labels): value})."""
+    with urllib.request.urlopen(f"http://{metrics_url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    kinds, samples = {}, {}
+    for family in text_string_to_metric_families(text):
+        kinds[family.name] = family.type
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return kinds, samples
+
+
+def test_metrics_config_trades_latency_counters_for_summaries_and_a_histogram(launch_server):
+    server = launch_server(
+        "tests/model_repository",
+        extra=[
+            "--metrics-config=counter_latencies=false",
+            "--metrics-config=summary_latencies=true",
+            "--metrics-config",
+            "summary_quantiles=0.5:0.05,0.99:0.001",
+            "--metrics-config=histogram_latencies=true",
+        ],
+    )
+    requests = 6
+    with server.client() as client:
+        for n in range(requests):
+            wire = default_wire(client)
+            client.infer("identity_fp32", [wire.input("INPUT0", np.full((1, 4), n, dtype=np.float32))])
+    kinds, samples = scrape_samples(server.metrics_url)
+    model = {"model": "identity_fp32", "version": "1"}
+
+    def sample(name, **labels):
+        return samples[(name, frozenset({**model, **labels}.items()))]
+
+    # Counters of requests stay; latency counters go.
+    assert kinds["nv_inference_request_success"] == "counter"
+    # (The parser names counter samples with a `_total` suffix.)
+    assert sample("nv_inference_request_success_total") == requests
+    assert not {name for name in kinds if name.endswith("_duration_us")}
+    for family in ("request", "queue", "compute_input", "compute_infer", "compute_output"):
+        name = f"nv_inference_{family}_summary_us"
+        assert kinds[name] == "summary", name
+        assert sample(f"{name}_count") == requests, name
+        assert sample(f"{name}_sum") >= 0, name
+    request = "nv_inference_request_summary_us"
+    median, slowest = sample(request, quantile="0.5"), sample(request, quantile="0.99")
+    # Every request took some microseconds; the quantiles are among them.
+    assert 0 < median <= slowest <= sample(f"{request}_sum"), (median, slowest)
+    histogram = "nv_inference_first_response_histogram_ms"
+    assert kinds[histogram] == "histogram"
+    assert sample(f"{histogram}_bucket", le="+Inf") == requests
+    assert sample(f"{histogram}_bucket", le="100") == requests
+    assert sample(f"{histogram}_count") == requests
+
+
+def test_a_malformed_metrics_config_stops_the_start(launch_server):
+    server = launch_server("tests/model_repository", extra=["--metrics-config=summary_latencies"], wait="nothing")
+    assert server.wait_exit(timeout=30) != 0
+    assert any("--metrics-config takes <setting>=<value>" in line for line in server.lines), server.lines

@@ -2,9 +2,15 @@
 //! Triton's statistics extension (which `perf_analyzer` reads to split
 //! latency into queue and compute time).
 
+mod latency_summary;
+mod response_histogram;
+
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub use latency_summary::{LatencySummary, SummarySnapshot};
+pub use response_histogram::{DEFAULT_BOUNDS as FIRST_RESPONSE_BOUNDS, ResponseHistogram};
 
 /// A count and the total time those events took.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -131,16 +137,122 @@ impl std::iter::Sum for ExecutionTimes {
     }
 }
 
+/// Which latency distributions the server's model versions keep
+/// (Triton's `summary_latencies` and `histogram_latencies`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LatencyDistributions {
+    /// Summaries of request, queue, compute and cache times.
+    pub summaries: bool,
+    /// The first-response histogram.
+    pub first_response_histogram: bool,
+}
+
+/// Which latency distributions a recorder keeps beside its counters, for
+/// the summary and histogram metrics.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LatencyObservations {
+    /// Summaries of request, queue, compute and cache times.
+    pub summaries: bool,
+    /// The bucket bounds of the first-response histogram, when it is kept.
+    pub first_response_bounds: Option<Vec<f64>>,
+}
+
+/// One summary per latency that Triton summarises.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Summaries<T> {
+    /// From arrival to answer.
+    pub request: T,
+    /// Waiting in the scheduler's queue.
+    pub queue: T,
+    /// Preparing inputs.
+    pub compute_input: T,
+    /// Running the model.
+    pub compute_infer: T,
+    /// Extracting outputs.
+    pub compute_output: T,
+    /// Taking an answer from the response cache.
+    pub cache_hit: T,
+    /// Looking in the response cache in vain and storing the answer.
+    pub cache_miss: T,
+}
+
+/// The latency distributions of one model version at one moment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LatencySnapshot {
+    /// The summaries, when kept.
+    pub summaries: Option<Summaries<SummarySnapshot>>,
+    /// The first-response histogram, when kept.
+    pub first_response: Option<ResponseHistogram>,
+}
+
+#[derive(Debug, Default)]
+struct LatencyRecorders {
+    summaries: Option<Summaries<LatencySummary>>,
+    first_response: Option<ResponseHistogram>,
+}
+
+impl LatencyRecorders {
+    fn observe_response(&mut self, total: Duration) {
+        if let Some(histogram) = &mut self.first_response {
+            histogram.observe(u64::try_from(total.as_millis()).unwrap_or(u64::MAX));
+        }
+    }
+}
+
+/// Whole microseconds, as Triton observes its latencies.
+fn whole_micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
 /// The live statistics of one model version.
 #[derive(Debug)]
 pub struct StatisticsRecorder {
     inner: Mutex<ModelStatistics>,
+    /// `None` unless summaries or histograms are on, so that recording
+    /// costs nothing more by default.
+    latency: Option<Mutex<LatencyRecorders>>,
 }
 
 impl StatisticsRecorder {
     /// Empty statistics for a model version.
     pub fn new(name: &str, version: i64) -> Self {
-        Self { inner: Mutex::new(ModelStatistics { name: name.to_string(), version, ..Default::default() }) }
+        Self::observing(name, version, &LatencyObservations::default())
+    }
+
+    /// Empty statistics for a model version that also keep the latency
+    /// distributions `observations` asks for.
+    pub fn observing(name: &str, version: i64, observations: &LatencyObservations) -> Self {
+        let recorders = LatencyRecorders {
+            summaries: observations.summaries.then(Summaries::default),
+            first_response: observations.first_response_bounds.clone().map(ResponseHistogram::new),
+        };
+        let keeps_any = recorders.summaries.is_some() || recorders.first_response.is_some();
+        Self {
+            inner: Mutex::new(ModelStatistics { name: name.to_string(), version, ..Default::default() }),
+            latency: keeps_any.then(|| Mutex::new(recorders)),
+        }
+    }
+
+    fn observe(&self, change: impl FnOnce(&mut LatencyRecorders)) {
+        if let Some(latency) = &self.latency {
+            change(&mut latency.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        }
+    }
+
+    /// The latency distributions, when any are kept.
+    pub fn latency_snapshot(&self) -> Option<LatencySnapshot> {
+        let latency = self.latency.as_ref()?.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let now = Instant::now();
+        let summaries = latency.summaries.as_ref().map(|summaries| Summaries {
+            request: summaries.request.snapshot(now),
+            queue: summaries.queue.snapshot(now),
+            compute_input: summaries.compute_input.snapshot(now),
+            compute_infer: summaries.compute_infer.snapshot(now),
+            compute_output: summaries.compute_output.snapshot(now),
+            cache_hit: summaries.cache_hit.snapshot(now),
+            cache_miss: summaries.cache_miss.snapshot(now),
+        });
+        Some(LatencySnapshot { summaries, first_response: latency.first_response.clone() })
     }
 
     fn update(&self, change: impl FnOnce(&mut ModelStatistics)) {
@@ -178,6 +290,19 @@ impl StatisticsRecorder {
             stats.compute_infer.add(requests, times.infer * requests as u32);
             stats.compute_output.add(requests, times.output * requests as u32);
         });
+        self.observe(|latency| {
+            let now = Instant::now();
+            if let Some(summaries) = &mut latency.summaries {
+                for (&queued, &total) in queue_times.iter().zip(totals) {
+                    summaries.request.observe(whole_micros(total), now);
+                    summaries.queue.observe(whole_micros(queued), now);
+                    summaries.compute_input.observe(whole_micros(times.input), now);
+                    summaries.compute_infer.observe(whole_micros(times.infer), now);
+                    summaries.compute_output.observe(whole_micros(times.output), now);
+                }
+            }
+            totals.iter().for_each(|&total| latency.observe_response(total));
+        });
     }
 
     /// Records a request answered from the response cache: `total` from
@@ -193,6 +318,14 @@ impl StatisticsRecorder {
             stats.queue.add(1, Duration::ZERO);
             stats.cache_hit.add(1, lookup);
         });
+        self.observe(|latency| {
+            if let Some(summaries) = &mut latency.summaries {
+                let now = Instant::now();
+                summaries.queue.observe(0, now);
+                summaries.cache_hit.observe(whole_micros(lookup), now);
+            }
+            latency.observe_response(total);
+        });
     }
 
     /// Records a successful request that missed the response cache and
@@ -204,6 +337,11 @@ impl StatisticsRecorder {
             let stats = &mut statistics.inference_stats;
             stats.success.add(0, elapsed);
             stats.cache_miss.add(1, elapsed);
+        });
+        self.observe(|latency| {
+            if let Some(summaries) = &mut latency.summaries {
+                summaries.cache_miss.observe(whole_micros(elapsed), Instant::now());
+            }
         });
     }
 
@@ -252,6 +390,32 @@ mod tests {
         assert_eq!(snapshot.failures, FailureCounts { rejected: 0, canceled: 1, backend: 1, other: 0 });
         assert_eq!(snapshot.batch_stats[&5].compute_infer, Duration64 { count: 1, ns: 10_000_000 });
         assert_eq!(snapshot.batch_stats.keys().copied().collect::<Vec<_>>(), vec![1, 5]);
+    }
+
+    #[test]
+    fn latency_distributions_are_kept_only_when_asked_for() {
+        let us = Duration::from_micros;
+        let times = ExecutionTimes { input: us(1), infer: us(10), output: us(2) };
+        let plain = StatisticsRecorder::new("m", 1);
+        plain.record_execution(2, times, &[us(3), us(4)], &[us(20), us(21)]);
+        assert!(plain.latency_snapshot().is_none());
+
+        let observations = LatencyObservations { summaries: true, first_response_bounds: Some(vec![1.0, 10.0]) };
+        let recorder = StatisticsRecorder::observing("m", 1, &observations);
+        recorder.record_execution(2, times, &[us(3), us(4)], &[us(20), Duration::from_millis(5)]);
+        recorder.record_cache_hit(us(6), us(5));
+        recorder.record_cache_miss(us(7));
+        let snapshot = recorder.latency_snapshot().unwrap();
+        let summaries = snapshot.summaries.unwrap();
+        assert_eq!((summaries.request.count, summaries.request.sum), (2, 5020));
+        assert_eq!(summaries.request.quantile(0.5), Some(20.0));
+        // A cache hit waits in no queue.
+        assert_eq!((summaries.queue.count, summaries.queue.sum), (3, 7));
+        assert_eq!((summaries.compute_infer.count, summaries.compute_infer.sum), (2, 20));
+        assert_eq!((summaries.cache_hit.count, summaries.cache_miss.sum), (1, 7));
+        // Two answers under a millisecond, one of 5 ms.
+        let histogram = snapshot.first_response.unwrap();
+        assert_eq!(histogram.cumulative(), vec![(Some(1.0), 2), (Some(10.0), 3), (None, 3)]);
     }
 
     #[test]
