@@ -38,6 +38,12 @@ pub struct Args {
     #[arg(long, default_value = "0.0.0.0", value_name = "ADDRESS")]
     pub grpc_address: IpAddr,
 
+    /// Let other processes listen on the gRPC port too (SO_REUSEPORT), so
+    /// that several servers share it and the kernel spreads connections.
+    #[arg(long, default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub reuse_grpc_port: bool,
+
     /// Serve gRPC over TLS, with --grpc-server-cert and --grpc-server-key.
     #[arg(long, default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set,
           num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
@@ -95,6 +101,11 @@ pub struct Args {
     /// Address the HTTP/REST service listens on.
     #[arg(long, default_value = "0.0.0.0", value_name = "ADDRESS")]
     pub http_address: IpAddr,
+
+    /// Let other processes listen on the HTTP port too (SO_REUSEPORT).
+    #[arg(long, default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub reuse_http_port: bool,
 
     /// Largest HTTP request JSON, raw binary body or decompressed body
     /// accepted, in bytes (larger ones get 413); binary tensor data after

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 use crate::backend::Backend;
 use crate::backend::onnxruntime::OnnxRuntimeBackend;
@@ -153,7 +153,8 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
     let identity = ServerIdentity::new(&args.id, args.allow_client_shm);
     let mut endpoints = Vec::new();
     if args.allow_grpc {
-        let Some(listener) = listen("gRPC", SocketAddr::new(args.grpc_address, args.grpc_port)).await else {
+        let Some(listener) = listen("gRPC", SocketAddr::new(args.grpc_address, args.grpc_port), args.reuse_grpc_port)
+        else {
             return ExitCode::FAILURE;
         };
         tracing::info!("Started GRPCInferenceService at {}", local_address(&listener));
@@ -196,7 +197,7 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
             }
         };
         let address = SocketAddr::new(args.http_address, args.sagemaker_port);
-        let Some(listener) = listen("SageMaker", address).await else {
+        let Some(listener) = listen("SageMaker", address, false) else {
             return ExitCode::FAILURE;
         };
         tracing::info!("Started Sagemaker HTTPService at {}", local_address(&listener));
@@ -215,7 +216,8 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
         }));
     }
     if args.allow_http {
-        let Some(listener) = listen("HTTP", SocketAddr::new(args.http_address, args.http_port)).await else {
+        let Some(listener) = listen("HTTP", SocketAddr::new(args.http_address, args.http_port), args.reuse_http_port)
+        else {
             return ExitCode::FAILURE;
         };
         tracing::info!("Started HTTPService at {}", local_address(&listener));
@@ -230,7 +232,7 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
     }
     if args.allow_metrics {
         let address = SocketAddr::new(args.metrics_listen_address(), args.metrics_port);
-        let Some(listener) = listen("metrics", address).await else {
+        let Some(listener) = listen("metrics", address, false) else {
             return ExitCode::FAILURE;
         };
         tracing::info!("Started Metrics Service at {}", local_address(&listener));
@@ -320,9 +322,22 @@ fn follow_repository(manager: &Arc<ModelManager>, seconds: u64, stopped: Shutdow
     });
 }
 
-/// Binds an endpoint's listener; the error is logged.
-async fn listen(protocol: &str, address: SocketAddr) -> Option<TcpListener> {
-    match TcpListener::bind(address).await {
+/// Binds an endpoint's listener, with SO_REUSEPORT when `reuse_port`
+/// (Triton's `--reuse-http-port`, `--reuse-grpc-port`); the error is
+/// logged.
+fn listen(protocol: &str, address: SocketAddr, reuse_port: bool) -> Option<TcpListener> {
+    let bound = (|| {
+        let socket = if address.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        // As tokio's own `TcpListener::bind`: a restarted server can bind
+        // while connections of the last one linger in TIME_WAIT.
+        socket.set_reuseaddr(true)?;
+        if reuse_port {
+            socket.set_reuseport(true)?;
+        }
+        socket.bind(address)?;
+        socket.listen(LISTEN_BACKLOG)
+    })();
+    match bound {
         Ok(listener) => Some(listener),
         Err(error) => {
             tracing::error!("cannot listen for {protocol} on {address}: {error}");
@@ -330,6 +345,10 @@ async fn listen(protocol: &str, address: SocketAddr) -> Option<TcpListener> {
         }
     }
 }
+
+/// Connections the kernel queues for an endpoint before it accepts them,
+/// as many as tokio's `TcpListener::bind` allows.
+const LISTEN_BACKLOG: u32 = 1024;
 
 fn local_address(listener: &TcpListener) -> String {
     listener.local_addr().map_or_else(|error| format!("an unknown address ({error})"), |address| address.to_string())

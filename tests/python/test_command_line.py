@@ -2,12 +2,13 @@
 
 import os
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from model_requests import assert_simple_works
-from server_process import EXAMPLE_MODELS, REPO_ROOT, binary_path
+from server_process import EXAMPLE_MODELS, REPO_ROOT, ServerProcess, binary_path, start_server
 
 
 def test_binary_linked_as_tritonserver(launch_server, tmp_path):
@@ -65,3 +66,52 @@ def test_unreadable_repository_exits_with_failure(launch_server, tmp_path):
     server = launch_server(tmp_path / "does-not-exist", wait="nothing")
     assert server.wait_exit(timeout=30) != 0
     assert "does-not-exist" in server.log
+
+
+def shared_port_args(http_port, grpc_port, reuse):
+    """Flags for a server on given HTTP and gRPC ports (0: any free one)."""
+    args = [f"--model-repository={EXAMPLE_MODELS}", "--grpc-address=127.0.0.1", "--http-address=127.0.0.1"]
+    args += [f"--http-port={http_port}", f"--grpc-port={grpc_port}"]
+    args += ["--metrics-address=127.0.0.1", "--metrics-port=0"]
+    if reuse:
+        args += ["--reuse-http-port=true", "--reuse-grpc-port"]
+    return args
+
+
+def successes(server):
+    """simple's nv_inference_request_success on the server's own metrics port."""
+    with urllib.request.urlopen(f"http://{server.metrics_url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    line = 'nv_inference_request_success{model="simple",version="1"} '
+    return int(next(row for row in text.splitlines() if row.startswith(line)).split()[-1])
+
+
+def test_reuse_port_lets_two_servers_share_their_ports():
+    first = start_server(shared_port_args(0, 0, reuse=True))
+    try:
+        second = start_server(shared_port_args(first.ports["http"], first.ports["grpc"], reuse=True))
+        try:
+            assert (second.ports["http"], second.ports["grpc"]) == (first.ports["http"], first.ports["grpc"])
+            # Each new connection goes to one of the two: over 40 of them,
+            # both get some (the chance that one gets none is 2^-39).
+            for protocol in ("http", "grpc"):
+                for _ in range(20):
+                    with first.client(protocol) as client:
+                        assert_simple_works(client)
+            counts = successes(first), successes(second)
+            assert sum(counts) >= 40 and min(counts) > 0, counts
+        finally:
+            assert second.stop() == 0
+    finally:
+        assert first.stop() == 0
+
+
+def test_a_taken_port_stops_the_start_without_reuse_port():
+    first = start_server(shared_port_args(0, 0, reuse=True))
+    try:
+        # The first server allows sharing; this one does not ask to.
+        second = ServerProcess(shared_port_args(first.ports["http"], 0, reuse=False))
+        assert second.wait_exit(timeout=30) != 0
+        assert "cannot listen for HTTP" in second.log, second.log
+    finally:
+        assert first.stop() == 0
