@@ -3,7 +3,7 @@
 
 use std::ffi::OsString;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::builder::BoolishValueParser;
@@ -13,7 +13,7 @@ use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 use crate::grpc::{GrpcTls, ResponseCompression};
 use crate::logging::LogFormat;
 use crate::model_control::ModelControlMode;
-use crate::platform::{SAGEMAKER_MODEL_DIRECTORY, VertexSettings};
+use crate::platform::{SAGEMAKER_MODEL_DIRECTORY, VertexSettings, nonblank};
 use crate::response_cache::LOCAL_CACHE;
 use crate::restricted_api::{ApiRestrictions, GRPC_HEADER_PREFIX, RestrictedGroup};
 use crate::scheduler::{RateLimiter, ResourceLimit};
@@ -604,10 +604,14 @@ where
     if argv.get(1).is_some_and(|first| first == "tritonserver" || first.to_string_lossy().ends_with("/tritonserver")) {
         argv.remove(1);
     }
-    // SageMaker starts a container as `docker run IMAGE serve`.
+    // SageMaker starts a container as `docker run IMAGE serve`; the serve
+    // script of Triton's image adds SAGEMAKER_TRITON_ADDITIONAL_ARGS.
     let sagemaker_serve = argv.get(1).is_some_and(|first| first == SAGEMAKER_SERVE);
     if sagemaker_serve {
         argv.remove(1);
+        if let Some(additional) = var("SAGEMAKER_TRITON_ADDITIONAL_ARGS") {
+            argv.extend(additional.split_whitespace().map(OsString::from));
+        }
     }
     let command = Args::command();
     let known: Vec<String> = command
@@ -662,9 +666,12 @@ const SAGEMAKER_SERVE: &str = "serve";
 
 /// What `serve` means, as the `serve` script of Triton's SageMaker image
 /// has it: the SageMaker routes on 8080 (`SAGEMAKER_BIND_TO_PORT`), the
-/// model in `/opt/ml/model`, and no other endpoint unless
-/// `SAGEMAKER_TRITON_ALLOW_GRPC` or `SAGEMAKER_TRITON_ALLOW_METRICS` asks
-/// for it; flags given still win. Multi-model endpoints are refused.
+/// repository `/opt/ml/model` of which only the endpoint's model loads
+/// (`SAGEMAKER_TRITON_DEFAULT_MODEL_NAME`, or the only one), and no other
+/// endpoint unless `SAGEMAKER_TRITON_ALLOW_GRPC` or
+/// `SAGEMAKER_TRITON_ALLOW_METRICS` asks for it (on
+/// `SAGEMAKER_TRITON_GRPC_PORT`, `SAGEMAKER_TRITON_METRICS_PORT`); flags
+/// given still win. Multi-model endpoints are refused.
 fn apply_sagemaker_serve(
     args: &mut Args,
     matches: &clap::ArgMatches,
@@ -672,7 +679,7 @@ fn apply_sagemaker_serve(
 ) -> Result<Vec<String>, clap::Error> {
     let invalid = |message: String| Args::command().error(clap::error::ErrorKind::ValueValidation, message);
     let defaulted = |id: &str| matches.value_source(id) == Some(ValueSource::DefaultValue);
-    let var = |name: &str| var(name).map(|value| value.trim().to_string()).filter(|value| !value.is_empty());
+    let var = |name: &str| nonblank(var(name));
     if var("SAGEMAKER_MULTI_MODEL").is_some_and(|value| value.eq_ignore_ascii_case("true")) {
         return Err(invalid(
             "SAGEMAKER_MULTI_MODEL=true: this server serves single-model SageMaker endpoints only (/ping and \
@@ -703,11 +710,75 @@ fn apply_sagemaker_serve(
             port.parse().map_err(|_| invalid(format!("SAGEMAKER_BIND_TO_PORT '{port}' is not a port number")))?;
         notes.push(format!("SageMaker port {port} from SAGEMAKER_BIND_TO_PORT"));
     }
+    for (variable, port, id) in [
+        ("SAGEMAKER_TRITON_GRPC_PORT", &mut args.grpc_port, "grpc_port"),
+        ("SAGEMAKER_TRITON_METRICS_PORT", &mut args.metrics_port, "metrics_port"),
+    ] {
+        if let Some(value) = var(variable).filter(|_| defaulted(id)) {
+            *port = value.parse().map_err(|_| invalid(format!("{variable} '{value}' is not a port number")))?;
+        }
+    }
     if args.model_repositories.is_empty() {
         args.model_repositories.push(PathBuf::from(SAGEMAKER_MODEL_DIRECTORY));
         notes.push(format!("model repository {SAGEMAKER_MODEL_DIRECTORY} (SageMaker)"));
     }
+    // The endpoint serves one model: the serve script loads only it, in
+    // explicit mode (an ensemble brings its composing models). A missing
+    // repository is left for the start to report, as for any server.
+    if let ([repository], true, true) =
+        (args.model_repositories.as_slice(), defaulted("model_control_mode"), args.load_model.is_empty())
+        && repository.is_dir()
+    {
+        let (model, note) =
+            sagemaker_endpoint_model(repository, var("SAGEMAKER_TRITON_DEFAULT_MODEL_NAME")).map_err(invalid)?;
+        notes.extend(note);
+        notes.push(format!("loading only model '{model}', the endpoint's model (SageMaker)"));
+        args.model_control_mode = ModelControlMode::Explicit;
+        args.load_model = vec![model];
+    }
     Ok(notes)
+}
+
+/// The model a single-model SageMaker endpoint serves from `repository`,
+/// chosen as the serve script of Triton's SageMaker image chooses it:
+/// `default` (`SAGEMAKER_TRITON_DEFAULT_MODEL_NAME`), which must be a
+/// folder of the repository, else the repository's only folder, with a
+/// note saying so. A repository that is itself a model folder (it holds
+/// `config.pbtxt`) is refused.
+fn sagemaker_endpoint_model(repository: &Path, default: Option<String>) -> Result<(String, Option<String>), String> {
+    let shown = repository.display();
+    if repository.join("config.pbtxt").is_file() {
+        return Err(format!(
+            "{shown} holds config.pbtxt itself: a SageMaker model archive must hold the model's folder \
+             (<model>/config.pbtxt, <model>/1/model.onnx)"
+        ));
+    }
+    if let Some(model) = default {
+        if !repository.join(&model).is_dir() {
+            return Err(format!("SAGEMAKER_TRITON_DEFAULT_MODEL_NAME '{model}': {shown} has no folder of that name"));
+        }
+        return Ok((model, None));
+    }
+    let mut folders: Vec<String> = std::fs::read_dir(repository)
+        .map_err(|error| format!("cannot read the model repository {shown}: {error}"))?
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.path().is_dir())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.starts_with('.'))
+        .collect();
+    folders.sort();
+    match folders.as_slice() {
+        [] => Err(format!("no model found in the model repository {shown}")),
+        [only] => Ok((
+            only.clone(),
+            Some(format!("no SAGEMAKER_TRITON_DEFAULT_MODEL_NAME: serving the repository's only model, '{only}'")),
+        )),
+        several => Err(format!(
+            "{shown} holds several models ({}): set SAGEMAKER_TRITON_DEFAULT_MODEL_NAME to the one the endpoint \
+             serves",
+            several.join(", ")
+        )),
+    }
 }
 
 fn apply_vertex_settings(
@@ -896,6 +967,50 @@ mod tests {
         assert!(error.contains("single-model SageMaker endpoints only"), "{error}");
         // Without `serve`, nothing SageMaker is on.
         assert!(!parse_with_env(["tritonrs", "--model-store=/m"], sagemaker).unwrap().args.allow_sagemaker);
+    }
+
+    #[test]
+    fn serve_loads_only_the_endpoints_model() {
+        let repository = tempfile::tempdir().unwrap();
+        let store = format!("--model-store={}", repository.path().display());
+        let serve = |default: Option<&str>| {
+            let default = default.map(str::to_string);
+            parse_with_env(["tritonrs", "serve", store.as_str()], move |key| {
+                (key == "SAGEMAKER_TRITON_DEFAULT_MODEL_NAME").then(|| default.clone()).flatten()
+            })
+        };
+        assert!(serve(None).unwrap_err().to_string().contains("no model found"));
+        std::fs::create_dir(repository.path().join("resnet")).unwrap();
+        let parsed = serve(None).unwrap();
+        assert_eq!(parsed.args.model_control_mode, ModelControlMode::Explicit);
+        assert_eq!(parsed.args.load_model, ["resnet"]);
+        assert!(parsed.notes.iter().any(|note| note.contains("only model, 'resnet'")), "{:?}", parsed.notes);
+        std::fs::create_dir(repository.path().join("pipeline")).unwrap();
+        let error = serve(None).unwrap_err().to_string();
+        assert!(error.contains("several models (pipeline, resnet)"), "{error}");
+        assert_eq!(serve(Some("pipeline")).unwrap().args.load_model, ["pipeline"]);
+        assert!(serve(Some("bert")).unwrap_err().to_string().contains("no folder of that name"));
+        // A model control mode given on the command line wins.
+        let args =
+            parse_with_env(["tritonrs", "serve", store.as_str(), "--model-control-mode=none"], |_| None).unwrap().args;
+        assert!(args.load_model.is_empty());
+        std::fs::write(repository.path().join("config.pbtxt"), "").unwrap();
+        assert!(serve(Some("resnet")).unwrap_err().to_string().contains("holds config.pbtxt itself"));
+    }
+
+    #[test]
+    fn serve_takes_sagemakers_additional_arguments_and_ports() {
+        let sagemaker = |key: &str| match key {
+            "SAGEMAKER_TRITON_ADDITIONAL_ARGS" => Some("--log-verbose=1  --grpc-port=9001".to_string()),
+            "SAGEMAKER_TRITON_ALLOW_GRPC" => Some("true".to_string()),
+            "SAGEMAKER_TRITON_METRICS_PORT" => Some("9002".to_string()),
+            _ => None,
+        };
+        let args = parse_with_env(["tritonrs", "serve", "--model-store=/m"], sagemaker).unwrap().args;
+        assert_eq!((args.log_verbose, args.grpc_port, args.metrics_port), (1, 9001, 9002));
+        assert!(args.allow_grpc);
+        // Without `serve` the variables mean nothing.
+        assert_eq!(parse_with_env(["tritonrs", "--model-store=/m"], sagemaker).unwrap().args.grpc_port, 8001);
     }
 
     #[test]

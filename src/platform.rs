@@ -50,6 +50,12 @@ pub struct DiscoveredRepository {
     pub reason: String,
 }
 
+/// An environment variable's value, trimmed; `None` when it is unset or
+/// blank, as the platforms' scripts test variables with `-n`.
+pub fn nonblank(value: Option<String>) -> Option<String> {
+    value.map(|value| value.trim().to_string()).filter(|value| !value.is_empty())
+}
+
 /// Finds the model repository from the environment and the platforms'
 /// mounts, in this order: `MODEL_REPOSITORY`, Oracle's mount, Azure ML's
 /// `AZUREML_MODEL_DIR`, KServe's mount, Vertex AI's `AIP_STORAGE_URI`
@@ -59,7 +65,7 @@ pub fn discover_model_repository(
     var: impl Fn(&str) -> Option<String>,
     mounts: &PlatformMounts,
 ) -> Result<DiscoveredRepository, String> {
-    let var = |name: &str| var(name).filter(|value| !value.trim().is_empty());
+    let var = |name: &str| nonblank(var(name));
     if let Some(path) = var(MODEL_REPOSITORY_ENV) {
         let path = PathBuf::from(path);
         if !path.is_dir() {
@@ -188,7 +194,7 @@ impl SageMakerSettings {
     /// Reads the `SAGEMAKER_TRITON_*` variables; a value Triton refuses is
     /// an error.
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let var = |name: &str| var(name).map(|value| value.trim().to_string()).filter(|value| !value.is_empty());
+        let var = |name: &str| nonblank(var(name));
         let ping_mode = match var("SAGEMAKER_TRITON_PING_MODE").as_deref() {
             None | Some("ready") => PingMode::Ready,
             Some("live") => PingMode::Live,

@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
 from http_requests import expect_error_response, free_port, http_request, post
@@ -115,6 +116,48 @@ def test_serve_starts_as_sagemaker_does(tmp_path):
         assert generated["OUTPUT1"] == [n - 1 for n in range(16)]
     finally:
         assert server.stop() == 0, server.log
+
+
+def test_serve_loads_only_the_endpoints_model(tmp_path):
+    """The serve script of Triton's image loads only
+    SAGEMAKER_TRITON_DEFAULT_MODEL_NAME (explicit model control); gRPC,
+    asked for, listens on SAGEMAKER_TRITON_GRPC_PORT."""
+    repository = tmp_path / "model"
+    copy_model(EXAMPLE_MODELS / "simple", repository)
+    copy_model(EXAMPLE_MODELS / "simple", repository, name="other")
+    grpc_port = free_port()
+    env = {
+        "SAGEMAKER_BIND_TO_PORT": str(free_port()),
+        "SAGEMAKER_TRITON_DEFAULT_MODEL_NAME": "simple",
+        "SAGEMAKER_TRITON_ALLOW_GRPC": "true",
+        "SAGEMAKER_TRITON_GRPC_PORT": str(grpc_port),
+    }
+    server = ServerProcess(["serve", "--grpc-address=127.0.0.1", f"--model-repository={repository}"], env=env)
+    try:
+        server.wait_for_line(rf"Started GRPCInferenceService at 127\.0\.0\.1:{grpc_port}")
+        server.wait_for_line(r"server is ready")
+        with grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}") as client:
+            assert client.is_model_ready("simple")
+            assert not client.is_model_ready("other")
+            models = client.get_model_repository_index(as_json=True)["models"]
+            index = {model["name"]: model.get("state", "") for model in models}
+            assert index == {"simple": "READY", "other": ""}, index
+    finally:
+        assert server.stop() == 0, server.log
+
+
+def test_serve_refuses_a_repository_of_several_models_without_a_default(tmp_path):
+    repository = tmp_path / "model"
+    copy_model(EXAMPLE_MODELS / "simple", repository)
+    copy_model(EXAMPLE_MODELS / "simple", repository, name="other")
+    env = {"SAGEMAKER_BIND_TO_PORT": str(free_port())}
+    server = ServerProcess(["serve", f"--model-repository={repository}"], env=env)
+    try:
+        assert server.wait_exit(timeout=30) != 0
+        assert "holds several models (other, simple)" in server.log, server.log
+        assert "SAGEMAKER_TRITON_DEFAULT_MODEL_NAME" in server.log
+    finally:
+        server.stop()
 
 
 def test_multi_model_endpoints_are_refused(tmp_path):
