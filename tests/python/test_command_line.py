@@ -23,11 +23,11 @@ def test_binary_linked_as_tritonserver(launch_server, tmp_path):
 
 
 def test_unknown_triton_flags_only_warn(launch_server):
-    flags = ["--model-load-thread-count=2", "--pinned-memory-pool-byte-size=0", "--buffer-manager-thread-count", "4"]
+    flags = ["--model-load-gpu-limit=0:0.5", "--pinned-memory-pool-byte-size=0", "--buffer-manager-thread-count", "4"]
     server = launch_server(EXAMPLE_MODELS, extra=flags)
     with server.client() as client:
         assert_simple_works(client)
-    for shown in ["--model-load-thread-count=2", "--pinned-memory-pool-byte-size=0", "--buffer-manager-thread-count 4"]:
+    for shown in ["--model-load-gpu-limit=0:0.5", "--pinned-memory-pool-byte-size=0", "--buffer-manager-thread-count 4"]:
         assert server.wait_for_line(f"^W.*ignoring unsupported tritonserver flag {shown}", timeout=1)
     assert server.stop() == 0
 
@@ -89,8 +89,12 @@ def successes(server):
 def test_reuse_port_lets_two_servers_share_their_ports():
     first = start_server(shared_port_args(0, 0, reuse=True))
     try:
-        second = start_server(shared_port_args(first.ports["http"], first.ports["grpc"], reuse=True))
+        second_args = shared_port_args(first.ports["http"], first.ports["grpc"], reuse=True)
+        # Asking the shared port whether it is ready may reach the first
+        # server: the second one's own log says when it is.
+        second = start_server(second_args, wait_ready=False)
         try:
+            second.wait_for_line(r"server is ready")
             assert (second.ports["http"], second.ports["grpc"]) == (first.ports["http"], first.ports["grpc"])
             # Each new connection goes to one of the two: over 40 of them,
             # both get some (the chance that one gets none is 2^-39).
