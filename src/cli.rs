@@ -222,6 +222,11 @@ pub struct Args {
     #[arg(long, default_value_t = 0, value_name = "COUNT")]
     pub model_load_retry_count: u32,
 
+    /// How many models load at once (their instances created and warmed
+    /// up side by side), as in Triton.
+    #[arg(long, default_value_t = 4, value_name = "COUNT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub model_load_thread_count: u16,
+
     /// Never complete a configuration from the model file: every model needs
     /// a config.pbtxt listing its inputs and outputs.
     #[arg(long, default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set,
@@ -885,15 +890,15 @@ mod tests {
             "tritonserver",
             "--model-repository=/m",
             "--pinned-memory-pool-byte-size=0",
-            "--model-load-thread-count",
-            "5",
+            "--model-load-gpu-limit",
+            "0:0.5",
             "--buffer-manager-thread-count=2",
             "--grpc-port=1234",
         ])
         .unwrap();
         assert_eq!(args.grpc_port, 1234);
         assert_eq!(warnings.len(), 3, "{warnings:?}");
-        assert!(warnings[1].contains("--model-load-thread-count 5"), "{warnings:?}");
+        assert!(warnings[1].contains("--model-load-gpu-limit 0:0.5"), "{warnings:?}");
     }
 
     #[test]

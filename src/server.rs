@@ -105,6 +105,7 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
         lenient_readiness: !args.strict_readiness,
         response_cache,
         load_retries: args.model_load_retry_count,
+        load_threads: usize::from(args.model_load_thread_count),
         rate_limiter,
         latency_distributions: latency_metrics.distributions(),
     };

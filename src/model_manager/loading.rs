@@ -117,6 +117,8 @@ impl ModelManager {
             let reason = format!("version {version} is named by the version policy but has no directory");
             record.versions.insert(version, VersionRecord { state: VersionState::Unavailable(reason), loaded: None });
         }
+        // Held while the versions load (`--model-load-thread-count`).
+        let _slot = (config.platform != ENSEMBLE_PLATFORM).then(|| self.load_slots.take());
         let (kept, selected) = self.unchanged_versions(model, &config, selected);
         for loaded in kept {
             tracing::info!(model = name, version = loaded.version, "unchanged, so it keeps serving as loaded");

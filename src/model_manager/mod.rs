@@ -52,10 +52,12 @@ use crate::warmup::{warm_up, warmup_samples};
 
 mod control;
 mod ensembles;
+mod load_slots;
 mod loaded_version;
 mod loading;
 mod uploaded_model;
 
+use self::load_slots::LoadSlots;
 use self::loaded_version::{Execution, LoadedVersion, ModelRecord, VersionRecord};
 pub use self::loading::{InstancePlacement, instance_placements, prepare_config};
 use self::loading::{duplicate_reason, retire};
@@ -164,6 +166,9 @@ pub struct ManagerOptions {
     /// Triton's `--model-load-retry-count`: how many more times a version
     /// that failed to load is tried before it is reported as failed.
     pub load_retries: u32,
+    /// Triton's `--model-load-thread-count`: how many models load at once;
+    /// 0 for no limit.
+    pub load_threads: usize,
     /// The rate limiter of `--rate-limit=execution_count`, which every
     /// model's instances with a `rate_limiter` share; `None` when rates
     /// are not limited.
@@ -207,6 +212,8 @@ pub struct ModelManager {
     /// Held by each load or unload request, so that they happen one at a
     /// time and a model is never loaded twice at once.
     control: Mutex<()>,
+    /// How many models may create their instances at once.
+    load_slots: LoadSlots,
     shared_memory: SharedMemoryRegistry,
     loading_done: AtomicBool,
     readiness: watch::Sender<bool>,
@@ -221,6 +228,7 @@ impl ModelManager {
         Self {
             backend,
             shared_memory: SharedMemoryRegistry::new(options.allow_client_shm),
+            load_slots: LoadSlots::new(options.load_threads),
             options,
             models: RwLock::new(BTreeMap::new()),
             repositories: OnceLock::new(),
@@ -788,6 +796,54 @@ mod tests {
         let failed = load(2, 1).await;
         assert_eq!(failed.ready, 0);
         assert!(failed.failures[0].contains("flaky, 0 failures to go"), "{:?}", failed.failures);
+    }
+
+    /// A backend that counts the instances being created at once.
+    #[derive(Default)]
+    struct CountingBackend {
+        creating: std::sync::atomic::AtomicUsize,
+        most: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Backend for CountingBackend {
+        fn name(&self) -> &'static str {
+            crate::model_config::ONNX_BACKEND
+        }
+
+        fn signature(&self, _: &Path) -> Result<crate::backend::ModelSignature> {
+            Err(Error::internal("the test configuration lists inputs and outputs"))
+        }
+
+        fn create_instance(&self, _: &InstanceSettings) -> Result<Box<dyn ModelInstance>> {
+            let now = self.creating.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(100));
+            self.creating.fetch_sub(1, Ordering::SeqCst);
+            Ok(Box::new(IdleInstance))
+        }
+    }
+
+    #[tokio::test]
+    async fn no_more_models_load_at_once_than_the_load_thread_count() {
+        let repository = tempfile::tempdir().unwrap();
+        for name in ["a", "b", "c", "d"] {
+            write_model(repository.path(), name);
+            let config = repository.path().join(name).join("config.pbtxt");
+            let text = std::fs::read_to_string(&config).unwrap();
+            std::fs::write(&config, format!("{text}\ninstance_group [ {{ count: 1 kind: KIND_CPU }} ]")).unwrap();
+        }
+        // With no limit all four load side by side; with 2, two at a time.
+        for (load_threads, expected) in [(0, 4), (2, 2)] {
+            let backend = Arc::new(CountingBackend::default());
+            let backend_handle: Arc<dyn Backend> = backend.clone();
+            let manager =
+                Arc::new(ModelManager::new(Ok(backend_handle), ManagerOptions { load_threads, ..Default::default() }));
+            let report =
+                manager.load_repositories(&[repository.path().to_path_buf()], &StartupModels::All).await.unwrap();
+            assert_eq!(report.ready, 4, "{report:?}");
+            assert_eq!(backend.most.load(Ordering::SeqCst), expected, "with {load_threads} load threads");
+            manager.unload_all();
+        }
     }
 
     #[tokio::test]
