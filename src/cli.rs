@@ -10,7 +10,7 @@ use clap::builder::BoolishValueParser;
 use clap::parser::ValueSource;
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 
-use crate::grpc::{GrpcTls, ResponseCompression};
+use crate::grpc::{DEFAULT_KEEPALIVE_TIME, DEFAULT_KEEPALIVE_TIMEOUT, GrpcTls, ResponseCompression};
 use crate::logging::LogFormat;
 use crate::model_control::ModelControlMode;
 use crate::platform::{SAGEMAKER_MODEL_DIRECTORY, VertexSettings, nonblank};
@@ -70,12 +70,14 @@ pub struct Args {
 
     /// Milliseconds of idle time after which the server pings a gRPC
     /// connection's peer.
-    #[arg(long, default_value_t = 7_200_000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = DEFAULT_KEEPALIVE_TIME.as_millis() as u64, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub grpc_keepalive_time: u64,
 
     /// Milliseconds the peer has to answer that ping before the connection
     /// is closed.
-    #[arg(long, default_value_t = 20_000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = DEFAULT_KEEPALIVE_TIMEOUT.as_millis() as u64, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub grpc_keepalive_timeout: u64,
 
     /// Milliseconds a gRPC connection may live before the server asks the

@@ -464,3 +464,44 @@ async fn connections_end_at_their_max_age_and_clients_reconnect() {
     aged.stop().await;
     plain.stop().await;
 }
+
+/// Whether the server sends an HTTP/2 PING on an idle connection to
+/// `address` within `limit`, read off the raw frames.
+async fn pings_idle_peer(address: &str, limit: Duration) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
+    // The client preface, then an empty SETTINGS frame.
+    socket.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
+    socket.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+    let read_frames = async {
+        loop {
+            let mut header = [0u8; 9];
+            if socket.read_exact(&mut header).await.is_err() {
+                return false;
+            }
+            let length = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+            let mut payload = vec![0u8; length];
+            if socket.read_exact(&mut payload).await.is_err() {
+                return false;
+            }
+            const PING: u8 = 6;
+            if header[3] == PING {
+                return true;
+            }
+        }
+    };
+    tokio::time::timeout(limit, read_frames).await.unwrap_or(false)
+}
+
+#[tokio::test]
+async fn keepalive_times_set_by_flags_ping_idle_peers() {
+    // Times a user sets: an HTTP/2 PING after 200 idle milliseconds.
+    let pinging = TestServer::start_ready(&["--grpc-keepalive-time=200", "--grpc-keepalive-timeout=5000"]).await;
+    assert!(pings_idle_peer(&pinging.grpc_address, Duration::from_secs(5)).await);
+    // Triton's defaults ping after two idle hours (the kernel's TCP
+    // keepalive does it here): nothing in the first second.
+    let plain = TestServer::start_ready(&[]).await;
+    assert!(!pings_idle_peer(&plain.grpc_address, Duration::from_secs(1)).await);
+    pinging.stop().await;
+    plain.stop().await;
+}

@@ -58,6 +58,13 @@ impl GrpcTls {
     }
 }
 
+/// Triton's `--grpc-keepalive-time` default: two idle hours.
+pub const DEFAULT_KEEPALIVE_TIME: Duration = Duration::from_secs(2 * 60 * 60);
+/// Triton's `--grpc-keepalive-timeout` default.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Unanswered TCP keepalive probes after which a connection is closed.
+const TCP_KEEPALIVE_PROBES: u32 = 4;
+
 /// Settings of the gRPC endpoint.
 #[derive(Debug, Clone)]
 pub struct GrpcSettings {
@@ -131,6 +138,24 @@ pub async fn serve(
     // connection. The builder's tcp_nodelay only applies to listeners it
     // binds itself, so the accepted sockets get it here.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    // Triton pings a peer idle for the keepalive time (HTTP/2 PING) and
+    // closes the connection when no answer comes in the keepalive timeout,
+    // so that streams and health watches of peers that vanished end.
+    // hyper's pings cost every connection a timer reset and a lock per
+    // frame, ~2 % of W1's throughput (BENCHMARKS.md, "What changed between
+    // runs"); at Triton's defaults, two idle hours, the kernel's TCP
+    // keepalive closes such connections at no cost per request (probes
+    // every quarter of the timeout, four unanswered close it). Times a user
+    // sets are kept with HTTP/2 pings, as asked.
+    let http2_pings =
+        settings.keepalive_time != DEFAULT_KEEPALIVE_TIME || settings.keepalive_timeout != DEFAULT_KEEPALIVE_TIMEOUT;
+    let incoming = match http2_pings {
+        true => incoming,
+        false => incoming
+            .with_keepalive(Some(settings.keepalive_time))
+            .with_keepalive_interval(Some(settings.keepalive_timeout / TCP_KEEPALIVE_PROBES))
+            .with_keepalive_retries(Some(TCP_KEEPALIVE_PROBES)),
+    };
     // Traced calls: when each arrived, and when its response went out.
     let trace_timing = ServiceBuilder::new()
         .map_request(move |request| trace_timing::note_arrival(&tracer, request))
@@ -140,12 +165,11 @@ pub async fn serve(
     if let Some(config) = settings.tls {
         builder = builder.tls_config(config)?;
     }
-    let mut builder = builder
-        // Triton's keepalive (by default a ping after two idle hours, 20 s
-        // to answer), so streams and health watches of peers that vanished
-        // are closed.
-        .http2_keepalive_interval(Some(settings.keepalive_time))
-        .http2_keepalive_timeout(Some(settings.keepalive_timeout));
+    if http2_pings {
+        builder = builder
+            .http2_keepalive_interval(Some(settings.keepalive_time))
+            .http2_keepalive_timeout(Some(settings.keepalive_timeout));
+    }
     if let Some(age) = settings.max_connection_age {
         builder = builder.max_connection_age(age);
     }
