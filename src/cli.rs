@@ -14,6 +14,7 @@ use crate::grpc::{DEFAULT_KEEPALIVE_TIME, DEFAULT_KEEPALIVE_TIMEOUT, GrpcTls, Re
 use crate::logging::LogFormat;
 use crate::model_control::ModelControlMode;
 use crate::platform::{SAGEMAKER_MODEL_DIRECTORY, VertexSettings, nonblank};
+use crate::repository::scan_repositories;
 use crate::response_cache::LOCAL_CACHE;
 use crate::restricted_api::{ApiRestrictions, GRPC_HEADER_PREFIX, RestrictedGroup};
 use crate::scheduler::{RateLimiter, ResourceLimit};
@@ -467,13 +468,15 @@ impl Args {
     /// The rate limiter that `--rate-limit=execution_count` asks for, with
     /// the counts of `--rate-limit-resource`; with rate limiting off, a
     /// warning for resource counts that then mean nothing.
-    pub fn rate_limiter(&self) -> (Option<Arc<RateLimiter>>, Option<String>) {
+    pub fn rate_limiter(&self) -> (Option<Arc<RateLimiter>>, Vec<String>) {
         match self.rate_limit {
-            RateLimitMode::ExecutionCount => (Some(Arc::new(RateLimiter::new(self.rate_limit_resource.clone()))), None),
-            RateLimitMode::Off if !self.rate_limit_resource.is_empty() => {
-                (None, Some("ignoring --rate-limit-resource: --rate-limit is off".to_string()))
+            RateLimitMode::ExecutionCount => {
+                (Some(Arc::new(RateLimiter::new(self.rate_limit_resource.clone()))), Vec::new())
             }
-            RateLimitMode::Off => (None, None),
+            RateLimitMode::Off if !self.rate_limit_resource.is_empty() => {
+                (None, vec!["ignoring --rate-limit-resource: --rate-limit is off".to_string()])
+            }
+            RateLimitMode::Off => (None, Vec::new()),
         }
     }
 
@@ -766,14 +769,8 @@ fn sagemaker_endpoint_model(repository: &Path, default: Option<String>) -> Resul
         }
         return Ok((model, None));
     }
-    let mut folders: Vec<String> = std::fs::read_dir(repository)
-        .map_err(|error| format!("cannot read the model repository {shown}: {error}"))?
-        .filter_map(|entry| entry.ok())
-        .filter(|entry| entry.path().is_dir())
-        .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .filter(|name| !name.starts_with('.'))
-        .collect();
-    folders.sort();
+    let folders: Vec<String> =
+        scan_repositories(&[repository.to_path_buf()])?.models.into_iter().map(|model| model.name).collect();
     match folders.as_slice() {
         [] => Err(format!("no model found in the model repository {shown}")),
         [only] => Ok((
@@ -1072,7 +1069,7 @@ mod tests {
         assert_eq!(names, [("r1", None), ("r2", Some(0))]);
         assert!(args.rate_limiter().0.is_some());
         let off = parse(["tritonserver", "--model-repository=/m", "--rate-limit-resource=R1:10"]).unwrap().args;
-        assert_eq!(off.rate_limiter().1.as_deref(), Some("ignoring --rate-limit-resource: --rate-limit is off"));
+        assert_eq!(off.rate_limiter().1, ["ignoring --rate-limit-resource: --rate-limit is off"]);
         assert!(parse(["tritonserver", "--model-repository=/m", "--rate-limit=always"]).is_err());
         assert!(parse(["tritonserver", "--model-repository=/m", "--rate-limit-resource=R1"]).is_err());
     }

@@ -47,10 +47,7 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
             args.http_port
         );
     }
-    let (backend_config, warnings) = args.backend_config();
-    for warning in warnings {
-        tracing::warn!("{warning}");
-    }
+    let backend_config = with_warnings_logged(args.backend_config());
     let backend: Result<Arc<dyn Backend>, String> =
         match OnnxRuntimeBackend::load(backend_config.onnxruntime_library.as_deref()) {
             Ok(backend) => {
@@ -62,37 +59,24 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
                 Err(reason)
             }
         };
-    let response_cache = match args.response_cache_size() {
-        Ok((size, warnings)) => {
-            for warning in warnings {
-                tracing::warn!("{warning}");
-            }
-            size.map(|bytes| {
-                tracing::info!("response cache: {LOCAL_CACHE}, {bytes} bytes, for models that enable response_cache");
-                Arc::new(ResponseCache::new(bytes))
-            })
-        }
+    let response_cache = match args.response_cache_size().map(with_warnings_logged) {
+        Ok(size) => size.map(|bytes| {
+            tracing::info!("response cache: {LOCAL_CACHE}, {bytes} bytes, for models that enable response_cache");
+            Arc::new(ResponseCache::new(bytes))
+        }),
         Err(reason) => {
             tracing::error!("{reason}");
             return ExitCode::FAILURE;
         }
     };
-    let latency_metrics = match LatencyMetricsConfig::from_settings(&args.metrics_config) {
-        Ok((config, warnings)) => {
-            for warning in warnings {
-                tracing::warn!("{warning}");
-            }
-            config
-        }
+    let latency_metrics = match LatencyMetricsConfig::from_settings(&args.metrics_config).map(with_warnings_logged) {
+        Ok(config) => config,
         Err(reason) => {
             tracing::error!("{reason}");
             return ExitCode::FAILURE;
         }
     };
-    let (rate_limiter, rate_limit_warning) = args.rate_limiter();
-    if let Some(warning) = rate_limit_warning {
-        tracing::warn!("{warning}");
-    }
+    let rate_limiter = with_warnings_logged(args.rate_limiter());
     let options = ManagerOptions {
         autocomplete: AutocompleteOptions {
             strict: args.auto_complete_disabled(),
@@ -112,12 +96,7 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
     if args.model_control_mode != ModelControlMode::Explicit && !args.load_model.is_empty() {
         tracing::warn!("ignoring --load-model: it only applies with --model-control-mode=explicit");
     }
-    let tracer = match args.trace_settings().and_then(|(settings, warnings)| {
-        for warning in warnings {
-            tracing::warn!("{warning}");
-        }
-        Tracer::new(settings)
-    }) {
+    let tracer = match args.trace_settings().map(with_warnings_logged).and_then(Tracer::new) {
         Ok(tracer) => Arc::new(tracer),
         Err(reason) => {
             tracing::error!("{reason}");
@@ -321,6 +300,15 @@ fn follow_repository(manager: &Arc<ModelManager>, seconds: u64, stopped: Shutdow
             }
         }
     });
+}
+
+/// A setting read from the command line, with the warnings about what
+/// was ignored in reading it logged.
+fn with_warnings_logged<T>((value, warnings): (T, Vec<String>)) -> T {
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    value
 }
 
 /// Binds an endpoint's listener, with SO_REUSEPORT when `reuse_port`

@@ -231,7 +231,6 @@ fn escape(value: &str) -> String {
 /// `version` as in Triton; then the CPU metrics, when they are on.
 pub fn render(versions: &[VersionMetrics], cpu: Option<&CpuMetrics>, latency: &LatencyMetricsConfig) -> String {
     let mut text = String::new();
-    let labels = |metrics: &VersionMetrics| (escape(&metrics.statistics.name), metrics.statistics.version);
     write_header(
         &mut text,
         "nv_inference_request_failure",
@@ -239,7 +238,7 @@ pub fn render(versions: &[VersionMetrics], cpu: Option<&CpuMetrics>, latency: &L
         "Failed inference requests by reason; a request counts once whatever its batch size",
     );
     for metrics in versions {
-        let (model, version) = labels(metrics);
+        let (model, version) = (escape(&metrics.statistics.name), metrics.statistics.version);
         for (reason, count) in failures(metrics) {
             let _ = writeln!(
                 text,
@@ -258,13 +257,7 @@ pub fn render(versions: &[VersionMetrics], cpu: Option<&CpuMetrics>, latency: &L
     for (family, reported) in families {
         write_header(&mut text, family.name, family.kind, family.help);
         for metrics in reported {
-            let (model, version) = labels(metrics);
-            let _ = writeln!(
-                text,
-                "{}{{model=\"{model}\",version=\"{version}\"}} {}",
-                family.name,
-                (family.value)(metrics)
-            );
+            let _ = writeln!(text, "{}{{{}}} {}", family.name, series_labels(metrics), (family.value)(metrics));
         }
     }
     if latency.summaries {
@@ -296,6 +289,12 @@ pub fn render(versions: &[VersionMetrics], cpu: Option<&CpuMetrics>, latency: &L
     text
 }
 
+/// A model version's labels, `model="<name>",version="<version>"`, as its
+/// samples carry them.
+fn series_labels(metrics: &VersionMetrics) -> String {
+    format!("model=\"{}\",version=\"{}\"", escape(&metrics.statistics.name), metrics.statistics.version)
+}
+
 /// Writes a family's HELP and TYPE lines (writing to a String cannot
 /// fail).
 fn write_header(text: &mut String, name: &str, kind: &str, help: &str) {
@@ -325,8 +324,7 @@ fn render_summaries(text: &mut String, versions: &[VersionMetrics], quantiles: &
                 continue;
             }
             let summary = (family.value)(summaries);
-            let labels =
-                format!("model=\"{}\",version=\"{}\"", escape(&metrics.statistics.name), metrics.statistics.version);
+            let labels = series_labels(metrics);
             for (quantile, _) in quantiles {
                 let value = summary.quantile(*quantile).unwrap_or(f64::NAN);
                 let _ = writeln!(text, "{}{{{labels},quantile=\"{quantile}\"}} {value}", family.name);
@@ -350,8 +348,7 @@ fn render_first_response_histogram(text: &mut String, versions: &[VersionMetrics
         let Some(histogram) = metrics.latency.as_ref().and_then(|latency| latency.first_response.as_ref()) else {
             continue;
         };
-        let labels =
-            format!("model=\"{}\",version=\"{}\"", escape(&metrics.statistics.name), metrics.statistics.version);
+        let labels = series_labels(metrics);
         for (bound, count) in histogram.cumulative() {
             let bound = bound.map_or_else(|| "+Inf".to_string(), |bound| bound.to_string());
             let _ = writeln!(text, "{FIRST_RESPONSE_HISTOGRAM}_bucket{{{labels},le=\"{bound}\"}} {count}");

@@ -91,6 +91,21 @@ struct LimiterState {
     line: BTreeSet<(u64, u64, u64)>,
 }
 
+impl LimiterState {
+    /// Puts instance `id` in line, behind those with fewer weighted
+    /// executions, unless it is there already; its place.
+    fn join_line(&mut self, id: u64) -> Option<(u64, u64, u64)> {
+        let registered = self.instances.get_mut(&id)?;
+        if registered.place.is_none() {
+            let place = (registered.weighted_executions(), self.next_ticket, id);
+            self.next_ticket += 1;
+            self.line.insert(place);
+            registered.place = Some(place);
+        }
+        registered.place
+    }
+}
+
 struct Registered {
     claims: Vec<(ResourceKey, u32)>,
     /// Names as the configuration wrote them, for messages.
@@ -225,23 +240,9 @@ impl LimitedInstance {
     pub fn acquire(&self) -> Grant<'_> {
         let limiter = &self.limiter;
         let mut state = limiter.lock();
-        let Some(registered) = state.instances.get(&self.id) else {
+        let claims_something = state.instances.get(&self.id).is_some_and(|registered| !registered.claims.is_empty());
+        let Some(place) = claims_something.then(|| state.join_line(self.id)).flatten() else {
             return Grant { instance: self, ran: false, rejoin: false };
-        };
-        if registered.claims.is_empty() {
-            return Grant { instance: self, ran: false, rejoin: false };
-        }
-        let place = match registered.place {
-            Some(place) => place,
-            None => {
-                let place = (registered.weighted_executions(), state.next_ticket, self.id);
-                state.next_ticket += 1;
-                state.line.insert(place);
-                if let Some(registered) = state.instances.get_mut(&self.id) {
-                    registered.place = Some(place);
-                }
-                place
-            }
         };
         loop {
             if state.line.first() == Some(&place) && fits(&state, self.id) {
@@ -324,7 +325,7 @@ impl Drop for Grant<'_> {
     fn drop(&mut self) {
         let limiter = &self.instance.limiter;
         let mut state = limiter.lock();
-        let LimiterState { instances, in_use, line, next_ticket, .. } = &mut *state;
+        let LimiterState { instances, in_use, .. } = &mut *state;
         let Some(registered) = instances.get_mut(&self.instance.id) else {
             return;
         };
@@ -339,11 +340,8 @@ impl Drop for Grant<'_> {
         if self.ran {
             registered.executions += 1;
         }
-        if self.rejoin && registered.place.is_none() {
-            let place = (registered.weighted_executions(), *next_ticket, self.instance.id);
-            *next_ticket += 1;
-            line.insert(place);
-            registered.place = Some(place);
+        if self.rejoin {
+            state.join_line(self.instance.id);
         }
         drop(state);
         limiter.turn.notify_all();
