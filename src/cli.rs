@@ -770,7 +770,7 @@ fn sagemaker_endpoint_model(repository: &Path, default: Option<String>) -> Resul
         return Ok((model, None));
     }
     let folders: Vec<String> =
-        scan_repositories(&[repository.to_path_buf()])?.models.into_iter().map(|model| model.name).collect();
+        scan_repositories(&[repository.to_path_buf().into()])?.models.into_iter().map(|model| model.name).collect();
     match folders.as_slice() {
         [] => Err(format!("no model found in the model repository {shown}")),
         [only] => Ok((

@@ -30,13 +30,36 @@ pub fn config_file(model_dir: &Path, custom_name: Option<&str>) -> PathBuf {
         .unwrap_or_else(|| model_dir.join(CONFIG_FILENAME))
 }
 
+/// A model repository: a directory of model folders, each serving under
+/// its folder's name unless the repository was registered with other names
+/// for some of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelRepository {
+    /// The directory.
+    pub path: PathBuf,
+    /// Folder name -> the model name it serves under, for the folders of a
+    /// repository registered while the server runs with a name mapping (as
+    /// SageMaker's multi-model endpoint registers each model archive).
+    pub renamed: BTreeMap<String, String>,
+}
+
+impl From<PathBuf> for ModelRepository {
+    fn from(path: PathBuf) -> Self {
+        Self { path, renamed: BTreeMap::new() }
+    }
+}
+
 /// A model directory found in a repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelDirectory {
-    /// Model name: the directory's name.
+    /// Model name: the directory's name, or the name its repository maps
+    /// the directory to.
     pub name: String,
     /// The directory.
     pub path: PathBuf,
+    /// Whether the model serves under a mapped name rather than its
+    /// folder's; its configuration then takes that name, as in Triton.
+    pub renamed: bool,
 }
 
 /// What scanning the repositories found.
@@ -49,32 +72,38 @@ pub struct RepositoryScan {
     pub duplicates: BTreeMap<String, Vec<PathBuf>>,
 }
 
-/// Lists the model directories of every repository. A repository that
-/// cannot be read is an error; hidden entries and plain files are skipped.
-pub fn scan_repositories(repositories: &[PathBuf]) -> Result<RepositoryScan, String> {
-    let mut found: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+/// Lists the model directories of every repository, under the names their
+/// repositories give them. A repository that cannot be read is an error;
+/// hidden entries and plain files are skipped.
+pub fn scan_repositories(repositories: &[ModelRepository]) -> Result<RepositoryScan, String> {
+    let mut found: BTreeMap<String, Vec<(PathBuf, bool)>> = BTreeMap::new();
     for repository in repositories {
-        let entries = fs::read_dir(repository)
-            .map_err(|error| format!("cannot read model repository '{}': {error}", repository.display()))?;
+        let shown = repository.path.display();
+        let entries = fs::read_dir(&repository.path)
+            .map_err(|error| format!("cannot read model repository '{shown}': {error}"))?;
         for entry in entries {
-            let entry =
-                entry.map_err(|error| format!("cannot read model repository '{}': {error}", repository.display()))?;
-            let Ok(name) = entry.file_name().into_string() else {
+            let entry = entry.map_err(|error| format!("cannot read model repository '{shown}': {error}"))?;
+            let Ok(folder) = entry.file_name().into_string() else {
                 tracing::warn!(path = %entry.path().display(), "skipping a model directory whose name is not UTF-8");
                 continue;
             };
-            if name.starts_with('.') || !entry.path().is_dir() {
+            if folder.starts_with('.') || !entry.path().is_dir() {
                 continue;
             }
-            found.entry(name).or_default().push(entry.path());
+            let (name, renamed) = match repository.renamed.get(&folder) {
+                Some(name) => (name.clone(), true),
+                None => (folder, false),
+            };
+            found.entry(name).or_default().push((entry.path(), renamed));
         }
     }
     let mut scan = RepositoryScan::default();
-    for (name, mut paths) in found {
-        if paths.len() == 1 {
-            let path = paths.remove(0);
-            scan.models.push(ModelDirectory { name, path });
+    for (name, mut places) in found {
+        if places.len() == 1 {
+            let (path, renamed) = places.remove(0);
+            scan.models.push(ModelDirectory { name, path, renamed });
         } else {
+            let paths = places.into_iter().map(|(path, _)| path).collect();
             scan.duplicates.insert(name, paths);
         }
     }
@@ -166,17 +195,44 @@ mod tests {
         fs::create_dir_all(second.path().join("b/2")).unwrap();
         fs::create_dir_all(second.path().join("c")).unwrap();
 
-        let scan = scan_repositories(&[first.path().to_path_buf(), second.path().to_path_buf()]).unwrap();
+        let scan = scan_repositories(&[first.path().to_path_buf().into(), second.path().to_path_buf().into()]).unwrap();
         let names: Vec<&str> = scan.models.iter().map(|model| model.name.as_str()).collect();
         assert_eq!(names, ["a", "c"]);
         assert_eq!(scan.duplicates["b"].len(), 2);
+        assert!(scan.models.iter().all(|model| !model.renamed));
         assert_eq!(available_versions(&first.path().join("a")).unwrap(), vec![1, 3, 12]);
         assert_eq!(available_versions(&second.path().join("c")).unwrap(), Vec::<i64>::new());
     }
 
     #[test]
+    fn a_registered_mapping_renames_its_folders_only() {
+        let plain = tempfile::tempdir().unwrap();
+        let archive = tempfile::tempdir().unwrap();
+        fs::create_dir_all(plain.path().join("model/1")).unwrap();
+        for dir in ["model/1", "helper/1"] {
+            fs::create_dir_all(archive.path().join(dir)).unwrap();
+        }
+        let renamed = BTreeMap::from([("model".to_string(), "resnet.tar.gz".to_string())]);
+        let registered = ModelRepository { path: archive.path().to_path_buf(), renamed };
+        let scan = scan_repositories(&[plain.path().to_path_buf().into(), registered]).unwrap();
+        let found: Vec<(&str, &Path, bool)> =
+            scan.models.iter().map(|model| (model.name.as_str(), model.path.as_path(), model.renamed)).collect();
+        let (model, helper) = (archive.path().join("model"), archive.path().join("helper"));
+        let plain_model = plain.path().join("model");
+        assert_eq!(
+            found,
+            [
+                ("helper", helper.as_path(), false),
+                ("model", plain_model.as_path(), false),
+                ("resnet.tar.gz", model.as_path(), true)
+            ]
+        );
+        assert!(scan.duplicates.is_empty());
+    }
+
+    #[test]
     fn missing_repository_is_an_error() {
-        let error = scan_repositories(&[PathBuf::from("/definitely/not/here")]).unwrap_err();
+        let error = scan_repositories(&[PathBuf::from("/definitely/not/here").into()]).unwrap_err();
         assert!(error.contains("/definitely/not/here"), "{error}");
     }
 }

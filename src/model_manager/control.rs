@@ -190,8 +190,7 @@ impl ModelManager {
 
     pub(super) fn poll_once(&self) {
         let _one_at_a_time = self.control.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let repositories = self.repositories.get().map(Vec::as_slice).unwrap_or_default();
-        let scan = match scan_repositories(repositories) {
+        let scan = match scan_repositories(&self.repositories()) {
             Ok(scan) => scan,
             Err(reason) => {
                 tracing::warn!("cannot poll the model repository, so no model changes: {reason}");
@@ -345,8 +344,8 @@ impl ModelManager {
 
     /// The directory of model `name` in the repositories.
     pub(super) fn find_model_directory(&self, name: &str) -> Result<ModelDirectory> {
-        let repositories = self.repositories.get().map(Vec::as_slice).unwrap_or_default();
-        let mut scan = scan_repositories(repositories).map_err(Error::internal)?;
+        let repositories = self.repositories();
+        let mut scan = scan_repositories(&repositories).map_err(Error::internal)?;
         if let Some(paths) = scan.duplicates.get(name) {
             return Err(Error::invalid_argument(format!(
                 "load failed for model '{name}': {}",
@@ -354,7 +353,8 @@ impl ModelManager {
             )));
         }
         let position = scan.models.iter().position(|model| model.name == name).ok_or_else(|| {
-            let places: Vec<String> = repositories.iter().map(|path| path.display().to_string()).collect();
+            let places: Vec<String> =
+                repositories.iter().map(|repository| repository.path.display().to_string()).collect();
             Error::not_found(format!("model '{name}' is not in the model repository ({})", places.join(", ")))
         })?;
         Ok(scan.models.swap_remove(position))
@@ -365,8 +365,7 @@ impl ModelManager {
     /// that has been asked to load has a row per version with its state.
     /// With `ready_only`, only the versions that serve.
     pub fn repository_index(&self, ready_only: bool) -> Result<Vec<RepositoryIndexEntry>> {
-        let repositories = self.repositories.get().map(Vec::as_slice).unwrap_or_default();
-        let scan = scan_repositories(repositories).map_err(Error::internal)?;
+        let scan = scan_repositories(&self.repositories()).map_err(Error::internal)?;
         let mut rows: BTreeMap<String, Vec<RepositoryIndexEntry>> = BTreeMap::new();
         for model in &scan.models {
             rows.entry(model.name.clone()).or_default();

@@ -16,9 +16,9 @@ impl ModelManager {
         repositories: &[PathBuf],
         startup: &StartupModels,
     ) -> std::result::Result<LoadReport, String> {
-        let scan = scan_repositories(repositories)?;
-        // Only the first call sets them; the server makes one.
-        let _ = self.repositories.set(repositories.to_vec());
+        let repositories: Vec<ModelRepository> = repositories.iter().cloned().map(ModelRepository::from).collect();
+        let scan = scan_repositories(&repositories)?;
+        *self.repositories.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = repositories;
         // A named ensemble brings its composing models (and theirs, for a
         // nested ensemble), as in Triton.
         let composing: Vec<String> = match startup {
@@ -400,6 +400,9 @@ pub(super) fn prepare_config_from(
     } else {
         None
     };
+    // A folder registered under another name serves under that name
+    // whatever its configuration calls it, as in Triton.
+    let config = if model.renamed { ModelConfig { name: model.name.clone(), ..config } } else { config };
     let config = autocomplete(config, &model.name, signature.as_ref(), options)?;
     check_config(&config)?;
     Ok(config)

@@ -6,15 +6,16 @@
 //! model's configuration, versions and instances), `control.rs` (load and
 //! unload requests, mode `poll`, the repository index), `ensembles.rs`
 //! (planning and running ensemble versions), `loaded_version.rs` (a
-//! serving version and the records of each model's versions) and
-//! `uploaded_model.rs` (the directory of a model whose files came with its
-//! load request).
+//! serving version and the records of each model's versions),
+//! `registered_repositories.rs` (repositories added while the server runs)
+//! and `uploaded_model.rs` (the directory of a model whose files came with
+//! its load request).
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -35,7 +36,8 @@ use crate::model_control::{
 use crate::proto::inference::ModelRateLimiter;
 use crate::proto::inference::model_instance_group::Kind;
 use crate::repository::{
-    CONFIG_FILENAME, ModelDirectory, available_versions, config_file, scan_repositories, select_versions,
+    CONFIG_FILENAME, ModelDirectory, ModelRepository, available_versions, config_file, scan_repositories,
+    select_versions,
 };
 use crate::response_cache::{ModelCache, ResponseCache};
 use crate::scheduler::{Executed, RateLimiter, RequestOptions, Scheduler, SchedulerInstance, SchedulingPolicy};
@@ -55,6 +57,7 @@ mod ensembles;
 mod load_slots;
 mod loaded_version;
 mod loading;
+mod registered_repositories;
 mod uploaded_model;
 
 use self::load_slots::LoadSlots;
@@ -207,8 +210,9 @@ pub struct ModelManager {
     backend: std::result::Result<Arc<dyn Backend>, String>,
     options: ManagerOptions,
     models: RwLock<BTreeMap<String, ModelRecord>>,
-    /// The repositories, once loading has started.
-    repositories: OnceLock<Vec<PathBuf>>,
+    /// The repositories: those given at start, then those registered
+    /// while the server runs.
+    repositories: RwLock<Vec<ModelRepository>>,
     /// Held by each load or unload request, so that they happen one at a
     /// time and a model is never loaded twice at once.
     control: Mutex<()>,
@@ -231,7 +235,7 @@ impl ModelManager {
             load_slots: LoadSlots::new(options.load_threads),
             options,
             models: RwLock::new(BTreeMap::new()),
-            repositories: OnceLock::new(),
+            repositories: RwLock::new(Vec::new()),
             control: Mutex::new(()),
             loading_done: AtomicBool::new(false),
             readiness,
@@ -251,6 +255,11 @@ impl ModelManager {
 
     fn write_models(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, ModelRecord>> {
         self.models.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The repositories models load from now.
+    fn repositories(&self) -> Vec<ModelRepository> {
+        self.repositories.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     /// The error for a request to a model the manager has no record of,
@@ -746,6 +755,53 @@ mod tests {
             ErrorKind::NotFound
         );
         manager.unload_all();
+    }
+
+    #[tokio::test]
+    async fn a_registered_repository_serves_its_folder_under_the_mapped_name() {
+        let (start, archive) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        write_model(start.path(), "n");
+        // The folder's configuration calls it "model"; mapped, it serves as
+        // "resnet.tar.gz" all the same.
+        write_model(archive.path(), "model");
+        let backend = MeetingBackend { expected: 1, arrived: Default::default(), all_here: Default::default() };
+        let options = ManagerOptions { control: ModelControlMode::Explicit, ..Default::default() };
+        let manager = Arc::new(ModelManager::new(Ok(Arc::new(backend)), options));
+        manager.load_repositories(&[start.path().to_path_buf()], &StartupModels::Named(Vec::new())).await.unwrap();
+        let mapping = |name: &str| mapping_of("model", name);
+
+        manager.register_repository(archive.path(), mapping("resnet.tar.gz")).unwrap();
+        manager.load_model("resnet.tar.gz", LoadOptions::default()).await.unwrap();
+        assert_eq!(manager.model_config("resnet.tar.gz", None).unwrap().name, "resnet.tar.gz");
+        assert_eq!(manager.load_model("model", LoadOptions::default()).await.unwrap_err().kind(), ErrorKind::NotFound);
+
+        let again = manager.register_repository(archive.path(), mapping("other")).unwrap_err();
+        assert_eq!(again.kind(), ErrorKind::AlreadyExists);
+        assert!(again.message().contains("has already been registered"), "{again}");
+        let elsewhere = tempfile::tempdir().unwrap();
+        write_model(elsewhere.path(), "model");
+        let conflict = manager.register_repository(elsewhere.path(), mapping("resnet.tar.gz")).unwrap_err();
+        assert_eq!(conflict.kind(), ErrorKind::AlreadyExists);
+        assert!(conflict.message().contains("conflicting mapping for 'resnet.tar.gz'"), "{conflict}");
+        let missing = manager.register_repository(elsewhere.path(), mapping_of("absent", "x")).unwrap_err();
+        assert_eq!(missing.kind(), ErrorKind::InvalidArgument);
+
+        // Unregistered, the model still serves until it is unloaded, and
+        // cannot load again.
+        manager.unregister_repository(archive.path()).unwrap();
+        assert!(manager.model_ready("resnet.tar.gz", None));
+        manager.unload_model("resnet.tar.gz", UnloadOptions::default()).await.unwrap();
+        assert_eq!(
+            manager.load_model("resnet.tar.gz", LoadOptions::default()).await.unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+        let unknown = manager.unregister_repository(archive.path()).unwrap_err();
+        assert_eq!(unknown.kind(), ErrorKind::InvalidArgument);
+        manager.unload_all();
+    }
+
+    fn mapping_of(folder: &str, name: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([(folder.to_string(), name.to_string())])
     }
 
     /// A backend whose first `failures` instance creations fail.
