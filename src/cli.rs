@@ -13,7 +13,7 @@ use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 use crate::grpc::{DEFAULT_KEEPALIVE_TIME, DEFAULT_KEEPALIVE_TIMEOUT, GrpcTls, ResponseCompression};
 use crate::logging::LogFormat;
 use crate::model_control::ModelControlMode;
-use crate::platform::{SAGEMAKER_MODEL_DIRECTORY, VertexSettings, nonblank};
+use crate::platform::{SAGEMAKER_MODEL_DIRECTORY, SAGEMAKER_MULTI_MODEL_DIRECTORY, VertexSettings, nonblank};
 use crate::repository::scan_repositories;
 use crate::response_cache::LOCAL_CACHE;
 use crate::restricted_api::{ApiRestrictions, GRPC_HEADER_PREFIX, RestrictedGroup};
@@ -177,6 +177,12 @@ pub struct Args {
     /// Port of the SageMaker routes, on the HTTP address.
     #[arg(long, default_value_t = 8080, value_name = "PORT")]
     pub sagemaker_port: u16,
+
+    /// Where SageMaker unpacks a multi-model endpoint's archives: `POST
+    /// /models` loads only a `url` of the form `<DIR>/<hash>/model[/<subdir>]`.
+    #[arg(long, env = "TRITONRS_SAGEMAKER_MULTI_MODEL_DIRECTORY", default_value = SAGEMAKER_MULTI_MODEL_DIRECTORY,
+          value_name = "DIR")]
+    pub sagemaker_multi_model_directory: PathBuf,
 
     /// Include the CPU metrics (utilization and memory) in the metrics.
     #[arg(long, default_value = "true", value_parser = BoolishValueParser::new(), action = ArgAction::Set,
@@ -674,6 +680,10 @@ where
 /// The first argument SageMaker gives a container it starts.
 const SAGEMAKER_SERVE: &str = "serve";
 
+/// The empty repository a multi-model endpoint starts with (Triton's serve
+/// script uses the same).
+const SAGEMAKER_MULTI_MODEL_START_REPOSITORY: &str = "/tmp/sagemaker";
+
 /// What `serve` means, as the `serve` script of Triton's SageMaker image
 /// has it: the SageMaker routes on 8080 (`SAGEMAKER_BIND_TO_PORT`), the
 /// repository `/opt/ml/model` of which only the endpoint's model loads
@@ -681,7 +691,9 @@ const SAGEMAKER_SERVE: &str = "serve";
 /// endpoint unless `SAGEMAKER_TRITON_ALLOW_GRPC` or
 /// `SAGEMAKER_TRITON_ALLOW_METRICS` asks for it (on
 /// `SAGEMAKER_TRITON_GRPC_PORT`, `SAGEMAKER_TRITON_METRICS_PORT`); flags
-/// given still win. Multi-model endpoints are refused.
+/// given still win. With `SAGEMAKER_MULTI_MODEL=true`, a multi-model
+/// endpoint: no model at start (the repository is an empty
+/// `/tmp/sagemaker`), mode `explicit`, models loaded through `/models`.
 fn apply_sagemaker_serve(
     args: &mut Args,
     matches: &clap::ArgMatches,
@@ -690,13 +702,7 @@ fn apply_sagemaker_serve(
     let invalid = |message: String| Args::command().error(clap::error::ErrorKind::ValueValidation, message);
     let defaulted = |id: &str| matches.value_source(id) == Some(ValueSource::DefaultValue);
     let var = |name: &str| nonblank(var(name));
-    if var("SAGEMAKER_MULTI_MODEL").is_some_and(|value| value.eq_ignore_ascii_case("true")) {
-        return Err(invalid(
-            "SAGEMAKER_MULTI_MODEL=true: this server serves single-model SageMaker endpoints only (/ping and \
-             /invocations), not multi-model ones"
-                .to_string(),
-        ));
-    }
+    let multi_model = var("SAGEMAKER_MULTI_MODEL").is_some_and(|value| value.eq_ignore_ascii_case("true"));
     let allowed = |name: &str| -> Result<bool, clap::Error> {
         match var(name).map(|value| value.to_ascii_lowercase()).as_deref() {
             None | Some("false" | "0") => Ok(false),
@@ -727,6 +733,25 @@ fn apply_sagemaker_serve(
         if let Some(value) = var(variable).filter(|_| defaulted(id)) {
             *port = value.parse().map_err(|_| invalid(format!("{variable} '{value}' is not a port number")))?;
         }
+    }
+    if multi_model {
+        // Models come and go with the endpoint's load and unload requests,
+        // each archive a repository of its own; the repository the server
+        // starts with is an empty one, as in Triton's serve script.
+        if args.model_repositories.is_empty() {
+            let empty = PathBuf::from(SAGEMAKER_MULTI_MODEL_START_REPOSITORY);
+            std::fs::create_dir_all(&empty)
+                .map_err(|error| invalid(format!("cannot create {}: {error}", empty.display())))?;
+            args.model_repositories.push(empty);
+        }
+        if defaulted("model_control_mode") {
+            args.model_control_mode = ModelControlMode::Explicit;
+        }
+        notes.push(format!(
+            "SAGEMAKER_MULTI_MODEL=true: a multi-model endpoint, models loaded from {} on request (/models)",
+            args.sagemaker_multi_model_directory.display()
+        ));
+        return Ok(notes);
     }
     if args.model_repositories.is_empty() {
         args.model_repositories.push(PathBuf::from(SAGEMAKER_MODEL_DIRECTORY));
@@ -966,9 +991,16 @@ mod tests {
         assert!(args.allow_http && !args.allow_grpc && !args.allow_metrics);
         assert_eq!((args.sagemaker_port, args.model_repositories), (1, vec![PathBuf::from("/m")]));
 
+        // A multi-model endpoint starts with no model, in explicit mode.
         let multi = |key: &str| (key == "SAGEMAKER_MULTI_MODEL").then(|| "true".to_string());
-        let error = parse_with_env(["tritonrs", "serve"], multi).unwrap_err().to_string();
-        assert!(error.contains("single-model SageMaker endpoints only"), "{error}");
+        let repository = tempfile::tempdir().unwrap();
+        let store = format!("--model-store={}", repository.path().display());
+        let parsed = parse_with_env(["tritonrs", "serve", store.as_str()], multi).unwrap();
+        let args = parsed.args;
+        assert!(args.allow_sagemaker && !args.allow_http && args.load_model.is_empty());
+        assert_eq!(args.model_control_mode, ModelControlMode::Explicit);
+        assert_eq!(args.model_repositories, [repository.path().to_path_buf()]);
+        assert!(parsed.notes.iter().any(|note| note.contains("/opt/ml/models")), "{:?}", parsed.notes);
         // Without `serve`, nothing SageMaker is on.
         assert!(!parse_with_env(["tritonrs", "--model-store=/m"], sagemaker).unwrap().args.allow_sagemaker);
     }

@@ -17,6 +17,10 @@ use std::path::{Path, PathBuf};
 /// Where SageMaker puts the model artifact.
 pub const SAGEMAKER_MODEL_DIRECTORY: &str = "/opt/ml/model";
 
+/// Where SageMaker unpacks the archives of a multi-model endpoint, one
+/// `<hash>/model` folder each.
+pub const SAGEMAKER_MULTI_MODEL_DIRECTORY: &str = "/opt/ml/models";
+
 /// The environment variable that names the model repository directly.
 pub const MODEL_REPOSITORY_ENV: &str = "MODEL_REPOSITORY";
 
@@ -184,7 +188,9 @@ pub struct SageMakerSettings {
     /// `SAGEMAKER_TRITON_DEFAULT_MODEL_NAME`: the model `/invocations`
     /// runs; without it, the repository's only model.
     pub model: Option<String>,
-    /// `SAGEMAKER_TRITON_PING_MODE`.
+    /// `SAGEMAKER_TRITON_PING_MODE`, else `live` on a multi-model endpoint
+    /// (`SAGEMAKER_MULTI_MODEL=true`), which starts with no model, and
+    /// `ready` otherwise.
     pub ping_mode: PingMode,
     /// `SAGEMAKER_TRITON_INFERENCE_TYPE`.
     pub invocation: InvocationKind,
@@ -195,7 +201,9 @@ impl SageMakerSettings {
     /// an error.
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let var = |name: &str| nonblank(var(name));
+        let multi_model = var("SAGEMAKER_MULTI_MODEL").is_some_and(|value| value.eq_ignore_ascii_case("true"));
         let ping_mode = match var("SAGEMAKER_TRITON_PING_MODE").as_deref() {
+            None if multi_model => PingMode::Live,
             None | Some("ready") => PingMode::Ready,
             Some("live") => PingMode::Live,
             Some(other) => return Err(format!("SAGEMAKER_TRITON_PING_MODE '{other}': must be ready or live")),
@@ -322,6 +330,9 @@ mod tests {
         let error = settings(&[("SAGEMAKER_TRITON_INFERENCE_TYPE", "predict")]).unwrap_err();
         assert!(error.contains("must be one of infer, generate, generate_stream"), "{error}");
         assert!(settings(&[("SAGEMAKER_TRITON_PING_MODE", "sometimes")]).is_err());
+        assert_eq!(settings(&[("SAGEMAKER_MULTI_MODEL", "true")]).unwrap().ping_mode, PingMode::Live);
+        let asked = settings(&[("SAGEMAKER_MULTI_MODEL", "true"), ("SAGEMAKER_TRITON_PING_MODE", "ready")]);
+        assert_eq!(asked.unwrap().ping_mode, PingMode::Ready);
     }
 
     #[test]

@@ -189,8 +189,10 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
             http_settings.clone(),
         );
         let stopped = stopped.clone();
+        let multi_model_directory = args.sagemaker_multi_model_directory.clone();
         endpoints.push(tokio::spawn(async move {
-            if let Err(error) = http::serve_sagemaker(listener, state, sagemaker, stopped).await {
+            if let Err(error) = http::serve_sagemaker(listener, state, sagemaker, multi_model_directory, stopped).await
+            {
                 tracing::error!("SageMaker server failed: {error}");
             }
         }));

@@ -16,6 +16,7 @@ mod predict;
 mod repository;
 mod restricted;
 mod sagemaker;
+mod sagemaker_models;
 mod shared_memory;
 mod statistics;
 mod trace;
@@ -231,15 +232,18 @@ pub async fn serve(
     serve_app(listener, Router::new().fallback_service(app), shutdown).await
 }
 
-/// Serves Amazon SageMaker's routes (`/ping`, `/invocations`) on
-/// `listener` until `shutdown` fires, as [`serve`] does the v2 routes.
+/// Serves Amazon SageMaker's routes (`/ping`, `/invocations`, and the
+/// multi-model endpoint's `/models` over archives unpacked under
+/// `multi_model_directory`) on `listener` until `shutdown` fires, as
+/// [`serve`] does the v2 routes.
 pub async fn serve_sagemaker(
     listener: TcpListener,
     state: AppState,
     sagemaker: SageMakerSettings,
+    multi_model_directory: std::path::PathBuf,
     shutdown: ShutdownSignal,
 ) -> std::io::Result<()> {
-    serve_app(listener, sagemaker::router(state, sagemaker), shutdown).await
+    serve_app(listener, sagemaker::router(state, sagemaker, multi_model_directory), shutdown).await
 }
 
 async fn serve_app(listener: TcpListener, app: Router, shutdown: ShutdownSignal) -> std::io::Result<()> {

@@ -5,6 +5,7 @@
 //! content type, `application/vnd.sagemaker-triton.binary+json;json-header-size=N`,
 //! both ways.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
@@ -17,7 +18,7 @@ use axum::routing::{get, post};
 use super::error::ApiError;
 use super::infer::receive_and_run;
 use super::infer_codec::HEADER_LENGTH;
-use super::{AppState, ModelPath, generate, only_model, restricted_routes};
+use super::{AppState, ModelPath, generate, only_model, restricted_routes, sagemaker_models};
 use crate::platform::{InvocationKind, PingMode, SageMakerSettings};
 use crate::restricted_api::ApiCategory;
 
@@ -25,9 +26,11 @@ use crate::restricted_api::ApiCategory;
 /// length.
 const BINARY_CONTENT_TYPE: &str = "application/vnd.sagemaker-triton.binary+json;json-header-size=";
 
-/// The SageMaker routes; `/ping` counts as `health` and `/invocations` as
-/// `inference` for `--http-restricted-api`, as in Triton.
-pub fn router(state: AppState, sagemaker: SageMakerSettings) -> Router {
+/// The SageMaker routes, those of a multi-model endpoint included (over
+/// archives unpacked under `multi_model_directory`); `/ping` counts as
+/// `health` and `/invocations` as `inference` for `--http-restricted-api`,
+/// as in Triton.
+pub fn router(state: AppState, sagemaker: SageMakerSettings, multi_model_directory: PathBuf) -> Router {
     let sagemaker = Arc::new(sagemaker);
     let ping_mode = sagemaker.ping_mode;
     let ping = Router::new().route("/ping", get(move |state: State<AppState>| ping(state, ping_mode)));
@@ -41,6 +44,7 @@ pub fn router(state: AppState, sagemaker: SageMakerSettings) -> Router {
     Router::new()
         .merge(restricted_routes(&settings, ApiCategory::Health, ping))
         .merge(restricted_routes(&settings, ApiCategory::Inference, invocations))
+        .merge(sagemaker_models::router(&state, multi_model_directory))
         .fallback(super::not_found)
         .method_not_allowed_fallback(super::method_not_allowed)
         .with_state(state)
@@ -61,22 +65,30 @@ async fn ping(State(state): State<AppState>, mode: PingMode) -> StatusCode {
 async fn invocations(
     State(state): State<AppState>,
     sagemaker: Arc<SageMakerSettings>,
-    mut headers: HeaderMap,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let model = endpoint_model(&state, &sagemaker)?;
     let path = ModelPath { model: model.clone(), version: None };
     match sagemaker.invocation {
-        InvocationKind::Generate => return generate::generate(State(state), Path(path), headers, body).await,
-        InvocationKind::GenerateStream => {
-            return generate::generate_stream(State(state), Path(path), headers, body).await;
-        }
-        InvocationKind::Infer => {}
+        InvocationKind::Generate => generate::generate(State(state), Path(path), headers, body).await,
+        InvocationKind::GenerateStream => generate::generate_stream(State(state), Path(path), headers, body).await,
+        InvocationKind::Infer => infer(&state, &model, headers, body).await,
     }
+}
+
+/// Runs a v2 inference request on `model`, its binary data's JSON length
+/// taken from and given in SageMaker's content type.
+pub(super) async fn infer(
+    state: &AppState,
+    model: &str,
+    mut headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     if let Some(length) = json_header_size(&headers)? {
         headers.insert(HEADER_LENGTH, HeaderValue::from(length));
     }
-    let mut response = receive_and_run(&state, &model, None, &headers, body).await?;
+    let mut response = receive_and_run(state, model, None, &headers, body).await?;
     let answer_headers = response.headers_mut();
     if let Some(length) = answer_headers.remove(HEADER_LENGTH) {
         let content_type = format!("{BINARY_CONTENT_TYPE}{}", length.to_str().unwrap_or_default());

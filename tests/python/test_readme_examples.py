@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from http_requests import free_port
-from server_process import EXAMPLE_MODELS, REPO_ROOT, server_args, start_server
+from server_process import EXAMPLE_MODELS, REPO_ROOT, copy_model, server_args, start_server
 
 README = REPO_ROOT / "README.md"
 GRPCURL = REPO_ROOT / ".deps" / "grpcurl" / "grpcurl"
@@ -150,6 +150,19 @@ def check_curl_answer(words, answer):
         # The SageMaker server's model is simple.
         outputs = {output["name"]: output["data"] for output in json.loads(answer)["outputs"]}
         assert outputs == expected_v2_outputs("simple", request)
+    elif path == "models" and request is not None:
+        # A SageMaker multi-model load: a 200 with an empty body.
+        assert answer == ""
+    elif path == "models":
+        # The archive, under the root the test put in /tmp/mme's place.
+        listed = {model["modelName"]: model["modelUrl"] for model in json.loads(answer)["models"]}
+        assert listed.keys() == {"abc123"} and listed["abc123"].endswith("/abc123/model"), listed
+    elif re.fullmatch(r"models/\w+/invoke", path):
+        # The README's archive holds simple.
+        outputs = {output["name"]: output["data"] for output in json.loads(answer)["outputs"]}
+        assert outputs == expected_v2_outputs("simple", request)
+    elif re.fullmatch(r"models/\w+", path):
+        assert answer == ""
     elif path == "predict":
         assert headers["model_name"] == "scale_fp16", "no expectation for instances of another model"
         halves = [[value * 0.5 for value in row] for row in request["instances"]]
@@ -180,10 +193,35 @@ def sagemaker_address():
     assert server.stop() == 0, server.log
 
 
+# Where the README's multi-model example unpacks its archive.
+MULTI_MODEL_ROOT = "/tmp/mme"
+
+
+@pytest.fixture(scope="module")
+def multi_model_address(tmp_path_factory):
+    """A SageMaker multi-model endpoint over a copy of the README's archive
+    (/tmp/mme/abc123/model holding simple), for its /models commands."""
+    root = tmp_path_factory.mktemp("mme")
+    copy_model(EXAMPLE_MODELS / "simple", root / "abc123", name="model")
+    port = free_port()
+    extra = [
+        "--allow-sagemaker=true",
+        f"--sagemaker-port={port}",
+        "--model-control-mode=explicit",
+        f"--sagemaker-multi-model-directory={root}",
+    ]
+    server = start_server(server_args(tmp_path_factory.mktemp("start"), extra=extra))
+    yield f"127.0.0.1:{port}", str(root)
+    assert server.stop() == 0, server.log
+
+
 @pytest.mark.parametrize("command", CURL_COMMANDS, ids=command_id)
 def test_curl_example(request, server, command):
     if "/v2/repository/models/" in command:
         server = request.getfixturevalue("explicit_server")
+    if "localhost:8080/models" in command:
+        address, root = request.getfixturevalue("multi_model_address")
+        command = command.replace("localhost:8080", address).replace(MULTI_MODEL_ROOT, root)
     if "localhost:8080" in command:
         command = command.replace("localhost:8080", request.getfixturevalue("sagemaker_address"))
     command = command.replace("localhost:8000", server.http_url).replace("localhost:8002", server.metrics_url)

@@ -160,18 +160,14 @@ def test_serve_refuses_a_repository_of_several_models_without_a_default(tmp_path
         server.stop()
 
 
-def test_multi_model_endpoints_are_refused(tmp_path):
-    server = ServerProcess(["serve", f"--model-repository={tmp_path}"], env={"SAGEMAKER_MULTI_MODEL": "true"})
-    try:
-        assert server.wait_exit(timeout=30) != 0
-        assert "single-model SageMaker endpoints only" in server.log
-    finally:
-        server.stop()
-
-
 def test_http_restrictions_cover_the_sagemaker_routes(launch_server):
     port = free_port()
-    flags = ["--allow-sagemaker=true", f"--sagemaker-port={port}", "--http-restricted-api=inference:api-key=k"]
+    flags = [
+        "--allow-sagemaker=true",
+        f"--sagemaker-port={port}",
+        "--http-restricted-api=inference:api-key=k",
+        "--http-restricted-api=model-repository:admin-key=a",
+    ]
     server = launch_server(EXAMPLE_MODELS, extra=flags, env={"SAGEMAKER_TRITON_DEFAULT_MODEL_NAME": "simple"})
     server.wait_for_line(r"Started Sagemaker HTTPService")
     address = f"127.0.0.1:{port}"
@@ -181,3 +177,8 @@ def test_http_restrictions_cover_the_sagemaker_routes(launch_server):
     allowed = post(address, "/invocations", body, headers={"Content-Type": "application/json", "api-key": "k"})
     check_answer(allowed, a, b)
     assert http_request(address, "GET", "/ping").status == 200
+    # The multi-model routes: loading and listing are model-repository,
+    # invoking is inference.
+    expect_error_response(http_request(address, "GET", "/models"), 403, "expecting header 'admin-key'")
+    assert http_request(address, "GET", "/models", headers={"admin-key": "a"}).json() == {"models": []}
+    expect_error_response(post(address, "/models/h/invoke", body), 403, "expecting header 'api-key'")
