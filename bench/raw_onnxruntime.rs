@@ -76,7 +76,7 @@ fn run(args: Args) -> Result<(), String> {
 
     // The configuration and instances the server would make of this directory.
     let name = args.model.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
-    let directory = ModelDirectory { name, path: args.model.clone(), renamed: false };
+    let directory = ModelDirectory::unmapped(name, args.model.clone());
     let completion = AutocompleteOptions { gpu_count: backend.gpu_count(), ..Default::default() };
     let config = prepare_config(&directory, &Ok(backend.clone() as Arc<dyn Backend>), completion)?;
     let placements = instance_placements(&config);

@@ -57,9 +57,33 @@ pub struct ModelDirectory {
     pub name: String,
     /// The directory.
     pub path: PathBuf,
+    /// The names its repository maps folders to (folder -> model name);
+    /// empty for a repository without a mapping.
+    pub folder_names: BTreeMap<String, String>,
+}
+
+impl ModelDirectory {
+    /// A directory of a repository that maps no folder.
+    pub fn unmapped(name: impl Into<String>, path: PathBuf) -> Self {
+        Self { name: name.into(), path, folder_names: BTreeMap::new() }
+    }
+
     /// Whether the model serves under a mapped name rather than its
     /// folder's; its configuration then takes that name, as in Triton.
-    pub renamed: bool,
+    pub fn renamed(&self) -> bool {
+        self.path
+            .file_name()
+            .and_then(|folder| folder.to_str())
+            .is_some_and(|folder| self.folder_names.contains_key(folder))
+    }
+
+    /// The model that a name in this model's configuration (an ensemble
+    /// step's `model_name`) means: the mapped name when it is a folder of
+    /// the same repository that serves under another name, so that an
+    /// archive's ensemble runs the archive's own models; else the name.
+    pub fn model_named(&self, name: &str) -> String {
+        self.folder_names.get(name).cloned().unwrap_or_else(|| name.to_string())
+    }
 }
 
 /// What scanning the repositories found.
@@ -76,7 +100,8 @@ pub struct RepositoryScan {
 /// repositories give them. A repository that cannot be read is an error;
 /// hidden entries and plain files are skipped.
 pub fn scan_repositories(repositories: &[ModelRepository]) -> Result<RepositoryScan, String> {
-    let mut found: BTreeMap<String, Vec<(PathBuf, bool)>> = BTreeMap::new();
+    // Each name's places, with the repository of each.
+    let mut found: BTreeMap<String, Vec<(PathBuf, &ModelRepository)>> = BTreeMap::new();
     for repository in repositories {
         let shown = repository.path.display();
         let entries = fs::read_dir(&repository.path)
@@ -90,18 +115,15 @@ pub fn scan_repositories(repositories: &[ModelRepository]) -> Result<RepositoryS
             if folder.starts_with('.') || !entry.path().is_dir() {
                 continue;
             }
-            let (name, renamed) = match repository.renamed.get(&folder) {
-                Some(name) => (name.clone(), true),
-                None => (folder, false),
-            };
-            found.entry(name).or_default().push((entry.path(), renamed));
+            let name = repository.renamed.get(&folder).cloned().unwrap_or(folder);
+            found.entry(name).or_default().push((entry.path(), repository));
         }
     }
     let mut scan = RepositoryScan::default();
     for (name, mut places) in found {
         if places.len() == 1 {
-            let (path, renamed) = places.remove(0);
-            scan.models.push(ModelDirectory { name, path, renamed });
+            let (path, repository) = places.remove(0);
+            scan.models.push(ModelDirectory { name, path, folder_names: repository.renamed.clone() });
         } else {
             let paths = places.into_iter().map(|(path, _)| path).collect();
             scan.duplicates.insert(name, paths);
@@ -199,7 +221,7 @@ mod tests {
         let names: Vec<&str> = scan.models.iter().map(|model| model.name.as_str()).collect();
         assert_eq!(names, ["a", "c"]);
         assert_eq!(scan.duplicates["b"].len(), 2);
-        assert!(scan.models.iter().all(|model| !model.renamed));
+        assert!(scan.models.iter().all(|model| !model.renamed()));
         assert_eq!(available_versions(&first.path().join("a")).unwrap(), vec![1, 3, 12]);
         assert_eq!(available_versions(&second.path().join("c")).unwrap(), Vec::<i64>::new());
     }
@@ -216,7 +238,7 @@ mod tests {
         let registered = ModelRepository { path: archive.path().to_path_buf(), renamed };
         let scan = scan_repositories(&[plain.path().to_path_buf().into(), registered]).unwrap();
         let found: Vec<(&str, &Path, bool)> =
-            scan.models.iter().map(|model| (model.name.as_str(), model.path.as_path(), model.renamed)).collect();
+            scan.models.iter().map(|model| (model.name.as_str(), model.path.as_path(), model.renamed())).collect();
         let (model, helper) = (archive.path().join("model"), archive.path().join("helper"));
         let plain_model = plain.path().join("model");
         assert_eq!(
@@ -228,6 +250,11 @@ mod tests {
             ]
         );
         assert!(scan.duplicates.is_empty());
+        let archive_model = &scan.models[2];
+        assert_eq!(
+            (archive_model.model_named("model"), archive_model.model_named("helper")),
+            ("resnet.tar.gz".to_string(), "helper".to_string())
+        );
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! `GET /models/<hash>`), runs it (`POST /models/<hash>/invoke`) and unloads
 //! it (`DELETE /models/<hash>`). Each archive is registered as a repository
 //! whose model serves under the name in SageMaker's
-//! `X-Amzn-SageMaker-Target-Model` header (else the hash), so two archives
-//! may hold folders of the same name.
+//! `X-Amzn-SageMaker-Target-Model` header (else the hash), and the other
+//! models of an ensemble's archive under `<that name>/<folder>`, so two
+//! archives may hold folders of the same name.
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -147,7 +148,8 @@ async fn load(
     let (repository, folder) = archive_model_folder(&url).map_err(ApiError::bad_request)?;
     let model = target_model(&headers).unwrap_or_else(|| request.model_name.clone());
     tracing::info!(model = %model, url = %request.url, "loading SageMaker TargetModel");
-    state.manager.register_repository(&repository, BTreeMap::from([(folder, model.clone())]))?;
+    let names = archive_names(&repository, &folder, &model).map_err(ApiError::bad_request)?;
+    state.manager.register_repository(&repository, names)?;
     if let Err(error) = state.manager.load_model(&model, LoadOptions::default()).await {
         if let Err(unregister) = state.manager.unregister_repository(&repository) {
             tracing::error!(model = %model, "after the failed load: {unregister}");
@@ -309,6 +311,23 @@ fn archive_model_folder(url: &Path) -> Result<(PathBuf, String), String> {
     Ok((url.to_path_buf(), folder))
 }
 
+/// The names the folders of an archive's repository serve under: its
+/// model's folder under `model`, every other folder (an ensemble's
+/// composing models) under `<model>/<folder>`, so that archives holding
+/// folders of the same name load side by side, each ensemble running its
+/// own archive's models (what Triton's model namespacing gives its
+/// multi-model endpoints).
+fn archive_names(repository: &Path, folder: &str, model: &str) -> Result<BTreeMap<String, String>, String> {
+    let folders = scan_repositories(&[repository.to_path_buf().into()])?.models;
+    Ok(folders
+        .into_iter()
+        .map(|found| {
+            let name = if found.name == folder { model.to_string() } else { format!("{model}/{}", found.name) };
+            (found.name, name)
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,6 +376,11 @@ mod tests {
         assert!(error.contains("preprocess, resnet"), "{error}");
         folder(&url.join("pipeline"), Some(r#"platform: "ensemble""#));
         assert_eq!(archive_model_folder(&url).unwrap(), (url.clone(), "pipeline".to_string()));
+        let names = archive_names(&url, "pipeline", "p.tar.gz").unwrap();
+        let expected = [("pipeline", "p.tar.gz"), ("preprocess", "p.tar.gz/preprocess"), ("resnet", "p.tar.gz/resnet")];
+        let expected: BTreeMap<String, String> =
+            expected.into_iter().map(|(folder, name)| (folder.to_string(), name.to_string())).collect();
+        assert_eq!(names, expected);
 
         let empty = tempfile::tempdir().unwrap();
         assert!(archive_model_folder(empty.path()).unwrap_err().contains("holds no model folder"));

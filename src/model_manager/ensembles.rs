@@ -5,6 +5,7 @@
 use std::pin::Pin;
 
 use super::*;
+use crate::proto::inference::model_config::SchedulingChoice;
 
 /// What running one ensemble step gives: its outputs and its execution's
 /// times.
@@ -24,6 +25,17 @@ pub(super) fn ensemble_steps(config: &ModelConfig) -> Vec<String> {
     EnsemblePlan::from_config(config).map(|plan| plan.model_names()).unwrap_or_default()
 }
 
+/// Names the models of `config`'s ensemble steps as `model`'s repository
+/// serves them: a step naming a folder of that repository that serves
+/// under a mapped name runs that model.
+pub(super) fn name_steps_in_repository(config: &mut ModelConfig, model: &ModelDirectory) {
+    if let Some(SchedulingChoice::EnsembleScheduling(scheduling)) = &mut config.scheduling_choice {
+        for step in &mut scheduling.step {
+            step.model_name = model.model_named(&step.model_name);
+        }
+    }
+}
+
 impl ModelManager {
     /// The models the steps of `model` run, if its configuration (the load
     /// request's, or its file's) makes it an ensemble. Read without
@@ -36,7 +48,9 @@ impl ModelManager {
                 .ok()
                 .and_then(|text| parse_text_format(&text).ok()),
         };
-        config.as_ref().map(ensemble_steps).unwrap_or_default()
+        let Some(mut config) = config else { return Vec::new() };
+        name_steps_in_repository(&mut config, model);
+        ensemble_steps(&config)
     }
 
     /// The models the steps of model `name` run: from its record's

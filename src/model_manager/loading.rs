@@ -1,6 +1,7 @@
 //! Loading models: the repositories at start, a model's configuration
 //! and versions, and each version's instances.
 
+use super::ensembles::name_steps_in_repository;
 use super::*;
 
 /// How long an unload or reload lets the requests that already hold a
@@ -401,8 +402,10 @@ pub(super) fn prepare_config_from(
         None
     };
     // A folder registered under another name serves under that name
-    // whatever its configuration calls it, as in Triton.
-    let config = if model.renamed { ModelConfig { name: model.name.clone(), ..config } } else { config };
+    // whatever its configuration calls it, as in Triton; an ensemble's
+    // steps run the models of its own repository.
+    let mut config = if model.renamed() { ModelConfig { name: model.name.clone(), ..config } } else { config };
+    name_steps_in_repository(&mut config, model);
     let config = autocomplete(config, &model.name, signature.as_ref(), options)?;
     check_config(&config)?;
     Ok(config)

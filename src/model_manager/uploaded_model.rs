@@ -60,7 +60,7 @@ impl UploadedModel {
 
     /// The directory as model `name`'s, to load it from.
     pub(super) fn directory(&self, name: &str) -> ModelDirectory {
-        ModelDirectory { name: name.to_string(), path: self.path().to_path_buf(), renamed: false }
+        ModelDirectory::unmapped(name, self.path().to_path_buf())
     }
 }
 

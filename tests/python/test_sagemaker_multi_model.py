@@ -53,8 +53,9 @@ def archives(tmp_path):
     root = tmp_path / "models"
     copy_model(EXAMPLE_MODELS / "simple", root / "abc123" / "model")
     copy_model(EXAMPLE_MODELS / "simple", root / "def456", name="model")
-    copy_model(EXAMPLE_MODELS / "simple", root / "e789" / "model")
-    ensemble_dir(root / "e789" / "model", "twice", TWICE)
+    for ensemble in ("e789", "f012"):
+        copy_model(EXAMPLE_MODELS / "simple", root / ensemble / "model")
+        ensemble_dir(root / ensemble / "model", "twice", TWICE)
     return root
 
 
@@ -113,15 +114,21 @@ def test_archives_load_run_list_and_unload(endpoint, archives):
     outputs(invoke(address, "abc123", {"INPUT0": a, "INPUT1": b}))
 
 
-def test_an_ensemble_archive_serves_its_ensemble(endpoint, archives):
+def test_ensemble_archives_serve_their_ensembles_side_by_side(endpoint, archives):
+    """Two archives of the same folders (twice, and simple that it runs)
+    load side by side, each ensemble running its own archive's simple."""
     server, address = endpoint
-    assert load(address, "e789", archives / "e789" / "model", target="pipeline.tar.gz").status == 200, server.log
+    for hash_, target in (("e789", "pipeline.tar.gz"), ("f012", "pipeline-b.tar.gz")):
+        assert load(address, hash_, archives / hash_ / "model", target=target).status == 200, server.log
+    assert "pipeline.tar.gz/simple" in server.log and "pipeline-b.tar.gz/simple" in server.log
     a, b = simple_data(batch=1, seed=5)
-    result = outputs(invoke(address, "e789", {"A": a, "B": b}))
-    np.testing.assert_array_equal(result.as_numpy("TWICE_A"), 2 * a)
-    np.testing.assert_array_equal(result.as_numpy("SUM"), a + b)
+    for hash_ in ("e789", "f012"):
+        result = outputs(invoke(address, hash_, {"A": a, "B": b}))
+        np.testing.assert_array_equal(result.as_numpy("TWICE_A"), 2 * a)
+        np.testing.assert_array_equal(result.as_numpy("SUM"), a + b)
     assert http_request(address, "DELETE", "/models/e789").status == 200, server.log
     assert "unloaded with the ensemble it was loaded for" in server.log
+    outputs(invoke(address, "f012", {"A": a, "B": b}))
 
 
 def test_bad_loads_say_why(endpoint, archives, tmp_path):
