@@ -178,6 +178,19 @@ pub struct Args {
     #[arg(long, default_value_t = 8080, value_name = "PORT")]
     pub sagemaker_port: u16,
 
+    /// Serve Vertex AI's health and predict routes (`AIP_HEALTH_ROUTE`,
+    /// `AIP_PREDICT_ROUTE`) on --vertex-ai-port, and nothing else there;
+    /// true by default under `AIP_MODE=PREDICTION`, which also turns HTTP
+    /// and gRPC off unless their flags are given, as in Triton.
+    #[arg(long, default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub allow_vertex_ai: bool,
+
+    /// Port of the Vertex AI routes, on the HTTP address; `AIP_HTTP_PORT`
+    /// when Vertex AI sets it.
+    #[arg(long, default_value_t = 8080, value_name = "PORT")]
+    pub vertex_ai_port: u16,
+
     /// Where SageMaker unpacks a multi-model endpoint's archives: `POST
     /// /models` loads only a `url` of the form `<DIR>/<hash>/model[/<subdir>]`.
     #[arg(long, env = "TRITONRS_SAGEMAKER_MULTI_MODEL_DIRECTORY", default_value = SAGEMAKER_MULTI_MODEL_DIRECTORY,
@@ -819,9 +832,26 @@ fn apply_vertex_settings(
     let vertex = VertexSettings::from_env(var).map_err(invalid)?;
     let defaulted = |id: &str| matches.value_source(id) == Some(ValueSource::DefaultValue);
     let mut notes = Vec::new();
-    if let Some(port) = vertex.http_port.filter(|_| defaulted("http_port")) {
-        args.http_port = port;
-        notes.push(format!("HTTP port {port} from AIP_HTTP_PORT (Vertex AI)"));
+    if vertex.prediction {
+        if defaulted("allow_vertex_ai") {
+            args.allow_vertex_ai = true;
+            notes.push("AIP_MODE=PREDICTION: serving Vertex AI's routes on the Vertex AI port".to_string());
+        }
+        for (id, allowed) in [("allow_http", &mut args.allow_http), ("allow_grpc", &mut args.allow_grpc)] {
+            if defaulted(id) {
+                *allowed = false;
+            }
+        }
+    }
+    // AIP_HTTP_PORT is the Vertex AI port; without the Vertex AI endpoint,
+    // the HTTP port, whose predict and health routes then follow AIP_*.
+    let (port_id, port, what) = match args.allow_vertex_ai {
+        true => ("vertex_ai_port", &mut args.vertex_ai_port, "Vertex AI port"),
+        false => ("http_port", &mut args.http_port, "HTTP port"),
+    };
+    if let Some(value) = vertex.http_port.filter(|_| defaulted(port_id)) {
+        *port = value;
+        notes.push(format!("{what} {value} from AIP_HTTP_PORT (Vertex AI)"));
     }
     if let Some(route) = vertex.health_route.filter(|_| defaulted("health_route")) {
         args.health_route = route_path(&route).map_err(|error| invalid(format!("AIP_HEALTH_ROUTE: {error}")))?;
@@ -1066,6 +1096,28 @@ mod tests {
         assert_eq!(parsed.args.health_route, "/v1/endpoints/1/deployedModels/2");
         let bad = |key: &str| (key == "AIP_PREDICT_ROUTE").then(|| "predict".to_string());
         assert!(parse_with_env(["tritonserver"], bad).is_err());
+    }
+
+    #[test]
+    fn prediction_mode_serves_the_vertex_ai_endpoint_alone() {
+        let vertex = |key: &str| match key {
+            "AIP_MODE" => Some("PREDICTION".to_string()),
+            "AIP_HTTP_PORT" => Some("7080".to_string()),
+            "AIP_PREDICT_ROUTE" => Some("/v1/endpoints/1/deployedModels/2:predict".to_string()),
+            _ => None,
+        };
+        let args = parse_with_env(["tritonserver"], vertex).unwrap().args;
+        assert!(args.allow_vertex_ai && !args.allow_http && !args.allow_grpc && args.allow_metrics);
+        assert_eq!((args.vertex_ai_port, args.http_port), (7080, 8000));
+        assert_eq!(args.predict_route, "/v1/endpoints/1/deployedModels/2:predict");
+        // Flags given still win.
+        let given = ["tritonserver", "--allow-http=true", "--vertex-ai-port=9090", "--allow-vertex-ai=false"];
+        let args = parse_with_env(given, vertex).unwrap().args;
+        assert!(!args.allow_vertex_ai && args.allow_http && !args.allow_grpc);
+        assert_eq!((args.vertex_ai_port, args.http_port), (9090, 7080));
+        // Asked for outside Vertex AI, on its default port.
+        let args = parse(["tritonserver", "--allow-vertex-ai=true"]).unwrap().args;
+        assert!(args.allow_vertex_ai && args.allow_http && args.vertex_ai_port == 8080);
     }
 
     #[test]

@@ -8,8 +8,8 @@
 //! | Oracle Cloud model deployment | `/opt/ds/model/deployed_model` | `/health`, `/predict`; `/v2/...` with `CONTAINER_TYPE=TRITON` |
 //! | Azure Machine Learning | `$AZUREML_MODEL_DIR` | set in the deployment's `inference_config` |
 //! | KServe | `/mnt/models` | flags in the ServingRuntime |
-//! | Vertex AI | `$AIP_STORAGE_URI` when it is a local path | `AIP_HTTP_PORT`, `AIP_HEALTH_ROUTE`, `AIP_PREDICT_ROUTE` |
-//! | Amazon SageMaker | `/opt/ml/model` | `/ping`, `/invocations` on 8080 (`--allow-sagemaker`, or `serve`); `SAGEMAKER_TRITON_*` |
+//! | Vertex AI | `$AIP_STORAGE_URI` when it is a local path | `AIP_HEALTH_ROUTE`, `AIP_PREDICT_ROUTE` on `AIP_HTTP_PORT` (`--allow-vertex-ai`, on under `AIP_MODE=PREDICTION`) |
+//! | Amazon SageMaker | `/opt/ml/model`; `/opt/ml/models/<hash>/model` per archive (`SAGEMAKER_MULTI_MODEL=true`) | `/ping`, `/invocations`, `/models` on 8080 (`--allow-sagemaker`, or `serve`); `SAGEMAKER_TRITON_*` |
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -142,6 +142,8 @@ fn holds_models(directory: &Path) -> bool {
 /// Ports and routes that Vertex AI sets for a custom container.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VertexSettings {
+    /// `AIP_MODE=PREDICTION`: the container serves a Vertex AI endpoint.
+    pub prediction: bool,
     /// `AIP_HTTP_PORT`.
     pub http_port: Option<u16>,
     /// `AIP_HEALTH_ROUTE`.
@@ -156,7 +158,12 @@ impl VertexSettings {
         let http_port = var("AIP_HTTP_PORT")
             .map(|port| port.trim().parse::<u16>().map_err(|_| format!("AIP_HTTP_PORT '{port}' is not a port number")))
             .transpose()?;
-        Ok(Self { http_port, health_route: var("AIP_HEALTH_ROUTE"), predict_route: var("AIP_PREDICT_ROUTE") })
+        Ok(Self {
+            prediction: var("AIP_MODE").is_some_and(|mode| mode.trim() == "PREDICTION"),
+            http_port,
+            health_route: var("AIP_HEALTH_ROUTE"),
+            predict_route: var("AIP_PREDICT_ROUTE"),
+        })
     }
 }
 

@@ -12,7 +12,7 @@ use crate::backend::Backend;
 use crate::backend::onnxruntime::OnnxRuntimeBackend;
 use crate::cli::Args;
 use crate::grpc::{self, GrpcSettings};
-use crate::http::{self, AppState, HttpSettings};
+use crate::http::{self, AppState, HttpEndpoint, HttpSettings};
 use crate::identity::ServerIdentity;
 use crate::logging::LogControl;
 use crate::metrics::{self, LatencyMetricsConfig, MetricsSettings};
@@ -168,6 +168,9 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
         predict_model: args.predict_model.clone(),
         restrictions: http_restrictions,
     };
+    // What the HTTP, Vertex AI and SageMaker listeners serve from.
+    let http_state =
+        AppState::new(Arc::clone(&manager), identity.clone(), Arc::clone(&logging), Arc::clone(&tracer), http_settings);
     if args.allow_sagemaker {
         let sagemaker = match SageMakerSettings::from_env(|name| std::env::var(name).ok()) {
             Ok(sagemaker) => sagemaker,
@@ -181,14 +184,7 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
             return ExitCode::FAILURE;
         };
         tracing::info!("Started Sagemaker HTTPService at {}", local_address(&listener));
-        let state = AppState::new(
-            Arc::clone(&manager),
-            identity.clone(),
-            Arc::clone(&logging),
-            Arc::clone(&tracer),
-            http_settings.clone(),
-        );
-        let stopped = stopped.clone();
+        let (state, stopped) = (http_state.clone(), stopped.clone());
         let multi_model_directory = args.sagemaker_multi_model_directory.clone();
         endpoints.push(tokio::spawn(async move {
             if let Err(error) = http::serve_sagemaker(listener, state, sagemaker, multi_model_directory, stopped).await
@@ -197,18 +193,29 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
             }
         }));
     }
-    if args.allow_http {
-        let Some(listener) = listen("HTTP", SocketAddr::new(args.http_address, args.http_port), args.reuse_http_port)
-        else {
+    let http_endpoints = [
+        (HttpEndpoint::V2, "HTTP", "HTTPService", args.allow_http, args.http_port, args.reuse_http_port),
+        (
+            HttpEndpoint::VertexAi,
+            "Vertex AI",
+            "Vertex AI HTTPService",
+            args.allow_vertex_ai,
+            args.vertex_ai_port,
+            false,
+        ),
+    ];
+    for (endpoint, what, service, allowed, port, reuse_port) in http_endpoints {
+        if !allowed {
+            continue;
+        }
+        let Some(listener) = listen(what, SocketAddr::new(args.http_address, port), reuse_port) else {
             return ExitCode::FAILURE;
         };
-        tracing::info!("Started HTTPService at {}", local_address(&listener));
-        let settings = http_settings;
-        let (manager, identity, stopped) = (Arc::clone(&manager), identity.clone(), stopped.clone());
-        let (logging, tracer) = (Arc::clone(&logging), Arc::clone(&tracer));
+        tracing::info!("Started {service} at {}", local_address(&listener));
+        let (state, stopped) = (http_state.clone(), stopped.clone());
         endpoints.push(tokio::spawn(async move {
-            if let Err(error) = http::serve(listener, manager, identity, logging, tracer, settings, stopped).await {
-                tracing::error!("HTTP server failed: {error}");
+            if let Err(error) = http::serve(listener, endpoint, state, stopped).await {
+                tracing::error!("{what} server failed: {error}");
             }
         }));
     }

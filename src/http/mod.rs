@@ -20,6 +20,7 @@ mod sagemaker_models;
 mod shared_memory;
 mod statistics;
 mod trace;
+mod vertex_ai;
 mod vertex_redirect;
 
 use std::sync::Arc;
@@ -32,11 +33,13 @@ use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use serde::Deserialize;
 use tokio::net::TcpListener;
+use tower::Layer;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{DefaultPredicate, Predicate};
 
 pub use error::ApiError;
 
+use self::vertex_ai::VertexRoutes;
 use crate::identity::ServerIdentity;
 use crate::inference::parse_model_version;
 use crate::logging::LogControl;
@@ -102,14 +105,8 @@ impl ModelPath {
 /// says; successful inference responses are compressed when
 /// Accept-Encoding asks, and nothing else is, as with Triton (clients such
 /// as tritonclient only decompress inference results).
-pub fn router(
-    manager: Arc<ModelManager>,
-    identity: ServerIdentity,
-    logging: Arc<LogControl>,
-    tracer: Arc<Tracer>,
-    settings: HttpSettings,
-) -> Router {
-    let state = AppState::new(manager, identity, logging, tracer, settings.clone());
+pub fn router(state: AppState) -> Router {
+    let settings = Arc::clone(&state.settings);
     let successful = |status: StatusCode,
                       _: axum::http::Version,
                       _: &axum::http::HeaderMap,
@@ -214,28 +211,44 @@ async fn method_not_allowed(method: Method, request: Request) -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("{method} is not allowed on {}", request.uri().path()))
 }
 
-/// Serves HTTP on `listener` until `shutdown` fires, then stops taking
-/// connections and returns once the requests in flight are answered.
+/// Which set of routes an HTTP listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpEndpoint {
+    /// The KServe v2 routes and the cloud health and predict routes (the
+    /// HTTP port).
+    V2,
+    /// Vertex AI's endpoint: the health and predict routes only (the
+    /// Vertex AI port).
+    VertexAi,
+}
+
+/// Serves `endpoint` on `listener` until `shutdown` fires, then stops
+/// taking connections and returns once the requests in flight are
+/// answered. On both endpoints a predict-route request carrying Vertex AI's
+/// redirect header is served as the v2 route it names.
 pub async fn serve(
     listener: TcpListener,
-    manager: Arc<ModelManager>,
-    identity: ServerIdentity,
-    logging: Arc<LogControl>,
-    tracer: Arc<Tracer>,
-    settings: HttpSettings,
+    endpoint: HttpEndpoint,
+    state: AppState,
     shutdown: ShutdownSignal,
 ) -> std::io::Result<()> {
-    let predict_route = settings.predict_route.clone();
-    let routes = router(manager, identity, logging, tracer, settings);
+    let settings = &state.settings;
+    let routes = VertexRoutes { health: settings.health_route.clone(), predict: settings.predict_route.clone() };
+    let app = router(state);
     // Around the whole router: it rewrites the route before routing.
-    let app = tower::Layer::layer(&middleware::from_fn_with_state(predict_route, vertex_redirect::follow), routes);
-    serve_app(listener, Router::new().fallback_service(app), shutdown).await
+    let app = middleware::from_fn_with_state(routes.predict.clone(), vertex_redirect::follow).layer(app);
+    let app = match endpoint {
+        HttpEndpoint::V2 => Router::new().fallback_service(app),
+        HttpEndpoint::VertexAi => Router::new()
+            .fallback_service(middleware::from_fn_with_state(routes, vertex_ai::only_vertex_routes).layer(app)),
+    };
+    serve_app(listener, app, shutdown).await
 }
 
 /// Serves Amazon SageMaker's routes (`/ping`, `/invocations`, and the
 /// multi-model endpoint's `/models` over archives unpacked under
 /// `multi_model_directory`) on `listener` until `shutdown` fires, as
-/// [`serve`] does the v2 routes.
+/// [`serve`] does its endpoints.
 pub async fn serve_sagemaker(
     listener: TcpListener,
     state: AppState,

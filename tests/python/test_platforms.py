@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from http_requests import free_port, http_request, post
-from server_process import EXAMPLE_MODELS, REPO_ROOT, binary_path, copy_model, server_args
+from server_process import EXAMPLE_MODELS, REPO_ROOT, ServerProcess, binary_path, copy_model, server_args
 
 MODEL = "scale_fp16"  # FP16 [batch, 4] INPUT -> OUTPUT = INPUT * 0.5
 INSTANCES = [[1.0, 2.0, 3.0, 4.0], [8.0, 8.0, 8.0, 8.0]]
@@ -152,6 +152,51 @@ def test_vertex_ai(launch_server, tmp_path):
     url = f"127.0.0.1:{port}"
     assert http_request(url, "GET", health_route).status == 200
     assert_predicts(url, route=predict_route, body={"instances": INSTANCES, "parameters": {"confidence": 0.5}})
+
+
+def test_vertex_ai_prediction_mode_serves_the_vertex_endpoint_alone(tmp_path):
+    """With AIP_MODE=PREDICTION, as Vertex AI runs a container, Triton
+    serves the Vertex AI endpoint on AIP_HTTP_PORT (its health and predict
+    routes, nothing else) and turns HTTP and gRPC off; metrics stay."""
+    port = free_port()
+    health_route = "/v1/endpoints/123/deployedModels/456"
+    predict_route = "/v1/endpoints/123/deployedModels/456:predict"
+    env = {
+        "AIP_MODE": "PREDICTION",
+        "AIP_HTTP_PORT": str(port),
+        "AIP_HEALTH_ROUTE": health_route,
+        "AIP_PREDICT_ROUTE": predict_route,
+    }
+    repository = one_model_repository(tmp_path / "models")
+    args = [f"--model-repository={repository}", "--http-address=127.0.0.1", "--metrics-port=0"]
+    server = ServerProcess(args, env=env)
+    try:
+        server.wait_for_line(rf"Started Vertex AI HTTPService at 127\.0\.0\.1:{port}")
+        server.wait_for_line(r"server is ready")
+        assert "Started HTTPService" not in server.log and "Started GRPCInferenceService" not in server.log
+        assert "Started Metrics Service" in server.log
+        url = f"127.0.0.1:{port}"
+        assert http_request(url, "GET", health_route).status == 200
+        assert_predicts(url, route=predict_route)
+        config = http_request(url, "POST", predict_route, headers={"X-Vertex-Ai-Triton-Redirect": f"v2/models/{MODEL}/config"})
+        assert config.status == 200 and config.json()["name"] == MODEL, config.body
+        for method, path in (("GET", "/v2/health/ready"), ("POST", f"/v2/models/{MODEL}/infer"), ("GET", "/health")):
+            answer = http_request(url, method, path)
+            assert answer.status == 404 and b"not a route of the Vertex AI endpoint" in answer.body, answer.body
+    finally:
+        assert server.stop() == 0, server.log
+
+
+def test_vertex_ai_endpoint_beside_http_when_asked(launch_server, tmp_path):
+    """--allow-vertex-ai outside Vertex AI: its own port, beside HTTP."""
+    port = free_port()
+    flags = ["--allow-vertex-ai=true", f"--vertex-ai-port={port}", "--predict-route=/score"]
+    server = launch_server(one_model_repository(tmp_path / "models"), extra=flags)
+    server.wait_for_line(rf"Started Vertex AI HTTPService at 127\.0\.0\.1:{port}")
+    assert_predicts(f"127.0.0.1:{port}", route="/score")
+    assert_predicts(server.http_url, route="/score")
+    assert http_request(f"127.0.0.1:{port}", "GET", "/v2").status == 404
+    assert http_request(server.http_url, "GET", "/v2").status == 200
 
 
 def test_model_repository_variable(launch_server, tmp_path):
