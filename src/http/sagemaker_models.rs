@@ -13,12 +13,12 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path as RoutePath, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -78,12 +78,12 @@ struct Archives {
 }
 
 impl Archives {
-    fn get(&self, hash: &str) -> Option<LoadedArchive> {
-        self.loaded.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(hash).cloned()
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, LoadedArchive>> {
         self.loaded.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn get(&self, hash: &str) -> Option<LoadedArchive> {
+        self.lock().get(hash).cloned()
     }
 }
 
@@ -93,31 +93,13 @@ impl Archives {
 /// `--http-restricted-api`, as in Triton.
 pub fn router(state: &AppState, root: PathBuf) -> Router<AppState> {
     let archives = Arc::new(Archives { root, loaded: Mutex::new(BTreeMap::new()) });
-    let (list_archives, load_archives, get_archives, unload_archives, invoke_archives) =
-        (Arc::clone(&archives), Arc::clone(&archives), Arc::clone(&archives), Arc::clone(&archives), archives);
-    let repository = Router::new()
-        .route(
-            "/models",
-            get(move |state: State<AppState>| list(state, list_archives)).post(
-                move |state: State<AppState>, headers: HeaderMap, body: Bytes| {
-                    load(state, load_archives, headers, body)
-                },
-            ),
-        )
-        .route(
-            "/models/{hash}",
-            get(move |state: State<AppState>, hash: RoutePath<String>| describe(state, get_archives, hash))
-                .delete(move |state: State<AppState>, hash: RoutePath<String>| unload(state, unload_archives, hash)),
-        );
-    let inference = Router::new().route(
-        "/models/{hash}/invoke",
-        post(move |state: State<AppState>, hash: RoutePath<String>, headers: HeaderMap, body: Body| {
-            invoke(state, invoke_archives, hash, headers, body)
-        }),
-    );
+    let repository =
+        Router::new().route("/models", get(list).post(load)).route("/models/{hash}", get(describe).delete(unload));
+    let inference = Router::new().route("/models/{hash}/invoke", post(invoke));
     Router::new()
         .merge(restricted_routes(&state.settings, ApiCategory::ModelRepository, repository))
         .merge(restricted_routes(&state.settings, ApiCategory::Inference, inference))
+        .layer(Extension(archives))
 }
 
 /// The body of `POST /models`.
@@ -132,7 +114,7 @@ struct LoadRequest {
 /// model did not fit in memory, 400 for anything else.
 async fn load(
     State(state): State<AppState>,
-    archives: Arc<Archives>,
+    Extension(archives): Extension<Arc<Archives>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
@@ -162,7 +144,7 @@ async fn load(
 }
 
 /// `GET /models`: the archives whose models serve.
-async fn list(State(state): State<AppState>, archives: Arc<Archives>) -> Response {
+async fn list(State(state): State<AppState>, Extension(archives): Extension<Arc<Archives>>) -> Response {
     let loaded = archives.lock().clone();
     let models: Vec<serde_json::Value> = loaded
         .iter()
@@ -174,8 +156,7 @@ async fn list(State(state): State<AppState>, archives: Arc<Archives>) -> Respons
 
 /// `GET /models/<hash>`: the archive's name and url; 404 when not loaded.
 async fn describe(
-    State(_): State<AppState>,
-    archives: Arc<Archives>,
+    Extension(archives): Extension<Arc<Archives>>,
     RoutePath(hash): RoutePath<String>,
 ) -> Result<Response, ApiError> {
     let archive = archives.get(&hash).ok_or_else(|| not_loaded(&hash))?;
@@ -187,7 +168,7 @@ async fn describe(
 /// answered, and forgets its repository; 404 when not loaded.
 async fn unload(
     State(state): State<AppState>,
-    archives: Arc<Archives>,
+    Extension(archives): Extension<Arc<Archives>>,
     RoutePath(hash): RoutePath<String>,
 ) -> Result<StatusCode, ApiError> {
     let archive = archives.get(&hash).ok_or_else(|| not_loaded(&hash))?;
@@ -203,7 +184,7 @@ async fn unload(
 /// when the model ran out of memory.
 async fn invoke(
     State(state): State<AppState>,
-    archives: Arc<Archives>,
+    Extension(archives): Extension<Arc<Archives>>,
     RoutePath(hash): RoutePath<String>,
     headers: HeaderMap,
     body: Body,
