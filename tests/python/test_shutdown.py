@@ -5,12 +5,14 @@ up, and --exit-timeout-secs bounds the wait."""
 import http.client
 import os
 import queue
+import re
 import signal
 import socket
 import time
 
 import pytest
 
+from http_requests import http_request
 from model_requests import RPC_TIMEOUT_S, busy_loop_inputs, collect_into, default_wire, in_background
 from protocols import as_numpy
 from server_process import TEST_MODELS, copy_model
@@ -26,11 +28,43 @@ def busy_repository(tmp_path):
     return repository
 
 
-def wait_until_running(server):
-    # The request reaches ONNX Runtime almost at once; a little slack makes
-    # sure SIGTERM arrives while it runs rather than before it is read.
-    time.sleep(0.3)
-    assert server.process.poll() is None
+def cpu_seconds(server):
+    """The CPU time the server process has used so far."""
+    with open(f"/proc/{server.pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_until_running(server, since):
+    """Waits (bounded) until the server has computed for 0.15 s of CPU
+    since `since` (its CPU time before the requests were sent): the busy
+    model runs, so SIGTERM arrives while a request is in flight rather
+    than before it was read, however slowly the client thread started."""
+    deadline = time.monotonic() + 20
+    while cpu_seconds(server) - since < 0.15:
+        assert server.process.poll() is None, server.log
+        assert time.monotonic() < deadline, "the busy request did not start running within 20 s"
+        time.sleep(0.02)
+
+
+def wait_until_received(server, count, instances):
+    """Waits (bounded) until busy_loop has taken `count` requests: those
+    answered, those queued, and, while any is queued, one running on each
+    of its `instances`."""
+
+    def metric(text, name):
+        found = re.search(rf'^{name}{{model="busy_loop",version="1"}} (\d+)$', text, re.M)
+        return int(found.group(1)) if found else 0
+
+    deadline = time.monotonic() + 20
+    while True:
+        text = http_request(server.metrics_url, "GET", "/metrics").body.decode()
+        queued = metric(text, "nv_inference_pending_request_count")
+        answered = metric(text, "nv_inference_request_success")
+        if queued > 0 and answered + queued + instances >= count:
+            return
+        assert time.monotonic() < deadline, f"busy_loop did not take {count} requests within 20 s"
+        time.sleep(0.02)
 
 
 def test_in_flight_request_is_answered_before_exit(launch_server, busy_repository, protocol):
@@ -40,8 +74,9 @@ def test_in_flight_request_is_answered_before_exit(launch_server, busy_repositor
         wire = default_wire(client)
         return wire.infer(client, "busy_loop", busy_loop_inputs(BUSY_ITERATIONS, wire), client_timeout=60)
 
+    since = cpu_seconds(server)
     answers = in_background(protocol, server.url_for(protocol), busy)
-    wait_until_running(server)
+    wait_until_running(server, since)
     assert server.stop(timeout=30) == 0
     _, result, error = answers.get(timeout=RPC_TIMEOUT_S)
     assert error is None, error
@@ -72,8 +107,9 @@ def test_in_flight_stream_request_is_answered_before_exit(launch_server, busy_re
     with server.client() as client:
         client.start_stream(callback=collect_into(answers), stream_timeout=60)
         try:
+            since = cpu_seconds(server)
             client.async_stream_infer("busy_loop", busy_loop_inputs(BUSY_ITERATIONS), request_id="last")
-            wait_until_running(server)
+            wait_until_running(server, since)
             assert server.stop(timeout=30) == 0
             result, error = answers.get(timeout=RPC_TIMEOUT_S)
         finally:
@@ -103,10 +139,11 @@ def test_exit_timeout_bounds_the_wait(launch_server, busy_repository):
     server = launch_server(busy_repository, extra=["--exit-timeout-secs=1"])
     with server.client() as client:
         # Far longer than the exit timeout; its answer is abandoned.
+        since = cpu_seconds(server)
         client.async_infer(
             "busy_loop", busy_loop_inputs(50 * BUSY_ITERATIONS), callback=lambda result, error: None, client_timeout=60
         )
-        wait_until_running(server)
+        wait_until_running(server, since)
         started = time.monotonic()
         os.kill(server.pid, signal.SIGTERM)
         server.wait_exit(timeout=15)
@@ -137,7 +174,7 @@ def test_sigterm_under_load_answers_every_request_and_refuses_new_connections(la
         return wire.infer(client, "busy_loop", busy_loop_inputs(iterations, wire), client_timeout=120)
 
     answers = [in_background(protocol, server.url_for(protocol), busy) for protocol in ("grpc", "http") * 6]
-    wait_until_running(server)
+    wait_until_received(server, 12, instances=2)
     os.kill(server.pid, signal.SIGTERM)
     deadline = time.monotonic() + 2
     while not (connection_refused(server.http_url) and connection_refused(server.grpc_url)):
