@@ -1,5 +1,7 @@
 //! Mode `opentelemetry`: each traced request becomes spans that a batch
-//! span processor sends to an OpenTelemetry collector over OTLP/HTTP, built
+//! span processor sends to an OpenTelemetry collector over OTLP/HTTP
+//! (`http://`, or `https://` checked against the system's certificate
+//! authorities, `SSL_CERT_FILE` and `SSL_CERT_DIR` included), built
 //! as Triton builds them: an `InferRequest` span for the whole call (the
 //! frontend's moments as its events), a span named after the model from
 //! REQUEST_START to REQUEST_END, and a `compute` span for the execution.
@@ -56,6 +58,10 @@ impl OtlpExport {
     /// ends). Fails only on a malformed configuration; a collector that
     /// does not answer costs the spans, not the requests.
     pub fn start(config: &OpenTelemetryConfig) -> Result<Self, String> {
+        // An https:// collector is reached with rustls, which takes its
+        // crypto from the process default: ring, as for gRPC's TLS (an
+        // error only says a default is set already).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let exporter = SpanExporter::builder()
             .with_http()
             .with_endpoint(config.url.clone())

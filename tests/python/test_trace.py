@@ -6,6 +6,7 @@ refused."""
 
 import http.server
 import json
+import ssl
 import threading
 import time
 
@@ -16,6 +17,7 @@ from http_requests import expect_error_response, post
 from model_requests import default_wire, simple_data, simple_inputs
 from protocols import expect_error, protocol_of
 from server_process import EXAMPLE_MODELS, copy_model
+from test_grpc_tls import pki  # noqa: F401 (a fixture)
 
 # Triton's order of a request's moments, after the frontend's first ones.
 CORE_MOMENTS = [
@@ -296,7 +298,8 @@ class Collector:
     exports (protobuf) and keeps their spans with their resource's
     attributes."""
 
-    def __init__(self):
+    def __init__(self, tls=None):
+        """`tls`: (certificate, key) files to take the exports over https."""
         from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
         self.spans = []
@@ -321,9 +324,15 @@ class Collector:
                 pass
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        scheme = "http"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}/v1/traces"
 
     def named(self, name):
         return [span for _, span in self.spans if span.name == name]
@@ -410,6 +419,38 @@ def test_opentelemetry_mode_sends_spans_to_the_collector(launch_server, collecto
             root.end_time_unix_nano,
         ]
         assert nested == sorted(nested), (protocol, times, [event.name for event in root.events])
+
+
+def test_opentelemetry_mode_sends_to_an_https_collector_it_trusts(launch_server, pki):
+    """An https:// collector is checked against the system's authorities;
+    SSL_CERT_FILE names another, as for any OpenSSL-minded program. Spans
+    for a collector the server does not trust are dropped, and the
+    requests still succeed."""
+    collector = Collector(tls=(pki["server_cert"], pki["server_key"]))
+    try:
+        extra = [
+            "--trace-config=mode=opentelemetry",
+            f"--trace-config=opentelemetry,url={collector.url}",
+            "--trace-config=opentelemetry,bsp_schedule_delay=100",
+            "--trace-config=level=TIMESTAMPS",
+            "--trace-config=rate=1",
+        ]
+        untrusting = launch_server(EXAMPLE_MODELS, extra=extra)
+        with untrusting.client("grpc") as client:
+            infer_simple(client, 1)
+        time.sleep(1.5)
+        assert collector.spans == []
+        assert "UnknownIssuer" in untrusting.log
+        trusting = launch_server(EXAMPLE_MODELS, extra=extra, env={"SSL_CERT_FILE": pki["ca"]})
+        with trusting.client("http") as client:
+            infer_simple(client, 2)
+        deadline = time.monotonic() + 30
+        while len(collector.named("InferRequest")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(collector.named("InferRequest")) == 2, [span.name for _, span in collector.spans]
+        assert len(collector.named("compute")) == 2
+    finally:
+        collector.stop()
 
 
 def ensemble_repository(tmp_path):
