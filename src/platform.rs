@@ -195,7 +195,8 @@ pub struct SageMakerSettings {
     /// `SAGEMAKER_TRITON_DEFAULT_MODEL_NAME`: the model `/invocations`
     /// runs; without it, the repository's only model.
     pub model: Option<String>,
-    /// `SAGEMAKER_TRITON_PING_MODE`, else `live` on a multi-model endpoint
+    /// `SAGEMAKER_TRITON_OVERRIDE_PING_MODE` or `SAGEMAKER_TRITON_PING_MODE`,
+    /// else `live` on a multi-model endpoint
     /// (`SAGEMAKER_MULTI_MODEL=true`), which starts with no model, and
     /// `ready` otherwise.
     pub ping_mode: PingMode,
@@ -209,11 +210,17 @@ impl SageMakerSettings {
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let var = |name: &str| nonblank(var(name));
         let multi_model = var("SAGEMAKER_MULTI_MODEL").is_some_and(|value| value.eq_ignore_ascii_case("true"));
-        let ping_mode = match var("SAGEMAKER_TRITON_PING_MODE").as_deref() {
+        // Triton's serve script lets SAGEMAKER_TRITON_OVERRIDE_PING_MODE
+        // replace the mode it would choose.
+        let ping_variable = ["SAGEMAKER_TRITON_OVERRIDE_PING_MODE", "SAGEMAKER_TRITON_PING_MODE"]
+            .into_iter()
+            .find(|name| var(name).is_some())
+            .unwrap_or("SAGEMAKER_TRITON_PING_MODE");
+        let ping_mode = match var(ping_variable).as_deref() {
             None if multi_model => PingMode::Live,
             None | Some("ready") => PingMode::Ready,
             Some("live") => PingMode::Live,
-            Some(other) => return Err(format!("SAGEMAKER_TRITON_PING_MODE '{other}': must be ready or live")),
+            Some(other) => return Err(format!("{ping_variable} '{other}': must be ready or live")),
         };
         let invocation = match var("SAGEMAKER_TRITON_INFERENCE_TYPE").as_deref() {
             None | Some("infer") => InvocationKind::Infer,
@@ -340,6 +347,14 @@ mod tests {
         assert_eq!(settings(&[("SAGEMAKER_MULTI_MODEL", "true")]).unwrap().ping_mode, PingMode::Live);
         let asked = settings(&[("SAGEMAKER_MULTI_MODEL", "true"), ("SAGEMAKER_TRITON_PING_MODE", "ready")]);
         assert_eq!(asked.unwrap().ping_mode, PingMode::Ready);
+        let overridden = settings(&[
+            ("SAGEMAKER_MULTI_MODEL", "true"),
+            ("SAGEMAKER_TRITON_PING_MODE", "live"),
+            ("SAGEMAKER_TRITON_OVERRIDE_PING_MODE", "ready"),
+        ]);
+        assert_eq!(overridden.unwrap().ping_mode, PingMode::Ready);
+        let error = settings(&[("SAGEMAKER_TRITON_OVERRIDE_PING_MODE", "never")]).unwrap_err();
+        assert!(error.contains("SAGEMAKER_TRITON_OVERRIDE_PING_MODE 'never'"), "{error}");
     }
 
     #[test]
