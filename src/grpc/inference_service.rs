@@ -23,7 +23,7 @@ use crate::proto::inference::grpc_inference_service_server::GrpcInferenceService
 use crate::proto::inference::model_metadata_response::TensorMetadata as ProtoTensorMetadata;
 use crate::proto::inference::*;
 use crate::shutdown::ShutdownSignal;
-use crate::trace::{Activity, RequestTrace, SettingsUpdate, TraceSettings, Tracer};
+use crate::trace::{Activity, RequestTrace, SettingsUpdate, TRACEPARENT, TraceSettings, Tracer};
 
 /// How many stream requests may run ahead of the response being sent; more
 /// than this and the stream stops reading until responses drain.
@@ -126,8 +126,10 @@ impl GrpcInferenceService for InferenceService {
 
     async fn model_infer(&self, request: Request<ModelInferRequest>) -> Result<Response<ModelInferResponse>, Status> {
         let arrived = request.extensions().get::<CallArrived>().map(|arrived| arrived.0);
-        let traceparent =
-            request.metadata().get("traceparent").and_then(|value| value.to_str().ok()).map(str::to_owned);
+        let traceparent = match self.tracer.follows_callers() {
+            true => request.metadata().get(TRACEPARENT).and_then(|value| value.to_str().ok()).map(str::to_owned),
+            false => None,
+        };
         let request = decode_request(request.into_inner()).map_err(status_of)?;
         let trace = self.tracer.sample(&request.model_name, traceparent.as_deref());
         if let Some(trace) = &trace {

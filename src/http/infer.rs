@@ -12,7 +12,7 @@ use super::error::ApiError;
 use super::infer_codec::{OutputEncoding, decode_request, encode_response, raw_binary_request, split_body};
 use super::{AppState, ModelPath};
 use crate::error::Error;
-use crate::trace::{Activity, RequestTrace, TracedBody};
+use crate::trace::{Activity, RequestTrace, TRACEPARENT, TracedBody, Tracer};
 
 /// Runs one inference from a KServe v2 request body.
 pub async fn infer(
@@ -44,12 +44,21 @@ pub async fn receive_and_run(
 /// The request's trace, when it is sampled (or names its caller's span),
 /// with its arrival stamped; shared with the generate routes.
 pub fn sample_trace(state: &AppState, model: &str, headers: &HeaderMap) -> Option<Arc<RequestTrace>> {
-    let traceparent = headers.get("traceparent").and_then(|value| value.to_str().ok());
+    let traceparent = caller_span(&state.tracer, headers);
     let trace = state.tracer.sample(model, traceparent);
     if let Some(trace) = &trace {
         trace.stamp(Activity::HttpRecvStart);
     }
     trace
+}
+
+/// The caller's span a request names in its `traceparent` header, looked
+/// up only where the tracer follows callers (mode `opentelemetry`).
+pub fn caller_span<'a>(tracer: &Tracer, headers: &'a HeaderMap) -> Option<&'a str> {
+    match tracer.follows_callers() {
+        true => headers.get(TRACEPARENT).and_then(|value| value.to_str().ok()),
+        false => None,
+    }
 }
 
 /// Decodes a v2 request body (JSON, JSON plus binary data, or raw binary),

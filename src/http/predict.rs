@@ -37,7 +37,7 @@ pub async fn predict(State(state): State<AppState>, headers: HeaderMap, body: Bo
     let received = Instant::now();
     // Sampled once the form is known, so an untraced form takes no sample.
     let traced = || {
-        let traceparent = headers.get("traceparent").and_then(|value| value.to_str().ok());
+        let traceparent = super::infer::caller_span(&state.tracer, &headers);
         let trace = state.tracer.sample(&model, traceparent);
         if let Some(trace) = &trace {
             trace.stamp_at(Activity::HttpRecvStart, receiving);

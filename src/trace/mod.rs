@@ -121,6 +121,10 @@ fn sink_for(
     TraceSink::File(output)
 }
 
+/// The header (gRPC metadata key) in which a request names its caller's
+/// span, W3C trace context's.
+pub const TRACEPARENT: &str = "traceparent";
+
 /// The server's tracing: settings per scope, sampling, and trace ids.
 pub struct Tracer {
     /// Whether any scope can sample; while none can, requests are not
@@ -167,6 +171,13 @@ impl Tracer {
     /// before a request's model is known only then.
     pub fn may_sample(&self) -> bool {
         self.sampling.load(Ordering::Relaxed)
+    }
+
+    /// Whether a request's W3C `traceparent` matters (mode
+    /// `opentelemetry`): frontends look for the header only then, since
+    /// the lookup costs every request.
+    pub fn follows_callers(&self) -> bool {
+        self.opentelemetry
     }
 
     /// Counts a request for `model` and returns its trace if it is to be
