@@ -13,7 +13,9 @@ use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 use crate::grpc::{DEFAULT_KEEPALIVE_TIME, DEFAULT_KEEPALIVE_TIMEOUT, GrpcTls, ResponseCompression};
 use crate::logging::LogFormat;
 use crate::model_control::ModelControlMode;
-use crate::platform::{SAGEMAKER_MODEL_DIRECTORY, SAGEMAKER_MULTI_MODEL_DIRECTORY, VertexSettings, nonblank};
+use crate::platform::{
+    SAGEMAKER_MODEL_DIRECTORY, SAGEMAKER_MULTI_MODEL_DIRECTORY, VertexSettings, nonblank, sagemaker_multi_model,
+};
 use crate::repository::scan_repositories;
 use crate::response_cache::LOCAL_CACHE;
 use crate::restricted_api::{ApiRestrictions, GRPC_HEADER_PREFIX, RestrictedGroup};
@@ -715,7 +717,7 @@ fn apply_sagemaker_serve(
     let invalid = |message: String| Args::command().error(clap::error::ErrorKind::ValueValidation, message);
     let defaulted = |id: &str| matches.value_source(id) == Some(ValueSource::DefaultValue);
     let var = |name: &str| nonblank(var(name));
-    let multi_model = var("SAGEMAKER_MULTI_MODEL").is_some_and(|value| value.eq_ignore_ascii_case("true"));
+    let multi_model = sagemaker_multi_model(var);
     let allowed = |name: &str| -> Result<bool, clap::Error> {
         match var(name).map(|value| value.to_ascii_lowercase()).as_deref() {
             None | Some("false" | "0") => Ok(false),

@@ -60,6 +60,12 @@ pub fn nonblank(value: Option<String>) -> Option<String> {
     value.map(|value| value.trim().to_string()).filter(|value| !value.is_empty())
 }
 
+/// Whether `SAGEMAKER_MULTI_MODEL` (read through `var`) asks for a
+/// SageMaker multi-model endpoint, as Triton's serve script tests it.
+pub fn sagemaker_multi_model(var: impl Fn(&str) -> Option<String>) -> bool {
+    nonblank(var("SAGEMAKER_MULTI_MODEL")).is_some_and(|value| value.eq_ignore_ascii_case("true"))
+}
+
 /// Finds the model repository from the environment and the platforms'
 /// mounts, in this order: `MODEL_REPOSITORY`, Oracle's mount, Azure ML's
 /// `AZUREML_MODEL_DIR`, KServe's mount, Vertex AI's `AIP_STORAGE_URI`
@@ -209,7 +215,7 @@ impl SageMakerSettings {
     /// an error.
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let var = |name: &str| nonblank(var(name));
-        let multi_model = var("SAGEMAKER_MULTI_MODEL").is_some_and(|value| value.eq_ignore_ascii_case("true"));
+        let multi_model = sagemaker_multi_model(var);
         // Triton's serve script lets SAGEMAKER_TRITON_OVERRIDE_PING_MODE
         // replace the mode it would choose.
         let ping_variable = ["SAGEMAKER_TRITON_OVERRIDE_PING_MODE", "SAGEMAKER_TRITON_PING_MODE"]

@@ -224,11 +224,7 @@ fn archive_url(root: &Path, url: &str) -> Result<PathBuf, String> {
     let allowed =
         |name: &str| !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_');
     match names.as_slice() {
-        [hash, ARCHIVE_FOLDER] | [hash, ARCHIVE_FOLDER, _]
-            if names.iter().all(|name| allowed(name)) && allowed(hash) =>
-        {
-            Ok(path)
-        }
+        [_hash, ARCHIVE_FOLDER] | [_hash, ARCHIVE_FOLDER, _] if names.iter().all(|name| allowed(name)) => Ok(path),
         _ => Err(invalid()),
     }
 }

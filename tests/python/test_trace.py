@@ -337,9 +337,28 @@ class Collector:
     def named(self, name):
         return [span for _, span in self.spans if span.name == name]
 
+    def wait_for(self, count, name=None, timeout=30):
+        """Waits (bounded) until `count` spans (named `name`, if given) came
+        in, as the batch span processor sends them."""
+        deadline = time.monotonic() + timeout
+        while len(self.named(name) if name else self.spans) < count and time.monotonic() < deadline:
+            time.sleep(0.1)
+
     def stop(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+def opentelemetry_flags(url):
+    """Mode opentelemetry to `url`, every request traced, spans sent within
+    0.1 s."""
+    return [
+        "--trace-config=mode=opentelemetry",
+        f"--trace-config=opentelemetry,url={url}",
+        "--trace-config=opentelemetry,bsp_schedule_delay=100",
+        "--trace-config=level=TIMESTAMPS",
+        "--trace-config=rate=1",
+    ]
 
 
 @pytest.fixture
@@ -384,9 +403,7 @@ def test_opentelemetry_mode_sends_spans_to_the_collector(launch_server, collecto
             wire.infer(client, "simple", simple_inputs(a, b, wire), request_id="called", headers=headers)
 
     # Each request's three spans, once the batch span processor sent them.
-    deadline = time.monotonic() + 30
-    while len(collector.spans) < 6 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    collector.wait_for(6)
     time.sleep(0.5)
     received = [(span.name, span.trace_id.hex()) for _, span in collector.spans]
     roots = collector.named("InferRequest")
@@ -428,13 +445,7 @@ def test_opentelemetry_mode_sends_to_an_https_collector_it_trusts(launch_server,
     requests still succeed."""
     collector = Collector(tls=(pki["server_cert"], pki["server_key"]))
     try:
-        extra = [
-            "--trace-config=mode=opentelemetry",
-            f"--trace-config=opentelemetry,url={collector.url}",
-            "--trace-config=opentelemetry,bsp_schedule_delay=100",
-            "--trace-config=level=TIMESTAMPS",
-            "--trace-config=rate=1",
-        ]
+        extra = opentelemetry_flags(collector.url)
         untrusting = launch_server(EXAMPLE_MODELS, extra=extra)
         with untrusting.client("grpc") as client:
             infer_simple(client, 1)
@@ -444,9 +455,7 @@ def test_opentelemetry_mode_sends_to_an_https_collector_it_trusts(launch_server,
         trusting = launch_server(EXAMPLE_MODELS, extra=extra, env={"SSL_CERT_FILE": pki["ca"]})
         with trusting.client("http") as client:
             infer_simple(client, 2)
-        deadline = time.monotonic() + 30
-        while len(collector.named("InferRequest")) < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        collector.wait_for(2, name="InferRequest")
         assert len(collector.named("InferRequest")) == 2, [span.name for _, span in collector.spans]
         assert len(collector.named("compute")) == 2
     finally:
@@ -493,21 +502,12 @@ def test_an_ensembles_steps_are_traced_as_its_children(launch_server, tmp_path, 
 
 
 def test_opentelemetry_puts_an_ensembles_steps_under_its_model_span(launch_server, tmp_path, collector):
-    extra = [
-        "--trace-config=mode=opentelemetry",
-        f"--trace-config=opentelemetry,url={collector.url}",
-        "--trace-config=opentelemetry,bsp_schedule_delay=100",
-        "--trace-config=level=TIMESTAMPS",
-        "--trace-config=rate=1",
-    ]
-    server = launch_server(ensemble_repository(tmp_path), extra=extra)
+    server = launch_server(ensemble_repository(tmp_path), extra=opentelemetry_flags(collector.url))
     with server.client("grpc") as client:
         wire = default_wire(client)
         wire.infer(client, "twice", twice_inputs(wire))
     # InferRequest, twice, and for each of the two steps simple and compute.
-    deadline = time.monotonic() + 30
-    while len(collector.spans) < 6 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    collector.wait_for(6)
     time.sleep(0.5)
     names = sorted(span.name for _, span in collector.spans)
     assert names == ["InferRequest", "compute", "compute", "simple", "simple", "twice"], names
