@@ -5,6 +5,12 @@
 //! as Triton builds them: an `InferRequest` span for the whole call (the
 //! frontend's moments as its events), a span named after the model from
 //! REQUEST_START to REQUEST_END, and a `compute` span for the execution.
+//!
+//! The spans are built with the OpenTelemetry SDK once the request has
+//! ended, not as `tracing` spans bridged by `tracing-opentelemetry`: their
+//! bounds and events are the moments stamped on the [`RequestTrace`] as the
+//! request ran (the gRPC read starts before the request is even decoded),
+//! and a bridged span can only start at the moment it is created.
 
 use std::time::{Duration, Instant, SystemTime};
 
