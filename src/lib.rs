@@ -38,5 +38,6 @@ pub mod shutdown;
 pub mod statistics;
 pub mod tensor;
 pub mod trace;
+pub mod utc_time;
 pub mod validation;
 pub mod warmup;

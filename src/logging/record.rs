@@ -16,7 +16,8 @@
 
 use std::fmt::{self, Write as _};
 use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::utc_time::UtcTime;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
@@ -56,47 +57,6 @@ impl LogFormat {
     pub fn from_name(name: &str) -> Option<Self> {
         [Self::Default, Self::Iso8601].into_iter().find(|format| format.name() == name)
     }
-}
-
-/// A UTC time broken down as a record prints it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct UtcTime {
-    year: i64,
-    month: u32,
-    day: u32,
-    hour: u64,
-    minute: u64,
-    second: u64,
-    microsecond: u32,
-}
-
-impl UtcTime {
-    fn from_unix(seconds: u64, microsecond: u32) -> Self {
-        let days = (seconds / 86_400) as i64;
-        let of_day = seconds % 86_400;
-        let (year, month, day) = civil_date(days);
-        Self { year, month, day, hour: of_day / 3600, minute: of_day % 3600 / 60, second: of_day % 60, microsecond }
-    }
-
-    fn now() -> Self {
-        let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        Self::from_unix(since_epoch.as_secs(), since_epoch.subsec_micros())
-    }
-}
-
-/// The proleptic Gregorian date of a day counted from 1970-01-01, by
-/// Howard Hinnant's `civil_from_days`.
-fn civil_date(days: i64) -> (i64, u32, u32) {
-    let days = days + 719_468;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 } as u32;
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// Triton's level letter: verbose messages are information to it.
@@ -219,17 +179,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates_are_the_proleptic_gregorian_calendars() {
-        assert_eq!(civil_date(0), (1970, 1, 1));
-        assert_eq!(civil_date(-1), (1969, 12, 31));
-        // 2000 was a leap year, 2100 will not be.
-        assert_eq!(civil_date(11_016), (2000, 2, 29));
-        assert_eq!(civil_date(20_780), (2026, 11, 23));
-        assert_eq!(civil_date(47_541), (2100, 3, 1));
-        assert_eq!(civil_date(47_540), (2100, 2, 28));
-    }
 
     #[test]
     fn preambles_in_both_formats() {
