@@ -13,6 +13,7 @@
 pub mod backend;
 pub mod classification;
 pub mod cli;
+pub mod cloud_storage;
 pub mod directory_fingerprint;
 pub mod ensemble;
 pub mod error;

@@ -67,7 +67,8 @@ pub fn sagemaker_multi_model(var: impl Fn(&str) -> Option<String>) -> bool {
 }
 
 /// Finds the model repository from the environment and the platforms'
-/// mounts, in this order: `MODEL_REPOSITORY`, Oracle's mount, Azure ML's
+/// mounts, in this order: `MODEL_REPOSITORY` (a folder or an `s3://`
+/// repository), Oracle's mount, Azure ML's
 /// `AZUREML_MODEL_DIR`, KServe's mount, Vertex AI's `AIP_STORAGE_URI`
 /// when it is a local path, and SageMaker's mount. `var` reads environment
 /// variables.
@@ -77,6 +78,12 @@ pub fn discover_model_repository(
 ) -> Result<DiscoveredRepository, String> {
     let var = |name: &str| nonblank(var(name));
     if let Some(path) = var(MODEL_REPOSITORY_ENV) {
+        if crate::cloud_storage::is_s3_path(&path) {
+            return Ok(DiscoveredRepository {
+                path: PathBuf::from(path),
+                reason: format!("from {MODEL_REPOSITORY_ENV}"),
+            });
+        }
         let path = PathBuf::from(path);
         if !path.is_dir() {
             return Err(format!("{MODEL_REPOSITORY_ENV} names '{}', which is not a directory", path.display()));
@@ -279,6 +286,10 @@ mod tests {
         let error =
             discover_model_repository(env(&[("MODEL_REPOSITORY", &missing)]), &mounts(root.path())).unwrap_err();
         assert!(error.contains("not a directory"), "{error}");
+
+        let bucket = PathBuf::from("s3://bucket/repository");
+        let found = discover_model_repository(env(&[("MODEL_REPOSITORY", &bucket)]), &mounts(root.path())).unwrap();
+        assert_eq!(found.path, bucket);
     }
 
     #[test]

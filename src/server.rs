@@ -2,6 +2,7 @@
 //! endpoints, and an orderly shutdown on SIGTERM or SIGINT.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use crate::backend::Backend;
 use crate::backend::onnxruntime::OnnxRuntimeBackend;
 use crate::cli::Args;
+use crate::cloud_storage::{RepositoryCopy, is_s3_path, unsupported_storage};
 use crate::grpc::{self, GrpcSettings};
 use crate::http::{self, AppState, HttpEndpoint, HttpSettings};
 use crate::identity::ServerIdentity;
@@ -40,6 +42,13 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
         }
     } else {
         args.model_repositories.clone()
+    };
+    let (repositories, cloud_copies) = match copies_of_cloud_repositories(repositories) {
+        Ok(local) => local,
+        Err(reason) => {
+            tracing::error!("{reason}");
+            return ExitCode::FAILURE;
+        }
     };
     if std::env::var("CONTAINER_TYPE").is_ok_and(|kind| kind.eq_ignore_ascii_case("TRITON")) {
         tracing::info!(
@@ -128,6 +137,7 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
     }
     let startup = StartupModels::new(args.model_control_mode, &args.load_model);
     let manager = Arc::new(ModelManager::new(backend, options));
+    manager.follow_cloud_copies(cloud_copies.clone());
 
     let (stop, stopped) = shutdown::channel();
     let identity = ServerIdentity::new(&args.id, args.allow_client_shm);
@@ -282,8 +292,35 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
     // Traces waiting for a numbered trace file are written, as Triton
     // writes them when it exits.
     tracer.flush();
+    for copy in &cloud_copies {
+        copy.remove();
+    }
     tracing::info!("server stopped");
     exit
+}
+
+/// The repositories as local folders: an `s3://` repository as the empty
+/// folder its copy will be made in (when the models load, so the health
+/// endpoints answer during a long download).
+fn copies_of_cloud_repositories(
+    repositories: Vec<PathBuf>,
+) -> Result<(Vec<PathBuf>, Vec<Arc<RepositoryCopy>>), String> {
+    let mut local = Vec::new();
+    let mut copies = Vec::new();
+    for repository in repositories {
+        if let Some(refusal) = repository.to_str().and_then(unsupported_storage) {
+            return Err(refusal);
+        }
+        match repository.to_str().filter(|path| is_s3_path(path)) {
+            Some(uri) => {
+                let copy = Arc::new(RepositoryCopy::create(uri, |name| std::env::var(name).ok())?);
+                local.push(copy.local_path().to_path_buf());
+                copies.push(copy);
+            }
+            None => local.push(repository),
+        }
+    }
+    Ok((local, copies))
 }
 
 /// In mode `poll`, looks at the repositories every `seconds` until the

@@ -22,6 +22,12 @@ impl ModelManager {
 
     pub(super) fn load_on_request(&self, name: &str, options: &LoadOptions) -> Result<()> {
         let _one_at_a_time = self.control.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // A model whose files came with the request needs nothing from the
+        // repositories' buckets.
+        if options.files.is_empty() {
+            self.refresh_cloud_copies()
+                .map_err(|reason| Error::unavailable(format!("load failed for model '{name}': {reason}")))?;
+        }
         // Files sent with the request are the model's directory for this
         // load, in place of the repositories' (Triton's model file override).
         let uploaded = match options.files.is_empty() {
@@ -190,6 +196,10 @@ impl ModelManager {
 
     pub(super) fn poll_once(&self) {
         let _one_at_a_time = self.control.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Err(reason) = self.refresh_cloud_copies() {
+            tracing::warn!("cannot poll the model repository, so no model changes: {reason}");
+            return;
+        }
         let scan = match scan_repositories(&self.repositories()) {
             Ok(scan) => scan,
             Err(reason) => {

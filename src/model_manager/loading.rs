@@ -18,6 +18,10 @@ impl ModelManager {
         startup: &StartupModels,
     ) -> std::result::Result<LoadReport, String> {
         let repositories: Vec<ModelRepository> = repositories.iter().cloned().map(ModelRepository::from).collect();
+        let manager = Arc::clone(self);
+        tokio::task::spawn_blocking(move || manager.refresh_cloud_copies())
+            .await
+            .map_err(|error| format!("copying the cloud model repositories failed: {error}"))??;
         let scan = scan_repositories(&repositories)?;
         *self.repositories.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = repositories;
         // A named ensemble brings its composing models (and theirs, for a

@@ -7,8 +7,9 @@
 //! unload requests, mode `poll`, the repository index), `ensembles.rs`
 //! (planning and running ensemble versions), `loaded_version.rs` (a
 //! serving version and the records of each model's versions),
-//! `registered_repositories.rs` (repositories added while the server runs)
-//! and `uploaded_model.rs` (the directory of a model whose files came with
+//! `registered_repositories.rs` (repositories added while the server runs),
+//! `cloud_copies.rs` (repositories in cloud storage, served from local
+//! copies) and `uploaded_model.rs` (the directory of a model whose files came with
 //! its load request).
 
 use std::collections::BTreeMap;
@@ -52,6 +53,7 @@ use crate::trace::{Activity, RequestTrace, TensorActivity};
 use crate::validation::{ModelIo, ValidatedRequest};
 use crate::warmup::{warm_up, warmup_samples};
 
+mod cloud_copies;
 mod control;
 mod ensembles;
 mod load_slots;
@@ -213,6 +215,9 @@ pub struct ModelManager {
     /// The repositories: those given at start, then those registered
     /// while the server runs.
     repositories: RwLock<Vec<ModelRepository>>,
+    /// The local copies among the repositories of repositories in cloud
+    /// storage, refreshed before the repositories are read for a change.
+    cloud_copies: RwLock<Vec<Arc<crate::cloud_storage::RepositoryCopy>>>,
     /// Held by each load or unload request, so that they happen one at a
     /// time and a model is never loaded twice at once.
     control: Mutex<()>,
@@ -236,6 +241,7 @@ impl ModelManager {
             options,
             models: RwLock::new(BTreeMap::new()),
             repositories: RwLock::new(Vec::new()),
+            cloud_copies: RwLock::new(Vec::new()),
             control: Mutex::new(()),
             loading_done: AtomicBool::new(false),
             readiness,

@@ -257,6 +257,20 @@ def start_server(args, binary=None, wait_ready=True, env=None):
     return server
 
 
+# A change of a polled repository is seen within one poll (1 s in the
+# tests) and a load of the example models takes well under a second; the
+# rest is room for a busy machine.
+CHANGE_SEEN_S = 20
+
+
+def wait_until(condition, what, timeout=CHANGE_SEEN_S):
+    """Polls `condition` until it holds; fails naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"after {timeout} s: {what}"
+        time.sleep(0.1)
+
+
 def copy_model(source, repository, name=None, versions=(1,), config=None):
     """Copies model directory `source` into `repository` as `name`, with the
     given version directories (each a copy of the source's version 1) and,

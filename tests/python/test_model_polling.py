@@ -7,27 +7,14 @@ in Triton."""
 
 import shutil
 import threading
-import time
 
 import pytest
 
 from model_requests import check_simple_result, default_wire, simple_data, simple_inputs
 from protocols import connect, count, expect_error, model_config, model_stats
-from server_process import EXAMPLE_MODELS, copy_model
+from server_process import CHANGE_SEEN_S, EXAMPLE_MODELS, copy_model, wait_until
 
 SIMPLE = EXAMPLE_MODELS / "simple"
-# A change is seen within one poll (1 s here) and a load of the example
-# models takes well under a second; the rest is room for a busy machine.
-CHANGE_SEEN_S = 20
-
-
-def wait_until(condition, what, timeout=CHANGE_SEEN_S):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"after {timeout} s: {what}"
-        time.sleep(0.1)
-
-
 def infer_simple(client, model):
     wire = default_wire(client)
     a, b = simple_data(2)

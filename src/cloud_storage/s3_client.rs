@@ -1,0 +1,294 @@
+//! The two S3 calls a repository copy needs, ListObjectsV2 and GetObject,
+//! over path-style URLs (`<endpoint>/<bucket>/<key>`, as Triton addresses
+//! S3) and signed with SigV4. Blocking: call it off the async runtime.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use blocking_reqwest::blocking::{Client, Response};
+use blocking_reqwest::{StatusCode, Url};
+
+use super::aws_credentials::AwsAccess;
+use super::s3_path::S3Path;
+use super::sigv4::{self, UnsignedRequest};
+use crate::utc_time::UtcTime;
+
+/// How long a connect, or a read of an answer, may stall before the call
+/// fails (a download as a whole may take as long as it takes).
+const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How many keys one ListObjectsV2 answer holds at most (S3's maximum).
+const KEYS_PER_PAGE: &str = "1000";
+
+/// An object of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Object {
+    /// Its key.
+    pub key: String,
+    /// Its entity tag, which changes when its content does.
+    pub etag: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// A client of one bucket.
+pub struct S3Client {
+    http: Client,
+    /// The endpoint when the path named one; else Amazon's for the region.
+    custom_origin: Option<String>,
+    bucket: String,
+    access: AwsAccess,
+    /// The region requests are signed for: the configured one until Amazon
+    /// says the bucket lives in another.
+    region: Mutex<String>,
+}
+
+impl S3Client {
+    /// A client for the bucket of `path`, signing with `access`.
+    pub fn new(path: &S3Path, access: AwsAccess) -> Result<Self, String> {
+        // https endpoints are reached with rustls, which takes its crypto
+        // from the process default: ring, as for gRPC's TLS (an error only
+        // says a default is set already).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = Client::builder()
+            .timeout(STALL_TIMEOUT)
+            .connect_timeout(STALL_TIMEOUT)
+            .build()
+            .map_err(|error| format!("cannot make an HTTP client for S3: {error}"))?;
+        let region = Mutex::new(access.region.clone());
+        Ok(Self {
+            http,
+            custom_origin: path.endpoint.as_ref().map(|endpoint| endpoint.origin()),
+            bucket: path.bucket.clone(),
+            access,
+            region,
+        })
+    }
+
+    fn region(&self) -> String {
+        self.region.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    fn origin(&self) -> String {
+        self.custom_origin.clone().unwrap_or_else(|| format!("https://s3.{}.amazonaws.com", self.region()))
+    }
+
+    /// Every object whose key starts with `prefix`.
+    pub fn list(&self, prefix: &str) -> Result<Vec<S3Object>, String> {
+        let mut objects = Vec::new();
+        let mut continuation: Option<String> = None;
+        loop {
+            let mut query = vec![("list-type", "2"), ("max-keys", KEYS_PER_PAGE), ("prefix", prefix)];
+            if let Some(token) = &continuation {
+                query.push(("continuation-token", token));
+            }
+            let body = self
+                .get("", &query)?
+                .text()
+                .map_err(|error| format!("cannot read the listing of s3 bucket '{}': {error}", self.bucket))?;
+            for contents in elements(&body, "Contents") {
+                let (Some(key), Some(etag)) = (element(contents, "Key"), element(contents, "ETag")) else {
+                    continue;
+                };
+                let size = element(contents, "Size").and_then(|size| size.parse().ok()).unwrap_or(0);
+                objects.push(S3Object { key, etag, size });
+            }
+            continuation = match element(&body, "IsTruncated").as_deref() {
+                Some("true") => element(&body, "NextContinuationToken"),
+                _ => None,
+            };
+            if continuation.is_none() {
+                return Ok(objects);
+            }
+        }
+    }
+
+    /// Writes the object `key` to `destination`; returns its size.
+    pub fn download(&self, key: &str, destination: &mut impl Write) -> Result<u64, String> {
+        let mut response = self.get(key, &[])?;
+        response.copy_to(destination).map_err(|error| format!("cannot download s3://{}/{key}: {error}", self.bucket))
+    }
+
+    /// A signed GET of `key` (the bucket itself when empty), following
+    /// Amazon once to the bucket's own region.
+    fn get(&self, key: &str, query: &[(&str, &str)]) -> Result<Response, String> {
+        let response = self.send_get(key, query)?;
+        let moved_to = response
+            .headers()
+            .get("x-amz-bucket-region")
+            .and_then(|region| region.to_str().ok())
+            .filter(|region| *region != self.region())
+            .map(str::to_string);
+        let wrong_region = matches!(response.status(), StatusCode::MOVED_PERMANENTLY | StatusCode::BAD_REQUEST);
+        let response = match (moved_to, wrong_region && self.custom_origin.is_none()) {
+            (Some(region), true) => {
+                tracing::info!(bucket = %self.bucket, %region, "the S3 bucket lives in another region; asking there");
+                *self.region.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = region;
+                self.send_get(key, query)?
+            }
+            _ => response,
+        };
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let body = response.text().unwrap_or_default();
+        let code = element(&body, "Code").unwrap_or_default();
+        let message = element(&body, "Message").unwrap_or_default();
+        let what = if key.is_empty() {
+            format!("listing s3://{}", self.bucket)
+        } else {
+            format!("s3://{}/{key}", self.bucket)
+        };
+        Err(format!("{what}: S3 answered {} {code}: {message}", status.as_u16())
+            .trim_end_matches([' ', ':'])
+            .to_string())
+    }
+
+    fn send_get(&self, key: &str, query: &[(&str, &str)]) -> Result<Response, String> {
+        let bucket = sigv4::uri_encode(&self.bucket, true);
+        let path = match key.is_empty() {
+            true => format!("/{bucket}"),
+            false => format!("/{bucket}/{}", sigv4::uri_encode(key, false)),
+        };
+        let query_string = sigv4::canonical_query(query);
+        let address = match query_string.is_empty() {
+            true => format!("{}{path}", self.origin()),
+            false => format!("{}{path}?{query_string}", self.origin()),
+        };
+        let url = Url::parse(&address).map_err(|error| format!("cannot address S3 at '{address}': {error}"))?;
+        let mut request = self.http.get(url.clone());
+        if let Some(credentials) = &self.access.credentials {
+            // The Host header as the client sends it: no port when it is
+            // the scheme's default.
+            let host = match (url.host_str(), url.port()) {
+                (Some(host), Some(port)) => format!("{host}:{port}"),
+                (Some(host), None) => host.to_string(),
+                (None, _) => return Err(format!("'{address}' names no host")),
+            };
+            let unsigned = UnsignedRequest { method: "GET", host: &host, path: url.path(), query, headers: &[] };
+            for (name, value) in sigv4::sign(&unsigned, credentials, &self.region(), UtcTime::now()) {
+                request = request.header(name, value);
+            }
+        }
+        request.send().map_err(|error| format!("cannot reach S3 at {}: {error}", self.origin()))
+    }
+}
+
+/// The text of each `<name>...</name>` element of `xml`, unescaped only
+/// by [`element`]; S3's answers are flat enough for this.
+fn elements<'a>(xml: &'a str, name: &str) -> Vec<&'a str> {
+    let (open, close) = (format!("<{name}>"), format!("</{name}>"));
+    let mut found = Vec::new();
+    let mut rest = xml;
+    while let Some(start) = rest.find(&open) {
+        let inner = &rest[start + open.len()..];
+        let Some(end) = inner.find(&close) else { break };
+        found.push(&inner[..end]);
+        rest = &inner[end + close.len()..];
+    }
+    found
+}
+
+/// The unescaped text of the first `<name>` element of `xml`.
+fn element(xml: &str, name: &str) -> Option<String> {
+    elements(xml, name).first().map(|text| unescape(text))
+}
+
+/// XML's five named entities and numeric character references.
+fn unescape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(amp) = rest.find('&') {
+        out.push_str(&rest[..amp]);
+        let after = &rest[amp + 1..];
+        let Some(semi) = after.find(';') else {
+            out.push_str(&rest[amp..]);
+            return out;
+        };
+        let entity = &after[..semi];
+        let decoded = match entity {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            _ => entity
+                .strip_prefix("#x")
+                .map(|hex| u32::from_str_radix(hex, 16))
+                .or_else(|| entity.strip_prefix('#').map(str::parse))
+                .and_then(Result::ok)
+                .and_then(char::from_u32),
+        };
+        match decoded {
+            Some(character) => {
+                out.push(character);
+                rest = &after[semi + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Writes `key`'s object to `path` through a hidden file beside it, so a
+/// scan of the copy never sees half a file.
+pub fn download_to(client: &S3Client, key: &str, path: &Path) -> Result<u64, String> {
+    let folder = path.parent().ok_or_else(|| format!("'{}' has no folder", path.display()))?;
+    std::fs::create_dir_all(folder).map_err(|error| format!("cannot create '{}': {error}", folder.display()))?;
+    let mut partial = tempfile::Builder::new()
+        .prefix(".downloading-")
+        .tempfile_in(folder)
+        .map_err(|error| format!("cannot write into '{}': {error}", folder.display()))?;
+    let size = client.download(key, partial.as_file_mut())?;
+    partial.persist(path).map_err(|error| format!("cannot write '{}': {}", path.display(), error.error))?;
+    Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LISTING: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>models</Name><Prefix>repo/</Prefix>
+<KeyCount>2</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>true</IsTruncated>
+<Contents><Key>repo/simple/config.pbtxt</Key><LastModified>2026-11-24T09:00:00.000Z</LastModified><ETag>&quot;9b2cf535f27731c974343645a3985328&quot;</ETag><Size>412</Size><StorageClass>STANDARD</StorageClass></Contents>
+<Contents><Key>repo/a&amp;b/1/model.onnx</Key><ETag>&quot;e1&quot;</ETag><Size>1048576</Size></Contents>
+<NextContinuationToken>1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=</NextContinuationToken></ListBucketResult>"#;
+
+    #[test]
+    fn a_listing_reads_its_objects_and_next_page() {
+        let objects: Vec<(String, String, u64)> = elements(LISTING, "Contents")
+            .into_iter()
+            .map(|contents| {
+                let size = element(contents, "Size").unwrap().parse().unwrap();
+                (element(contents, "Key").unwrap(), element(contents, "ETag").unwrap(), size)
+            })
+            .collect();
+        assert_eq!(
+            objects,
+            [
+                ("repo/simple/config.pbtxt".into(), "\"9b2cf535f27731c974343645a3985328\"".into(), 412),
+                ("repo/a&b/1/model.onnx".into(), "\"e1\"".into(), 1_048_576)
+            ]
+        );
+        assert_eq!(element(LISTING, "IsTruncated").as_deref(), Some("true"));
+        assert_eq!(
+            element(LISTING, "NextContinuationToken").as_deref(),
+            Some("1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=")
+        );
+    }
+
+    #[test]
+    fn entities_are_unescaped() {
+        assert_eq!(unescape("a&lt;b&gt;&amp;&#65;&#x42;&apos;&quot;"), "a<b>&AB'\"");
+        assert_eq!(unescape("no entity & here"), "no entity & here");
+        assert_eq!(unescape("&unknown;x"), "&unknown;x");
+    }
+}

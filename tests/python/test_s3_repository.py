@@ -1,0 +1,169 @@
+"""Model repositories in S3 (`--model-repository=s3://host:port/bucket/path`,
+Triton's form for an S3-compatible service), against moto's S3 server with
+its authentication on, so every request the server makes must carry a valid
+SigV4 signature of an IAM user allowed to read the bucket. The server serves
+a local copy that a load request or a poll brings up to date, and deletes
+it when it stops."""
+
+import json
+import pathlib
+import subprocess
+import sys
+import time
+
+import boto3
+import pytest
+
+from http_requests import free_port
+from model_requests import check_simple_result, default_wire, simple_data, simple_inputs
+from server_process import EXAMPLE_MODELS, REPO_ROOT, ServerProcess, server_args, wait_until
+
+BUCKET = "models"
+PREFIX = "team/repository"
+# A key whose signature needs AWS's URI encoding (space, '+', parentheses).
+ODD_FILE = "simple/notes (v1)+x.txt"
+
+
+@pytest.fixture(scope="module")
+def s3_service(tmp_path_factory):
+    """moto's S3 server on an ephemeral port. Its first three requests (the
+    IAM user, its policy and its key) go unauthenticated; every later one
+    must be signed with that key."""
+    port = free_port()
+    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("w")
+    process = subprocess.Popen(
+        [str(pathlib.Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        env={"INITIAL_NO_AUTH_ACTION_COUNT": "3", "PATH": "/usr/bin:/bin"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=REPO_ROOT,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        iam = boto3.client(
+            "iam", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                iam.create_user(UserName="triton")
+                break
+            except Exception:
+                assert process.poll() is None and time.monotonic() < deadline, "moto's server did not start"
+                time.sleep(0.2)
+        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+        iam.put_user_policy(UserName="triton", PolicyName="read-models", PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName="triton")["AccessKey"]
+        credentials = {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
+        )
+        s3.create_bucket(Bucket=BUCKET)
+        yield s3, f"s3://127.0.0.1:{port}", credentials
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture
+def bucket(s3_service):
+    """An empty repository prefix holding the example model `simple` and a
+    file with an awkward name; emptied after the test."""
+    s3, endpoint, credentials = s3_service
+    upload_model(s3, "simple")
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/{ODD_FILE}", Body=b"not a model file")
+    yield s3, f"{endpoint}/{BUCKET}/{PREFIX}", credentials
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+        for item in page.get("Contents", []):
+            s3.delete_object(Bucket=BUCKET, Key=item["Key"])
+
+
+def upload_model(s3, name):
+    """Uploads the example model `simple` under `name`."""
+    source = EXAMPLE_MODELS / "simple"
+    config = (source / "config.pbtxt").read_text().replace('name: "simple"', f'name: "{name}"')
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/{name}/config.pbtxt", Body=config.encode())
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/{name}/1/model.onnx", Body=(source / "1" / "model.onnx").read_bytes())
+
+
+def delete_model(s3, name):
+    for item in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}/{name}/").get("Contents", []):
+        s3.delete_object(Bucket=BUCKET, Key=item["Key"])
+
+
+def infer_simple(client, model):
+    wire = default_wire(client)
+    a, b = simple_data(2)
+    check_simple_result(wire.infer(client, model, simple_inputs(a, b, wire)), a, b)
+
+
+def test_models_serve_from_a_copy_that_goes_when_the_server_stops(launch_server, bucket, tmp_path, protocol):
+    _, repository, credentials = bucket
+    mount = tmp_path / "mount"
+    mount.mkdir()
+    env = dict(credentials, AWS_DEFAULT_REGION="us-east-1", TRITON_AWS_MOUNT_DIRECTORY=str(mount))
+    server = launch_server(repository, env=env)
+    with server.client(protocol) as client:
+        infer_simple(client, "simple")
+        index = client.get_model_repository_index(as_json=True) if protocol == "grpc" else client.get_model_repository_index()
+        assert [model["name"] for model in (index["models"] if protocol == "grpc" else index)] == ["simple"]
+    (copy,) = list(mount.iterdir())
+    assert (copy / "simple" / "1" / "model.onnx").read_bytes() == (EXAMPLE_MODELS / "simple/1/model.onnx").read_bytes()
+    assert (copy / ODD_FILE).read_bytes() == b"not a model file"
+    assert server.stop() == 0
+    assert list(mount.iterdir()) == []
+
+
+def test_a_load_request_fetches_what_was_uploaded_since_the_start(launch_server, bucket, protocol):
+    s3, repository, credentials = bucket
+    server = launch_server(repository, extra=["--model-control-mode=explicit"], env=credentials)
+    with server.client(protocol) as client:
+        assert not client.is_model_ready("simple")
+        upload_model(s3, "uploaded_later")
+        client.load_model("uploaded_later")
+        infer_simple(client, "uploaded_later")
+
+
+def test_polling_follows_the_bucket(launch_server, bucket, protocol):
+    s3, repository, credentials = bucket
+    server = launch_server(
+        repository, extra=["--model-control-mode=poll", "--repository-poll-secs=1"], env=credentials
+    )
+    with server.client(protocol) as client:
+        infer_simple(client, "simple")
+        upload_model(s3, "added")
+        wait_until(lambda: client.is_model_ready("added"), "the model uploaded to the bucket loads")
+        infer_simple(client, "added")
+        delete_model(s3, "simple")
+        wait_until(lambda: not client.is_model_ready("simple"), "the model deleted from the bucket unloads")
+        infer_simple(client, "added")
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("wrong secret", "403 SignatureDoesNotMatch"),
+        ("missing bucket", "404 NoSuchBucket"),
+    ],
+)
+def test_a_repository_that_cannot_be_read_stops_the_start(bucket, case, expected):
+    _, repository, credentials = bucket
+    if case == "wrong secret":
+        credentials = dict(credentials, AWS_SECRET_ACCESS_KEY="not-the-secret")
+    else:
+        repository = repository.replace(f"/{BUCKET}/", "/no-such-bucket/")
+    server = ServerProcess(server_args(repository), env=credentials)
+    assert server.wait_exit(30) == 1
+    assert f"cannot copy model repository '{repository}'" in server.log and expected in server.log, server.log
+
+
+@pytest.mark.parametrize("repository, storage", [("gs://bucket/models", "Google Cloud Storage"), ("as://a/c/m", "Azure Storage")])
+def test_other_cloud_storages_are_refused_by_name(repository, storage):
+    server = ServerProcess(server_args(repository))
+    assert server.wait_exit(30) == 1
+    assert f"model repository '{repository}': repositories in {storage} are not supported" in server.log, server.log
