@@ -1,5 +1,6 @@
 //! UTC calendar time from the system clock, without a time-zone database:
-//! what log records and S3 request signatures print.
+//! what log records and S3 request signatures print, and the expiry times
+//! of AWS temporary credentials.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -38,6 +39,37 @@ impl UtcTime {
     }
 }
 
+/// Seconds since 1970-01-01 00:00 UTC of an RFC 3339 UTC time
+/// (`2026-11-24T10:50:00Z`, fractions of a second ignored), as AWS writes
+/// when temporary credentials expire; None for anything else.
+pub fn parse_rfc3339_utc(text: &str) -> Option<u64> {
+    let text = text.trim().strip_suffix('Z')?;
+    let (date, time) = text.split_once('T')?;
+    let number = |part: &str| part.parse::<u32>().ok();
+    let mut date = date.splitn(3, '-');
+    let (year, month, day) = (date.next()?.parse::<i64>().ok()?, number(date.next()?)?, number(date.next()?)?);
+    let time = time.split('.').next()?;
+    let mut time = time.splitn(3, ':');
+    let (hour, minute, second) = (number(time.next()?)?, number(time.next()?)?, number(time.next()?)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let seconds = days_since_epoch(year, month, day) * 86_400 + i64::from(hour * 3600 + minute * 60 + second);
+    u64::try_from(seconds).ok()
+}
+
+/// The day count from 1970-01-01 of a proleptic Gregorian date, by Howard
+/// Hinnant's `days_from_civil` (the inverse of [`civil_date`]).
+fn days_since_epoch(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year.rem_euclid(400);
+    let month_index = i64::from(if month > 2 { month - 3 } else { month + 9 });
+    let day_of_year = (153 * month_index + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
 /// The proleptic Gregorian date of a day counted from 1970-01-01, by
 /// Howard Hinnant's `civil_from_days`.
 fn civil_date(days: i64) -> (i64, u32, u32) {
@@ -66,5 +98,19 @@ mod tests {
         assert_eq!(civil_date(20_780), (2026, 11, 23));
         assert_eq!(civil_date(47_541), (2100, 3, 1));
         assert_eq!(civil_date(47_540), (2100, 2, 28));
+    }
+
+    #[test]
+    fn rfc3339_times_read_back_as_they_print() {
+        for days in [-1, 0, 11_016, 20_780, 47_540, 47_541] {
+            let (year, month, day) = civil_date(days);
+            assert_eq!(days_since_epoch(year, month, day), days);
+        }
+        // 2026-11-23T20:05:41Z, as the log tests print it.
+        assert_eq!(parse_rfc3339_utc("2026-11-23T20:05:41Z"), Some(1_795_464_341));
+        assert_eq!(parse_rfc3339_utc("2026-11-23T20:05:41.123Z"), Some(1_795_464_341));
+        for bad in ["2026-11-23T20:05:41", "2026-13-01T00:00:00Z", "yesterday", "2026-11-23 20:05:41Z"] {
+            assert_eq!(parse_rfc3339_utc(bad), None, "{bad}");
+        }
     }
 }

@@ -1,16 +1,35 @@
-//! The AWS credentials and region an S3 repository is read with, found
-//! where Triton's AWS SDK looks first: `AWS_ACCESS_KEY_ID` and
-//! `AWS_SECRET_ACCESS_KEY` (with `AWS_SESSION_TOKEN`), else the profile
-//! `AWS_PROFILE` (or `default`) of the shared credentials and config files
-//! that `aws configure` writes; with neither, requests go unsigned, which
-//! public buckets allow. The region comes from `AWS_REGION`,
-//! `AWS_DEFAULT_REGION`, the profile, else `us-east-1`.
+//! Where the AWS credentials an S3 repository is read with come from, in
+//! the order of the AWS SDK's default chain that Triton relies on:
+//!
+//! 1. `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (with
+//!    `AWS_SESSION_TOKEN`);
+//! 2. the profile `AWS_PROFILE` (or `default`) of the shared credentials
+//!    and config files that `aws configure` writes;
+//! 3. a web identity (`AWS_WEB_IDENTITY_TOKEN_FILE` and `AWS_ROLE_ARN`:
+//!    EKS's IAM roles for service accounts), exchanged with STS;
+//! 4. the container credentials endpoint
+//!    (`AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` on ECS,
+//!    `AWS_CONTAINER_CREDENTIALS_FULL_URI` with EKS Pod Identity);
+//! 5. the EC2 instance metadata service, unless
+//!    `AWS_EC2_METADATA_DISABLED=true`;
+//!
+//! and with none of them, unsigned requests, which public buckets allow.
+//! The region comes from `AWS_REGION`, `AWS_DEFAULT_REGION`, the profile,
+//! else `us-east-1`. Fetching temporary credentials is
+//! `temporary_credentials.rs`'s.
 
 use std::fmt;
 use std::path::PathBuf;
 
 /// The region when nothing names one, as in the AWS SDKs.
 const DEFAULT_REGION: &str = "us-east-1";
+
+/// Where ECS serves a task's credentials (`AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`
+/// is a path on it).
+const ECS_CREDENTIALS_ORIGIN: &str = "http://169.254.170.2";
+
+/// The EC2 instance metadata service.
+const INSTANCE_METADATA_ORIGIN: &str = "http://169.254.169.254";
 
 /// An access key, and the session token of temporary credentials.
 #[derive(Clone, PartialEq, Eq)]
@@ -33,64 +52,148 @@ impl fmt::Debug for AwsCredentials {
     }
 }
 
-/// What requests to S3 are signed with, and where that was found.
+/// How the container credentials endpoint wants to be asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContainerAuthorization {
+    /// Nothing (ECS).
+    None,
+    /// `AWS_CONTAINER_AUTHORIZATION_TOKEN`.
+    Token(String),
+    /// `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`, read at each fetch (EKS
+    /// Pod Identity rotates it).
+    TokenFile(PathBuf),
+}
+
+/// Where credentials come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialSource {
+    /// Keys given in the environment or a profile.
+    Keys(AwsCredentials),
+    /// A web identity token exchanged for a role's credentials.
+    WebIdentity {
+        /// The role to assume.
+        role_arn: String,
+        /// The token's file, read at each exchange (it is rotated).
+        token_file: PathBuf,
+        /// The name of the role session.
+        session_name: String,
+        /// STS's address.
+        sts_origin: String,
+    },
+    /// The container credentials endpoint.
+    Container {
+        /// Its full URL.
+        url: String,
+        /// What goes in its Authorization header.
+        authorization: ContainerAuthorization,
+    },
+    /// The EC2 instance metadata service (IMDSv2), at this origin; when it
+    /// does not answer, requests go unsigned.
+    InstanceMetadata {
+        /// `http://169.254.169.254`, or `AWS_EC2_METADATA_SERVICE_ENDPOINT`.
+        origin: String,
+    },
+    /// None: requests go unsigned.
+    Unsigned,
+}
+
+/// What requests to S3 are signed with, and for which region.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AwsAccess {
-    /// None: requests go unsigned (public buckets).
-    pub credentials: Option<AwsCredentials>,
+    /// Where the credentials come from.
+    pub source: CredentialSource,
     /// The region requests are signed for.
     pub region: String,
-    /// Where the credentials came from, for the log.
-    pub source: String,
 }
 
 impl AwsAccess {
-    /// Looks up credentials and region with `var` reading the environment.
+    /// Chooses the source and region with `var` reading the environment.
     pub fn from_environment(var: impl Fn(&str) -> Option<String>) -> Self {
-        let var = |name: &str| var(name).filter(|value| !value.trim().is_empty());
+        let var = |name: &str| var(name).map(|value| value.trim().to_string()).filter(|value| !value.is_empty());
         let profile_name = var("AWS_PROFILE").unwrap_or_else(|| "default".to_string());
         let home = var("HOME").map(PathBuf::from);
         let file = |variable: &str, default: &str| {
             var(variable).map(PathBuf::from).or_else(|| home.as_ref().map(|home| home.join(".aws").join(default)))
         };
-        let credentials_file = file("AWS_SHARED_CREDENTIALS_FILE", "credentials");
-        let config_file = file("AWS_CONFIG_FILE", "config");
         // The credentials file names a profile plainly, the config file as
         // `profile <name>` (except `default`).
         let config_section =
             if profile_name == "default" { profile_name.clone() } else { format!("profile {profile_name}") };
-        let from_credentials_file = credentials_file.as_ref().map(|path| read_profile(path, &profile_name));
-        let from_config_file = config_file.as_ref().map(|path| read_profile(path, &config_section));
-        let profiles = [from_credentials_file.unwrap_or_default(), from_config_file.unwrap_or_default()];
-        let in_profile = |key: &str| profiles.iter().find_map(|profile| profile.value(key).map(str::to_string));
-
-        let (credentials, source) = match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
-            (Some(access_key_id), Some(secret_access_key)) => (
-                Some(AwsCredentials { access_key_id, secret_access_key, session_token: var("AWS_SESSION_TOKEN") }),
-                "the environment (AWS_ACCESS_KEY_ID)".to_string(),
-            ),
-            _ => match (in_profile("aws_access_key_id"), in_profile("aws_secret_access_key")) {
-                (Some(access_key_id), Some(secret_access_key)) => (
-                    Some(AwsCredentials {
-                        access_key_id,
-                        secret_access_key,
-                        session_token: in_profile("aws_session_token"),
-                    }),
-                    format!("profile '{profile_name}' of the AWS shared files"),
-                ),
-                _ => (None, "none found: requests go unsigned, as to a public bucket".to_string()),
-            },
-        };
+        let profiles = [
+            file("AWS_SHARED_CREDENTIALS_FILE", "credentials").map(|path| read_profile(&path, &profile_name)),
+            file("AWS_CONFIG_FILE", "config").map(|path| read_profile(&path, &config_section)),
+        ];
+        let in_profile =
+            |key: &str| profiles.iter().flatten().find_map(|profile| profile.value(key).map(str::to_string));
         let region = var("AWS_REGION")
             .or_else(|| var("AWS_DEFAULT_REGION"))
             .or_else(|| in_profile("region"))
             .unwrap_or_else(|| DEFAULT_REGION.to_string());
-        Self { credentials, region, source }
+
+        let keys = |id: Option<String>, secret: Option<String>, token: Option<String>| {
+            Some(CredentialSource::Keys(AwsCredentials {
+                access_key_id: id?,
+                secret_access_key: secret?,
+                session_token: token,
+            }))
+        };
+        let source = keys(var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY"), var("AWS_SESSION_TOKEN"))
+            .or_else(|| {
+                keys(
+                    in_profile("aws_access_key_id"),
+                    in_profile("aws_secret_access_key"),
+                    in_profile("aws_session_token"),
+                )
+            })
+            .or_else(|| {
+                Some(CredentialSource::WebIdentity {
+                    role_arn: var("AWS_ROLE_ARN")?,
+                    token_file: PathBuf::from(var("AWS_WEB_IDENTITY_TOKEN_FILE")?),
+                    session_name: var("AWS_ROLE_SESSION_NAME").unwrap_or_else(|| "tritonrs".to_string()),
+                    sts_origin: var("AWS_ENDPOINT_URL_STS")
+                        .or_else(|| var("AWS_ENDPOINT_URL"))
+                        .unwrap_or_else(|| format!("https://sts.{region}.amazonaws.com")),
+                })
+            })
+            .or_else(|| {
+                let url = var("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+                    .map(|path| format!("{ECS_CREDENTIALS_ORIGIN}{path}"))
+                    .or_else(|| var("AWS_CONTAINER_CREDENTIALS_FULL_URI"))?;
+                let authorization =
+                    match (var("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"), var("AWS_CONTAINER_AUTHORIZATION_TOKEN")) {
+                        (Some(file), _) => ContainerAuthorization::TokenFile(PathBuf::from(file)),
+                        (None, Some(token)) => ContainerAuthorization::Token(token),
+                        (None, None) => ContainerAuthorization::None,
+                    };
+                Some(CredentialSource::Container { url, authorization })
+            })
+            .unwrap_or_else(|| match var("AWS_EC2_METADATA_DISABLED") {
+                Some(disabled) if disabled.eq_ignore_ascii_case("true") => CredentialSource::Unsigned,
+                _ => CredentialSource::InstanceMetadata {
+                    origin: var("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+                        .map(|origin| origin.trim_end_matches('/').to_string())
+                        .unwrap_or_else(|| INSTANCE_METADATA_ORIGIN.to_string()),
+                },
+            });
+        Self { source, region }
+    }
+
+    /// Where the credentials come from, for the log.
+    pub fn describe(&self) -> String {
+        match &self.source {
+            CredentialSource::Keys(credentials) => format!("the access key {}", credentials.access_key_id),
+            CredentialSource::WebIdentity { role_arn, .. } => format!("the web identity of role {role_arn}"),
+            CredentialSource::Container { url, .. } => format!("the container credentials at {url}"),
+            CredentialSource::InstanceMetadata { origin } => {
+                format!("the EC2 instance's role (metadata at {origin}), else unsigned requests")
+            }
+            CredentialSource::Unsigned => "none: requests go unsigned, as to a public bucket".to_string(),
+        }
     }
 }
 
 /// The `key = value` lines of one `[section]` of an INI file as the AWS
-/// CLI writes them; empty when the file or the section is missing.
+/// CLI writes them.
 #[derive(Debug, Default)]
 struct Profile(Vec<(String, String)>);
 
@@ -100,6 +203,7 @@ impl Profile {
     }
 }
 
+/// The section of the file; empty when the file or the section is missing.
 fn read_profile(path: &PathBuf, section: &str) -> Profile {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Profile::default();
@@ -132,6 +236,13 @@ mod tests {
         AwsAccess::from_environment(|name| vars.get(name).cloned())
     }
 
+    fn keys_of(access: &AwsAccess) -> &AwsCredentials {
+        match &access.source {
+            CredentialSource::Keys(credentials) => credentials,
+            other => panic!("expected keys, found {other:?}"),
+        }
+    }
+
     #[test]
     fn the_environment_comes_first() {
         let found = access(&[
@@ -139,8 +250,10 @@ mod tests {
             ("AWS_SECRET_ACCESS_KEY", "secret"),
             ("AWS_SESSION_TOKEN", "token"),
             ("AWS_DEFAULT_REGION", "eu-west-1"),
+            ("AWS_ROLE_ARN", "arn:aws:iam::1:role/r"),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/token"),
         ]);
-        let credentials = found.credentials.unwrap();
+        let credentials = keys_of(&found);
         assert_eq!(
             (credentials.access_key_id.as_str(), credentials.session_token.as_deref()),
             ("AKIDENV", Some("token"))
@@ -168,19 +281,45 @@ mod tests {
         .unwrap();
         let home_var = home.path().to_str().unwrap();
         let default = access(&[("HOME", home_var)]);
-        assert_eq!(default.credentials.unwrap().access_key_id, "AKIDDEFAULT");
+        assert_eq!(keys_of(&default).access_key_id, "AKIDDEFAULT");
         assert_eq!(default.region, "us-west-2");
         let ci = access(&[("HOME", home_var), ("AWS_PROFILE", "ci")]);
-        assert_eq!(ci.credentials.as_ref().unwrap().session_token.as_deref(), Some("t2"));
+        assert_eq!(keys_of(&ci).session_token.as_deref(), Some("t2"));
         assert_eq!(ci.region, "eu-central-1");
-        assert!(ci.source.contains("'ci'"), "{}", ci.source);
     }
 
     #[test]
-    fn nothing_found_means_unsigned_requests_in_the_default_region() {
-        let found = access(&[("HOME", "/definitely/not/a/home"), ("AWS_ACCESS_KEY_ID", "only-half")]);
-        assert_eq!(found.credentials, None);
-        assert_eq!(found.region, "us-east-1");
-        assert!(found.source.contains("unsigned"));
+    fn roles_of_eks_ecs_and_ec2() {
+        let irsa = access(&[
+            ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/models-reader"),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"),
+            ("AWS_REGION", "eu-west-1"),
+        ]);
+        let CredentialSource::WebIdentity { role_arn, sts_origin, session_name, .. } = &irsa.source else {
+            panic!("{irsa:?}")
+        };
+        assert_eq!(role_arn, "arn:aws:iam::123456789012:role/models-reader");
+        assert_eq!((sts_origin.as_str(), session_name.as_str()), ("https://sts.eu-west-1.amazonaws.com", "tritonrs"));
+
+        let ecs = access(&[("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/credentials/abc")]);
+        let expected = CredentialSource::Container {
+            url: "http://169.254.170.2/v2/credentials/abc".to_string(),
+            authorization: ContainerAuthorization::None,
+        };
+        assert_eq!(ecs.source, expected);
+        let pod_identity = access(&[
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://169.254.170.23/v1/credentials"),
+            ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "/var/run/secrets/pods.eks.amazonaws.com/token"),
+        ]);
+        assert!(matches!(
+            pod_identity.source,
+            CredentialSource::Container { authorization: ContainerAuthorization::TokenFile(_), .. }
+        ));
+
+        let ec2 = access(&[("HOME", "/definitely/not/a/home"), ("AWS_ACCESS_KEY_ID", "only-half")]);
+        assert_eq!(ec2.source, CredentialSource::InstanceMetadata { origin: "http://169.254.169.254".to_string() });
+        assert_eq!(ec2.region, "us-east-1");
+        assert_eq!(access(&[("AWS_EC2_METADATA_DISABLED", "TRUE")]).source, CredentialSource::Unsigned);
+        assert!(access(&[("AWS_EC2_METADATA_DISABLED", "true")]).describe().contains("unsigned"));
     }
 }

@@ -3,14 +3,18 @@
 //! any S3-compatible service named as `s3://host:port/bucket/path`).
 //!
 //! `repository_copy.rs` keeps the copy current; `s3_client.rs` lists and
-//! downloads objects, signed by `sigv4.rs` with what `aws_credentials.rs`
-//! finds; `s3_path.rs` reads the repository path.
+//! downloads objects, signed by `sigv4.rs` with the credentials of the
+//! source `aws_credentials.rs` chooses, fetched and kept by
+//! `temporary_credentials.rs`; `s3_path.rs` reads the repository path and
+//! `xml_text.rs` AWS's XML answers.
 
 mod aws_credentials;
 mod repository_copy;
 mod s3_client;
 mod s3_path;
 mod sigv4;
+mod temporary_credentials;
+mod xml_text;
 
 pub use repository_copy::{Refreshed, RepositoryCopy};
 pub use s3_path::is_s3_path;

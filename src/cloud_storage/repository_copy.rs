@@ -14,8 +14,9 @@ use std::sync::Mutex;
 use tempfile::TempDir;
 
 use super::aws_credentials::AwsAccess;
-use super::s3_client::{S3Client, S3Object, download_to};
+use super::s3_client::{S3Client, S3Object, download_to, http_client};
 use super::s3_path::S3Path;
+use super::temporary_credentials::CredentialCache;
 
 /// Where copies go instead of the system's temporary folder (Triton's).
 pub const MOUNT_DIRECTORY_VARIABLE: &str = "TRITON_AWS_MOUNT_DIRECTORY";
@@ -35,7 +36,10 @@ pub struct Refreshed {
 pub struct RepositoryCopy {
     uri: String,
     location: S3Path,
-    access: AwsAccess,
+    credentials: CredentialCache,
+    /// The region requests are signed for, once S3 has said where the
+    /// bucket lives.
+    region: Mutex<String>,
     local: PathBuf,
     /// The temporary folder, until [`RepositoryCopy::remove`].
     folder: Mutex<Option<TempDir>>,
@@ -50,22 +54,20 @@ impl RepositoryCopy {
     pub fn create(uri: &str, var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let location = S3Path::parse(uri)?;
         let access = AwsAccess::from_environment(&var);
-        let builder = {
-            let mut builder = tempfile::Builder::new();
-            builder.prefix("tritonrs-s3-");
-            builder
-        };
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("tritonrs-s3-");
         let folder = match var(MOUNT_DIRECTORY_VARIABLE).filter(|path| !path.is_empty()) {
             Some(mount) => builder
                 .tempdir_in(&mount)
                 .map_err(|error| format!("cannot copy '{uri}' into {MOUNT_DIRECTORY_VARIABLE}={mount}: {error}"))?,
             None => builder.tempdir().map_err(|error| format!("cannot make a folder to copy '{uri}' into: {error}"))?,
         };
-        tracing::info!(repository = uri, credentials = %access.source, region = %access.region, "reading an S3 model repository");
+        tracing::info!(repository = uri, credentials = %access.describe(), region = %access.region, "reading an S3 model repository");
         Ok(Self {
             uri: uri.to_string(),
             location,
-            access,
+            region: Mutex::new(access.region.clone()),
+            credentials: CredentialCache::new(access),
             local: folder.path().to_path_buf(),
             folder: Mutex::new(Some(folder)),
             copied: Mutex::new(BTreeMap::new()),
@@ -106,7 +108,15 @@ impl RepositoryCopy {
 
     fn refresh_here(&self) -> Result<Refreshed, String> {
         let mut copied = self.copied.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let client = S3Client::new(&self.location, self.access.clone())?;
+        let http = http_client()?;
+        let region = self.region.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        let client = S3Client::new(&http, &self.location, self.credentials.current(&http)?, region);
+        let refreshed = self.copy_from(&client, &mut copied);
+        *self.region.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = client.region();
+        refreshed
+    }
+
+    fn copy_from(&self, client: &S3Client<'_>, copied: &mut BTreeMap<String, String>) -> Result<Refreshed, String> {
         let prefix = match self.location.prefix.is_empty() {
             true => String::new(),
             false => format!("{}/", self.location.prefix),
@@ -121,7 +131,7 @@ impl RepositoryCopy {
             if unchanged {
                 continue;
             }
-            refreshed.bytes += download_to(&client, &object.key, &path)?;
+            refreshed.bytes += download_to(client, &object.key, &path)?;
             refreshed.downloaded += 1;
             copied.insert(relative.clone(), object.etag.clone());
         }

@@ -10,9 +10,10 @@ use std::time::Duration;
 use blocking_reqwest::blocking::{Client, Response};
 use blocking_reqwest::{StatusCode, Url};
 
-use super::aws_credentials::AwsAccess;
+use super::aws_credentials::AwsCredentials;
 use super::s3_path::S3Path;
 use super::sigv4::{self, UnsignedRequest};
+use super::xml_text::{element, elements};
 use crate::utc_time::UtcTime;
 
 /// How long a connect, or a read of an answer, may stall before the call
@@ -33,41 +34,48 @@ pub struct S3Object {
     pub size: u64,
 }
 
+/// The blocking HTTP client the S3 and credential calls share. Make and
+/// drop it off the async runtime's threads.
+pub fn http_client() -> Result<Client, String> {
+    // https endpoints are reached with rustls, which takes its crypto from
+    // the process default: ring, as for gRPC's TLS (an error only says a
+    // default is set already).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Client::builder()
+        .timeout(STALL_TIMEOUT)
+        .connect_timeout(STALL_TIMEOUT)
+        .build()
+        .map_err(|error| format!("cannot make an HTTP client for S3: {error}"))
+}
+
 /// A client of one bucket.
-pub struct S3Client {
-    http: Client,
+pub struct S3Client<'a> {
+    http: &'a Client,
     /// The endpoint when the path named one; else Amazon's for the region.
     custom_origin: Option<String>,
     bucket: String,
-    access: AwsAccess,
+    /// None: requests go unsigned.
+    credentials: Option<AwsCredentials>,
     /// The region requests are signed for: the configured one until Amazon
     /// says the bucket lives in another.
     region: Mutex<String>,
 }
 
-impl S3Client {
-    /// A client for the bucket of `path`, signing with `access`.
-    pub fn new(path: &S3Path, access: AwsAccess) -> Result<Self, String> {
-        // https endpoints are reached with rustls, which takes its crypto
-        // from the process default: ring, as for gRPC's TLS (an error only
-        // says a default is set already).
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = Client::builder()
-            .timeout(STALL_TIMEOUT)
-            .connect_timeout(STALL_TIMEOUT)
-            .build()
-            .map_err(|error| format!("cannot make an HTTP client for S3: {error}"))?;
-        let region = Mutex::new(access.region.clone());
-        Ok(Self {
+impl<'a> S3Client<'a> {
+    /// A client for the bucket of `path` in `region`, signing with
+    /// `credentials`.
+    pub fn new(http: &'a Client, path: &S3Path, credentials: Option<AwsCredentials>, region: String) -> Self {
+        Self {
             http,
             custom_origin: path.endpoint.as_ref().map(|endpoint| endpoint.origin()),
             bucket: path.bucket.clone(),
-            access,
-            region,
-        })
+            credentials,
+            region: Mutex::new(region),
+        }
     }
 
-    fn region(&self) -> String {
+    /// The region it signs for now.
+    pub fn region(&self) -> String {
         self.region.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
@@ -160,7 +168,7 @@ impl S3Client {
         };
         let url = Url::parse(&address).map_err(|error| format!("cannot address S3 at '{address}': {error}"))?;
         let mut request = self.http.get(url.clone());
-        if let Some(credentials) = &self.access.credentials {
+        if let Some(credentials) = &self.credentials {
             // The Host header as the client sends it: no port when it is
             // the scheme's default.
             let host = match (url.host_str(), url.port()) {
@@ -177,69 +185,9 @@ impl S3Client {
     }
 }
 
-/// The text of each `<name>...</name>` element of `xml`, unescaped only
-/// by [`element`]; S3's answers are flat enough for this.
-fn elements<'a>(xml: &'a str, name: &str) -> Vec<&'a str> {
-    let (open, close) = (format!("<{name}>"), format!("</{name}>"));
-    let mut found = Vec::new();
-    let mut rest = xml;
-    while let Some(start) = rest.find(&open) {
-        let inner = &rest[start + open.len()..];
-        let Some(end) = inner.find(&close) else { break };
-        found.push(&inner[..end]);
-        rest = &inner[end + close.len()..];
-    }
-    found
-}
-
-/// The unescaped text of the first `<name>` element of `xml`.
-fn element(xml: &str, name: &str) -> Option<String> {
-    elements(xml, name).first().map(|text| unescape(text))
-}
-
-/// XML's five named entities and numeric character references.
-fn unescape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(amp) = rest.find('&') {
-        out.push_str(&rest[..amp]);
-        let after = &rest[amp + 1..];
-        let Some(semi) = after.find(';') else {
-            out.push_str(&rest[amp..]);
-            return out;
-        };
-        let entity = &after[..semi];
-        let decoded = match entity {
-            "amp" => Some('&'),
-            "lt" => Some('<'),
-            "gt" => Some('>'),
-            "quot" => Some('"'),
-            "apos" => Some('\''),
-            _ => entity
-                .strip_prefix("#x")
-                .map(|hex| u32::from_str_radix(hex, 16))
-                .or_else(|| entity.strip_prefix('#').map(str::parse))
-                .and_then(Result::ok)
-                .and_then(char::from_u32),
-        };
-        match decoded {
-            Some(character) => {
-                out.push(character);
-                rest = &after[semi + 1..];
-            }
-            None => {
-                out.push('&');
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
 /// Writes `key`'s object to `path` through a hidden file beside it, so a
 /// scan of the copy never sees half a file.
-pub fn download_to(client: &S3Client, key: &str, path: &Path) -> Result<u64, String> {
+pub fn download_to(client: &S3Client<'_>, key: &str, path: &Path) -> Result<u64, String> {
     let folder = path.parent().ok_or_else(|| format!("'{}' has no folder", path.display()))?;
     std::fs::create_dir_all(folder).map_err(|error| format!("cannot create '{}': {error}", folder.display()))?;
     let mut partial = tempfile::Builder::new()
@@ -283,12 +231,5 @@ mod tests {
             element(LISTING, "NextContinuationToken").as_deref(),
             Some("1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=")
         );
-    }
-
-    #[test]
-    fn entities_are_unescaped() {
-        assert_eq!(unescape("a&lt;b&gt;&amp;&#65;&#x42;&apos;&quot;"), "a<b>&AB'\"");
-        assert_eq!(unescape("no entity & here"), "no entity & here");
-        assert_eq!(unescape("&unknown;x"), "&unknown;x");
     }
 }

@@ -5,11 +5,14 @@ SigV4 signature of an IAM user allowed to read the bucket. The server serves
 a local copy that a load request or a poll brings up to date, and deletes
 it when it stops."""
 
+import http.server
 import json
 import pathlib
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 
 import boto3
 import pytest
@@ -24,11 +27,17 @@ PREFIX = "team/repository"
 ODD_FILE = "simple/notes (v1)+x.txt"
 
 
+ACCOUNT = "123456789012"  # moto's account
+ROLE = "models-reader"
+ALLOW_EVERYTHING = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+
+
 @pytest.fixture(scope="module")
 def s3_service(tmp_path_factory):
-    """moto's S3 server on an ephemeral port. Its first three requests (the
-    IAM user, its policy and its key) go unauthenticated; every later one
-    must be signed with that key."""
+    """moto's S3 (and IAM and STS) server on an ephemeral port. Its first
+    three requests (an IAM user, its policy and its key) go unauthenticated;
+    every later one must be signed by a key moto knows: the user's, or the
+    temporary one of the role `models-reader`."""
     port = free_port()
     log = (tmp_path_factory.mktemp("moto") / "moto.log").open("w")
     process = subprocess.Popen(
@@ -51,19 +60,27 @@ def s3_service(tmp_path_factory):
             except Exception:
                 assert process.poll() is None and time.monotonic() < deadline, "moto's server did not start"
                 time.sleep(0.2)
-        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
-        iam.put_user_policy(UserName="triton", PolicyName="read-models", PolicyDocument=json.dumps(policy))
+        iam.put_user_policy(UserName="triton", PolicyName="all", PolicyDocument=json.dumps(ALLOW_EVERYTHING))
         key = iam.create_access_key(UserName="triton")["AccessKey"]
         credentials = {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
-        s3 = boto3.client(
-            "s3",
+        signed = dict(
             endpoint_url=endpoint,
             region_name="us-east-1",
             aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
         )
+        iam = boto3.client("iam", **signed)
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/triton"}, "Action": "sts:*"}
+            ],
+        }
+        iam.create_role(RoleName=ROLE, AssumeRolePolicyDocument=json.dumps(trust))
+        iam.put_role_policy(RoleName=ROLE, PolicyName="all", PolicyDocument=json.dumps(ALLOW_EVERYTHING))
+        s3 = boto3.client("s3", **signed)
         s3.create_bucket(Bucket=BUCKET)
-        yield s3, f"s3://127.0.0.1:{port}", credentials
+        yield s3, endpoint, credentials
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -77,7 +94,7 @@ def bucket(s3_service):
     s3, endpoint, credentials = s3_service
     upload_model(s3, "simple")
     s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/{ODD_FILE}", Body=b"not a model file")
-    yield s3, f"{endpoint}/{BUCKET}/{PREFIX}", credentials
+    yield s3, f"s3://{endpoint.removeprefix('http://')}/{BUCKET}/{PREFIX}", credentials
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
         for item in page.get("Contents", []):
             s3.delete_object(Bucket=BUCKET, Key=item["Key"])
@@ -167,3 +184,140 @@ def test_other_cloud_storages_are_refused_by_name(repository, storage):
     server = ServerProcess(server_args(repository))
     assert server.wait_exit(30) == 1
     assert f"model repository '{repository}': repositories in {storage} are not supported" in server.log, server.log
+
+
+class CredentialEndpoints:
+    """The EC2 instance metadata service (IMDSv2) and a container
+    credentials endpoint, on one local port, handing out `keys` as an
+    instance role's or a task's temporary credentials; `calls` records
+    (method, path) of each request."""
+
+    IMDS_TOKEN = "imds-session-token"
+
+    def __init__(self, keys, container_token):
+        endpoints = self
+        self.calls = []
+        answer = {
+            "Code": "Success",
+            "AccessKeyId": keys["AccessKeyId"],
+            "SecretAccessKey": keys["SecretAccessKey"],
+            "Token": keys["SessionToken"],
+            "Expiration": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600)),
+        }
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def reply(self, status, body):
+                data = body.encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_PUT(self):
+                endpoints.calls.append(("PUT", self.path))
+                ttl = self.headers.get("x-aws-ec2-metadata-token-ttl-seconds")
+                if self.path == "/latest/api/token" and ttl:
+                    self.reply(200, CredentialEndpoints.IMDS_TOKEN)
+                else:
+                    self.reply(400, "bad token request")
+
+            def do_GET(self):
+                endpoints.calls.append(("GET", self.path))
+                base = "/latest/meta-data/iam/security-credentials/"
+                if self.path.startswith(base):
+                    if self.headers.get("x-aws-ec2-metadata-token") != CredentialEndpoints.IMDS_TOKEN:
+                        self.reply(401, "IMDSv2 needs the session token")
+                    elif self.path == base:
+                        self.reply(200, ROLE + "\n")
+                    elif self.path == base + ROLE:
+                        self.reply(200, json.dumps(answer))
+                    else:
+                        self.reply(404, "no such role")
+                elif self.path == "/container-credentials":
+                    if self.headers.get("authorization") != container_token:
+                        self.reply(403, "wrong authorization token")
+                    else:
+                        self.reply(200, json.dumps(answer))
+                else:
+                    self.reply(404, "not found")
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.origin = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def credential_endpoints(s3_service, bucket):
+    """The endpoints, handing out temporary credentials of the role
+    `models-reader` that moto issued (it checks their session token)."""
+    _, endpoint, keys = s3_service
+    sts = boto3.client(
+        "sts",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=keys["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"],
+    )
+    role = sts.assume_role(RoleArn=f"arn:aws:iam::{ACCOUNT}:role/{ROLE}", RoleSessionName="instance")
+    endpoints = CredentialEndpoints(role["Credentials"], container_token="pod-identity-token")
+    yield endpoints
+    endpoints.close()
+
+
+def test_an_ec2_instance_role_signs_the_requests(launch_server, bucket, credential_endpoints):
+    _, repository, _ = bucket
+    server = launch_server(repository, env={"AWS_EC2_METADATA_SERVICE_ENDPOINT": credential_endpoints.origin})
+    with server.client("http") as client:
+        infer_simple(client, "simple")
+    role_path = f"/latest/meta-data/iam/security-credentials/{ROLE}"
+    assert credential_endpoints.calls[:3] == [
+        ("PUT", "/latest/api/token"),
+        ("GET", "/latest/meta-data/iam/security-credentials/"),
+        ("GET", role_path),
+    ]
+
+
+def test_container_credentials_sign_the_requests(launch_server, bucket, credential_endpoints, tmp_path):
+    _, repository, _ = bucket
+    token_file = tmp_path / "token"
+    token_file.write_text("pod-identity-token\n")
+    env = {
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI": f"{credential_endpoints.origin}/container-credentials",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": str(token_file),
+    }
+    server = launch_server(repository, env=env)
+    with server.client("http") as client:
+        infer_simple(client, "simple")
+    assert credential_endpoints.calls == [("GET", "/container-credentials")]
+
+
+def test_an_eks_web_identity_assumes_its_role(launch_server, s3_service, bucket, tmp_path):
+    _, endpoint, _ = s3_service
+    _, repository, _ = bucket
+    token_file = tmp_path / "token"
+    token_file.write_text("eyJhbGciOiJSUzI1NiJ9.service-account.signature")
+    # AssumeRoleWithWebIdentity is not signed (the token is the proof), and
+    # moto would refuse an unsigned request: its next request goes through
+    # unchecked, and the server's S3 requests are checked against the
+    # role's temporary key.
+    reset = urllib.request.Request(
+        f"{endpoint}/moto-api/reset-auth", data=b"1", method="POST", headers={"Content-Type": "text/plain"}
+    )
+    urllib.request.urlopen(reset).close()
+    env = {
+        "AWS_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/{ROLE}",
+        "AWS_WEB_IDENTITY_TOKEN_FILE": str(token_file),
+        "AWS_ENDPOINT_URL_STS": endpoint,
+    }
+    server = launch_server(repository, env=env)
+    with server.client("http") as client:
+        infer_simple(client, "simple")
+    assert "credentials=the web identity of role arn:aws:iam::123456789012:role/models-reader" in server.log
