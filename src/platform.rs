@@ -78,7 +78,7 @@ pub fn discover_model_repository(
 ) -> Result<DiscoveredRepository, String> {
     let var = |name: &str| nonblank(var(name));
     if let Some(path) = var(MODEL_REPOSITORY_ENV) {
-        if crate::cloud_storage::is_s3_path(&path) {
+        if crate::cloud_storage::is_cloud_path(&path) {
             return Ok(DiscoveredRepository {
                 path: PathBuf::from(path),
                 reason: format!("from {MODEL_REPOSITORY_ENV}"),
@@ -94,11 +94,14 @@ pub fn discover_model_repository(
         (Some(mounts.oci.clone()), "the Oracle Cloud model deployment mount"),
         (var("AZUREML_MODEL_DIR").map(PathBuf::from), "AZUREML_MODEL_DIR (Azure Machine Learning)"),
         (Some(mounts.kserve.clone()), "the KServe model mount"),
-        (var("AIP_STORAGE_URI").and_then(|uri| local_path(&uri)), "AIP_STORAGE_URI (Vertex AI)"),
+        (var("AIP_STORAGE_URI").and_then(|uri| storage_path(&uri)), "AIP_STORAGE_URI (Vertex AI)"),
         (Some(mounts.sagemaker.clone()), "the SageMaker model mount"),
     ];
     for (path, source) in candidates {
-        let Some(path) = path.filter(|path| path.is_dir()) else { continue };
+        let Some(path) = path.filter(|path| path.is_dir() || is_cloud(path)) else { continue };
+        if is_cloud(&path) {
+            return Ok(DiscoveredRepository { path, reason: format!("from {source}") });
+        }
         let repository = repository_within(&path);
         let reason =
             if repository == path { format!("from {source}") } else { format!("from {source} ({})", path.display()) };
@@ -106,18 +109,25 @@ pub fn discover_model_repository(
     }
     Err(format!(
         "no model repository: pass --model-repository=PATH or set {MODEL_REPOSITORY_ENV}; nothing was found at {}, \
-         in AZUREML_MODEL_DIR, at {}, in a local AIP_STORAGE_URI or at {}",
+         in AZUREML_MODEL_DIR, at {}, in AIP_STORAGE_URI or at {}",
         mounts.oci.display(),
         mounts.kserve.display(),
         mounts.sagemaker.display()
     ))
 }
 
-/// A `file://` URI or absolute path as a path; remote URIs (gs://, s3://)
-/// are not local.
-fn local_path(uri: &str) -> Option<PathBuf> {
+/// A `file://` URI or absolute path as a path, and a cloud storage path
+/// (`gs://`, `s3://`) as it is; None for anything else.
+fn storage_path(uri: &str) -> Option<PathBuf> {
+    if crate::cloud_storage::is_cloud_path(uri) {
+        return Some(PathBuf::from(uri));
+    }
     let path = uri.strip_prefix("file://").unwrap_or(uri);
     path.starts_with('/').then(|| PathBuf::from(path))
+}
+
+fn is_cloud(path: &Path) -> bool {
+    path.to_str().is_some_and(crate::cloud_storage::is_cloud_path)
 }
 
 /// The repository inside a platform's model directory: its
@@ -320,8 +330,12 @@ mod tests {
         let uri = PathBuf::from(format!("file://{}", vertex.display()));
         let found = discover_model_repository(env(&[("AIP_STORAGE_URI", &uri)]), &mounts).unwrap();
         assert_eq!(found.path, vertex);
+        // Vertex AI's usual case: the model in a bucket, copied by the server.
         let remote = PathBuf::from("gs://bucket/models");
-        assert!(discover_model_repository(env(&[("AIP_STORAGE_URI", &remote)]), &mounts).is_err());
+        let found = discover_model_repository(env(&[("AIP_STORAGE_URI", &remote)]), &mounts).unwrap();
+        assert_eq!(found, DiscoveredRepository { path: remote, reason: "from AIP_STORAGE_URI (Vertex AI)".into() });
+        let other = PathBuf::from("https://example.com/models");
+        assert!(discover_model_repository(env(&[("AIP_STORAGE_URI", &other)]), &mounts).is_err());
 
         model(&mounts.kserve, "m");
         let found = discover_model_repository(env(&[]), &mounts).unwrap();

@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use crate::backend::Backend;
 use crate::backend::onnxruntime::OnnxRuntimeBackend;
 use crate::cli::Args;
-use crate::cloud_storage::{RepositoryCopy, is_s3_path, unsupported_storage};
+use crate::cloud_storage::{RepositoryCopy, is_cloud_path, unsupported_storage};
 use crate::grpc::{self, GrpcSettings};
 use crate::http::{self, AppState, HttpEndpoint, HttpSettings};
 use crate::identity::ServerIdentity;
@@ -299,8 +299,8 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
     exit
 }
 
-/// The repositories as local folders: an `s3://` repository as the empty
-/// folder its copy will be made in (when the models load, so the health
+/// The repositories as local folders: a cloud repository (`s3://`,
+/// `gs://`) as the empty folder its copy will be made in (when the models load, so the health
 /// endpoints answer during a long download).
 fn copies_of_cloud_repositories(
     repositories: Vec<PathBuf>,
@@ -311,7 +311,7 @@ fn copies_of_cloud_repositories(
         if let Some(refusal) = repository.to_str().and_then(unsupported_storage) {
             return Err(refusal);
         }
-        match repository.to_str().filter(|path| is_s3_path(path)) {
+        match repository.to_str().filter(|path| is_cloud_path(path)) {
             Some(uri) => {
                 let copy = Arc::new(RepositoryCopy::create(uri, |name| std::env::var(name).ok())?);
                 local.push(copy.local_path().to_path_buf());

@@ -1,10 +1,11 @@
-//! A model repository in S3, served from a local copy as Triton serves a
-//! cloud repository: the copy lives in a temporary folder (inside
-//! `TRITON_AWS_MOUNT_DIRECTORY` when that is set) that is deleted when
-//! the server stops, and it is brought up to date before the repository
-//! is read for a change (a load request, a poll). Objects whose entity tag
-//! and size have not changed are not downloaded again, so an unchanged
-//! model's files keep their modification times and it does not reload.
+//! A model repository in cloud storage, served from a local copy as Triton
+//! serves one: the copy lives in a temporary folder (inside
+//! `TRITON_AWS_MOUNT_DIRECTORY` or `TRITON_GCS_MOUNT_DIRECTORY` when set)
+//! that is deleted when the server stops, and it is brought up to date
+//! before the repository is read for a change (a load request, a poll).
+//! Objects whose version (entity tag, generation) and size have not
+//! changed are not downloaded again, so an unchanged model's files keep
+//! their modification times and it does not reload.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -13,13 +14,8 @@ use std::sync::Mutex;
 
 use tempfile::TempDir;
 
-use super::aws_credentials::AwsAccess;
-use super::s3_client::{S3Client, S3Object, download_to, http_client};
-use super::s3_path::S3Path;
-use super::temporary_credentials::CredentialCache;
-
-/// Where copies go instead of the system's temporary folder (Triton's).
-pub const MOUNT_DIRECTORY_VARIABLE: &str = "TRITON_AWS_MOUNT_DIRECTORY";
+use super::cloud_bucket::CloudBucket;
+use super::object_store::{ObjectStore, StoredObject, download_to, http_client};
 
 /// What one refresh changed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -32,18 +28,14 @@ pub struct Refreshed {
     pub removed: usize,
 }
 
-/// An S3 model repository and its local copy.
+/// A cloud model repository and its local copy.
 pub struct RepositoryCopy {
     uri: String,
-    location: S3Path,
-    credentials: CredentialCache,
-    /// The region requests are signed for, once S3 has said where the
-    /// bucket lives.
-    region: Mutex<String>,
+    bucket: CloudBucket,
     local: PathBuf,
     /// The temporary folder, until [`RepositoryCopy::remove`].
     folder: Mutex<Option<TempDir>>,
-    /// The entity tag of each copied file (by path inside the copy); held
+    /// The version of each copied file (by path inside the copy); held
     /// for the whole of a refresh, so refreshes take turns.
     copied: Mutex<BTreeMap<String, String>>,
 }
@@ -52,29 +44,27 @@ impl RepositoryCopy {
     /// Makes an empty copy folder for the repository at `uri`; nothing is
     /// downloaded before [`RepositoryCopy::refresh`].
     pub fn create(uri: &str, var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let location = S3Path::parse(uri)?;
-        let access = AwsAccess::from_environment(&var);
+        let bucket = CloudBucket::parse(uri, &var)?;
+        let mount_variable = bucket.mount_directory_variable();
         let mut builder = tempfile::Builder::new();
-        builder.prefix("tritonrs-s3-");
-        let folder = match var(MOUNT_DIRECTORY_VARIABLE).filter(|path| !path.is_empty()) {
+        builder.prefix("tritonrs-repository-");
+        let folder = match var(mount_variable).filter(|path| !path.is_empty()) {
             Some(mount) => builder
                 .tempdir_in(&mount)
-                .map_err(|error| format!("cannot copy '{uri}' into {MOUNT_DIRECTORY_VARIABLE}={mount}: {error}"))?,
+                .map_err(|error| format!("cannot copy '{uri}' into {mount_variable}={mount}: {error}"))?,
             None => builder.tempdir().map_err(|error| format!("cannot make a folder to copy '{uri}' into: {error}"))?,
         };
-        tracing::info!(repository = uri, credentials = %access.describe(), region = %access.region, "reading an S3 model repository");
+        tracing::info!(repository = uri, "reading a model repository in cloud storage ({})", bucket.describe());
         Ok(Self {
             uri: uri.to_string(),
-            location,
-            region: Mutex::new(access.region.clone()),
-            credentials: CredentialCache::new(access),
+            bucket,
             local: folder.path().to_path_buf(),
             folder: Mutex::new(Some(folder)),
             copied: Mutex::new(BTreeMap::new()),
         })
     }
 
-    /// The repository's `s3://` path.
+    /// The repository's path (`s3://...`, `gs://...`).
     pub fn uri(&self) -> &str {
         &self.uri
     }
@@ -109,31 +99,28 @@ impl RepositoryCopy {
     fn refresh_here(&self) -> Result<Refreshed, String> {
         let mut copied = self.copied.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let http = http_client()?;
-        let region = self.region.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
-        let client = S3Client::new(&http, &self.location, self.credentials.current(&http)?, region);
-        let refreshed = self.copy_from(&client, &mut copied);
-        *self.region.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = client.region();
-        refreshed
+        let client = self.bucket.connect(&http)?;
+        self.copy_from(client.as_ref(), &mut copied)
     }
 
-    fn copy_from(&self, client: &S3Client<'_>, copied: &mut BTreeMap<String, String>) -> Result<Refreshed, String> {
-        let prefix = match self.location.prefix.is_empty() {
-            true => String::new(),
-            false => format!("{}/", self.location.prefix),
+    fn copy_from(&self, client: &dyn ObjectStore, copied: &mut BTreeMap<String, String>) -> Result<Refreshed, String> {
+        let prefix = match self.bucket.prefix() {
+            "" => String::new(),
+            prefix => format!("{prefix}/"),
         };
         let listed = client.list(&prefix)?;
         let (files, folders) = self.inside_copy(&prefix, listed);
         let mut refreshed = Refreshed::default();
         for (relative, object) in &files {
             let path = self.local.join(relative);
-            let unchanged = copied.get(relative) == Some(&object.etag)
+            let unchanged = copied.get(relative) == Some(&object.version)
                 && fs::metadata(&path).is_ok_and(|metadata| metadata.len() == object.size);
             if unchanged {
                 continue;
             }
             refreshed.bytes += download_to(client, &object.key, &path)?;
             refreshed.downloaded += 1;
-            copied.insert(relative.clone(), object.etag.clone());
+            copied.insert(relative.clone(), object.version.clone());
         }
         for folder in &folders {
             let path = self.local.join(folder);
@@ -147,7 +134,11 @@ impl RepositoryCopy {
     /// The listed objects as files (path inside the copy -> object) and
     /// folder markers (keys ending in `/`, as S3 consoles make them). Keys
     /// that cannot be a path inside the copy are left out, with a warning.
-    fn inside_copy(&self, prefix: &str, listed: Vec<S3Object>) -> (BTreeMap<String, S3Object>, BTreeSet<String>) {
+    fn inside_copy(
+        &self,
+        prefix: &str,
+        listed: Vec<StoredObject>,
+    ) -> (BTreeMap<String, StoredObject>, BTreeSet<String>) {
         let mut files = BTreeMap::new();
         let mut folders = BTreeSet::new();
         for object in listed {
@@ -185,7 +176,7 @@ impl RepositoryCopy {
 fn remove_stale(
     root: &Path,
     relative: &Path,
-    files: &BTreeMap<String, S3Object>,
+    files: &BTreeMap<String, StoredObject>,
     folders: &BTreeSet<String>,
 ) -> Result<usize, String> {
     let folder = root.join(relative);
@@ -213,8 +204,8 @@ fn remove_stale(
 mod tests {
     use super::*;
 
-    fn object(key: &str) -> S3Object {
-        S3Object { key: key.to_string(), etag: "\"e\"".to_string(), size: 1 }
+    fn object(key: &str) -> StoredObject {
+        StoredObject { key: key.to_string(), version: "\"e\"".to_string(), size: 1 }
     }
 
     #[test]
@@ -248,7 +239,7 @@ mod tests {
             fs::write(path, "x").unwrap();
         }
         fs::create_dir_all(root.path().join("marker/1")).unwrap();
-        let files: BTreeMap<String, S3Object> = ["kept/config.pbtxt", "kept/1/model.onnx"]
+        let files: BTreeMap<String, StoredObject> = ["kept/config.pbtxt", "kept/1/model.onnx"]
             .into_iter()
             .map(|file| (file.to_string(), object(file)))
             .collect();
@@ -264,12 +255,12 @@ mod tests {
         let mount = tempfile::tempdir().unwrap();
         let mount_path = mount.path().to_str().unwrap().to_string();
         let copy = RepositoryCopy::create("s3://bucket", |name| {
-            (name == MOUNT_DIRECTORY_VARIABLE).then(|| mount_path.clone())
+            (name == "TRITON_AWS_MOUNT_DIRECTORY").then(|| mount_path.clone())
         })
         .unwrap();
         assert_eq!(copy.local_path().parent(), Some(mount.path()));
         let missing = RepositoryCopy::create("s3://bucket", |name| {
-            (name == MOUNT_DIRECTORY_VARIABLE).then(|| "/definitely/not/here".to_string())
+            (name == "TRITON_AWS_MOUNT_DIRECTORY").then(|| "/definitely/not/here".to_string())
         });
         assert!(missing.err().unwrap().contains("TRITON_AWS_MOUNT_DIRECTORY=/definitely/not/here"));
     }

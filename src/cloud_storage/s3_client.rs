@@ -3,50 +3,20 @@
 //! S3) and signed with SigV4. Blocking: call it off the async runtime.
 
 use std::io::Write;
-use std::path::Path;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use blocking_reqwest::blocking::{Client, Response};
 use blocking_reqwest::{StatusCode, Url};
 
 use super::aws_credentials::AwsCredentials;
+use super::object_store::{ObjectStore, StoredObject};
 use super::s3_path::S3Path;
 use super::sigv4::{self, UnsignedRequest};
 use super::xml_text::{element, elements};
 use crate::utc_time::UtcTime;
 
-/// How long a connect, or a read of an answer, may stall before the call
-/// fails (a download as a whole may take as long as it takes).
-const STALL_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// How many keys one ListObjectsV2 answer holds at most (S3's maximum).
 const KEYS_PER_PAGE: &str = "1000";
-
-/// An object of a listing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct S3Object {
-    /// Its key.
-    pub key: String,
-    /// Its entity tag, which changes when its content does.
-    pub etag: String,
-    /// Its size in bytes.
-    pub size: u64,
-}
-
-/// The blocking HTTP client the S3 and credential calls share. Make and
-/// drop it off the async runtime's threads.
-pub fn http_client() -> Result<Client, String> {
-    // https endpoints are reached with rustls, which takes its crypto from
-    // the process default: ring, as for gRPC's TLS (an error only says a
-    // default is set already).
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    Client::builder()
-        .timeout(STALL_TIMEOUT)
-        .connect_timeout(STALL_TIMEOUT)
-        .build()
-        .map_err(|error| format!("cannot make an HTTP client for S3: {error}"))
-}
 
 /// A client of one bucket.
 pub struct S3Client<'a> {
@@ -57,66 +27,34 @@ pub struct S3Client<'a> {
     /// None: requests go unsigned.
     credentials: Option<AwsCredentials>,
     /// The region requests are signed for: the configured one until Amazon
-    /// says the bucket lives in another.
-    region: Mutex<String>,
+    /// says the bucket lives in another (kept by the caller across clients).
+    region: &'a Mutex<String>,
 }
 
 impl<'a> S3Client<'a> {
     /// A client for the bucket of `path` in `region`, signing with
     /// `credentials`.
-    pub fn new(http: &'a Client, path: &S3Path, credentials: Option<AwsCredentials>, region: String) -> Self {
+    pub fn new(
+        http: &'a Client,
+        path: &S3Path,
+        credentials: Option<AwsCredentials>,
+        region: &'a Mutex<String>,
+    ) -> Self {
         Self {
             http,
             custom_origin: path.endpoint.as_ref().map(|endpoint| endpoint.origin()),
             bucket: path.bucket.clone(),
             credentials,
-            region: Mutex::new(region),
+            region,
         }
     }
 
-    /// The region it signs for now.
-    pub fn region(&self) -> String {
+    fn region(&self) -> String {
         self.region.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     fn origin(&self) -> String {
         self.custom_origin.clone().unwrap_or_else(|| format!("https://s3.{}.amazonaws.com", self.region()))
-    }
-
-    /// Every object whose key starts with `prefix`.
-    pub fn list(&self, prefix: &str) -> Result<Vec<S3Object>, String> {
-        let mut objects = Vec::new();
-        let mut continuation: Option<String> = None;
-        loop {
-            let mut query = vec![("list-type", "2"), ("max-keys", KEYS_PER_PAGE), ("prefix", prefix)];
-            if let Some(token) = &continuation {
-                query.push(("continuation-token", token));
-            }
-            let body = self
-                .get("", &query)?
-                .text()
-                .map_err(|error| format!("cannot read the listing of s3 bucket '{}': {error}", self.bucket))?;
-            for contents in elements(&body, "Contents") {
-                let (Some(key), Some(etag)) = (element(contents, "Key"), element(contents, "ETag")) else {
-                    continue;
-                };
-                let size = element(contents, "Size").and_then(|size| size.parse().ok()).unwrap_or(0);
-                objects.push(S3Object { key, etag, size });
-            }
-            continuation = match element(&body, "IsTruncated").as_deref() {
-                Some("true") => element(&body, "NextContinuationToken"),
-                _ => None,
-            };
-            if continuation.is_none() {
-                return Ok(objects);
-            }
-        }
-    }
-
-    /// Writes the object `key` to `destination`; returns its size.
-    pub fn download(&self, key: &str, destination: &mut impl Write) -> Result<u64, String> {
-        let mut response = self.get(key, &[])?;
-        response.copy_to(destination).map_err(|error| format!("cannot download s3://{}/{key}: {error}", self.bucket))
     }
 
     /// A signed GET of `key` (the bucket itself when empty), following
@@ -185,18 +123,40 @@ impl<'a> S3Client<'a> {
     }
 }
 
-/// Writes `key`'s object to `path` through a hidden file beside it, so a
-/// scan of the copy never sees half a file.
-pub fn download_to(client: &S3Client<'_>, key: &str, path: &Path) -> Result<u64, String> {
-    let folder = path.parent().ok_or_else(|| format!("'{}' has no folder", path.display()))?;
-    std::fs::create_dir_all(folder).map_err(|error| format!("cannot create '{}': {error}", folder.display()))?;
-    let mut partial = tempfile::Builder::new()
-        .prefix(".downloading-")
-        .tempfile_in(folder)
-        .map_err(|error| format!("cannot write into '{}': {error}", folder.display()))?;
-    let size = client.download(key, partial.as_file_mut())?;
-    partial.persist(path).map_err(|error| format!("cannot write '{}': {}", path.display(), error.error))?;
-    Ok(size)
+impl ObjectStore for S3Client<'_> {
+    fn list(&self, prefix: &str) -> Result<Vec<StoredObject>, String> {
+        let mut objects = Vec::new();
+        let mut continuation: Option<String> = None;
+        loop {
+            let mut query = vec![("list-type", "2"), ("max-keys", KEYS_PER_PAGE), ("prefix", prefix)];
+            if let Some(token) = &continuation {
+                query.push(("continuation-token", token));
+            }
+            let body = self
+                .get("", &query)?
+                .text()
+                .map_err(|error| format!("cannot read the listing of s3 bucket '{}': {error}", self.bucket))?;
+            for contents in elements(&body, "Contents") {
+                let (Some(key), Some(etag)) = (element(contents, "Key"), element(contents, "ETag")) else {
+                    continue;
+                };
+                let size = element(contents, "Size").and_then(|size| size.parse().ok()).unwrap_or(0);
+                objects.push(StoredObject { key, version: etag, size });
+            }
+            continuation = match element(&body, "IsTruncated").as_deref() {
+                Some("true") => element(&body, "NextContinuationToken"),
+                _ => None,
+            };
+            if continuation.is_none() {
+                return Ok(objects);
+            }
+        }
+    }
+
+    fn download(&self, key: &str, destination: &mut dyn Write) -> Result<u64, String> {
+        let mut response = self.get(key, &[])?;
+        response.copy_to(destination).map_err(|error| format!("cannot download s3://{}/{key}: {error}", self.bucket))
+    }
 }
 
 #[cfg(test)]

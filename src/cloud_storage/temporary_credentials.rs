@@ -49,6 +49,16 @@ impl CredentialCache {
         Self { access, fetched: Mutex::new(Fetched::default()) }
     }
 
+    /// Where the credentials come from, for the log.
+    pub fn describe(&self) -> String {
+        self.access.describe()
+    }
+
+    /// The region the access was configured for.
+    pub fn region(&self) -> &str {
+        &self.access.region
+    }
+
     /// The credentials to sign with now; None for unsigned requests.
     pub fn current(&self, http: &Client) -> Result<Option<AwsCredentials>, String> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
@@ -214,7 +224,7 @@ mod tests {
 
     #[test]
     fn keys_need_no_fetch_and_expired_credentials_are_fetched_again() {
-        let http = crate::cloud_storage::s3_client::http_client().unwrap();
+        let http = crate::cloud_storage::object_store::http_client().unwrap();
         let keys = AwsCredentials {
             access_key_id: "AKID".to_string(),
             secret_access_key: "s".to_string(),

@@ -179,11 +179,11 @@ def test_a_repository_that_cannot_be_read_stops_the_start(bucket, case, expected
     assert f"cannot copy model repository '{repository}'" in server.log and expected in server.log, server.log
 
 
-@pytest.mark.parametrize("repository, storage", [("gs://bucket/models", "Google Cloud Storage"), ("as://a/c/m", "Azure Storage")])
-def test_other_cloud_storages_are_refused_by_name(repository, storage):
-    server = ServerProcess(server_args(repository))
+def test_azure_storage_is_refused_by_name():
+    server = ServerProcess(server_args("as://account/container/models"))
     assert server.wait_exit(30) == 1
-    assert f"model repository '{repository}': repositories in {storage} are not supported" in server.log, server.log
+    expected = "model repository 'as://account/container/models': repositories in Azure Storage are not supported"
+    assert expected in server.log, server.log
 
 
 class CredentialEndpoints:
@@ -320,4 +320,4 @@ def test_an_eks_web_identity_assumes_its_role(launch_server, s3_service, bucket,
     server = launch_server(repository, env=env)
     with server.client("http") as client:
         infer_simple(client, "simple")
-    assert "credentials=the web identity of role arn:aws:iam::123456789012:role/models-reader" in server.log
+    assert "credentials: the web identity of role arn:aws:iam::123456789012:role/models-reader" in server.log
