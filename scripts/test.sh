@@ -5,7 +5,8 @@
 #   the Python tests with Triton's own client, curl and grpcurl, the
 #   deployment files' linters, and the Docker image's build steps.
 # Installs what it needs into git-ignored folders: .deps/ (ONNX Runtime,
-# grpcurl) and .venv/ (Python packages from tests/python/requirements.txt).
+# grpcurl), .venv/ (Python packages from tests/python/requirements.txt) and
+# tests/azurite/node_modules/ (the Azure Storage emulator, from npm).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,12 @@ if ! cmp -s tests/python/requirements.txt .venv/installed-requirements.txt; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -r tests/python/requirements.txt
   cp tests/python/requirements.txt .venv/installed-requirements.txt
+fi
+
+step "preparing the Azure Storage emulator (tests/azurite, npm)"
+if ! cmp -s tests/azurite/package-lock.json tests/azurite/node_modules/.installed-lock.json; then
+  (cd tests/azurite && npm ci --no-audit --no-fund --loglevel=error)
+  cp tests/azurite/package-lock.json tests/azurite/node_modules/.installed-lock.json
 fi
 
 step "checking formatting, lints and generated models"

@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use crate::backend::Backend;
 use crate::backend::onnxruntime::OnnxRuntimeBackend;
 use crate::cli::Args;
-use crate::cloud_storage::{RepositoryCopy, is_cloud_path, unsupported_storage};
+use crate::cloud_storage::{RepositoryCopy, is_cloud_path};
 use crate::grpc::{self, GrpcSettings};
 use crate::http::{self, AppState, HttpEndpoint, HttpSettings};
 use crate::identity::ServerIdentity;
@@ -300,7 +300,7 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
 }
 
 /// The repositories as local folders: a cloud repository (`s3://`,
-/// `gs://`) as the empty folder its copy will be made in (when the models load, so the health
+/// `gs://`, `as://`) as the empty folder its copy will be made in (when the models load, so the health
 /// endpoints answer during a long download).
 fn copies_of_cloud_repositories(
     repositories: Vec<PathBuf>,
@@ -308,9 +308,6 @@ fn copies_of_cloud_repositories(
     let mut local = Vec::new();
     let mut copies = Vec::new();
     for repository in repositories {
-        if let Some(refusal) = repository.to_str().and_then(unsupported_storage) {
-            return Err(refusal);
-        }
         match repository.to_str().filter(|path| is_cloud_path(path)) {
             Some(uri) => {
                 let copy = Arc::new(RepositoryCopy::create(uri, |name| std::env::var(name).ok())?);

@@ -1,6 +1,6 @@
 //! UTC calendar time from the system clock, without a time-zone database:
-//! what log records and S3 request signatures print, and the expiry times
-//! of AWS temporary credentials.
+//! what log records and S3 and Azure request signatures print, and the
+//! expiry times of AWS temporary credentials.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -37,6 +37,21 @@ impl UtcTime {
         let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         Self::from_unix(since_epoch.as_secs(), since_epoch.subsec_micros())
     }
+}
+
+/// The HTTP date (RFC 1123, `Tue, 24 Nov 2026 10:12:00 GMT`) of a time in
+/// seconds since 1970-01-01 00:00 UTC, as Azure's `x-ms-date` wants it.
+pub fn http_date(seconds: u64) -> String {
+    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let time = UtcTime::from_unix(seconds, 0);
+    // 1970-01-01 was a Thursday.
+    let weekday = WEEKDAYS[(seconds / 86_400 % 7) as usize];
+    let month = MONTHS[(time.month - 1) as usize];
+    format!(
+        "{weekday}, {:02} {month} {} {:02}:{:02}:{:02} GMT",
+        time.day, time.year, time.hour, time.minute, time.second
+    )
 }
 
 /// Seconds since 1970-01-01 00:00 UTC of an RFC 3339 UTC time
@@ -106,6 +121,8 @@ mod tests {
             let (year, month, day) = civil_date(days);
             assert_eq!(days_since_epoch(year, month, day), days);
         }
+        assert_eq!(http_date(1_795_464_341), "Mon, 23 Nov 2026 20:05:41 GMT");
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
         // 2026-11-23T20:05:41Z, as the log tests print it.
         assert_eq!(parse_rfc3339_utc("2026-11-23T20:05:41Z"), Some(1_795_464_341));
         assert_eq!(parse_rfc3339_utc("2026-11-23T20:05:41.123Z"), Some(1_795_464_341));

@@ -1,4 +1,5 @@
-//! Which cloud storage a repository path names (`s3://`, `gs://`), how its
+//! Which cloud storage a repository path names (`s3://`, `gs://`,
+//! `as://`), how its
 //! requests are authorized, and a client of its bucket for one refresh.
 
 use std::sync::Mutex;
@@ -6,6 +7,9 @@ use std::sync::Mutex;
 use blocking_reqwest::blocking::Client;
 
 use super::aws_credentials::AwsAccess;
+use super::azure_client::{AzureClient, BlobAuthorization};
+use super::azure_credentials::{AzureAccess, AzureAuthorization, AzureTokenCache};
+use super::azure_path::{AZURE_SCHEME, AzurePath};
 use super::gcp_credentials::{GcpCredentialCache, GcpCredentialSource};
 use super::gcs_client::{GCS_ORIGIN, GcsClient};
 use super::gcs_path::{GCS_SCHEME, GcsPath};
@@ -36,11 +40,20 @@ pub enum CloudBucket {
         /// The tokens requests carry.
         credentials: GcpCredentialCache,
     },
+    /// Azure Blob Storage.
+    Azure {
+        /// Where the repository is.
+        location: AzurePath,
+        /// The blob endpoint and how requests are authorized.
+        access: AzureAccess,
+        /// A managed identity's tokens.
+        tokens: AzureTokenCache,
+    },
 }
 
 /// Whether `path` names a repository in cloud storage this server reads.
 pub fn is_cloud_path(path: &str) -> bool {
-    is_s3_path(path) || path.starts_with(GCS_SCHEME)
+    is_s3_path(path) || path.starts_with(GCS_SCHEME) || path.starts_with(AZURE_SCHEME)
 }
 
 impl CloudBucket {
@@ -54,6 +67,11 @@ impl CloudBucket {
                 region: Mutex::new(access.region.clone()),
                 credentials: CredentialCache::new(access),
             });
+        }
+        if path.starts_with(AZURE_SCHEME) {
+            let location = AzurePath::parse(path)?;
+            let access = AzureAccess::from_environment(&location.account, &var)?;
+            return Ok(Self::Azure { location, access, tokens: AzureTokenCache::new() });
         }
         let location = GcsPath::parse(path)?;
         let nonblank = |name: &str| var(name).filter(|value| !value.trim().is_empty());
@@ -71,6 +89,7 @@ impl CloudBucket {
         match self {
             Self::S3 { location, .. } => &location.prefix,
             Self::Gcs { location, .. } => &location.prefix,
+            Self::Azure { location, .. } => &location.prefix,
         }
     }
 
@@ -79,6 +98,7 @@ impl CloudBucket {
         match self {
             Self::S3 { .. } => "TRITON_AWS_MOUNT_DIRECTORY",
             Self::Gcs { .. } => "TRITON_GCS_MOUNT_DIRECTORY",
+            Self::Azure { .. } => "TRITON_AZURE_MOUNT_DIRECTORY",
         }
     }
 
@@ -89,6 +109,7 @@ impl CloudBucket {
                 format!("credentials: {}; region {}", credentials.describe(), credentials.region())
             }
             Self::Gcs { origin, credentials, .. } => format!("credentials: {}; at {origin}", credentials.describe()),
+            Self::Azure { access, .. } => format!("credentials: {}", access.describe()),
         }
     }
 
@@ -100,6 +121,17 @@ impl CloudBucket {
             }
             Self::Gcs { location, origin, credentials } => {
                 Box::new(GcsClient::new(http, origin.clone(), location.bucket.clone(), credentials.access_token(http)?))
+            }
+            Self::Azure { location, access, tokens } => {
+                let authorization = match &access.authorization {
+                    AzureAuthorization::SharedKey(key) => BlobAuthorization::SharedKey(key.clone()),
+                    AzureAuthorization::ManagedIdentity { client_id, endpoint } => {
+                        BlobAuthorization::Bearer(tokens.token(http, client_id.as_deref(), endpoint)?)
+                    }
+                    AzureAuthorization::Anonymous => BlobAuthorization::Anonymous,
+                };
+                let (account, container) = (location.account.clone(), location.container.clone());
+                Box::new(AzureClient::new(http, access.blob_endpoint.clone(), account, container, authorization))
             }
         })
     }

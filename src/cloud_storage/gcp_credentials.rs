@@ -13,10 +13,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use blocking_reqwest::blocking::{Client, RequestBuilder};
+use blocking_reqwest::blocking::Client;
 use ring::rand::SystemRandom;
 use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 
+use super::oauth_token::{OAuthToken, token_answer};
 use super::sigv4::canonical_query;
 
 /// Google's token endpoint, when a credential file names none.
@@ -27,9 +28,6 @@ const METADATA_HOST: &str = "metadata.google.internal";
 
 /// Read access to buckets is all a repository copy needs.
 const READ_ONLY_SCOPE: &str = "https://www.googleapis.com/auth/devstorage.read_only";
-
-/// Tokens are fetched again this long before they expire.
-const RENEW_BEFORE_EXPIRY: Duration = Duration::from_secs(300);
 
 /// How long the metadata server may take to answer: off Google Cloud its
 /// name leads nowhere.
@@ -111,17 +109,10 @@ impl GcpCredentialSource {
     }
 }
 
-/// A token and when it expires (seconds since the epoch).
-#[derive(Debug, Clone)]
-struct Token {
-    value: String,
-    expires_at: u64,
-}
-
 /// What was fetched last.
 #[derive(Debug, Default)]
 struct Fetched {
-    token: Option<Token>,
+    token: Option<OAuthToken>,
     /// The metadata server did not answer: no token, without asking again.
     no_attached_account: bool,
 }
@@ -148,9 +139,7 @@ impl GcpCredentialCache {
     pub fn access_token(&self, http: &Client) -> Result<Option<String>, String> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
         let mut fetched = self.fetched.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(token) = &fetched.token
-            && now + RENEW_BEFORE_EXPIRY.as_secs() < token.expires_at
-        {
+        if let Some(token) = fetched.token.as_ref().filter(|token| token.fresh_at(now)) {
             return Ok(Some(token.value.clone()));
         }
         let token = match &self.source {
@@ -216,24 +205,10 @@ fn signed_jwt(client_email: &str, private_key: &str, token_uri: &str, now: u64) 
 }
 
 /// An OAuth token request (form-encoded POST).
-fn exchange(http: &Client, token_uri: &str, form: &[(&str, &str)], now: u64) -> Result<Token, String> {
+fn exchange(http: &Client, token_uri: &str, form: &[(&str, &str)], now: u64) -> Result<OAuthToken, String> {
     let request =
         http.post(token_uri).header("content-type", "application/x-www-form-urlencoded").body(canonical_query(form));
     token_answer(request, now)
-}
-
-/// `{"access_token": ..., "expires_in": seconds}`, or why not.
-fn token_answer(request: RequestBuilder, now: u64) -> Result<Token, String> {
-    let response = request.send().map_err(|error| error.to_string())?;
-    let status = response.status();
-    let body = response.text().map_err(|error| error.to_string())?;
-    if !status.is_success() {
-        return Err(format!("answered {}: {}", status.as_u16(), body.trim()));
-    }
-    let json: serde_json::Value = serde_json::from_str(&body).map_err(|error| format!("unreadable token: {error}"))?;
-    let value = json.get("access_token").and_then(|token| token.as_str()).ok_or("the answer has no access_token")?;
-    let lifetime = json.get("expires_in").and_then(|seconds| seconds.as_u64()).unwrap_or(3600);
-    Ok(Token { value: value.to_string(), expires_at: now + lifetime })
 }
 
 #[cfg(test)]

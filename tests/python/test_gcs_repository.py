@@ -10,24 +10,22 @@ import json
 import pathlib
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from cloud_repository import OBJECTS, PREFIX, check_copy_then_stop
 from http_requests import free_port
 from model_requests import check_simple_result, default_wire, simple_data, simple_inputs
-from server_process import EXAMPLE_MODELS, REPO_ROOT, ServerProcess, server_args
+from server_process import REPO_ROOT, ServerProcess, server_args
+from stand_in_http import StandIn, StandInHandler
 
 BUCKET = "vertex-models"
-PREFIX = "team/repository"
-ODD_FILE = "simple/notes (v1)+x.txt"
 ACCESS_TOKEN = "ya29.issued-by-the-test"
 SCOPE = "https://www.googleapis.com/auth/devstorage.read_only"
 
@@ -78,12 +76,9 @@ def delete(origin, name):
 
 @pytest.fixture
 def bucket(emulator):
-    """The example model `simple` and a file with an awkward name under the
-    repository prefix; emptied after the test."""
-    source = EXAMPLE_MODELS / "simple"
-    upload(emulator, f"{PREFIX}/simple/config.pbtxt", (source / "config.pbtxt").read_bytes())
-    upload(emulator, f"{PREFIX}/simple/1/model.onnx", (source / "1" / "model.onnx").read_bytes())
-    upload(emulator, f"{PREFIX}/{ODD_FILE}", b"not a model file")
+    """The repository's objects under its prefix; emptied after the test."""
+    for name, content in OBJECTS.items():
+        upload(emulator, f"{PREFIX}/{name}", content)
     yield f"gs://{BUCKET}/{PREFIX}"
     for name in object_names(emulator):
         delete(emulator, name)
@@ -101,7 +96,7 @@ def infer_simple(server):
         check_simple_result(wire.infer(client, "simple", simple_inputs(a, b, wire)), a, b)
 
 
-class GoogleEndpoints:
+class GoogleEndpoints(StandIn):
     """Google's token endpoint and metadata server, and a front of the
     emulator that only lets requests with the issued token through.
     `service_account` is the public key and email a JWT must match."""
@@ -111,19 +106,9 @@ class GoogleEndpoints:
         self.grants = []
         self.refused = 0
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def reply(self, status, body, content_type="application/json"):
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
+        class Handler(StandInHandler):
             def token(self):
-                self.reply(200, json.dumps({"access_token": ACCESS_TOKEN, "expires_in": 3600}).encode())
+                self.reply(200, json.dumps({"access_token": ACCESS_TOKEN, "expires_in": 3600}))
 
             def do_POST(self):
                 form = urllib.parse.parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
@@ -146,16 +131,10 @@ class GoogleEndpoints:
                 if self.headers.get("Authorization") != f"Bearer {ACCESS_TOKEN}":
                     endpoints.refused += 1
                     return self.reply(401, b'{"error": {"code": 401, "message": "no valid token"}}')
-                try:
-                    with urllib.request.urlopen(emulator_origin + self.path) as answer:
-                        self.reply(answer.status, answer.read(), answer.headers.get("Content-Type", ""))
-                except urllib.error.HTTPError as error:
-                    self.reply(error.code, error.read())
+                self.relay_get(emulator_origin)
 
         self.service_account = service_account
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.origin = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        super().__init__(Handler)
 
     def check_jwt(self, assertion):
         """Why the JWT is not the account's, or None."""
@@ -174,10 +153,6 @@ class GoogleEndpoints:
             return f"wrong times: {claims}"
         return None
 
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
 
 def test_models_serve_from_a_public_bucket_copy_that_goes_when_the_server_stops(launch_server, emulator, bucket, tmp_path):
     mount = tmp_path / "mount"
@@ -185,11 +160,7 @@ def test_models_serve_from_a_public_bucket_copy_that_goes_when_the_server_stops(
     env = {"STORAGE_EMULATOR_HOST": emulator, "GCE_METADATA_HOST": nothing_listens(), "TRITON_GCS_MOUNT_DIRECTORY": str(mount)}
     server = launch_server(bucket, env=env)
     infer_simple(server)
-    (copy,) = list(mount.iterdir())
-    assert (copy / "simple/1/model.onnx").read_bytes() == (EXAMPLE_MODELS / "simple/1/model.onnx").read_bytes()
-    assert (copy / ODD_FILE).read_bytes() == b"not a model file"
-    assert server.stop() == 0
-    assert list(mount.iterdir()) == []
+    check_copy_then_stop(server, mount)
 
 
 def test_a_service_account_key_is_exchanged_for_a_token(launch_server, emulator, bucket, tmp_path):

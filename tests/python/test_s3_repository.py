@@ -5,26 +5,23 @@ SigV4 signature of an IAM user allowed to read the bucket. The server serves
 a local copy that a load request or a poll brings up to date, and deletes
 it when it stops."""
 
-import http.server
 import json
 import pathlib
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 
 import boto3
 import pytest
 
+from cloud_repository import ODD_CONTENT, ODD_FILE, PREFIX, check_copy_then_stop
 from http_requests import free_port
 from model_requests import check_simple_result, default_wire, simple_data, simple_inputs
 from server_process import EXAMPLE_MODELS, REPO_ROOT, ServerProcess, server_args, wait_until
+from stand_in_http import StandIn, StandInHandler
 
 BUCKET = "models"
-PREFIX = "team/repository"
-# A key whose signature needs AWS's URI encoding (space, '+', parentheses).
-ODD_FILE = "simple/notes (v1)+x.txt"
 
 
 ACCOUNT = "123456789012"  # moto's account
@@ -93,7 +90,7 @@ def bucket(s3_service):
     file with an awkward name; emptied after the test."""
     s3, endpoint, credentials = s3_service
     upload_model(s3, "simple")
-    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/{ODD_FILE}", Body=b"not a model file")
+    s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/{ODD_FILE}", Body=ODD_CONTENT)
     yield s3, f"s3://{endpoint.removeprefix('http://')}/{BUCKET}/{PREFIX}", credentials
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
         for item in page.get("Contents", []):
@@ -129,11 +126,7 @@ def test_models_serve_from_a_copy_that_goes_when_the_server_stops(launch_server,
         infer_simple(client, "simple")
         index = client.get_model_repository_index(as_json=True) if protocol == "grpc" else client.get_model_repository_index()
         assert [model["name"] for model in (index["models"] if protocol == "grpc" else index)] == ["simple"]
-    (copy,) = list(mount.iterdir())
-    assert (copy / "simple" / "1" / "model.onnx").read_bytes() == (EXAMPLE_MODELS / "simple/1/model.onnx").read_bytes()
-    assert (copy / ODD_FILE).read_bytes() == b"not a model file"
-    assert server.stop() == 0
-    assert list(mount.iterdir()) == []
+    check_copy_then_stop(server, mount)
 
 
 def test_a_load_request_fetches_what_was_uploaded_since_the_start(launch_server, bucket, protocol):
@@ -179,14 +172,7 @@ def test_a_repository_that_cannot_be_read_stops_the_start(bucket, case, expected
     assert f"cannot copy model repository '{repository}'" in server.log and expected in server.log, server.log
 
 
-def test_azure_storage_is_refused_by_name():
-    server = ServerProcess(server_args("as://account/container/models"))
-    assert server.wait_exit(30) == 1
-    expected = "model repository 'as://account/container/models': repositories in Azure Storage are not supported"
-    assert expected in server.log, server.log
-
-
-class CredentialEndpoints:
+class CredentialEndpoints(StandIn):
     """The EC2 instance metadata service (IMDSv2) and a container
     credentials endpoint, on one local port, handing out `keys` as an
     instance role's or a task's temporary credentials; `calls` records
@@ -205,17 +191,7 @@ class CredentialEndpoints:
             "Expiration": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600)),
         }
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def reply(self, status, body):
-                data = body.encode()
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(StandInHandler):
             def do_PUT(self):
                 endpoints.calls.append(("PUT", self.path))
                 ttl = self.headers.get("x-aws-ec2-metadata-token-ttl-seconds")
@@ -244,14 +220,7 @@ class CredentialEndpoints:
                 else:
                     self.reply(404, "not found")
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.origin = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture
