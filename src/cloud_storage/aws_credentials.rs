@@ -181,7 +181,12 @@ impl AwsAccess {
     /// Where the credentials come from, for the log.
     pub fn describe(&self) -> String {
         match &self.source {
-            CredentialSource::Keys(credentials) => format!("the access key {}", credentials.access_key_id),
+            CredentialSource::Keys(credentials) => {
+                // Enough of the key id to tell keys apart, as the AWS CLI shows it.
+                let id = &credentials.access_key_id;
+                let tail = id.char_indices().rev().nth(3).map_or(id.as_str(), |(start, _)| &id[start..]);
+                format!("the access key ending in {tail}")
+            }
             CredentialSource::WebIdentity { role_arn, .. } => format!("the web identity of role {role_arn}"),
             CredentialSource::Container { url, .. } => format!("the container credentials at {url}"),
             CredentialSource::InstanceMetadata { origin } => {
@@ -321,5 +326,7 @@ mod tests {
         assert_eq!(ec2.region, "us-east-1");
         assert_eq!(access(&[("AWS_EC2_METADATA_DISABLED", "TRUE")]).source, CredentialSource::Unsigned);
         assert!(access(&[("AWS_EC2_METADATA_DISABLED", "true")]).describe().contains("unsigned"));
+        let keyed = access(&[("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE"), ("AWS_SECRET_ACCESS_KEY", "s")]);
+        assert_eq!(keyed.describe(), "the access key ending in MPLE");
     }
 }

@@ -13,13 +13,15 @@
 //! `gcs_client.rs` with the tokens of `gcp_credentials.rs`, and
 //! `gcs_path.rs`. For Azure: `azure_client.rs`, authorized as
 //! `azure_credentials.rs` finds, and `azure_path.rs`; `oauth_token.rs`
-//! reads Google's and Azure's tokens.
+//! reads Google's and Azure's tokens. `credential_file.rs` reads Triton's
+//! `TRITON_CLOUD_CREDENTIAL_PATH`.
 
 mod aws_credentials;
 mod azure_client;
 mod azure_credentials;
 mod azure_path;
 mod cloud_bucket;
+mod credential_file;
 mod gcp_credentials;
 mod gcs_client;
 mod gcs_path;

@@ -15,6 +15,7 @@ use std::sync::Mutex;
 use tempfile::TempDir;
 
 use super::cloud_bucket::CloudBucket;
+use super::credential_file::credential_variables;
 use super::object_store::{ObjectStore, StoredObject, download_to, http_client};
 
 /// What one refresh changed.
@@ -43,8 +44,15 @@ pub struct RepositoryCopy {
 impl RepositoryCopy {
     /// Makes an empty copy folder for the repository at `uri`; nothing is
     /// downloaded before [`RepositoryCopy::refresh`].
+    /// Credentials come from Triton's cloud credential file where it has
+    /// an entry for `uri`, else from the environment (`var`).
     pub fn create(uri: &str, var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let bucket = CloudBucket::parse(uri, &var)?;
+        let from_file = credential_variables(uri, &var)?;
+        let var = |name: &str| match from_file.get(name) {
+            Some(value) => Some(value.clone()),
+            None => var(name),
+        };
+        let bucket = CloudBucket::parse(uri, var)?;
         let mount_variable = bucket.mount_directory_variable();
         let mut builder = tempfile::Builder::new();
         builder.prefix("tritonrs-repository-");

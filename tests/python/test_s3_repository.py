@@ -129,6 +129,20 @@ def test_models_serve_from_a_copy_that_goes_when_the_server_stops(launch_server,
     check_copy_then_stop(server, mount)
 
 
+def test_tritons_cloud_credential_file_chooses_keys_by_the_longest_prefix(launch_server, bucket, tmp_path):
+    _, repository, keys = bucket
+    bucket_prefix = repository.split(f"/{PREFIX}")[0]
+    entry = {"key_id": keys["AWS_ACCESS_KEY_ID"], "secret_key": keys["AWS_SECRET_ACCESS_KEY"], "region": "us-east-1"}
+    wrong = {"key_id": "AKIAWRONGWRONGWRONG1", "secret_key": "wrong"}
+    credential_file = tmp_path / "cloud_credential.json"
+    credential_file.write_text(json.dumps({"s3": {"": wrong, bucket_prefix: entry}}))
+    # The environment's keys are wrong too: the file's entry stands in for them.
+    env = {"TRITON_CLOUD_CREDENTIAL_PATH": str(credential_file), "AWS_ACCESS_KEY_ID": "AKIAENV", "AWS_SECRET_ACCESS_KEY": "x"}
+    server = launch_server(repository, env=env)
+    with server.client("http") as client:
+        infer_simple(client, "simple")
+
+
 def test_a_load_request_fetches_what_was_uploaded_since_the_start(launch_server, bucket, protocol):
     s3, repository, credentials = bucket
     server = launch_server(repository, extra=["--model-control-mode=explicit"], env=credentials)
