@@ -1,8 +1,9 @@
 //! How requests to an Azure Storage repository are authorized, as Triton
 //! reads it: a shared key (`AZURE_STORAGE_KEY`, the default), a managed
 //! identity's token (`AZURE_STORAGE_AUTH_TYPE=managed_identity`, with
-//! `AZURE_STORAGE_CLIENT_ID` for a user-assigned one), else nothing
-//! (public containers). `AZURE_STORAGE_CONNECTION_STRING` may give the
+//! `AZURE_STORAGE_CLIENT_ID` for a user-assigned one; with `default`, AKS
+//! Workload Identity's federated token first, as Azure's default
+//! credential chain), else nothing (public containers). `AZURE_STORAGE_CONNECTION_STRING` may give the
 //! key and the blob endpoint instead (as the Azure CLI and the Azurite
 //! emulator write them).
 
@@ -19,6 +20,9 @@ use super::sigv4::canonical_query;
 /// The resource a storage token is for.
 const STORAGE_RESOURCE: &str = "https://storage.azure.com/";
 
+/// Microsoft Entra ID, where federated tokens are exchanged.
+const ENTRA_AUTHORITY: &str = "https://login.microsoftonline.com";
+
 /// Azure's instance metadata service (VMs, AKS nodes).
 const INSTANCE_METADATA_ORIGIN: &str = "http://169.254.169.254";
 
@@ -28,6 +32,19 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(2);
 /// Where a managed identity's token comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdentityEndpoint {
+    /// AKS Workload Identity: the pod's federated token
+    /// (`AZURE_FEDERATED_TOKEN_FILE`) exchanged with Microsoft Entra ID
+    /// for the application `AZURE_CLIENT_ID` of `AZURE_TENANT_ID`.
+    WorkloadIdentity {
+        /// `AZURE_AUTHORITY_HOST`, else Microsoft Entra ID's.
+        authority: String,
+        /// `AZURE_TENANT_ID`.
+        tenant: String,
+        /// `AZURE_CLIENT_ID`.
+        client_id: String,
+        /// `AZURE_FEDERATED_TOKEN_FILE`, read at each exchange (it rotates).
+        token_file: std::path::PathBuf,
+    },
     /// The instance metadata service.
     InstanceMetadata,
     /// App Service's and Container Apps' (`IDENTITY_ENDPOINT`, with
@@ -100,13 +117,30 @@ impl AzureAccess {
             .unwrap_or_else(|| format!("https://{account}.blob.core.windows.net"));
         let auth_type = var("AZURE_STORAGE_AUTH_TYPE").map(|kind| kind.to_ascii_lowercase());
         let authorization = match auth_type.as_deref() {
-            Some("managed_identity" | "default") => AzureAuthorization::ManagedIdentity {
-                client_id: var("AZURE_STORAGE_CLIENT_ID"),
-                endpoint: match (var("IDENTITY_ENDPOINT"), var("IDENTITY_HEADER")) {
-                    (Some(url), Some(secret)) => IdentityEndpoint::Hosted { url, secret },
-                    _ => IdentityEndpoint::InstanceMetadata,
-                },
-            },
+            Some(kind @ ("managed_identity" | "default")) => {
+                let workload = match (var("AZURE_FEDERATED_TOKEN_FILE"), var("AZURE_CLIENT_ID"), var("AZURE_TENANT_ID"))
+                {
+                    (Some(token_file), Some(client_id), Some(tenant)) if kind == "default" => {
+                        Some(IdentityEndpoint::WorkloadIdentity {
+                            authority: var("AZURE_AUTHORITY_HOST")
+                                .unwrap_or_else(|| ENTRA_AUTHORITY.to_string())
+                                .trim_end_matches('/')
+                                .to_string(),
+                            tenant,
+                            client_id,
+                            token_file: token_file.into(),
+                        })
+                    }
+                    _ => None,
+                };
+                AzureAuthorization::ManagedIdentity {
+                    client_id: var("AZURE_STORAGE_CLIENT_ID"),
+                    endpoint: workload.unwrap_or_else(|| match (var("IDENTITY_ENDPOINT"), var("IDENTITY_HEADER")) {
+                        (Some(url), Some(secret)) => IdentityEndpoint::Hosted { url, secret },
+                        _ => IdentityEndpoint::InstanceMetadata,
+                    }),
+                }
+            }
             Some("shared_key") | None => match var("AZURE_STORAGE_KEY").or_else(|| from_connection("AccountKey")) {
                 Some(key) => AzureAuthorization::SharedKey(
                     STANDARD.decode(&key).map_err(|error| format!("the Azure Storage key is not base64: {error}"))?,
@@ -126,6 +160,10 @@ impl AzureAccess {
     pub fn describe(&self) -> String {
         let how = match &self.authorization {
             AzureAuthorization::SharedKey(_) => "the account's shared key".to_string(),
+            AzureAuthorization::ManagedIdentity {
+                endpoint: IdentityEndpoint::WorkloadIdentity { client_id, .. },
+                ..
+            } => format!("the workload identity of application {client_id}"),
             AzureAuthorization::ManagedIdentity { client_id: Some(id), .. } => format!("managed identity {id}"),
             AzureAuthorization::ManagedIdentity { client_id: None, .. } => "the system managed identity".to_string(),
             AzureAuthorization::Anonymous => "none (a public container)".to_string(),
@@ -166,6 +204,20 @@ impl AzureTokenCache {
                 ))
                 .header("metadata", "true")
                 .timeout(METADATA_TIMEOUT)
+            }
+            IdentityEndpoint::WorkloadIdentity { authority, tenant, client_id, token_file } => {
+                let assertion = std::fs::read_to_string(token_file)
+                    .map_err(|error| format!("cannot read the federated token {}: {error}", token_file.display()))?;
+                let form = canonical_query(&[
+                    ("client_assertion", assertion.trim()),
+                    ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                    ("client_id", client_id),
+                    ("grant_type", "client_credentials"),
+                    ("scope", "https://storage.azure.com/.default"),
+                ]);
+                http.post(format!("{authority}/{tenant}/oauth2/v2.0/token"))
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(form)
             }
             IdentityEndpoint::Hosted { url, secret } => {
                 query.push(("api-version", "2019-08-01"));
@@ -220,6 +272,24 @@ mod tests {
             AzureAuthorization::ManagedIdentity { endpoint: IdentityEndpoint::Hosted { .. }, .. }
         ));
         assert!(hosted.describe().starts_with("managed identity 1234"));
+        let workload = [
+            ("AZURE_FEDERATED_TOKEN_FILE", "/var/run/secrets/azure/tokens/azure-identity-token"),
+            ("AZURE_CLIENT_ID", "app"),
+            ("AZURE_TENANT_ID", "tenant"),
+        ];
+        let default = access("mlstore", &[&workload[..], &[("AZURE_STORAGE_AUTH_TYPE", "default")]].concat()).unwrap();
+        assert!(matches!(
+            &default.authorization,
+            AzureAuthorization::ManagedIdentity { endpoint: IdentityEndpoint::WorkloadIdentity { authority, .. }, .. }
+                if authority == "https://login.microsoftonline.com"
+        ));
+        // managed_identity means the identity endpoints only, as in Triton.
+        let managed =
+            access("mlstore", &[&workload[..], &[("AZURE_STORAGE_AUTH_TYPE", "managed_identity")]].concat()).unwrap();
+        assert!(matches!(
+            managed.authorization,
+            AzureAuthorization::ManagedIdentity { endpoint: IdentityEndpoint::InstanceMetadata, .. }
+        ));
         assert!(access("a", &[("AZURE_STORAGE_AUTH_TYPE", "sas")]).unwrap_err().contains("sas"));
         assert!(access("a", &[("AZURE_STORAGE_KEY", "not base64!")]).unwrap_err().contains("not base64"));
     }

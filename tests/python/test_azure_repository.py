@@ -26,6 +26,7 @@ ACCOUNT = "devstoreaccount1"
 KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 PRIVATE, PUBLIC = "models", "public-models"
 TOKEN = "eyJ0eXAiOiJKV1QifQ.managed-identity.token"
+FEDERATED_TOKEN = "eyJhbGciOiJSUzI1NiJ9.kubernetes-service-account.signature"
 
 
 def connection_string(endpoint, key=KEY):
@@ -115,6 +116,22 @@ class IdentityEndpoint(StandIn):
         self.refused = 0
 
         class Handler(StandInHandler):
+            def do_POST(self):
+                # Microsoft Entra ID's token endpoint, for AKS Workload Identity.
+                form = urllib.parse.parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
+                endpoint.token_requests.append(form)
+                expected = {
+                    "client_assertion": [FEDERATED_TOKEN],
+                    "client_assertion_type": ["urn:ietf:params:oauth:client-assertion-type:jwt-bearer"],
+                    "client_id": ["workload-app-id"],
+                    "grant_type": ["client_credentials"],
+                    "scope": ["https://storage.azure.com/.default"],
+                }
+                if self.path != "/tenant-id/oauth2/v2.0/token" or form != expected:
+                    return self.reply(400, json.dumps({"error": "invalid_client", "got": form}))
+                answer = {"access_token": TOKEN, "expires_in": 3599, "token_type": "Bearer"}
+                self.reply(200, json.dumps(answer), [("Content-Type", "application/json")])
+
             def do_GET(self):
                 url = urllib.parse.urlsplit(self.path)
                 if url.path == "/msi/token":
@@ -148,5 +165,26 @@ def test_a_managed_identity_token_authorizes_the_requests(launch_server, azurite
         assert query["resource"] == ["https://storage.azure.com/"]
         assert query["client_id"] == ["user-assigned-client-id"]
         assert identity.refused == 0
+    finally:
+        identity.close()
+
+
+def test_an_aks_workload_identity_exchanges_its_federated_token(launch_server, azurite, tmp_path):
+    identity = IdentityEndpoint(azurite)
+    try:
+        token_file = tmp_path / "azure-identity-token"
+        token_file.write_text(FEDERATED_TOKEN + "\n")
+        env = {
+            "AZURE_STORAGE_AUTH_TYPE": "default",
+            "AZURE_FEDERATED_TOKEN_FILE": str(token_file),
+            "AZURE_CLIENT_ID": "workload-app-id",
+            "AZURE_TENANT_ID": "tenant-id",
+            "AZURE_AUTHORITY_HOST": identity.origin,
+            "AZURE_STORAGE_CONNECTION_STRING": connection_string(identity.origin, key=None),
+        }
+        server = launch_server(f"as://{ACCOUNT}/{PUBLIC}/{PREFIX}", env=env)
+        infer_simple(server)
+        assert len(identity.token_requests) == 1 and identity.refused == 0
+        assert "the workload identity of application workload-app-id" in server.log
     finally:
         identity.close()
