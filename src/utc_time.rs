@@ -2,7 +2,7 @@
 //! what log records and S3 and Azure request signatures print, and the
 //! expiry times of AWS temporary credentials.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A UTC time broken down into calendar fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,9 +34,18 @@ impl UtcTime {
 
     /// The current time.
     pub fn now() -> Self {
-        let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let since_epoch = since_epoch();
         Self::from_unix(since_epoch.as_secs(), since_epoch.subsec_micros())
     }
+}
+
+fn since_epoch() -> Duration {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+}
+
+/// Seconds since 1970-01-01 00:00 UTC now.
+pub fn unix_seconds() -> u64 {
+    since_epoch().as_secs()
 }
 
 /// The HTTP date (RFC 1123, `Tue, 24 Nov 2026 10:12:00 GMT`) of a time in

@@ -3,7 +3,6 @@
 //! scheme, signed with ring's HMAC-SHA256) or a bearer token.
 
 use std::io::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -14,7 +13,7 @@ use ring::hmac;
 use super::object_store::{ObjectStore, StoredObject};
 use super::sigv4::{canonical_query, uri_encode};
 use super::xml_text::{element, elements};
-use crate::utc_time::http_date;
+use crate::utc_time::{http_date, unix_seconds};
 
 /// The Blob service version asked for (bearer tokens need 2017-11-09 or later).
 const SERVICE_VERSION: &str = "2021-08-06";
@@ -61,8 +60,7 @@ impl<'a> AzureClient<'a> {
             address = format!("{address}?{}", canonical_query(query));
         }
         let url = Url::parse(&address).map_err(|error| format!("cannot address '{address}': {error}"))?;
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-        let date = http_date(now);
+        let date = http_date(unix_seconds());
         let mut request = self.http.get(url.clone()).header("x-ms-date", &date).header("x-ms-version", SERVICE_VERSION);
         match &self.authorization {
             BlobAuthorization::SharedKey(key) => {

@@ -8,14 +8,16 @@
 //! emulator write them).
 
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use blocking_reqwest::blocking::Client;
 
-use super::oauth_token::{OAuthToken, token_answer};
+use super::expiring::Expiring;
+use super::oauth_token::token_answer;
 use super::sigv4::canonical_query;
+use crate::utc_time::unix_seconds;
 
 /// The resource a storage token is for.
 const STORAGE_RESOURCE: &str = "https://storage.azure.com/";
@@ -175,7 +177,7 @@ impl AzureAccess {
 /// The managed identity tokens of one repository.
 #[derive(Debug)]
 pub struct AzureTokenCache {
-    token: Mutex<Option<OAuthToken>>,
+    token: Mutex<Option<Expiring<String>>>,
 }
 
 impl AzureTokenCache {
@@ -186,7 +188,7 @@ impl AzureTokenCache {
 
     /// A storage token of the identity, fresh enough to send now.
     pub fn token(&self, http: &Client, client_id: Option<&str>, endpoint: &IdentityEndpoint) -> Result<String, String> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let now = unix_seconds();
         let mut token = self.token.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(token) = token.as_ref().filter(|token| token.fresh_at(now)) {
             return Ok(token.value.clone());

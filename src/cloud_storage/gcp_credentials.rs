@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -17,8 +17,10 @@ use blocking_reqwest::blocking::Client;
 use ring::rand::SystemRandom;
 use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 
-use super::oauth_token::{OAuthToken, token_answer};
+use super::expiring::Expiring;
+use super::oauth_token::token_answer;
 use super::sigv4::canonical_query;
+use crate::utc_time::unix_seconds;
 
 /// Google's token endpoint, when a credential file names none.
 const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
@@ -112,7 +114,7 @@ impl GcpCredentialSource {
 /// What was fetched last.
 #[derive(Debug, Default)]
 struct Fetched {
-    token: Option<OAuthToken>,
+    token: Option<Expiring<String>>,
     /// The metadata server did not answer: no token, without asking again.
     no_attached_account: bool,
 }
@@ -137,7 +139,7 @@ impl GcpCredentialCache {
 
     /// The token to send now; None for requests without one.
     pub fn access_token(&self, http: &Client) -> Result<Option<String>, String> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let now = unix_seconds();
         let mut fetched = self.fetched.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(token) = fetched.token.as_ref().filter(|token| token.fresh_at(now)) {
             return Ok(Some(token.value.clone()));
@@ -205,7 +207,7 @@ fn signed_jwt(client_email: &str, private_key: &str, token_uri: &str, now: u64) 
 }
 
 /// An OAuth token request (form-encoded POST).
-fn exchange(http: &Client, token_uri: &str, form: &[(&str, &str)], now: u64) -> Result<OAuthToken, String> {
+fn exchange(http: &Client, token_uri: &str, form: &[(&str, &str)], now: u64) -> Result<Expiring<String>, String> {
     let request =
         http.post(token_uri).header("content-type", "application/x-www-form-urlencoded").body(canonical_query(form));
     token_answer(request, now)

@@ -13,7 +13,8 @@
 //! `gcs_client.rs` with the tokens of `gcp_credentials.rs`, and
 //! `gcs_path.rs`. For Azure: `azure_client.rs`, authorized as
 //! `azure_credentials.rs` finds, and `azure_path.rs`; `oauth_token.rs`
-//! reads Google's and Azure's tokens. `credential_file.rs` reads Triton's
+//! reads Google's and Azure's tokens, and `expiring.rs` says when a
+//! credential is renewed. `credential_file.rs` reads Triton's
 //! `TRITON_CLOUD_CREDENTIAL_PATH`.
 
 mod aws_credentials;
@@ -22,6 +23,7 @@ mod azure_credentials;
 mod azure_path;
 mod cloud_bucket;
 mod credential_file;
+mod expiring;
 mod gcp_credentials;
 mod gcs_client;
 mod gcs_path;

@@ -1,32 +1,13 @@
 //! OAuth access tokens as Google's and Azure's token endpoints hand them
-//! out, kept until five minutes before they expire.
-
-use std::time::Duration;
+//! out.
 
 use blocking_reqwest::blocking::RequestBuilder;
 
-/// Tokens are fetched again this long before they expire.
-const RENEW_BEFORE_EXPIRY: Duration = Duration::from_secs(300);
-
-/// A token and when it expires (seconds since the epoch).
-#[derive(Debug, Clone)]
-pub struct OAuthToken {
-    /// What goes after `Bearer `.
-    pub value: String,
-    /// When it expires.
-    pub expires_at: u64,
-}
-
-impl OAuthToken {
-    /// Whether it may still be sent at `now` rather than renewed.
-    pub fn fresh_at(&self, now: u64) -> bool {
-        now + RENEW_BEFORE_EXPIRY.as_secs() < self.expires_at
-    }
-}
+use super::expiring::Expiring;
 
 /// Sends `request` and reads `{"access_token": ..., "expires_in": seconds}`
 /// (a number from Google, a string from Azure), or says why not.
-pub fn token_answer(request: RequestBuilder, now: u64) -> Result<OAuthToken, String> {
+pub fn token_answer(request: RequestBuilder, now: u64) -> Result<Expiring<String>, String> {
     let response = request.send().map_err(|error| error.to_string())?;
     let status = response.status();
     let body = response.text().map_err(|error| error.to_string())?;
@@ -40,5 +21,5 @@ pub fn token_answer(request: RequestBuilder, now: u64) -> Result<OAuthToken, Str
         Some(serde_json::Value::String(seconds)) => seconds.parse().ok(),
         _ => None,
     };
-    Ok(OAuthToken { value: value.to_string(), expires_at: now + lifetime.unwrap_or(3600) })
+    Ok(Expiring { value: value.to_string(), expires_at: Some(now + lifetime.unwrap_or(3600)) })
 }

@@ -4,33 +4,24 @@
 //! metadata service, kept until five minutes before they expire.
 
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use blocking_reqwest::blocking::{Client, RequestBuilder};
 
 use super::aws_credentials::{AwsAccess, AwsCredentials, ContainerAuthorization, CredentialSource};
+use super::expiring::Expiring;
 use super::sigv4::canonical_query;
 use super::xml_text::element;
-use crate::utc_time::parse_rfc3339_utc;
-
-/// Temporary credentials are fetched again this long before they expire.
-const RENEW_BEFORE_EXPIRY: Duration = Duration::from_secs(300);
+use crate::utc_time::{parse_rfc3339_utc, unix_seconds};
 
 /// How long the instance metadata service may take to answer: off EC2 its
 /// address leads nowhere, and the AWS SDKs give it about a second too.
 const INSTANCE_METADATA_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Credentials and when they expire (seconds since the epoch).
-#[derive(Debug, Clone)]
-struct Expiring {
-    credentials: AwsCredentials,
-    expires_at: Option<u64>,
-}
-
 /// What was fetched last.
 #[derive(Debug, Default)]
 struct Fetched {
-    credentials: Option<Expiring>,
+    credentials: Option<Expiring<AwsCredentials>>,
     /// The instance metadata service did not answer (not on EC2), or the
     /// instance has no role: requests go unsigned without asking again.
     no_instance_role: bool,
@@ -61,13 +52,10 @@ impl CredentialCache {
 
     /// The credentials to sign with now; None for unsigned requests.
     pub fn current(&self, http: &Client) -> Result<Option<AwsCredentials>, String> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let now = unix_seconds();
         let mut fetched = self.fetched.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let still_good = |expiring: &Expiring| {
-            expiring.expires_at.is_none_or(|expires_at| now + RENEW_BEFORE_EXPIRY.as_secs() < expires_at)
-        };
-        if let Some(expiring) = fetched.credentials.as_ref().filter(|expiring| still_good(expiring)) {
-            return Ok(Some(expiring.credentials.clone()));
+        if let Some(expiring) = fetched.credentials.as_ref().filter(|expiring| expiring.fresh_at(now)) {
+            return Ok(Some(expiring.value.clone()));
         }
         let expiring = match &self.access.source {
             CredentialSource::Keys(credentials) => return Ok(Some(credentials.clone())),
@@ -91,7 +79,7 @@ impl CredentialCache {
             },
         };
         fetched.credentials = Some(expiring.clone());
-        Ok(Some(expiring.credentials))
+        Ok(Some(expiring.value))
     }
 }
 
@@ -103,7 +91,7 @@ fn assume_role_with_web_identity(
     role_arn: &str,
     session_name: &str,
     token: &str,
-) -> Result<Expiring, String> {
+) -> Result<Expiring<AwsCredentials>, String> {
     let form = canonical_query(&[
         ("Action", "AssumeRoleWithWebIdentity"),
         ("Version", "2011-06-15"),
@@ -123,7 +111,7 @@ fn assume_role_with_web_identity(
     }
     let field = |name: &str| element(&body, name).ok_or_else(|| failed(format!("STS's answer has no {name}")));
     Ok(Expiring {
-        credentials: AwsCredentials {
+        value: AwsCredentials {
             access_key_id: field("AccessKeyId")?,
             secret_access_key: field("SecretAccessKey")?,
             session_token: Some(field("SessionToken")?),
@@ -133,7 +121,11 @@ fn assume_role_with_web_identity(
 }
 
 /// The container credentials endpoint (ECS, EKS Pod Identity).
-fn from_container(http: &Client, url: &str, authorization: &ContainerAuthorization) -> Result<Expiring, String> {
+fn from_container(
+    http: &Client,
+    url: &str,
+    authorization: &ContainerAuthorization,
+) -> Result<Expiring<AwsCredentials>, String> {
     let failed = |why: String| format!("cannot get credentials from the container endpoint {url}: {why}");
     let mut request = http.get(url);
     match authorization {
@@ -153,7 +145,7 @@ fn from_container(http: &Client, url: &str, authorization: &ContainerAuthorizati
 }
 
 /// IMDSv2: a session token, the instance role's name, its credentials.
-fn from_instance_metadata(http: &Client, origin: &str) -> Result<Expiring, String> {
+fn from_instance_metadata(http: &Client, origin: &str) -> Result<Expiring<AwsCredentials>, String> {
     let token_request = http
         .put(format!("{origin}/latest/api/token"))
         .header("x-aws-ec2-metadata-token-ttl-seconds", "21600")
@@ -179,7 +171,7 @@ fn from_instance_metadata(http: &Client, origin: &str) -> Result<Expiring, Strin
 
 /// The JSON both the container endpoint and the instance metadata service
 /// answer with.
-fn credentials_json(body: &str) -> Result<Expiring, String> {
+fn credentials_json(body: &str) -> Result<Expiring<AwsCredentials>, String> {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "PascalCase")]
     struct Answer {
@@ -190,7 +182,7 @@ fn credentials_json(body: &str) -> Result<Expiring, String> {
     }
     let answer: Answer = serde_json::from_str(body).map_err(|error| format!("unreadable credentials: {error}"))?;
     Ok(Expiring {
-        credentials: AwsCredentials {
+        value: AwsCredentials {
             access_key_id: answer.access_key_id,
             secret_access_key: answer.secret_access_key,
             session_token: answer.token.filter(|token| !token.is_empty()),
@@ -216,8 +208,8 @@ mod tests {
         let answer = r#"{"Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": "ASIAEXAMPLE",
             "SecretAccessKey": "secret", "Token": "token", "Expiration": "2026-11-23T20:05:41Z"}"#;
         let expiring = credentials_json(answer).unwrap();
-        assert_eq!(expiring.credentials.access_key_id, "ASIAEXAMPLE");
-        assert_eq!(expiring.credentials.session_token.as_deref(), Some("token"));
+        assert_eq!(expiring.value.access_key_id, "ASIAEXAMPLE");
+        assert_eq!(expiring.value.session_token.as_deref(), Some("token"));
         assert_eq!(expiring.expires_at, Some(1_795_464_341));
         assert!(credentials_json("{}").unwrap_err().contains("unreadable credentials"));
     }
@@ -248,7 +240,7 @@ mod tests {
         // Once it gave credentials, failing to renew them is an error, not a
         // silent switch to unsigned requests.
         let fresh = CredentialCache::new(cache.access.clone());
-        fresh.fetched.lock().unwrap().credentials = Some(Expiring { credentials: keys, expires_at: Some(60) });
+        fresh.fetched.lock().unwrap().credentials = Some(Expiring { value: keys, expires_at: Some(60) });
         assert!(fresh.current(&http).unwrap_err().contains("cannot renew"));
     }
 }
