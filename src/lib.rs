@@ -38,6 +38,7 @@ pub mod shared_memory;
 pub mod shutdown;
 pub mod statistics;
 pub mod tensor;
+pub mod tls_crypto;
 pub mod trace;
 pub mod utc_time;
 pub mod validation;

@@ -67,10 +67,10 @@ pub fn sagemaker_multi_model(var: impl Fn(&str) -> Option<String>) -> bool {
 }
 
 /// Finds the model repository from the environment and the platforms'
-/// mounts, in this order: `MODEL_REPOSITORY` (a folder or an `s3://`
-/// repository), Oracle's mount, Azure ML's
-/// `AZUREML_MODEL_DIR`, KServe's mount, Vertex AI's `AIP_STORAGE_URI`
-/// when it is a local path, and SageMaker's mount. `var` reads environment
+/// mounts, in this order: `MODEL_REPOSITORY` (a folder or a cloud
+/// storage path), Oracle's mount, Azure ML's `AZUREML_MODEL_DIR`, KServe's
+/// mount, Vertex AI's `AIP_STORAGE_URI` (a local path or a cloud storage
+/// path), and SageMaker's mount. `var` reads environment
 /// variables.
 pub fn discover_model_repository(
     var: impl Fn(&str) -> Option<String>,
@@ -78,14 +78,8 @@ pub fn discover_model_repository(
 ) -> Result<DiscoveredRepository, String> {
     let var = |name: &str| nonblank(var(name));
     if let Some(path) = var(MODEL_REPOSITORY_ENV) {
-        if crate::cloud_storage::is_cloud_path(&path) {
-            return Ok(DiscoveredRepository {
-                path: PathBuf::from(path),
-                reason: format!("from {MODEL_REPOSITORY_ENV}"),
-            });
-        }
         let path = PathBuf::from(path);
-        if !path.is_dir() {
+        if !path.is_dir() && !is_cloud(&path) {
             return Err(format!("{MODEL_REPOSITORY_ENV} names '{}', which is not a directory", path.display()));
         }
         return Ok(DiscoveredRepository { path, reason: format!("from {MODEL_REPOSITORY_ENV}") });
@@ -117,15 +111,14 @@ pub fn discover_model_repository(
 }
 
 /// A `file://` URI or absolute path as a path, and a cloud storage path
-/// (`gs://`, `s3://`) as it is; None for anything else.
+/// (`s3://`, `gs://`, `as://`) as it is; None for anything else.
 fn storage_path(uri: &str) -> Option<PathBuf> {
-    if crate::cloud_storage::is_cloud_path(uri) {
-        return Some(PathBuf::from(uri));
-    }
     let path = uri.strip_prefix("file://").unwrap_or(uri);
-    path.starts_with('/').then(|| PathBuf::from(path))
+    (path.starts_with('/') || crate::cloud_storage::is_cloud_path(uri)).then(|| PathBuf::from(path))
 }
 
+/// Whether `path` names a repository in cloud storage, which the server
+/// copies rather than finds on disk.
 fn is_cloud(path: &Path) -> bool {
     path.to_str().is_some_and(crate::cloud_storage::is_cloud_path)
 }

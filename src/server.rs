@@ -300,8 +300,9 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
 }
 
 /// The repositories as local folders: a cloud repository (`s3://`,
-/// `gs://`, `as://`) as the empty folder its copy will be made in (when the models load, so the health
-/// endpoints answer during a long download).
+/// `gs://`, `as://`) as the empty folder its copy will be made in (when
+/// the models load, so the health endpoints answer during a long
+/// download).
 fn copies_of_cloud_repositories(
     repositories: Vec<PathBuf>,
 ) -> Result<(Vec<PathBuf>, Vec<Arc<RepositoryCopy>>), String> {

@@ -2,6 +2,8 @@
 //! is, as Triton reads it. Slashes repeated inside the path and at its
 //! ends do not matter.
 
+use super::object_store::key_prefix;
+
 /// The scheme of Azure Storage paths.
 pub const AZURE_SCHEME: &str = "as://";
 
@@ -29,11 +31,8 @@ impl AzurePath {
         if !valid(account) || !valid(container) {
             return Err(malformed("account and container names are letters, digits and '-'"));
         }
-        let prefix: Vec<&str> = segments.collect();
-        if prefix.iter().any(|segment| *segment == "." || *segment == "..") {
-            return Err(malformed("'.' and '..' are not folders of a container"));
-        }
-        Ok(Self { account: account.to_string(), container: container.to_string(), prefix: prefix.join("/") })
+        let prefix = key_prefix(segments).ok_or_else(|| malformed("'.' and '..' are not folders of a container"))?;
+        Ok(Self { account: account.to_string(), container: container.to_string(), prefix })
     }
 }
 

@@ -2,6 +2,8 @@
 //! Triton reads it. Slashes repeated inside the path and at its ends do
 //! not matter.
 
+use super::object_store::key_prefix;
+
 /// A parsed `gs://` repository path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GcsPath {
@@ -25,11 +27,8 @@ impl GcsPath {
         if !bucket.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_') {
             return Err(malformed(&format!("'{bucket}' is not a bucket name")));
         }
-        let prefix: Vec<&str> = segments.collect();
-        if prefix.iter().any(|segment| *segment == "." || *segment == "..") {
-            return Err(malformed("'.' and '..' are not folders of a bucket"));
-        }
-        Ok(Self { bucket: bucket.to_string(), prefix: prefix.join("/") })
+        let prefix = key_prefix(segments).ok_or_else(|| malformed("'.' and '..' are not folders of a bucket"))?;
+        Ok(Self { bucket: bucket.to_string(), prefix })
     }
 }
 

@@ -23,6 +23,19 @@ pub struct StoredObject {
     pub size: u64,
 }
 
+/// Whether a segment of a key or repository path names a folder or file
+/// the copy can hold: not empty, `.` or `..` (which would lead out of it).
+pub fn is_path_segment(segment: &str) -> bool {
+    !segment.is_empty() && segment != "." && segment != ".."
+}
+
+/// The key prefix the rest of a repository path names (its segments joined
+/// by `/`, empty ones dropped); None when a segment is `.` or `..`.
+pub fn key_prefix<'a>(segments: impl Iterator<Item = &'a str>) -> Option<String> {
+    let segments: Vec<&str> = segments.filter(|segment| !segment.is_empty()).collect();
+    segments.iter().all(|segment| is_path_segment(segment)).then(|| segments.join("/"))
+}
+
 /// A bucket, as a repository copy reads it. Blocking.
 pub trait ObjectStore {
     /// Every object whose key starts with `prefix`.
@@ -35,10 +48,7 @@ pub trait ObjectStore {
 /// The blocking HTTP client the bucket and credential calls share. Make and
 /// drop it off the async runtime's threads.
 pub fn http_client() -> Result<Client, String> {
-    // https endpoints are reached with rustls, which takes its crypto from
-    // the process default: ring, as for gRPC's TLS (an error only says a
-    // default is set already).
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::tls_crypto::use_ring();
     Client::builder()
         .timeout(STALL_TIMEOUT)
         .connect_timeout(STALL_TIMEOUT)

@@ -16,7 +16,7 @@ use tempfile::TempDir;
 
 use super::cloud_bucket::CloudBucket;
 use super::credential_file::credential_variables;
-use super::object_store::{ObjectStore, StoredObject, download_to, http_client};
+use super::object_store::{ObjectStore, StoredObject, download_to, http_client, is_path_segment};
 
 /// What one refresh changed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -156,8 +156,7 @@ impl RepositoryCopy {
             if relative.is_empty() {
                 continue;
             }
-            let segments: Vec<&str> = relative.split('/').collect();
-            if segments.iter().any(|segment| segment.is_empty() || *segment == "." || *segment == "..") {
+            if !relative.split('/').all(is_path_segment) {
                 tracing::warn!(repository = %self.uri, key = %object.key, "skipping an object whose key is not a file path");
                 continue;
             }

@@ -8,6 +8,8 @@
 //!
 //! Slashes repeated inside the path and at its ends do not matter.
 
+use super::object_store::key_prefix;
+
 /// The scheme Triton's path form names an endpoint with.
 const S3_SCHEME: &str = "s3://";
 
@@ -71,11 +73,8 @@ impl S3Path {
         if !bucket.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_') {
             return Err(malformed(&format!("'{bucket}' is not a bucket name")));
         }
-        let prefix: Vec<&str> = segments.collect();
-        if prefix.iter().any(|segment| *segment == "." || *segment == "..") {
-            return Err(malformed("'.' and '..' are not folders of a bucket"));
-        }
-        Ok(Self { endpoint, bucket: bucket.to_string(), prefix: prefix.join("/") })
+        let prefix = key_prefix(segments).ok_or_else(|| malformed("'.' and '..' are not folders of a bucket"))?;
+        Ok(Self { endpoint, bucket: bucket.to_string(), prefix })
     }
 }
 

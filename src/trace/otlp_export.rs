@@ -64,10 +64,8 @@ impl OtlpExport {
     /// ends). Fails only on a malformed configuration; a collector that
     /// does not answer costs the spans, not the requests.
     pub fn start(config: &OpenTelemetryConfig) -> Result<Self, String> {
-        // An https:// collector is reached with rustls, which takes its
-        // crypto from the process default: ring, as for gRPC's TLS (an
-        // error only says a default is set already).
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // An https:// collector is reached with rustls.
+        crate::tls_crypto::use_ring();
         let exporter = SpanExporter::builder()
             .with_http()
             .with_endpoint(config.url.clone())
