@@ -223,6 +223,72 @@ def sequence_accumulator(path):
     save(graph, path)
 
 
+def ragged_sum(path):
+    """A model for ragged batching: INPUT is FP32 [-1], every request's
+    elements one request after the other, and the batch inputs the server
+    computes from it come in as BOUNDS (accumulated element counts with a
+    leading 0), COUNTS, ENDS, LONGEST (its shape is the longest request's
+    element count), ITEM_SHAPES and FLAT_SHAPES. SUM is each request's sum
+    of elements, computed from BOUNDS; COUNT, END, LONGEST_COUNT, ITEM_SHAPE
+    and FLAT_SHAPE echo the batch inputs one row per request, so the tests
+    read what the server computed; DOUBLED is INPUT * 2, flat, for the
+    server to cut per request after each request's INPUT shape."""
+    fp32, int32, int64 = TensorProto.FLOAT, TensorProto.INT32, TensorProto.INT64
+    rows = ["requests", 1]
+    graph = helper.make_graph(
+        [
+            # prefix[k] is the sum of the first k elements.
+            helper.make_node("Concat", ["ZERO", "INPUT"], ["padded"], axis=0),
+            helper.make_node("CumSum", ["padded", "AXIS0"], ["prefix"]),
+            helper.make_node("Slice", ["BOUNDS", "FIRST", "BEFORE_LAST"], ["starts"]),
+            helper.make_node("Slice", ["BOUNDS", "SECOND", "END_OF_ALL"], ["ends"]),
+            helper.make_node("Gather", ["prefix", "starts"], ["before"]),
+            helper.make_node("Gather", ["prefix", "ends"], ["through"]),
+            helper.make_node("Sub", ["through", "before"], ["sums"]),
+            helper.make_node("Unsqueeze", ["sums", "AXIS1"], ["SUM"]),
+            helper.make_node("Unsqueeze", ["COUNTS", "AXIS1"], ["COUNT"]),
+            helper.make_node("Unsqueeze", ["ENDS", "AXIS1"], ["END"]),
+            helper.make_node("Shape", ["LONGEST"], ["longest"]),
+            helper.make_node("Shape", ["COUNTS"], ["requests"]),
+            helper.make_node("Concat", ["requests", "ONE64"], ["per_request"], axis=0),
+            helper.make_node("Expand", ["longest", "per_request"], ["LONGEST_COUNT"]),
+            helper.make_node("Identity", ["ITEM_SHAPES"], ["ITEM_SHAPE"]),
+            helper.make_node("Unsqueeze", ["FLAT_SHAPES", "AXIS1"], ["FLAT_SHAPE"]),
+            helper.make_node("Add", ["INPUT", "INPUT"], ["DOUBLED"]),
+        ],
+        "ragged_sum",
+        [
+            tensor("INPUT", fp32, ["elements"]),
+            tensor("BOUNDS", int32, ["bounds"]),
+            tensor("COUNTS", fp32, ["requests"]),
+            tensor("ENDS", int32, ["requests"]),
+            tensor("LONGEST", int32, ["longest"]),
+            tensor("ITEM_SHAPES", int32, ["items", 1]),
+            tensor("FLAT_SHAPES", int32, ["items"]),
+        ],
+        [
+            tensor("SUM", fp32, rows),
+            tensor("COUNT", fp32, rows),
+            tensor("END", int32, rows),
+            tensor("LONGEST_COUNT", int64, rows),
+            tensor("ITEM_SHAPE", int32, ["items", 1]),
+            tensor("FLAT_SHAPE", int32, ["items", 1]),
+            tensor("DOUBLED", fp32, ["elements"]),
+        ],
+        initializer=[
+            helper.make_tensor("ZERO", fp32, [1], [0.0]),
+            helper.make_tensor("AXIS0", int64, [], [0]),
+            helper.make_tensor("AXIS1", int64, [1], [1]),
+            helper.make_tensor("FIRST", int64, [1], [0]),
+            helper.make_tensor("BEFORE_LAST", int64, [1], [-1]),
+            helper.make_tensor("SECOND", int64, [1], [1]),
+            helper.make_tensor("END_OF_ALL", int64, [1], [2**62]),
+            helper.make_tensor("ONE64", int64, [1], [1]),
+        ],
+    )
+    save(graph, path)
+
+
 def write_all(examples: pathlib.Path, test_models: pathlib.Path) -> None:
     simple(examples / "simple" / "1" / "model.onnx")
     simple_string(examples / "simple_string" / "1" / "model.onnx")
@@ -234,6 +300,7 @@ def write_all(examples: pathlib.Path, test_models: pathlib.Path) -> None:
     busy_loop(test_models / "busy_loop" / "1" / "model.onnx")
     batch_busy_loop(test_models / "batch_busy_loop" / "1" / "model.onnx")
     sequence_accumulator(test_models / "sequence_accumulator" / "1" / "model.onnx")
+    ragged_sum(test_models / "ragged_sum" / "1" / "model.onnx")
 
 
 def onnx_files(root: pathlib.Path):

@@ -15,7 +15,7 @@ use crate::inference::InferenceRequest;
 use crate::model_config::ModelConfig;
 use crate::proto::inference::ModelWarmup;
 use crate::proto::inference::model_warmup::input::InputDataType;
-use crate::scheduler::merge_inputs;
+use crate::scheduler::{RaggedBatching, merge_inputs};
 use crate::statistics::{ExecutionTimes, StatisticsRecorder};
 use crate::tensor::{DataType, Tensor, element_count, format_shape};
 use crate::validation::{ModelIo, ValidatedRequest};
@@ -46,12 +46,13 @@ pub struct WarmupSample {
 pub fn warmup_samples(config: &ModelConfig, io: &ModelIo, model_dir: &Path) -> Result<Vec<WarmupSample>> {
     let mut random = PseudoRandom::default();
     let (server_inputs, _) = crate::sequence::server_tensors(config);
+    let ragged = RaggedBatching::from_config(config);
     config
         .model_warmup
         .iter()
         .filter(|sample| sample.batch_size > 0)
         .map(|sample| {
-            build_sample(sample, io, &server_inputs, model_dir, &mut random).map_err(|error| {
+            build_sample(sample, io, &server_inputs, &ragged, model_dir, &mut random).map_err(|error| {
                 Error::invalid_argument(format!("warmup sample '{}': {}", sample.name, error.message()))
             })
         })
@@ -65,6 +66,7 @@ fn build_sample(
     sample: &ModelWarmup,
     io: &ModelIo,
     server_inputs: &[String],
+    ragged: &RaggedBatching,
     model_dir: &Path,
     random: &mut PseudoRandom,
 ) -> Result<WarmupSample> {
@@ -113,7 +115,7 @@ fn build_sample(
     Ok(WarmupSample {
         name: sample.name.clone(),
         batch_size,
-        inputs: merge_inputs(&rows),
+        inputs: merge_inputs(&rows, ragged)?,
         outputs: row.outputs.clone(),
         iterations: sample.count.max(1),
     })

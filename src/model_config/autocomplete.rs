@@ -128,7 +128,9 @@ fn complete_from_signature(
     // A sequence model's control and state tensors are the server's to
     // provide and keep, never the client's: like Triton's ONNX Runtime
     // backend, auto-complete leaves them out.
-    let (server_inputs, server_outputs) = crate::sequence::server_tensors(config);
+    // So are the batch inputs of ragged batching.
+    let (mut server_inputs, server_outputs) = crate::sequence::server_tensors(config);
+    server_inputs.extend(config.batch_input.iter().flat_map(|batch_input| batch_input.target_name.iter().cloned()));
     if config.input.is_empty() {
         config.input = signature
             .inputs
@@ -227,19 +229,75 @@ fn normalize(config: &mut ModelConfig, gpu_count: u32) -> Result<(), String> {
 
 /// Checks that a configuration fits the model file it will run: the same
 /// input and output names, element types and compatible shapes.
+///
+/// Ragged batching changes what the model sees: a ragged input arrives as
+/// one flat tensor of the whole batch's elements, so the model must declare
+/// it with shape `[-1]`; batch inputs are model inputs of their configured
+/// type that the configuration does not list as inputs; and a batch
+/// output's shape is the model's own business (its shares take their shape
+/// from the source input), so only its type is compared.
 pub fn check_against_signature(config: &ModelConfig, signature: &ModelSignature) -> Result<(), String> {
     let batching = config.max_batch_size > 0;
     let configured_inputs = config.input.iter().map(|input| {
         let shape = input.reshape.as_ref().map_or(&input.dims, |reshape| &reshape.shape);
-        (&input.name, input.data_type, shape)
+        (&input.name, input.data_type, (!input.allow_ragged_batch).then_some(shape))
     });
     check_tensors("input", configured_inputs, &signature.inputs, batching)?;
     let configured_outputs = config.output.iter().map(|output| {
         let shape = output.reshape.as_ref().map_or(&output.dims, |reshape| &reshape.shape);
-        (&output.name, output.data_type, shape)
+        let batch_output =
+            config.batch_output.iter().any(|batch_output| batch_output.target_name.contains(&output.name));
+        (&output.name, output.data_type, (!batch_output).then_some(shape))
     });
     check_tensors("output", configured_outputs, &signature.outputs, batching)?;
+    check_ragged_tensors(config, signature)?;
     check_sequence_tensors(config, signature)
+}
+
+/// Checks that the model declares each ragged input flat (`[-1]`) and each
+/// batch input with its configured type.
+fn check_ragged_tensors(config: &ModelConfig, signature: &ModelSignature) -> Result<(), String> {
+    for input in config.input.iter().filter(|input| input.allow_ragged_batch) {
+        if let Some(spec) = signature.inputs.iter().find(|spec| spec.name == input.name)
+            && spec.dims != [-1]
+        {
+            return Err(format!(
+                "ragged input '{}' must be declared by the model with shape [-1] (the batch's elements, one \
+                 request after the other), but the model declares {}",
+                input.name,
+                format_shape(&spec.dims)
+            ));
+        }
+    }
+    for batch_input in &config.batch_input {
+        let datatype = DataType::from_config(batch_input.data_type);
+        for target in &batch_input.target_name {
+            check_declared("batch_input target", "input", target, datatype, &signature.inputs)?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks that a tensor the server provides or keeps (`role`, such as a
+/// sequence control input) is among the model's `declared` inputs or
+/// outputs (`what`) with the element type the configuration gives it.
+fn check_declared(
+    role: &str,
+    what: &str,
+    name: &str,
+    datatype: Option<DataType>,
+    declared: &[TensorSpec],
+) -> Result<(), String> {
+    let Some(spec) = declared.iter().find(|spec| spec.name == name) else {
+        let names: Vec<&str> = declared.iter().map(|spec| spec.name.as_str()).collect();
+        return Err(format!("{role} '{name}' is not in the model, whose {what}s are: {}", names.join(", ")));
+    };
+    if spec.datatype != datatype {
+        let expected = datatype.map_or_else(|| "no type".to_string(), |datatype| datatype.to_string());
+        let actual = spec.datatype.map_or_else(|| "an unsupported type".to_string(), |datatype| datatype.to_string());
+        return Err(format!("{role} '{name}' is configured as {expected} but the model declares {actual}"));
+    }
+    Ok(())
 }
 
 /// Checks that a sequence model declares the control inputs and the state
@@ -259,21 +317,7 @@ fn check_sequence_tensors(config: &ModelConfig, signature: &ModelSignature) -> R
     }
     for (what, tensors, declared) in [("input", inputs, &signature.inputs), ("output", outputs, &signature.outputs)] {
         for (name, datatype) in tensors {
-            let Some(spec) = declared.iter().find(|spec| spec.name == name) else {
-                let names: Vec<&str> = declared.iter().map(|spec| spec.name.as_str()).collect();
-                return Err(format!(
-                    "sequence_batching {what} '{name}' is not in the model, whose {what}s are: {}",
-                    names.join(", ")
-                ));
-            };
-            if spec.datatype != datatype {
-                let expected = datatype.map_or_else(|| "no type".to_string(), |datatype| datatype.to_string());
-                let actual =
-                    spec.datatype.map_or_else(|| "an unsupported type".to_string(), |datatype| datatype.to_string());
-                return Err(format!(
-                    "sequence_batching {what} '{name}' is configured as {expected} but the model declares {actual}"
-                ));
-            }
+            check_declared(&format!("sequence_batching {what}"), what, name, datatype, declared)?;
         }
     }
     Ok(())
@@ -281,7 +325,7 @@ fn check_sequence_tensors(config: &ModelConfig, signature: &ModelSignature) -> R
 
 fn check_tensors<'a>(
     what: &str,
-    configured: impl Iterator<Item = (&'a String, i32, &'a Vec<i64>)>,
+    configured: impl Iterator<Item = (&'a String, i32, Option<&'a Vec<i64>>)>,
     declared: &[TensorSpec],
     batching: bool,
 ) -> Result<(), String> {
@@ -297,6 +341,9 @@ fn check_tensors<'a>(
                 spec.datatype.map_or_else(|| "an unsupported type".to_string(), |datatype| datatype.to_string());
             return Err(format!("{what} '{name}' is configured as {configured} but the model declares {actual}"));
         }
+        let Some(dims) = dims else {
+            continue;
+        };
         let mut expected = Vec::with_capacity(dims.len() + 1);
         if batching {
             expected.push(-1);
@@ -369,6 +416,49 @@ mod tests {
             check_against_signature(&config, &missing).unwrap_err(),
             "sequence_batching output 'STATE_OUT' is not in the model, whose outputs are: y"
         );
+    }
+
+    #[test]
+    fn ragged_inputs_are_flat_in_the_model_and_batch_inputs_are_the_servers() {
+        let signature = ModelSignature {
+            inputs: vec![spec("x", DataType::Fp32, &[-1]), spec("ends", DataType::Int32, &[-1])],
+            outputs: vec![spec("sum", DataType::Fp32, &[-1, 1]), spec("doubled", DataType::Fp32, &[-1])],
+        };
+        let config = crate::model_config::parse_text_format(
+            r#"max_batch_size: 4
+               input [ { name: "x" data_type: TYPE_FP32 dims: [ -1 ] allow_ragged_batch: true } ]
+               batch_input [ { kind: BATCH_ACCUMULATED_ELEMENT_COUNT target_name: "ends" data_type: TYPE_INT32
+                               source_input: "x" } ]
+               output [ { name: "sum" data_type: TYPE_FP32 dims: [ 1 ] }, { name: "doubled" data_type: TYPE_FP32 dims: [ -1 ] } ]
+               batch_output [ { target_name: "doubled" source_input: "x" } ]"#,
+        )
+        .unwrap();
+        let config = autocomplete(config, "m", Some(&signature), AutocompleteOptions::default()).unwrap();
+        check_against_signature(&config, &signature).unwrap();
+        let mut batched = signature.clone();
+        batched.inputs[0].dims = vec![-1, -1];
+        assert_eq!(
+            check_against_signature(&config, &batched).unwrap_err(),
+            "ragged input 'x' must be declared by the model with shape [-1] (the batch's elements, one request after \
+             the other), but the model declares [-1,-1]"
+        );
+        let mut wrong_type = signature.clone();
+        wrong_type.inputs[1].datatype = Some(DataType::Int64);
+        assert_eq!(
+            check_against_signature(&config, &wrong_type).unwrap_err(),
+            "batch_input target 'ends' is configured as INT32 but the model declares INT64"
+        );
+        let mut missing = signature.clone();
+        missing.inputs.pop();
+        assert_eq!(
+            check_against_signature(&config, &missing).unwrap_err(),
+            "batch_input target 'ends' is not in the model, whose inputs are: x"
+        );
+        // Auto-complete lists the model's inputs without the batch inputs.
+        let mut without_inputs = config.clone();
+        without_inputs.input.clear();
+        let completed = autocomplete(without_inputs, "m", Some(&signature), AutocompleteOptions::default()).unwrap();
+        assert_eq!(completed.input.iter().map(|input| input.name.as_str()).collect::<Vec<_>>(), ["x"]);
     }
 
     #[test]

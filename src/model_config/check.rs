@@ -57,19 +57,7 @@ pub fn check_config(config: &ModelConfig) -> Result<(), String> {
     if config.platform == ENSEMBLE_PLATFORM {
         EnsemblePlan::from_config(config)?;
     }
-    // Ragged batching hands the model inputs flattened across the batch and
-    // extra batch inputs it computes; the model would otherwise get shapes
-    // it was not built for, so a configuration asking for it is refused.
-    if let Some(input) = config.input.iter().find(|input| input.allow_ragged_batch) {
-        return Err(format!(
-            "input '{}' sets allow_ragged_batch: ragged batching is not supported; this server batches requests \
-             whose inputs have the same shape",
-            input.name
-        ));
-    }
-    if !config.batch_input.is_empty() || !config.batch_output.is_empty() {
-        return Err("batch_input and batch_output (ragged batching) are not supported".to_string());
-    }
+    check_ragged_batching(config)?;
     for group in &config.instance_group {
         if matches!(group.kind(), Kind::Cpu | Kind::Model) && !group.gpus.is_empty() {
             return Err(format!(
@@ -79,6 +67,68 @@ pub fn check_config(config: &ModelConfig) -> Result<(), String> {
                 group.gpus
             ));
         }
+    }
+    Ok(())
+}
+
+/// Triton's checks of ragged batching: each `batch_input` and
+/// `batch_output` derives from one configuration input, a batch input is
+/// INT32 or FP32, and a batch output's targets are configuration outputs,
+/// each named once. Beyond Triton's: a batch input may not take the name of
+/// a configuration input (the model would get two tensors of that name), a
+/// ragged input may not be optional (as Triton's ONNX Runtime backend
+/// requires), and a batch output holds fixed-size elements, since its
+/// shares are cut by byte size.
+fn check_ragged_batching(config: &ModelConfig) -> Result<(), String> {
+    let is_input = |name: &String| config.input.iter().any(|input| &input.name == name);
+    if let Some(input) = config.input.iter().find(|input| input.allow_ragged_batch && input.optional) {
+        return Err(format!("input '{}' cannot be both optional and allow_ragged_batch", input.name));
+    }
+    for batch_input in &config.batch_input {
+        let kind = batch_input.kind().as_str_name();
+        check_batch_source("batch_input", kind, &batch_input.source_input, config)?;
+        if !matches!(DataType::from_config(batch_input.data_type), Some(DataType::Int32 | DataType::Fp32)) {
+            return Err(format!("batch_input kind '{kind}': the data type must be TYPE_INT32 or TYPE_FP32"));
+        }
+        if batch_input.target_name.is_empty() {
+            return Err(format!("batch_input kind '{kind}' names no target_name"));
+        }
+        if let Some(taken) = batch_input.target_name.iter().find(|&name| is_input(name)) {
+            return Err(format!(
+                "batch_input target '{taken}' is also a configuration input; the server computes a batch input, \
+                 so clients do not send it"
+            ));
+        }
+    }
+    let mut targets = HashSet::new();
+    for batch_output in &config.batch_output {
+        let kind = batch_output.kind().as_str_name();
+        check_batch_source("batch_output", kind, &batch_output.source_input, config)?;
+        for target in &batch_output.target_name {
+            let Some(output) = config.output.iter().find(|output| &output.name == target) else {
+                return Err(format!("batch_output kind '{kind}': unknown target output name '{target}'"));
+            };
+            if !targets.insert(target) {
+                return Err(format!("batch_output target output name '{target}' can only be specified once"));
+            }
+            if DataType::from_config(output.data_type) == Some(DataType::Bytes) {
+                return Err(format!(
+                    "batch_output target '{target}' is TYPE_STRING; a batch output must have fixed-size elements"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Triton's rule for the `source_input` of a batch input or output
+/// (`section`): exactly one, and a configuration input.
+fn check_batch_source(section: &str, kind: &str, sources: &[String], config: &ModelConfig) -> Result<(), String> {
+    if sources.len() != 1 {
+        return Err(format!("{section} kind '{kind}' expects 1 source input, got {}", sources.len()));
+    }
+    if let Some(unknown) = sources.iter().find(|&name| !config.input.iter().any(|input| &input.name == name)) {
+        return Err(format!("{section} kind '{kind}': unknown source input name '{unknown}'"));
     }
     Ok(())
 }
@@ -205,6 +255,11 @@ mod tests {
     #[test]
     fn accepts_a_valid_config() {
         check_config(&config(VALID)).unwrap();
+        let ragged = VALID.replace("reshape { shape: [ 6 ] }", "allow_ragged_batch: true")
+            + "batch_input { kind: BATCH_ACCUMULATED_ELEMENT_COUNT target_name: [ \"ends\", \"ends2\" ] \
+               data_type: TYPE_FP32 source_input: \"x\" } \
+               batch_output { target_name: \"y\" source_input: \"x\" }";
+        check_config(&config(&ragged)).unwrap();
     }
 
     #[test]
@@ -253,13 +308,53 @@ mod tests {
                 "ensemble output 'y' is not the output of any step",
             ),
             (
-                VALID.replace("reshape { shape: [ 6 ] }", "allow_ragged_batch: true"),
-                "input 'x' sets allow_ragged_batch: ragged batching is not supported",
+                VALID.replace("reshape { shape: [ 6 ] }", "allow_ragged_batch: true optional: true"),
+                "input 'x' cannot be both optional and allow_ragged_batch",
+            ),
+            (
+                VALID.to_string() + "batch_input { kind: BATCH_ELEMENT_COUNT target_name: \"n\" data_type: TYPE_FP32 }",
+                "batch_input kind 'BATCH_ELEMENT_COUNT' expects 1 source input, got 0",
             ),
             (
                 VALID.to_string()
-                    + "batch_input { kind: BATCH_ELEMENT_COUNT target_name: \"n\" data_type: TYPE_FP32 source_input: \"x\" }",
-                "batch_input and batch_output (ragged batching) are not supported",
+                    + "batch_input { kind: BATCH_ITEM_SHAPE target_name: \"n\" data_type: TYPE_INT64 \
+                       source_input: \"x\" }",
+                "batch_input kind 'BATCH_ITEM_SHAPE': the data type must be TYPE_INT32 or TYPE_FP32",
+            ),
+            (
+                VALID.to_string() + "batch_input { target_name: \"n\" data_type: TYPE_INT32 source_input: \"z\" }",
+                "batch_input kind 'BATCH_ELEMENT_COUNT': unknown source input name 'z'",
+            ),
+            (
+                VALID.to_string() + "batch_input { data_type: TYPE_INT32 source_input: \"x\" }",
+                "batch_input kind 'BATCH_ELEMENT_COUNT' names no target_name",
+            ),
+            (
+                VALID.to_string() + "batch_input { target_name: \"x\" data_type: TYPE_INT32 source_input: \"x\" }",
+                "batch_input target 'x' is also a configuration input",
+            ),
+            (
+                VALID.to_string() + "batch_output { target_name: \"y\" source_input: [ \"x\", \"x\" ] }",
+                "batch_output kind 'BATCH_SCATTER_WITH_INPUT_SHAPE' expects 1 source input, got 2",
+            ),
+            (
+                VALID.to_string() + "batch_output { target_name: \"y\" source_input: \"z\" }",
+                "batch_output kind 'BATCH_SCATTER_WITH_INPUT_SHAPE': unknown source input name 'z'",
+            ),
+            (
+                VALID.to_string() + "batch_output { target_name: \"x\" source_input: \"x\" }",
+                "unknown target output name 'x'",
+            ),
+            (
+                VALID.to_string() + "batch_output { target_name: [ \"y\", \"y\" ] source_input: \"x\" }",
+                "target output name 'y' can only be specified once",
+            ),
+            (
+                VALID.replace(
+                    "output { name: \"y\" data_type: TYPE_FP32",
+                    "output { name: \"y\" data_type: TYPE_STRING",
+                ) + "batch_output { target_name: \"y\" source_input: \"x\" }",
+                "batch_output target 'y' is TYPE_STRING",
             ),
             (
                 VALID.to_string() + "instance_group { name: \"g\" kind: KIND_CPU gpus: [ 0 ] }",

@@ -1,20 +1,30 @@
 //! Turning several requests into one model execution and back: inputs are
 //! concatenated along the batch dimension (a lone request passes through
 //! untouched) and each output is cut back into per-request slices of the
-//! same buffer, without copying.
+//! same buffer, without copying. A model with ragged batching gets its
+//! ragged inputs flat and its batch inputs added ([`super::ragged`]).
 
 use bytes::BytesMut;
 
+use super::ragged::RaggedBatching;
 use crate::error::{Error, Result};
 use crate::tensor::{DataType, Tensor, split_byte_strings};
 use crate::validation::ValidatedRequest;
 
 /// The inputs of one execution of `requests`, which [`super::batcher`] made
 /// sure are compatible.
-pub fn merge_inputs(requests: &[&ValidatedRequest]) -> Vec<Tensor> {
-    if let [only] = requests {
-        return only.inputs.clone();
+pub fn merge_inputs(requests: &[&ValidatedRequest], ragged: &RaggedBatching) -> Result<Vec<Tensor>> {
+    let mut inputs = match requests {
+        [only] => only.inputs.clone(),
+        _ => concatenate_inputs(requests),
+    };
+    if !ragged.is_empty() {
+        ragged.complete_inputs(&mut inputs, requests)?;
     }
+    Ok(inputs)
+}
+
+fn concatenate_inputs(requests: &[&ValidatedRequest]) -> Vec<Tensor> {
     let first = requests[0];
     (0..first.inputs.len())
         .map(|index| {
@@ -45,17 +55,30 @@ pub fn union_of_outputs(requests: &[&ValidatedRequest]) -> Vec<String> {
 
 /// Cuts the outputs of one execution into each request's share, keeping
 /// only the outputs each request asked for, in its order.
-pub fn split_outputs(outputs: Vec<Tensor>, requests: &[&ValidatedRequest]) -> Result<Vec<Vec<Tensor>>> {
+pub fn split_outputs(
+    outputs: Vec<Tensor>,
+    requests: &[&ValidatedRequest],
+    ragged: &RaggedBatching,
+) -> Result<Vec<Vec<Tensor>>> {
     if let [only] = requests {
         let mut outputs = outputs;
-        return Ok(vec![
-            only.outputs
-                .iter()
-                .filter_map(|name| {
-                    outputs.iter().position(|tensor| &tensor.name == name).map(|index| outputs.swap_remove(index))
-                })
-                .collect(),
-        ]);
+        let mut own: Vec<Tensor> = only
+            .outputs
+            .iter()
+            .filter_map(|name| {
+                outputs.iter().position(|tensor| &tensor.name == name).map(|index| outputs.swap_remove(index))
+            })
+            .collect();
+        if ragged.has_batch_outputs() {
+            for tensor in &mut own {
+                if let Some(shares) = ragged.scatter(tensor, requests) {
+                    let share = shares?.remove(0);
+                    tensor.shape = share.shape;
+                    tensor.data = tensor.data.slice(share.bytes);
+                }
+            }
+        }
+        return Ok(vec![own]);
     }
     let total: usize = requests.iter().map(|request| request.batch_size).sum();
     let mut shares: Vec<Vec<Tensor>> =
@@ -64,6 +87,16 @@ pub fn split_outputs(outputs: Vec<Tensor>, requests: &[&ValidatedRequest]) -> Re
         let asked: Vec<usize> =
             (0..requests.len()).filter(|&index| requests[index].outputs.contains(&tensor.name)).collect();
         if asked.is_empty() {
+            continue;
+        }
+        if let Some(output_shares) = ragged.scatter(tensor, requests) {
+            for (index, share) in output_shares?.into_iter().enumerate() {
+                if asked.contains(&index) {
+                    let data = tensor.data.slice(share.bytes);
+                    let (name, datatype, shape) = (tensor.name.clone(), tensor.datatype, share.shape);
+                    shares[index].push(Tensor { name, datatype, shape, data });
+                }
+            }
             continue;
         }
         if tensor.shape.first().copied() != Some(total as i64) {
@@ -149,11 +182,11 @@ mod tests {
     fn inputs_concatenate_along_the_batch_dimension() {
         let a = request(1, &[1, 2], &["y"]);
         let b = request(2, &[3, 4, 5, 6], &["y"]);
-        let merged = merge_inputs(&[&a, &b]);
+        let merged = merge_inputs(&[&a, &b], &RaggedBatching::default()).unwrap();
         assert_eq!(merged[0].shape, vec![3, 2]);
         assert_eq!(merged[0].data[..], [1, 2, 3, 4, 5, 6]);
         // A lone request is passed through, sharing its buffer.
-        let alone = merge_inputs(&[&b]);
+        let alone = merge_inputs(&[&b], &RaggedBatching::default()).unwrap();
         assert_eq!(alone[0].data.as_ptr(), b.inputs[0].data.as_ptr());
     }
 
@@ -175,7 +208,7 @@ mod tests {
         };
         let z_start = z.data.as_ptr();
         assert_eq!(union_of_outputs(&[&a, &b]), vec!["y", "z"]);
-        let shares = split_outputs(vec![y, z], &[&a, &b]).unwrap();
+        let shares = split_outputs(vec![y, z], &[&a, &b], &RaggedBatching::default()).unwrap();
         assert_eq!(shares[0].iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["y", "z"]);
         assert_eq!(shares[0][0].data[..], [7]);
         assert_eq!(shares[0][1].data, encode_byte_strings(["a"]));
@@ -190,6 +223,11 @@ mod tests {
         let a = request(1, &[0, 0], &["y"]);
         let b = request(1, &[0, 0], &["y"]);
         let y = Tensor { name: "y".into(), datatype: DataType::Uint8, shape: vec![1], data: Bytes::from_static(&[1]) };
-        assert!(split_outputs(vec![y], &[&a, &b]).unwrap_err().message().contains("batch size 2"));
+        assert!(
+            split_outputs(vec![y], &[&a, &b], &RaggedBatching::default())
+                .unwrap_err()
+                .message()
+                .contains("batch size 2")
+        );
     }
 }

@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use super::policy::SchedulingPolicy;
 use super::queue::RequestQueue;
+use super::ragged::RaggedBatching;
 use crate::validation::ValidatedRequest;
 
 /// What the scheduler should do next.
@@ -31,10 +32,14 @@ pub enum Decision {
 }
 
 /// Whether two requests can share a batch: the same inputs with the same
-/// shapes apart from the batch dimension.
-pub fn compatible(a: &ValidatedRequest, b: &ValidatedRequest) -> bool {
+/// shapes apart from the batch dimension, except that ragged inputs may
+/// differ in shape.
+pub fn compatible(a: &ValidatedRequest, b: &ValidatedRequest, ragged: &RaggedBatching) -> bool {
     a.inputs.len() == b.inputs.len()
-        && a.inputs.iter().zip(&b.inputs).all(|(x, y)| x.name == y.name && x.shape.get(1..) == y.shape.get(1..))
+        && a.inputs
+            .iter()
+            .zip(&b.inputs)
+            .all(|(x, y)| x.name == y.name && (x.shape.get(1..) == y.shape.get(1..) || ragged.is_ragged(&x.name)))
 }
 
 /// Decides what to do with `queue` at `now`. `closing` sends whatever
@@ -61,7 +66,7 @@ pub fn decide(queue: &RequestQueue, policy: &SchedulingPolicy, now: Instant, clo
             // No preferred size lies ahead: this is as close as it gets.
             at_once = Some(count);
         }
-        if grown > policy.max_batch_size || !compatible(&first.request, &pending.request) {
+        if grown > policy.max_batch_size || !compatible(&first.request, &pending.request, &policy.ragged) {
             can_grow = false;
             break;
         }
@@ -107,6 +112,7 @@ mod tests {
             preserve_ordering: false,
             levels: PriorityLevels::single(),
             default_level: 1,
+            ragged: RaggedBatching::default(),
         }
     }
 
@@ -204,6 +210,18 @@ mod tests {
         let now = Instant::now();
         let queue = queue_of(&[(1, 4), (1, 4), (1, 5), (1, 4)], now);
         assert_eq!(decide(&queue, &policy(8, &[], 1000), now, false), Decision::Dispatch(2));
+    }
+
+    #[test]
+    fn ragged_inputs_merge_whatever_their_shapes() {
+        let now = Instant::now();
+        let queue = queue_of(&[(1, 4), (1, 5), (2, 1), (1, 4)], now);
+        let config = crate::model_config::parse_text_format(
+            r#"max_batch_size: 8 input [ { name: "x" data_type: TYPE_FP32 dims: [ -1 ] allow_ragged_batch: true } ]"#,
+        )
+        .unwrap();
+        let ragged = SchedulingPolicy { ragged: RaggedBatching::from_config(&config), ..policy(8, &[5], 1000) };
+        assert_eq!(decide(&queue, &ragged, now, false), Decision::Dispatch(4));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use super::batch::{merge_inputs, split_outputs, union_of_outputs};
 use super::batcher::{Decision, decide};
 use super::queue::Pending;
+use super::ragged::RaggedBatching;
 use super::rate_limiter::Grant;
 use super::spin::{BATCH_WAIT_SPIN, INSTANCE_SPIN, spin_until};
 use super::{Executed, SchedulerInstance, Shared, State};
@@ -146,7 +147,8 @@ fn execute_batch(shared: &Shared, name: &str, instance: &mut dyn ModelInstance, 
     }
     let requests: Vec<&ValidatedRequest> = live.iter().map(|pending| &pending.request).collect();
     let mut times = ExecutionTimes::default();
-    let outcome = catch_unwind(AssertUnwindSafe(|| run_batch(instance, &requests, &mut times)))
+    let ragged = &shared.policy.ragged;
+    let outcome = catch_unwind(AssertUnwindSafe(|| run_batch(instance, &requests, ragged, &mut times)))
         .unwrap_or_else(|_| Err(Error::internal(format!("instance '{name}' panicked while executing a batch"))));
     let finished = Instant::now();
     match outcome {
@@ -195,15 +197,16 @@ fn stamp_compute(batch: &[Pending], started: Instant, times: &ExecutionTimes, fi
 fn run_batch(
     instance: &mut dyn ModelInstance,
     requests: &[&ValidatedRequest],
+    ragged: &RaggedBatching,
     times: &mut ExecutionTimes,
 ) -> Result<Vec<Vec<Tensor>>> {
     let merging = Instant::now();
-    let inputs = merge_inputs(requests);
+    let inputs = merge_inputs(requests, ragged)?;
     let outputs = union_of_outputs(requests);
     times.input += merging.elapsed();
     let produced = instance.execute(&inputs, &outputs, times)?;
     let splitting = Instant::now();
-    let shares = split_outputs(produced, requests);
+    let shares = split_outputs(produced, requests, ragged);
     times.output += splitting.elapsed();
     shares
 }

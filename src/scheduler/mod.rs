@@ -17,6 +17,7 @@ mod instance;
 mod ordering;
 mod policy;
 mod queue;
+mod ragged;
 mod rate_limiter;
 mod spin;
 
@@ -29,6 +30,7 @@ use tokio::sync::oneshot;
 
 pub use batch::merge_inputs;
 pub use policy::{DynamicBatching, PriorityLevels, QueuePolicy, SchedulingPolicy, TimeoutAction};
+pub use ragged::RaggedBatching;
 pub use rate_limiter::{LimitedInstance, RateLimiter, ResourceLimit};
 
 use self::batcher::{Decision, decide};

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::ragged::RaggedBatching;
 use crate::model_config::ModelConfig;
 use crate::proto::inference::model_config::SchedulingChoice;
 use crate::proto::inference::model_queue_policy::TimeoutAction as ConfigTimeoutAction;
@@ -133,6 +134,9 @@ pub struct SchedulingPolicy {
     pub levels: PriorityLevels,
     /// Level of requests that give no valid priority (1-based).
     pub default_level: u64,
+    /// The inputs whose shapes may differ within a batch, and the batch
+    /// inputs and outputs that describe a batch to the model.
+    pub ragged: RaggedBatching,
 }
 
 impl SchedulingPolicy {
@@ -149,13 +153,14 @@ impl SchedulingPolicy {
     /// at a time, so a batch never holds two requests of one sequence.
     pub fn from_config(config: &ModelConfig) -> Self {
         let max_batch_size = usize::try_from(config.max_batch_size).unwrap_or(0);
-        match &config.scheduling_choice {
+        let policy = match &config.scheduling_choice {
             Some(SchedulingChoice::DynamicBatching(batching)) => Self::dynamic(max_batch_size, batching),
             Some(SchedulingChoice::SequenceBatching(sequences)) => {
                 Self::dynamic(max_batch_size, &crate::sequence::dynamic_batching(sequences))
             }
             _ => Self::unbatched(max_batch_size),
-        }
+        };
+        Self { ragged: RaggedBatching::from_config(config), ..policy }
     }
 
     fn unbatched(max_batch_size: usize) -> Self {
@@ -165,6 +170,7 @@ impl SchedulingPolicy {
             preserve_ordering: false,
             levels: PriorityLevels::single(),
             default_level: 1,
+            ragged: RaggedBatching::default(),
         }
     }
 
@@ -200,7 +206,14 @@ impl SchedulingPolicy {
             preferred_batch_sizes: preferred,
             max_queue_delay: Duration::from_micros(batching.max_queue_delay_microseconds),
         });
-        Self { max_batch_size, dynamic, preserve_ordering: batching.preserve_ordering, levels, default_level }
+        Self {
+            max_batch_size,
+            dynamic,
+            preserve_ordering: batching.preserve_ordering,
+            levels,
+            default_level,
+            ragged: RaggedBatching::default(),
+        }
     }
 
     /// The 1-based level for a request's `priority` parameter: 0, or a
