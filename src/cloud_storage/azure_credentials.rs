@@ -1,11 +1,12 @@
 //! How requests to an Azure Storage repository are authorized, as Triton
 //! reads it: a shared key (`AZURE_STORAGE_KEY`, the default), a managed
 //! identity's token (`AZURE_STORAGE_AUTH_TYPE=managed_identity`, with
-//! `AZURE_STORAGE_CLIENT_ID` for a user-assigned one; with `default`, AKS
-//! Workload Identity's federated token first, as Azure's default
-//! credential chain), else nothing (public containers). `AZURE_STORAGE_CONNECTION_STRING` may give the
-//! key and the blob endpoint instead (as the Azure CLI and the Azurite
-//! emulator write them).
+//! `AZURE_STORAGE_CLIENT_ID` for a user-assigned one), Azure's default
+//! credential chain (`default`: a service principal's client secret from
+//! `AZURE_CLIENT_SECRET`, then AKS Workload Identity's federated token,
+//! then the managed identity), else nothing (public containers).
+//! `AZURE_STORAGE_CONNECTION_STRING` may give the key and the blob
+//! endpoint instead (as the Azure CLI and the Azurite emulator write them).
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -31,21 +32,40 @@ const INSTANCE_METADATA_ORIGIN: &str = "http://169.254.169.254";
 /// How long the instance metadata service may take to answer.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Where a managed identity's token comes from.
+/// A secret that never reaches a log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        out.write_str("Secret(..)")
+    }
+}
+
+/// How an application proves itself to Microsoft Entra ID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientProof {
+    /// A service principal's client secret (`AZURE_CLIENT_SECRET`).
+    Secret(Secret),
+    /// AKS Workload Identity's federated token, read from this file
+    /// (`AZURE_FEDERATED_TOKEN_FILE`) at each exchange, since it rotates.
+    FederatedTokenFile(std::path::PathBuf),
+}
+
+/// Where a token comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdentityEndpoint {
-    /// AKS Workload Identity: the pod's federated token
-    /// (`AZURE_FEDERATED_TOKEN_FILE`) exchanged with Microsoft Entra ID
-    /// for the application `AZURE_CLIENT_ID` of `AZURE_TENANT_ID`.
-    WorkloadIdentity {
+    /// Microsoft Entra ID, for the application `AZURE_CLIENT_ID` of
+    /// `AZURE_TENANT_ID` (the client credentials grant).
+    Entra {
         /// `AZURE_AUTHORITY_HOST`, else Microsoft Entra ID's.
         authority: String,
         /// `AZURE_TENANT_ID`.
         tenant: String,
         /// `AZURE_CLIENT_ID`.
         client_id: String,
-        /// `AZURE_FEDERATED_TOKEN_FILE`, read at each exchange (it rotates).
-        token_file: std::path::PathBuf,
+        /// Its secret or federated token.
+        proof: ClientProof,
     },
     /// The instance metadata service.
     InstanceMetadata,
@@ -55,7 +75,7 @@ pub enum IdentityEndpoint {
         /// `IDENTITY_ENDPOINT`.
         url: String,
         /// `IDENTITY_HEADER`.
-        secret: String,
+        secret: Secret,
     },
 }
 
@@ -120,25 +140,31 @@ impl AzureAccess {
         let auth_type = var("AZURE_STORAGE_AUTH_TYPE").map(|kind| kind.to_ascii_lowercase());
         let authorization = match auth_type.as_deref() {
             Some(kind @ ("managed_identity" | "default")) => {
-                let workload = match (var("AZURE_FEDERATED_TOKEN_FILE"), var("AZURE_CLIENT_ID"), var("AZURE_TENANT_ID"))
-                {
-                    (Some(token_file), Some(client_id), Some(tenant)) if kind == "default" => {
-                        Some(IdentityEndpoint::WorkloadIdentity {
+                // Azure's default chain asks Entra ID first: with a client
+                // secret, else with a federated token; managed_identity
+                // means the identity endpoints only, as in Triton.
+                let proof =
+                    var("AZURE_CLIENT_SECRET").map(|secret| ClientProof::Secret(Secret(secret))).or_else(|| {
+                        var("AZURE_FEDERATED_TOKEN_FILE").map(|file| ClientProof::FederatedTokenFile(file.into()))
+                    });
+                let entra = match (proof, var("AZURE_CLIENT_ID"), var("AZURE_TENANT_ID")) {
+                    (Some(proof), Some(client_id), Some(tenant)) if kind == "default" => {
+                        Some(IdentityEndpoint::Entra {
                             authority: var("AZURE_AUTHORITY_HOST")
                                 .unwrap_or_else(|| ENTRA_AUTHORITY.to_string())
                                 .trim_end_matches('/')
                                 .to_string(),
                             tenant,
                             client_id,
-                            token_file: token_file.into(),
+                            proof,
                         })
                     }
                     _ => None,
                 };
                 AzureAuthorization::ManagedIdentity {
                     client_id: var("AZURE_STORAGE_CLIENT_ID"),
-                    endpoint: workload.unwrap_or_else(|| match (var("IDENTITY_ENDPOINT"), var("IDENTITY_HEADER")) {
-                        (Some(url), Some(secret)) => IdentityEndpoint::Hosted { url, secret },
+                    endpoint: entra.unwrap_or_else(|| match (var("IDENTITY_ENDPOINT"), var("IDENTITY_HEADER")) {
+                        (Some(url), Some(secret)) => IdentityEndpoint::Hosted { url, secret: Secret(secret) },
                         _ => IdentityEndpoint::InstanceMetadata,
                     }),
                 }
@@ -163,9 +189,13 @@ impl AzureAccess {
         let how = match &self.authorization {
             AzureAuthorization::SharedKey(_) => "the account's shared key".to_string(),
             AzureAuthorization::ManagedIdentity {
-                endpoint: IdentityEndpoint::WorkloadIdentity { client_id, .. },
+                endpoint: IdentityEndpoint::Entra { client_id, proof: ClientProof::FederatedTokenFile(_), .. },
                 ..
             } => format!("the workload identity of application {client_id}"),
+            AzureAuthorization::ManagedIdentity {
+                endpoint: IdentityEndpoint::Entra { client_id, proof: ClientProof::Secret(_), .. },
+                ..
+            } => format!("the client secret of application {client_id}"),
             AzureAuthorization::ManagedIdentity { client_id: Some(id), .. } => format!("managed identity {id}"),
             AzureAuthorization::ManagedIdentity { client_id: None, .. } => "the system managed identity".to_string(),
             AzureAuthorization::Anonymous => "none (a public container)".to_string(),
@@ -207,23 +237,29 @@ impl AzureTokenCache {
                 .header("metadata", "true")
                 .timeout(METADATA_TIMEOUT)
             }
-            IdentityEndpoint::WorkloadIdentity { authority, tenant, client_id, token_file } => {
-                let assertion = std::fs::read_to_string(token_file)
-                    .map_err(|error| format!("cannot read the federated token {}: {error}", token_file.display()))?;
-                let form = canonical_query(&[
-                    ("client_assertion", assertion.trim()),
-                    ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
-                    ("client_id", client_id),
+            IdentityEndpoint::Entra { authority, tenant, client_id, proof } => {
+                let assertion;
+                let mut form = vec![
+                    ("client_id", client_id.as_str()),
                     ("grant_type", "client_credentials"),
                     ("scope", "https://storage.azure.com/.default"),
-                ]);
+                ];
+                match proof {
+                    ClientProof::Secret(secret) => form.push(("client_secret", &secret.0)),
+                    ClientProof::FederatedTokenFile(file) => {
+                        assertion = std::fs::read_to_string(file)
+                            .map_err(|error| format!("cannot read the federated token {}: {error}", file.display()))?;
+                        form.push(("client_assertion", assertion.trim()));
+                        form.push(("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"));
+                    }
+                }
                 http.post(format!("{authority}/{tenant}/oauth2/v2.0/token"))
                     .header("content-type", "application/x-www-form-urlencoded")
-                    .body(form)
+                    .body(canonical_query(&form))
             }
             IdentityEndpoint::Hosted { url, secret } => {
                 query.push(("api-version", "2019-08-01"));
-                http.get(format!("{url}?{}", canonical_query(&query))).header("x-identity-header", secret)
+                http.get(format!("{url}?{}", canonical_query(&query))).header("x-identity-header", &secret.0)
             }
         };
         let fetched =
@@ -282,9 +318,29 @@ mod tests {
         let default = access("mlstore", &[&workload[..], &[("AZURE_STORAGE_AUTH_TYPE", "default")]].concat()).unwrap();
         assert!(matches!(
             &default.authorization,
-            AzureAuthorization::ManagedIdentity { endpoint: IdentityEndpoint::WorkloadIdentity { authority, .. }, .. }
-                if authority == "https://login.microsoftonline.com"
+            AzureAuthorization::ManagedIdentity {
+                endpoint: IdentityEndpoint::Entra { authority, proof: ClientProof::FederatedTokenFile(_), .. },
+                ..
+            } if authority == "https://login.microsoftonline.com"
         ));
+        // A client secret comes first in Azure's default chain, and stays
+        // out of the log.
+        let principal = access(
+            "mlstore",
+            &[&workload[..], &[("AZURE_STORAGE_AUTH_TYPE", "default"), ("AZURE_CLIENT_SECRET", "s3cr3t")]].concat(),
+        )
+        .unwrap();
+        assert!(matches!(
+            &principal.authorization,
+            AzureAuthorization::ManagedIdentity {
+                endpoint: IdentityEndpoint::Entra { proof: ClientProof::Secret(Secret(secret)), .. }, ..
+            } if secret == "s3cr3t"
+        ));
+        assert_eq!(
+            principal.describe(),
+            "the client secret of application app; at https://mlstore.blob.core.windows.net"
+        );
+        assert!(!format!("{principal:?}").contains("s3cr3t") && !format!("{hosted:?}").contains("\"secret\""));
         // managed_identity means the identity endpoints only, as in Triton.
         let managed =
             access("mlstore", &[&workload[..], &[("AZURE_STORAGE_AUTH_TYPE", "managed_identity")]].concat()).unwrap();

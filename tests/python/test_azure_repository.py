@@ -27,6 +27,7 @@ KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr
 PRIVATE, PUBLIC = "models", "public-models"
 TOKEN = "eyJ0eXAiOiJKV1QifQ.managed-identity.token"
 FEDERATED_TOKEN = "eyJhbGciOiJSUzI1NiJ9.kubernetes-service-account.signature"
+CLIENT_SECRET = "Qx8~principal.secret"
 
 
 def connection_string(endpoint, key=KEY):
@@ -117,17 +118,19 @@ class IdentityEndpoint(StandIn):
 
         class Handler(StandInHandler):
             def do_POST(self):
-                # Microsoft Entra ID's token endpoint, for AKS Workload Identity.
+                # Microsoft Entra ID's token endpoint, for AKS Workload
+                # Identity and for service principals with a client secret.
                 form = urllib.parse.parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
                 endpoint.token_requests.append(form)
-                expected = {
+                grant = {"grant_type": ["client_credentials"], "scope": ["https://storage.azure.com/.default"]}
+                federated = {
                     "client_assertion": [FEDERATED_TOKEN],
                     "client_assertion_type": ["urn:ietf:params:oauth:client-assertion-type:jwt-bearer"],
                     "client_id": ["workload-app-id"],
-                    "grant_type": ["client_credentials"],
-                    "scope": ["https://storage.azure.com/.default"],
+                    **grant,
                 }
-                if self.path != "/tenant-id/oauth2/v2.0/token" or form != expected:
+                secret = {"client_id": ["principal-app-id"], "client_secret": [CLIENT_SECRET], **grant}
+                if self.path != "/tenant-id/oauth2/v2.0/token" or form not in (federated, secret):
                     return self.reply(400, json.dumps({"error": "invalid_client", "got": form}))
                 answer = {"access_token": TOKEN, "expires_in": 3599, "token_type": "Bearer"}
                 self.reply(200, json.dumps(answer), [("Content-Type", "application/json")])
@@ -186,5 +189,32 @@ def test_an_aks_workload_identity_exchanges_its_federated_token(launch_server, a
         infer_simple(server)
         assert len(identity.token_requests) == 1 and identity.refused == 0
         assert "the workload identity of application workload-app-id" in server.log
+    finally:
+        identity.close()
+
+
+def test_a_service_principal_secret_comes_first_in_the_default_chain(launch_server, azurite, tmp_path):
+    identity = IdentityEndpoint(azurite)
+    try:
+        # Both a client secret and a federated token: Azure's
+        # DefaultAzureCredential (and so Triton) uses the secret.
+        token_file = tmp_path / "azure-identity-token"
+        token_file.write_text(FEDERATED_TOKEN)
+        env = {
+            "AZURE_STORAGE_AUTH_TYPE": "default",
+            "AZURE_CLIENT_SECRET": CLIENT_SECRET,
+            "AZURE_FEDERATED_TOKEN_FILE": str(token_file),
+            "AZURE_CLIENT_ID": "principal-app-id",
+            "AZURE_TENANT_ID": "tenant-id",
+            "AZURE_AUTHORITY_HOST": identity.origin,
+            "AZURE_STORAGE_CONNECTION_STRING": connection_string(identity.origin, key=None),
+        }
+        server = launch_server(f"as://{ACCOUNT}/{PUBLIC}/{PREFIX}", env=env)
+        infer_simple(server)
+        (form,) = identity.token_requests
+        assert form["client_secret"] == [CLIENT_SECRET] and "client_assertion" not in form
+        assert identity.refused == 0
+        assert "the client secret of application principal-app-id" in server.log
+        assert CLIENT_SECRET not in server.log
     finally:
         identity.close()
