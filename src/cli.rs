@@ -270,6 +270,15 @@ pub struct Args {
           num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub strict_readiness: bool,
 
+    /// Triton's model namespacing: models of the same name in different
+    /// repositories all load, each in its repository's namespace; an
+    /// ensemble's steps run the models of its own repository first, and a
+    /// request naming a model that several repositories hold is refused as
+    /// ambiguous.
+    #[arg(long, default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub model_namespacing: bool,
+
     /// Exit after loading if any model failed to load (Triton's default);
     /// with false, the other models are served.
     #[arg(long, default_value = "true", value_parser = BoolishValueParser::new(), action = ArgAction::Set,
@@ -809,8 +818,11 @@ fn sagemaker_endpoint_model(repository: &Path, default: Option<String>) -> Resul
         }
         return Ok((model, None));
     }
-    let folders: Vec<String> =
-        scan_repositories(&[repository.to_path_buf().into()])?.models.into_iter().map(|model| model.name).collect();
+    let folders: Vec<String> = scan_repositories(&[repository.to_path_buf().into()], false)?
+        .models
+        .into_iter()
+        .map(|model| model.name)
+        .collect();
     match folders.as_slice() {
         [] => Err(format!("no model found in the model repository {shown}")),
         [only] => Ok((

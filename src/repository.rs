@@ -52,29 +52,45 @@ impl From<PathBuf> for ModelRepository {
 /// A model directory found in a repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelDirectory {
-    /// Model name: the directory's name, or the name its repository maps
-    /// the directory to.
+    /// The name it serves under: the directory's name, or the name its
+    /// repository maps the directory to; with model namespacing, a model
+    /// whose name other repositories use too serves under its directory's
+    /// path, which only its own repository's ensembles name.
     pub name: String,
     /// The directory.
     pub path: PathBuf,
     /// The names its repository maps folders to (folder -> model name);
     /// empty for a repository without a mapping.
     pub folder_names: BTreeMap<String, String>,
+    /// With model namespacing, its repository: the namespace it loads in.
+    pub namespace: Option<PathBuf>,
 }
 
 impl ModelDirectory {
     /// A directory of a repository that maps no folder.
     pub fn unmapped(name: impl Into<String>, path: PathBuf) -> Self {
-        Self { name: name.into(), path, folder_names: BTreeMap::new() }
+        Self { name: name.into(), path, folder_names: BTreeMap::new(), namespace: None }
     }
 
     /// Whether the model serves under a mapped name rather than its
-    /// folder's; its configuration then takes that name, as in Triton.
+    /// folder's; its configuration then takes [`Self::model_name`], as in
+    /// Triton.
     pub fn renamed(&self) -> bool {
-        self.path
-            .file_name()
-            .and_then(|folder| folder.to_str())
-            .is_some_and(|folder| self.folder_names.contains_key(folder))
+        self.folder().is_some_and(|folder| self.folder_names.contains_key(folder))
+    }
+
+    /// The model's name as clients and its configuration know it: the name
+    /// it serves under, except in a namespace, where it is the name its
+    /// repository gives it (the same name as in other namespaces).
+    pub fn model_name(&self) -> &str {
+        match (&self.namespace, self.folder()) {
+            (Some(_), Some(folder)) if self.name != folder => folder,
+            _ => &self.name,
+        }
+    }
+
+    fn folder(&self) -> Option<&str> {
+        self.path.file_name().and_then(|folder| folder.to_str())
     }
 
     /// The model that a name in this model's configuration (an ensemble
@@ -98,8 +114,11 @@ pub struct RepositoryScan {
 
 /// Lists the model directories of every repository, under the names their
 /// repositories give them. A repository that cannot be read is an error;
-/// hidden entries and plain files are skipped.
-pub fn scan_repositories(repositories: &[ModelRepository]) -> Result<RepositoryScan, String> {
+/// hidden entries and plain files are skipped. With `namespacing`, a name
+/// found in several repositories is no duplicate: each of its models
+/// serves under its directory's path, and the ensembles of its repository
+/// name it so.
+pub fn scan_repositories(repositories: &[ModelRepository], namespacing: bool) -> Result<RepositoryScan, String> {
     // Each name's places, with the repository of each.
     let mut found: BTreeMap<String, Vec<(PathBuf, &ModelRepository)>> = BTreeMap::new();
     for repository in repositories {
@@ -120,10 +139,34 @@ pub fn scan_repositories(repositories: &[ModelRepository]) -> Result<RepositoryS
         }
     }
     let mut scan = RepositoryScan::default();
+    if namespacing {
+        // Per repository, its folders whose names other repositories use
+        // too, and the names they serve under.
+        let mut shared: BTreeMap<&Path, BTreeMap<String, String>> = BTreeMap::new();
+        for places in found.values().filter(|places| places.len() > 1) {
+            for (path, repository) in places {
+                if let Some(folder) = path.file_name().and_then(|folder| folder.to_str()) {
+                    let serving = path.display().to_string();
+                    shared.entry(repository.path.as_path()).or_default().insert(folder.to_string(), serving);
+                }
+            }
+        }
+        for (name, places) in found {
+            let several = places.len() > 1;
+            for (path, repository) in places {
+                let mut folder_names = repository.renamed.clone();
+                folder_names.extend(shared.get(repository.path.as_path()).cloned().unwrap_or_default());
+                let name = if several { path.display().to_string() } else { name.clone() };
+                scan.models.push(ModelDirectory { name, path, folder_names, namespace: Some(repository.path.clone()) });
+            }
+        }
+        scan.models.sort_by(|a, b| a.name.cmp(&b.name));
+        return Ok(scan);
+    }
     for (name, mut places) in found {
         if places.len() == 1 {
             let (path, repository) = places.remove(0);
-            scan.models.push(ModelDirectory { name, path, folder_names: repository.renamed.clone() });
+            scan.models.push(ModelDirectory { name, path, folder_names: repository.renamed.clone(), namespace: None });
         } else {
             let paths = places.into_iter().map(|(path, _)| path).collect();
             scan.duplicates.insert(name, paths);
@@ -217,13 +260,42 @@ mod tests {
         fs::create_dir_all(second.path().join("b/2")).unwrap();
         fs::create_dir_all(second.path().join("c")).unwrap();
 
-        let scan = scan_repositories(&[first.path().to_path_buf().into(), second.path().to_path_buf().into()]).unwrap();
+        let scan =
+            scan_repositories(&[first.path().to_path_buf().into(), second.path().to_path_buf().into()], false).unwrap();
         let names: Vec<&str> = scan.models.iter().map(|model| model.name.as_str()).collect();
         assert_eq!(names, ["a", "c"]);
         assert_eq!(scan.duplicates["b"].len(), 2);
         assert!(scan.models.iter().all(|model| !model.renamed()));
         assert_eq!(available_versions(&first.path().join("a")).unwrap(), vec![1, 3, 12]);
         assert_eq!(available_versions(&second.path().join("c")).unwrap(), Vec::<i64>::new());
+    }
+
+    #[test]
+    fn with_namespacing_each_repository_keeps_its_models_of_a_shared_name() {
+        let first = tempfile::tempdir().unwrap();
+        let second = tempfile::tempdir().unwrap();
+        for dir in ["shared/1", "pipeline/1", "only_first/1"] {
+            fs::create_dir_all(first.path().join(dir)).unwrap();
+        }
+        fs::create_dir_all(second.path().join("shared/1")).unwrap();
+        let repositories = [first.path().to_path_buf().into(), second.path().to_path_buf().into()];
+        let scan = scan_repositories(&repositories, true).unwrap();
+        assert!(scan.duplicates.is_empty());
+        let shared_first = first.path().join("shared").display().to_string();
+        let shared_second = second.path().join("shared").display().to_string();
+        let found = |name: &str| scan.models.iter().find(|model| model.name == name).unwrap();
+        // Both `shared` models load, each under its directory's path, with
+        // its repository as its namespace and `shared` as its model name.
+        for (serving, repository) in [(&shared_first, first.path()), (&shared_second, second.path())] {
+            let model = found(serving);
+            assert_eq!((model.model_name(), model.namespace.as_deref()), ("shared", Some(repository)));
+        }
+        // The first repository's ensembles run its own `shared`.
+        let pipeline = found("pipeline");
+        assert_eq!(pipeline.model_name(), "pipeline");
+        assert_eq!(pipeline.model_named("shared"), shared_first);
+        assert_eq!(pipeline.model_named("only_first"), "only_first");
+        assert_eq!(scan.models.len(), 4);
     }
 
     #[test]
@@ -236,7 +308,7 @@ mod tests {
         }
         let renamed = BTreeMap::from([("model".to_string(), "resnet.tar.gz".to_string())]);
         let registered = ModelRepository { path: archive.path().to_path_buf(), renamed };
-        let scan = scan_repositories(&[plain.path().to_path_buf().into(), registered]).unwrap();
+        let scan = scan_repositories(&[plain.path().to_path_buf().into(), registered], false).unwrap();
         let found: Vec<(&str, &Path, bool)> =
             scan.models.iter().map(|model| (model.name.as_str(), model.path.as_path(), model.renamed())).collect();
         let (model, helper) = (archive.path().join("model"), archive.path().join("helper"));
@@ -259,7 +331,7 @@ mod tests {
 
     #[test]
     fn missing_repository_is_an_error() {
-        let error = scan_repositories(&[PathBuf::from("/definitely/not/here").into()]).unwrap_err();
+        let error = scan_repositories(&[PathBuf::from("/definitely/not/here").into()], false).unwrap_err();
         assert!(error.contains("/definitely/not/here"), "{error}");
     }
 }

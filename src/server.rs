@@ -96,6 +96,7 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
         control: args.model_control_mode,
         allow_client_shm: args.allow_client_shm,
         lenient_readiness: !args.strict_readiness,
+        namespacing: args.model_namespacing,
         response_cache,
         load_retries: args.model_load_retry_count,
         load_threads: usize::from(args.model_load_thread_count),

@@ -265,7 +265,7 @@ fn archive_model_folder(url: &Path) -> Result<(PathBuf, String), String> {
         return Ok((parent.to_path_buf(), folder.to_string()));
     }
     let folders: Vec<String> =
-        scan_repositories(&[url.to_path_buf().into()])?.models.into_iter().map(|model| model.name).collect();
+        scan_repositories(&[url.to_path_buf().into()], false)?.models.into_iter().map(|model| model.name).collect();
     let is_ensemble = |folder: &String| {
         std::fs::read_to_string(url.join(folder).join(CONFIG_FILENAME))
             .ok()
@@ -295,7 +295,7 @@ fn archive_model_folder(url: &Path) -> Result<(PathBuf, String), String> {
 /// own archive's models (what Triton's model namespacing gives its
 /// multi-model endpoints).
 fn archive_names(repository: &Path, folder: &str, model: &str) -> Result<BTreeMap<String, String>, String> {
-    let folders = scan_repositories(&[repository.to_path_buf().into()])?.models;
+    let folders = scan_repositories(&[repository.to_path_buf().into()], false)?.models;
     Ok(folders
         .into_iter()
         .map(|found| {

@@ -238,11 +238,11 @@ pub fn render(versions: &[VersionMetrics], cpu: Option<&CpuMetrics>, latency: &L
         "Failed inference requests by reason; a request counts once whatever its batch size",
     );
     for metrics in versions {
-        let (model, version) = (escape(&metrics.statistics.name), metrics.statistics.version);
+        let (model, version) = (model_labels(metrics), metrics.statistics.version);
         for (reason, count) in failures(metrics) {
             let _ = writeln!(
                 text,
-                "nv_inference_request_failure{{model=\"{model}\",reason=\"{reason}\",version=\"{version}\"}} {count}"
+                "nv_inference_request_failure{{{model},reason=\"{reason}\",version=\"{version}\"}} {count}"
             );
         }
     }
@@ -289,10 +289,20 @@ pub fn render(versions: &[VersionMetrics], cpu: Option<&CpuMetrics>, latency: &L
     text
 }
 
-/// A model version's labels, `model="<name>",version="<version>"`, as its
-/// samples carry them.
+/// A model version's labels, `model="<name>",version="<version>"` (with
+/// model namespacing, `namespace="<repository>"` between them, as Triton
+/// orders its labels), as its samples carry them.
 fn series_labels(metrics: &VersionMetrics) -> String {
-    format!("model=\"{}\",version=\"{}\"", escape(&metrics.statistics.name), metrics.statistics.version)
+    format!("{},version=\"{}\"", model_labels(metrics), metrics.statistics.version)
+}
+
+/// `model="<name>"`, and with model namespacing `,namespace="<repository>"`.
+fn model_labels(metrics: &VersionMetrics) -> String {
+    let model = escape(&metrics.statistics.name);
+    match &metrics.namespace {
+        Some(namespace) => format!("model=\"{model}\",namespace=\"{}\"", escape(namespace)),
+        None => format!("model=\"{model}\""),
+    }
 }
 
 /// Writes a family's HELP and TYPE lines (writing to a String cannot
@@ -367,6 +377,7 @@ mod tests {
 
     fn version(name: &str, version: i64) -> VersionMetrics {
         VersionMetrics {
+            namespace: None,
             statistics: ModelStatistics { name: name.to_string(), version, ..Default::default() },
             latency: None,
             pending_requests: 0,
@@ -520,6 +531,18 @@ mod tests {
     fn label_values_are_escaped() {
         let text = render(&[version("a\"b\\c", 1)], None, &counters());
         assert!(text.contains(r#"nv_inference_count{model="a\"b\\c",version="1"} 0"#), "{text}");
+    }
+
+    #[test]
+    fn with_namespacing_every_series_names_its_repository() {
+        let mut failed = version("addsub", 1);
+        failed.statistics.failures.backend = 2;
+        let namespaced = VersionMetrics { namespace: Some("/models/a".to_string()), ..failed };
+        let text = render(&[namespaced], None, &counters());
+        let labels = r#"model="addsub",namespace="/models/a""#;
+        assert_eq!(sample(&text, &format!(r#"nv_inference_count{{{labels},version="1"}}"#)), Some("0"));
+        let failure = format!(r#"nv_inference_request_failure{{{labels},reason="BACKEND",version="1"}}"#);
+        assert_eq!(sample(&text, &failure), Some("2"), "{text}");
     }
 
     #[test]

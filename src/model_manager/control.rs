@@ -3,6 +3,7 @@
 //! repository index.
 
 use super::ensembles::ensemble_steps;
+use super::loading::serving_names;
 use super::*;
 
 impl ModelManager {
@@ -12,12 +13,20 @@ impl ModelManager {
     /// throughout; if any fails, the versions that served keep serving and
     /// the error says why. A model that did not serve takes whatever loaded,
     /// as at start. The old versions finish the requests they hold.
+    /// With namespacing, a name that several repositories use loads each
+    /// repository's model of that name, as in Triton.
     pub async fn load_model(self: &Arc<Self>, name: &str, options: LoadOptions) -> Result<()> {
         self.check_control()?;
         let (manager, name) = (Arc::clone(self), name.to_string());
-        tokio::task::spawn_blocking(move || manager.load_on_request(&name, &options))
-            .await
-            .map_err(|error| Error::internal(format!("loading the model failed: {error}")))?
+        tokio::task::spawn_blocking(move || {
+            let names = match options.files.is_empty() {
+                true => serving_names(&manager.scan().map_err(Error::internal)?, &name),
+                false => vec![name],
+            };
+            names.iter().try_for_each(|name| manager.load_on_request(name, &options))
+        })
+        .await
+        .map_err(|error| Error::internal(format!("loading the model failed: {error}")))?
     }
 
     pub(super) fn load_on_request(&self, name: &str, options: &LoadOptions) -> Result<()> {
@@ -200,7 +209,7 @@ impl ModelManager {
             tracing::warn!("cannot poll the model repository, so no model changes: {reason}");
             return;
         }
-        let scan = match scan_repositories(&self.repositories()) {
+        let scan = match self.scan() {
             Ok(scan) => scan,
             Err(reason) => {
                 tracing::warn!("cannot poll the model repository, so no model changes: {reason}");
@@ -271,9 +280,20 @@ impl ModelManager {
     pub async fn unload_model(self: &Arc<Self>, name: &str, options: UnloadOptions) -> Result<()> {
         self.check_control()?;
         let (manager, name) = (Arc::clone(self), name.to_string());
-        tokio::task::spawn_blocking(move || manager.unload_on_request(&name, options))
-            .await
-            .map_err(|error| Error::internal(format!("unloading the model failed: {error}")))?
+        tokio::task::spawn_blocking(move || {
+            // With namespacing, a name that several repositories use
+            // unloads each repository's model of that name.
+            let namesakes: Vec<String> = manager
+                .read_models()
+                .iter()
+                .filter(|(serving_name, record)| record.model_name(serving_name) == name && **serving_name != name)
+                .map(|(serving_name, _)| serving_name.clone())
+                .collect();
+            let names = if namesakes.is_empty() { vec![name] } else { namesakes };
+            names.iter().try_for_each(|name| manager.unload_on_request(name, options))
+        })
+        .await
+        .map_err(|error| Error::internal(format!("unloading the model failed: {error}")))?
     }
 
     pub(super) fn unload_on_request(&self, name: &str, options: UnloadOptions) -> Result<()> {
@@ -355,7 +375,7 @@ impl ModelManager {
     /// The directory of model `name` in the repositories.
     pub(super) fn find_model_directory(&self, name: &str) -> Result<ModelDirectory> {
         let repositories = self.repositories();
-        let mut scan = scan_repositories(&repositories).map_err(Error::internal)?;
+        let mut scan = self.scan().map_err(Error::internal)?;
         if let Some(paths) = scan.duplicates.get(name) {
             return Err(Error::invalid_argument(format!(
                 "load failed for model '{name}': {}",
@@ -375,21 +395,24 @@ impl ModelManager {
     /// that has been asked to load has a row per version with its state.
     /// With `ready_only`, only the versions that serve.
     pub fn repository_index(&self, ready_only: bool) -> Result<Vec<RepositoryIndexEntry>> {
-        let scan = scan_repositories(&self.repositories()).map_err(Error::internal)?;
-        let mut rows: BTreeMap<String, Vec<RepositoryIndexEntry>> = BTreeMap::new();
+        let scan = self.scan().map_err(Error::internal)?;
+        // Rows by the name clients know each model by, then the name it
+        // serves under (they differ with namespacing, for models whose
+        // name several repositories use).
+        let mut rows: BTreeMap<(String, String), Vec<RepositoryIndexEntry>> = BTreeMap::new();
         for model in &scan.models {
-            rows.entry(model.name.clone()).or_default();
+            rows.entry((model.model_name().to_string(), model.name.clone())).or_default();
         }
         for (name, paths) in &scan.duplicates {
-            rows.entry(name.clone()).or_default().push(RepositoryIndexEntry {
+            rows.entry((name.clone(), name.clone())).or_default().push(RepositoryIndexEntry {
                 name: name.clone(),
                 version: None,
                 state: Some(VersionState::Unavailable(String::new()).name()),
                 reason: duplicate_reason(name, paths),
             });
         }
-        for entry in self.index() {
-            let row = rows.entry(entry.name.clone()).or_default();
+        for (serving_name, entry) in self.index_by_serving_name() {
+            let row = rows.entry((entry.name.clone(), serving_name)).or_default();
             // The manager's own record of a model (it may serve, loaded
             // before a second copy appeared) replaces the scan's duplicate row.
             row.retain(|known| known.version.is_some());
@@ -403,7 +426,7 @@ impl ModelManager {
         }
         Ok(rows
             .into_iter()
-            .flat_map(|(name, row)| {
+            .flat_map(|((name, _), row)| {
                 if row.is_empty() {
                     vec![RepositoryIndexEntry { name, version: None, state: None, reason: String::new() }]
                 } else {

@@ -122,6 +122,24 @@ pub(super) struct VersionRecord {
     pub(super) loaded: Option<Arc<LoadedVersion>>,
 }
 
+/// With model namespacing, where a model belongs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Namespace {
+    /// The model's name (a model whose name several repositories use is
+    /// kept under its directory's path, not under this name).
+    pub(super) name: String,
+    /// The repository it loaded from: its namespace.
+    pub(super) repository: PathBuf,
+}
+
+impl Namespace {
+    /// The namespace of a model directory, when the manager has namespaces.
+    pub(super) fn of(model: &ModelDirectory) -> Option<Self> {
+        let repository = model.namespace.clone()?;
+        Some(Self { name: model.model_name().to_string(), repository })
+    }
+}
+
 #[derive(Default)]
 pub(super) struct ModelRecord {
     pub(super) config: Option<Arc<ModelConfig>>,
@@ -144,9 +162,17 @@ pub(super) struct ModelRecord {
     /// `explicit`): an unload of that ensemble with `unload_dependents`
     /// takes it along, as Triton's does with models not loaded explicitly.
     pub(super) loaded_for_ensemble: bool,
+    /// With model namespacing, the model's name and repository.
+    pub(super) namespace: Option<Namespace>,
 }
 
 impl ModelRecord {
+    /// The name clients know the model by, when it is kept under
+    /// `serving_name`.
+    pub(super) fn model_name<'a>(&'a self, serving_name: &'a str) -> &'a str {
+        self.namespace.as_ref().map_or(serving_name, |namespace| &namespace.name)
+    }
+
     /// A model that failed before any version was tried.
     pub(super) fn failed(reason: String) -> Self {
         Self { failure: Some(reason), ..Default::default() }

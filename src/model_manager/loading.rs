@@ -22,22 +22,28 @@ impl ModelManager {
         tokio::task::spawn_blocking(move || manager.refresh_cloud_copies())
             .await
             .map_err(|error| format!("copying the cloud model repositories failed: {error}"))??;
-        let scan = scan_repositories(&repositories)?;
+        let scan = scan_repositories(&repositories, self.options.namespacing)?;
         *self.repositories.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = repositories;
+        // The models named at start, under the names they serve under: with
+        // namespacing, a name several repositories use names each of them.
+        let named: Vec<String> = match startup {
+            StartupModels::All => Vec::new(),
+            StartupModels::Named(names) => names.iter().flat_map(|name| serving_names(&scan, name)).collect(),
+        };
         // A named ensemble brings its composing models (and theirs, for a
         // nested ensemble), as in Triton.
         let composing: Vec<String> = match startup {
             StartupModels::All => Vec::new(),
-            StartupModels::Named(names) => self.in_dependency_order(names),
+            StartupModels::Named(_) => self.in_dependency_order(&named),
         };
         let wanted = |name: &str| match startup {
             StartupModels::All => true,
-            StartupModels::Named(names) => names.iter().chain(&composing).any(|wanted| wanted == name),
+            StartupModels::Named(_) => named.iter().chain(&composing).any(|wanted| wanted == name),
         };
         let mut missing = Vec::new();
         if let StartupModels::Named(names) = startup {
             for name in names {
-                if !scan.duplicates.contains_key(name) && !scan.models.iter().any(|model| &model.name == name) {
+                if !scan.duplicates.contains_key(name) && !scan.models.iter().any(|model| model.model_name() == name) {
                     tracing::error!(model = %name, "failed to load: no model repository has a model of that name");
                     missing.push(format!("{name}: no model repository has a model of that name"));
                 }
@@ -52,15 +58,15 @@ impl ModelManager {
                 records.insert(name.clone(), ModelRecord::failed(reason));
             }
             for model in &models {
-                records.insert(model.name.clone(), ModelRecord::default());
+                records
+                    .insert(model.name.clone(), ModelRecord { namespace: Namespace::of(model), ..Default::default() });
             }
         }
         let loads: Vec<_> = models
             .into_iter()
             .map(|model| {
                 let manager = Arc::clone(self);
-                let loaded_for_ensemble =
-                    matches!(startup, StartupModels::Named(names) if !names.contains(&model.name));
+                let loaded_for_ensemble = matches!(startup, StartupModels::Named(_) if !named.contains(&model.name));
                 tokio::task::spawn_blocking(move || {
                     let record = manager.build_model(&model, &LoadOptions::default());
                     manager.write_models().insert(model.name, ModelRecord { loaded_for_ensemble, ..record });
@@ -92,7 +98,7 @@ impl ModelManager {
         let name = model.name.as_str();
         let failed = |reason: String| {
             tracing::error!(model = name, "failed to load: {reason}");
-            ModelRecord::failed(reason)
+            ModelRecord { namespace: Namespace::of(model), ..ModelRecord::failed(reason) }
         };
         let config_file = config_file(&model.path, self.options.config_name.as_deref());
         let config = match prepare_config_from(
@@ -116,8 +122,12 @@ impl ModelManager {
                 model.path.display()
             ));
         }
-        let mut record =
-            ModelRecord { config: Some(Arc::clone(&config)), options: options.clone(), ..Default::default() };
+        let mut record = ModelRecord {
+            config: Some(Arc::clone(&config)),
+            options: options.clone(),
+            namespace: Namespace::of(model),
+            ..Default::default()
+        };
         for &version in &missing {
             let reason = format!("version {version} is named by the version policy but has no directory");
             record.versions.insert(version, VersionRecord { state: VersionState::Unavailable(reason), loaded: None });
@@ -408,11 +418,24 @@ pub(super) fn prepare_config_from(
     // A folder registered under another name serves under that name
     // whatever its configuration calls it, as in Triton; an ensemble's
     // steps run the models of its own repository.
-    let mut config = if model.renamed() { ModelConfig { name: model.name.clone(), ..config } } else { config };
+    let mut config =
+        if model.renamed() { ModelConfig { name: model.model_name().to_string(), ..config } } else { config };
     name_steps_in_repository(&mut config, model);
-    let config = autocomplete(config, &model.name, signature.as_ref(), options)?;
+    let config = autocomplete(config, model.model_name(), signature.as_ref(), options)?;
     check_config(&config)?;
     Ok(config)
+}
+
+/// The names that `name` serves under: itself, or with namespacing, where
+/// several repositories have a model of that name, each of theirs.
+pub(super) fn serving_names(scan: &RepositoryScan, name: &str) -> Vec<String> {
+    let namesakes: Vec<String> = scan
+        .models
+        .iter()
+        .filter(|model| model.model_name() == name && model.name != name)
+        .map(|model| model.name.clone())
+        .collect();
+    if namesakes.is_empty() { vec![name.to_string()] } else { namesakes }
 }
 
 /// Why a model found in several repositories does not load.

@@ -37,8 +37,8 @@ use crate::model_control::{
 use crate::proto::inference::ModelRateLimiter;
 use crate::proto::inference::model_instance_group::Kind;
 use crate::repository::{
-    CONFIG_FILENAME, ModelDirectory, ModelRepository, available_versions, config_file, scan_repositories,
-    select_versions,
+    CONFIG_FILENAME, ModelDirectory, ModelRepository, RepositoryScan, available_versions, config_file,
+    scan_repositories, select_versions,
 };
 use crate::response_cache::{ModelCache, ResponseCache};
 use crate::scheduler::{Executed, RateLimiter, RequestOptions, Scheduler, SchedulerInstance, SchedulingPolicy};
@@ -63,7 +63,7 @@ mod registered_repositories;
 mod uploaded_model;
 
 use self::load_slots::LoadSlots;
-use self::loaded_version::{Execution, LoadedVersion, ModelRecord, VersionRecord};
+use self::loaded_version::{Execution, LoadedVersion, ModelRecord, Namespace, VersionRecord};
 pub use self::loading::{InstancePlacement, instance_placements, prepare_config};
 use self::loading::{duplicate_reason, retire};
 use self::uploaded_model::UploadedModel;
@@ -165,6 +165,9 @@ pub struct ManagerOptions {
     /// Triton's `--strict-readiness`: with `false` the server is ready
     /// once the start-up loading is over, whatever the models' states.
     pub lenient_readiness: bool,
+    /// Triton's `--model-namespacing`: each repository is a namespace, so
+    /// that models of the same name in different repositories all load.
+    pub namespacing: bool,
     /// The response cache (`--cache-config local,size=N`) that models with
     /// `response_cache { enable: true }` use.
     pub response_cache: Option<Arc<ResponseCache>>,
@@ -186,6 +189,8 @@ pub struct ManagerOptions {
 /// What the metrics endpoint reports of one loaded model version.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VersionMetrics {
+    /// With model namespacing, its repository (Triton's `namespace` label).
+    pub namespace: Option<String>,
     /// Its statistics so far.
     pub statistics: ModelStatistics,
     /// Its latency distributions, where the server keeps them.
@@ -268,6 +273,47 @@ impl ModelManager {
         self.repositories.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
+    /// The model directories of the repositories, in namespaces when the
+    /// manager has them.
+    fn scan(&self) -> std::result::Result<RepositoryScan, String> {
+        scan_repositories(&self.repositories(), self.options.namespacing)
+    }
+
+    /// The record of the model clients call `name`. With namespacing, a
+    /// model whose name several repositories use is kept under its
+    /// directory's path: the name finds it while it is the only one of
+    /// that name the manager knows, and is ambiguous otherwise, as in
+    /// Triton.
+    fn find_record<'a>(&self, models: &'a BTreeMap<String, ModelRecord>, name: &str) -> Result<&'a ModelRecord> {
+        if let Some(record) = models.get(name) {
+            return Ok(record);
+        }
+        let namesakes: Vec<(&Namespace, &ModelRecord)> = models
+            .values()
+            .filter_map(|record| {
+                record
+                    .namespace
+                    .as_ref()
+                    .filter(|namespace| namespace.name == name)
+                    .map(|namespace| (namespace, record))
+            })
+            .collect();
+        match namesakes.as_slice() {
+            [] => Err(self.unknown_model(name)),
+            [(_, record)] => Ok(record),
+            several => {
+                let places: Vec<String> =
+                    several.iter().map(|(namespace, _)| namespace.repository.display().to_string()).collect();
+                Err(Error::invalid_argument(format!(
+                    "There are {} models named '{name}', one in each of the repositories {}: model namespace must \
+                     be provided to resolve ambiguity; only the ensembles of each repository can tell them apart",
+                    several.len(),
+                    places.join(", ")
+                )))
+            }
+        }
+    }
+
     /// The error for a request to a model the manager has no record of,
     /// in Triton's words first (clients match on them), then why.
     fn unknown_model(&self, name: &str) -> Error {
@@ -303,11 +349,20 @@ impl ModelManager {
     /// Every model version the server knows and its state, by name and
     /// version.
     pub fn index(&self) -> Vec<ModelIndexEntry> {
+        self.index_by_serving_name().into_iter().map(|(_, entry)| entry).collect()
+    }
+
+    /// [`Self::index`], each entry with the name its model is kept under
+    /// (which differs with namespacing, for models whose name several
+    /// repositories use).
+    fn index_by_serving_name(&self) -> Vec<(String, ModelIndexEntry)> {
         let models = self.read_models();
         let mut entries = Vec::new();
-        for (name, record) in models.iter() {
+        for (serving_name, record) in models.iter() {
+            let name = &record.model_name(serving_name).to_string();
+            let mut push = |entry| entries.push((serving_name.clone(), entry));
             if let Some(failure) = &record.failure {
-                entries.push(ModelIndexEntry {
+                push(ModelIndexEntry {
                     name: name.clone(),
                     version: None,
                     state: VersionState::Unavailable(failure.clone()),
@@ -315,10 +370,10 @@ impl ModelManager {
                 continue;
             }
             if record.versions.is_empty() {
-                entries.push(ModelIndexEntry { name: name.clone(), version: None, state: VersionState::Loading });
+                push(ModelIndexEntry { name: name.clone(), version: None, state: VersionState::Loading });
             }
             for (&version, version_record) in &record.versions {
-                entries.push(ModelIndexEntry {
+                push(ModelIndexEntry {
                     name: name.clone(),
                     version: Some(version),
                     state: version_record.state.clone(),
@@ -352,7 +407,7 @@ impl ModelManager {
     /// when `None`).
     fn resolve(&self, name: &str, version: Option<i64>) -> Result<Arc<LoadedVersion>> {
         let models = self.read_models();
-        let record = models.get(name).ok_or_else(|| self.unknown_model(name))?;
+        let record = self.find_record(&models, name)?;
         if let Some(failure) = &record.failure {
             return Err(Error::unavailable(format!("model '{name}' is not ready: {failure}")));
         }
@@ -394,7 +449,7 @@ impl ModelManager {
             return self.resolve(name, version).map(|loaded| Arc::clone(&loaded.config));
         }
         let models = self.read_models();
-        let record = models.get(name).ok_or_else(|| self.unknown_model(name))?;
+        let record = self.find_record(&models, name)?;
         match (&record.config, &record.failure) {
             (Some(config), None) => Ok(Arc::clone(config)),
             (_, Some(failure)) => Err(Error::unavailable(format!("model '{name}' is not ready: {failure}"))),
@@ -417,7 +472,7 @@ impl ModelManager {
         let models = self.read_models();
         Ok(models
             .iter()
-            .filter(|(model, _)| name.is_none_or(|name| name == model.as_str()))
+            .filter(|(model, record)| name.is_none_or(|name| name == record.model_name(model)))
             .flat_map(|(_, record)| record.versions.values().filter_map(|version| version.loaded.as_ref()))
             .map(|loaded| loaded.statistics.snapshot())
             .collect())
@@ -428,8 +483,16 @@ impl ModelManager {
         let models = self.read_models();
         models
             .values()
-            .flat_map(|record| record.versions.values().filter_map(|version| version.loaded.as_ref()))
-            .map(|loaded| VersionMetrics {
+            .flat_map(|record| {
+                let namespace = record.namespace.as_ref().map(|namespace| namespace.repository.display().to_string());
+                record
+                    .versions
+                    .values()
+                    .filter_map(|version| version.loaded.as_ref())
+                    .map(move |loaded| (loaded, namespace.clone()))
+            })
+            .map(|(loaded, namespace)| VersionMetrics {
+                namespace,
                 statistics: loaded.statistics.snapshot(),
                 latency: loaded.statistics.latency_snapshot(),
                 pending_requests: loaded.pending_requests(),
@@ -446,8 +509,8 @@ impl ModelManager {
             Some(version) => vec![version],
             None => {
                 let models = self.read_models();
-                models
-                    .get(name)
+                self.find_record(&models, name)
+                    .ok()
                     .map(|record| {
                         record.versions.iter().filter(|(_, record)| record.loaded.is_some()).map(|(&v, _)| v).collect()
                     })
