@@ -1,9 +1,12 @@
 //! The OAuth access token Google Cloud Storage requests carry, found where
 //! Triton's Google client looks: the credential file that
 //! `GOOGLE_APPLICATION_CREDENTIALS` names (a service account key, whose
-//! signed JWT is exchanged for a token, or an authorized user's refresh
-//! token), else the attached service account of the VM, GKE node or Vertex
-//! AI container (the metadata server); with neither, requests go without a
+//! signed JWT is exchanged for a token; an authorized user's refresh token;
+//! or an external account of workload identity federation, whose token
+//! from another identity provider Google's security token service
+//! exchanges, then impersonating a service account where the file says so),
+//! else the attached service account of the VM, GKE node or Vertex AI
+//! container (the metadata server); with neither, requests go without a
 //! token, which public buckets allow. Tokens are kept until five minutes
 //! before they expire.
 
@@ -18,9 +21,9 @@ use ring::rand::SystemRandom;
 use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 
 use super::expiring::Expiring;
-use super::oauth_token::token_answer;
+use super::oauth_token::{json_answer, token_answer};
 use super::sigv4::canonical_query;
-use crate::utc_time::unix_seconds;
+use crate::utc_time::{parse_rfc3339_utc, unix_seconds};
 
 /// Google's token endpoint, when a credential file names none.
 const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
@@ -34,6 +37,36 @@ const READ_ONLY_SCOPE: &str = "https://www.googleapis.com/auth/devstorage.read_o
 /// How long the metadata server may take to answer: off Google Cloud its
 /// name leads nowhere.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Google's security token service, when an external account names none.
+const DEFAULT_STS_URL: &str = "https://sts.googleapis.com/v1/token";
+
+/// The scope of a federated token: impersonating a service account needs
+/// more than reading buckets, as Google's own clients ask it.
+const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
+
+/// Where an external account's own token (the subject token) comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubjectToken {
+    /// A file another identity provider keeps current (a Kubernetes
+    /// projected service account token, for one).
+    File {
+        /// The file.
+        path: PathBuf,
+        /// With `"format": {"type": "json"}`, the field holding the token.
+        json_field: Option<String>,
+    },
+    /// A URL that answers with it (an Azure managed identity endpoint, for
+    /// one).
+    Url {
+        /// The URL.
+        url: String,
+        /// Headers to send.
+        headers: Vec<(String, String)>,
+        /// With `"format": {"type": "json"}`, the field holding the token.
+        json_field: Option<String>,
+    },
+}
 
 /// Where tokens come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +91,21 @@ pub enum GcpCredentialSource {
         refresh_token: String,
         /// Where it is exchanged.
         token_uri: String,
+    },
+    /// Workload identity federation: a token of another identity provider
+    /// exchanged at Google's security token service, then for a service
+    /// account's token when `impersonation_url` is set.
+    ExternalAccount {
+        /// The workload identity pool provider.
+        audience: String,
+        /// The kind of subject token (`urn:ietf:params:oauth:token-type:jwt`, ...).
+        subject_token_type: String,
+        /// Where the subject token comes from.
+        subject: SubjectToken,
+        /// The security token service.
+        token_url: String,
+        /// The IAM credentials call that issues the service account's token.
+        impersonation_url: Option<String>,
     },
     /// The metadata server's default service account, at this origin;
     /// when it does not answer, requests go without a token.
@@ -97,6 +145,17 @@ impl GcpCredentialSource {
                 refresh_token: field("refresh_token")?,
                 token_uri,
             }),
+            "external_account" => {
+                let source =
+                    json.get("credential_source").ok_or_else(|| unreadable("no \"credential_source\"".into()))?;
+                Ok(Self::ExternalAccount {
+                    audience: field("audience")?,
+                    subject_token_type: field("subject_token_type")?,
+                    subject: subject_token(source).map_err(unreadable)?,
+                    token_url: field("token_url").unwrap_or_else(|_| DEFAULT_STS_URL.to_string()),
+                    impersonation_url: field("service_account_impersonation_url").ok(),
+                })
+            }
             other => Err(unreadable(format!("credentials of type \"{other}\" are not supported"))),
         }
     }
@@ -106,6 +165,13 @@ impl GcpCredentialSource {
         match self {
             Self::ServiceAccount { client_email, .. } => format!("the service account {client_email}"),
             Self::AuthorizedUser { client_id, .. } => format!("an authorized user of client {client_id}"),
+            Self::ExternalAccount { audience, impersonation_url: None, .. } => {
+                format!("the external account of {audience}")
+            }
+            Self::ExternalAccount { audience, impersonation_url: Some(url), .. } => {
+                let account = url.rsplit('/').next().unwrap_or(url).trim_end_matches(":generateAccessToken");
+                format!("the external account of {audience}, as {account}")
+            }
             Self::Metadata { origin } => format!("the attached service account (metadata at {origin}), else none"),
         }
     }
@@ -161,6 +227,29 @@ impl GcpCredentialCache {
                 exchange(http, token_uri, &form, now)
                     .map_err(|why| format!("cannot refresh the authorized user's token: {why}"))?
             }
+            GcpCredentialSource::ExternalAccount {
+                audience,
+                subject_token_type,
+                subject,
+                token_url,
+                impersonation_url,
+            } => {
+                let federated = |why: String| format!("cannot get a token for the external account {audience}: {why}");
+                let subject_token = subject.read(http).map_err(federated)?;
+                let form = [
+                    ("audience", audience.as_str()),
+                    ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+                    ("requested_token_type", "urn:ietf:params:oauth:token-type:access_token"),
+                    ("scope", CLOUD_PLATFORM_SCOPE),
+                    ("subject_token", subject_token.as_str()),
+                    ("subject_token_type", subject_token_type.as_str()),
+                ];
+                let token = exchange(http, token_url, &form, now).map_err(federated)?;
+                match impersonation_url {
+                    None => token,
+                    Some(url) => impersonate(http, url, &token.value, now).map_err(federated)?,
+                }
+            }
             GcpCredentialSource::Metadata { .. } if fetched.no_attached_account => return Ok(None),
             GcpCredentialSource::Metadata { origin } => {
                 let request = http
@@ -182,6 +271,81 @@ impl GcpCredentialCache {
         fetched.token = Some(token.clone());
         Ok(Some(token.value))
     }
+}
+
+/// Reads an external account's `credential_source`: a file or a URL;
+/// AWS's and executables' are refused by name.
+fn subject_token(source: &serde_json::Value) -> Result<SubjectToken, String> {
+    let text = |name: &str| source.get(name).and_then(|value| value.as_str()).map(str::to_string);
+    let json_field = match source.get("format").and_then(|format| format.get("type")).and_then(|kind| kind.as_str()) {
+        Some("json") => Some(
+            source["format"]
+                .get("subject_token_field_name")
+                .and_then(|field| field.as_str())
+                .map(str::to_string)
+                .ok_or("a JSON subject token format names no \"subject_token_field_name\"")?,
+        ),
+        Some("text") | None => None,
+        Some(other) => return Err(format!("subject token format \"{other}\" is not supported")),
+    };
+    if let Some(path) = text("file") {
+        return Ok(SubjectToken::File { path: path.into(), json_field });
+    }
+    if let Some(url) = text("url") {
+        let headers = source
+            .get("headers")
+            .and_then(|headers| headers.as_object())
+            .map(|headers| {
+                headers.iter().filter_map(|(name, value)| Some((name.clone(), value.as_str()?.to_string()))).collect()
+            })
+            .unwrap_or_default();
+        return Ok(SubjectToken::Url { url, headers, json_field });
+    }
+    let kind = text("environment_id").map_or("executable", |_| "AWS");
+    Err(format!("an external account's {kind} credential source is not supported; a file or a URL is"))
+}
+
+impl SubjectToken {
+    /// The subject token as it is now (the provider renews it).
+    fn read(&self, http: &Client) -> Result<String, String> {
+        let (text, json_field) = match self {
+            Self::File { path, json_field } => (
+                std::fs::read_to_string(path)
+                    .map_err(|error| format!("cannot read the subject token {}: {error}", path.display()))?,
+                json_field,
+            ),
+            Self::Url { url, headers, json_field } => {
+                let request = headers.iter().fold(http.get(url), |request, (name, value)| request.header(name, value));
+                let response =
+                    request.send().map_err(|error| format!("cannot fetch the subject token from {url}: {error}"))?;
+                let status = response.status();
+                let body = response.text().map_err(|error| error.to_string())?;
+                if !status.is_success() {
+                    return Err(format!("the subject token URL {url} answered {}: {}", status.as_u16(), body.trim()));
+                }
+                (body, json_field)
+            }
+        };
+        match json_field {
+            None => Ok(text.trim().to_string()),
+            Some(field) => serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|json| json.get(field)?.as_str().map(str::to_string))
+                .ok_or_else(|| format!("the subject token has no \"{field}\" field")),
+        }
+    }
+}
+
+/// A service account's token from the IAM credentials call at `url`,
+/// authorized by the federated token.
+fn impersonate(http: &Client, url: &str, federated_token: &str, now: u64) -> Result<Expiring<String>, String> {
+    let body = serde_json::json!({ "scope": [READ_ONLY_SCOPE], "lifetime": "3600s" });
+    let request =
+        http.post(url).bearer_auth(federated_token).header("content-type", "application/json").body(body.to_string());
+    let json = json_answer(request).map_err(|why| format!("impersonating the service account: {why}"))?;
+    let value = json.get("accessToken").and_then(|token| token.as_str()).ok_or("the answer has no accessToken")?;
+    let expires_at = json.get("expireTime").and_then(|time| time.as_str()).and_then(parse_rfc3339_utc);
+    Ok(Expiring { value: value.to_string(), expires_at: Some(expires_at.unwrap_or(now + 3600)) })
 }
 
 /// A JWT for Google's token endpoint, signed RS256 with the account's key.
@@ -241,12 +405,57 @@ mod tests {
             GcpCredentialSource::from_environment(|_| None).unwrap(),
             GcpCredentialSource::Metadata { origin: "http://metadata.google.internal".to_string() }
         );
-        let (_folder, file) = credential_file(r#"{"type": "external_account"}"#);
+        let (_folder, file) = credential_file(r#"{"type": "impersonated_service_account"}"#);
         let error = GcpCredentialSource::from_environment(|name| {
             (name == "GOOGLE_APPLICATION_CREDENTIALS").then(|| file.clone())
         })
         .unwrap_err();
-        assert!(error.contains("\"external_account\" are not supported"), "{error}");
+        assert!(error.contains("\"impersonated_service_account\" are not supported"), "{error}");
+    }
+
+    #[test]
+    fn external_accounts_read_a_file_or_a_url() {
+        let source = |json: &str| {
+            let (_folder, file) = credential_file(json);
+            GcpCredentialSource::from_environment(|name| {
+                (name == "GOOGLE_APPLICATION_CREDENTIALS").then(|| file.clone())
+            })
+        };
+        let audience = "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/k8s";
+        let from_file = source(&format!(
+            r#"{{"type": "external_account", "audience": "{audience}",
+                "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+                "credential_source": {{"file": "/var/run/token"}},
+                "service_account_impersonation_url":
+                  "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/r@p.iam.gserviceaccount.com:generateAccessToken"}}"#
+        ))
+        .unwrap();
+        let GcpCredentialSource::ExternalAccount { subject, token_url, .. } = &from_file else {
+            panic!("{from_file:?}")
+        };
+        assert_eq!(subject, &SubjectToken::File { path: "/var/run/token".into(), json_field: None });
+        assert_eq!(token_url, DEFAULT_STS_URL);
+        assert_eq!(from_file.describe(), format!("the external account of {audience}, as r@p.iam.gserviceaccount.com"));
+        let from_url = source(&format!(
+            r#"{{"type": "external_account", "audience": "{audience}", "subject_token_type": "jwt",
+                "credential_source": {{"url": "http://169.254.169.254/token", "headers": {{"Metadata": "True"}},
+                  "format": {{"type": "json", "subject_token_field_name": "access_token"}}}}}}"#
+        ))
+        .unwrap();
+        let GcpCredentialSource::ExternalAccount { subject, .. } = from_url else { panic!() };
+        assert_eq!(
+            subject,
+            SubjectToken::Url {
+                url: "http://169.254.169.254/token".into(),
+                headers: vec![("Metadata".into(), "True".into())],
+                json_field: Some("access_token".into())
+            }
+        );
+        let aws = source(&format!(
+            r#"{{"type": "external_account", "audience": "{audience}", "subject_token_type": "aws",
+                "credential_source": {{"environment_id": "aws1", "region_url": "http://169.254.169.254"}}}}"#
+        ));
+        assert!(aws.unwrap_err().contains("AWS credential source is not supported"));
     }
 
     #[test]

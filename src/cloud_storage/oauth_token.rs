@@ -8,13 +8,7 @@ use super::expiring::Expiring;
 /// Sends `request` and reads `{"access_token": ..., "expires_in": seconds}`
 /// (a number from Google, a string from Azure), or says why not.
 pub fn token_answer(request: RequestBuilder, now: u64) -> Result<Expiring<String>, String> {
-    let response = request.send().map_err(|error| error.to_string())?;
-    let status = response.status();
-    let body = response.text().map_err(|error| error.to_string())?;
-    if !status.is_success() {
-        return Err(format!("answered {}: {}", status.as_u16(), body.trim()));
-    }
-    let json: serde_json::Value = serde_json::from_str(&body).map_err(|error| format!("unreadable token: {error}"))?;
+    let json = json_answer(request)?;
     let value = json.get("access_token").and_then(|token| token.as_str()).ok_or("the answer has no access_token")?;
     let lifetime = match json.get("expires_in") {
         Some(serde_json::Value::Number(seconds)) => seconds.as_u64(),
@@ -22,4 +16,15 @@ pub fn token_answer(request: RequestBuilder, now: u64) -> Result<Expiring<String
         _ => None,
     };
     Ok(Expiring { value: value.to_string(), expires_at: Some(now + lifetime.unwrap_or(3600)) })
+}
+
+/// Sends `request` and reads its successful JSON answer, or says why not.
+pub fn json_answer(request: RequestBuilder) -> Result<serde_json::Value, String> {
+    let response = request.send().map_err(|error| error.to_string())?;
+    let status = response.status();
+    let body = response.text().map_err(|error| error.to_string())?;
+    if !status.is_success() {
+        return Err(format!("answered {}: {}", status.as_u16(), body.trim()));
+    }
+    serde_json::from_str(&body).map_err(|error| format!("unreadable token: {error}"))
 }

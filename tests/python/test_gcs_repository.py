@@ -28,6 +28,12 @@ from stand_in_http import StandIn, StandInHandler
 BUCKET = "vertex-models"
 ACCESS_TOKEN = "ya29.issued-by-the-test"
 SCOPE = "https://www.googleapis.com/auth/devstorage.read_only"
+# Workload identity federation: the other provider's token, and what
+# Google's security token service gives for it before impersonation.
+SUBJECT_TOKEN = "eyJhbGciOiJSUzI1NiJ9.kubernetes-service-account.signature"
+FEDERATED_TOKEN = "ya29.federated-by-the-test"
+AUDIENCE = "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/pool/providers/k8s"
+IMPERSONATION_PATH = "/v1/projects/-/serviceAccounts/reader@p.iam.gserviceaccount.com:generateAccessToken"
 
 
 @pytest.fixture(scope="module")
@@ -101,19 +107,41 @@ class GoogleEndpoints(StandIn):
     emulator that only lets requests with the issued token through.
     `service_account` is the public key and email a JWT must match."""
 
-    def __init__(self, emulator_origin, service_account=None):
+    def __init__(self, emulator_origin, service_account=None, sts_token=FEDERATED_TOKEN):
         endpoints = self
         self.grants = []
         self.refused = 0
 
         class Handler(StandInHandler):
-            def token(self):
-                self.reply(200, json.dumps({"access_token": ACCESS_TOKEN, "expires_in": 3600}))
+            def token(self, value=ACCESS_TOKEN):
+                self.reply(200, json.dumps({"access_token": value, "expires_in": 3600}))
 
             def do_POST(self):
-                form = urllib.parse.parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
+                body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+                if self.path == IMPERSONATION_PATH:
+                    # IAM credentials: the federated token buys the account's.
+                    endpoints.grants.append("impersonate")
+                    if self.headers.get("Authorization") != f"Bearer {FEDERATED_TOKEN}":
+                        return self.reply(401, b'{"error": "not the federated token"}')
+                    if json.loads(body).get("scope") != [SCOPE]:
+                        return self.reply(400, body.encode())
+                    answer = {"accessToken": ACCESS_TOKEN, "expireTime": "2099-01-01T00:00:00Z"}
+                    return self.reply(200, json.dumps(answer))
+                form = urllib.parse.parse_qs(body)
                 grant = form["grant_type"][0]
                 endpoints.grants.append(grant)
+                if grant == "urn:ietf:params:oauth:grant-type:token-exchange":
+                    expected = {
+                        "audience": [AUDIENCE],
+                        "grant_type": [grant],
+                        "requested_token_type": ["urn:ietf:params:oauth:token-type:access_token"],
+                        "scope": ["https://www.googleapis.com/auth/cloud-platform"],
+                        "subject_token": [SUBJECT_TOKEN],
+                        "subject_token_type": ["urn:ietf:params:oauth:token-type:jwt"],
+                    }
+                    if self.path != "/sts" or form != expected:
+                        return self.reply(400, json.dumps({"error": "invalid_grant", "got": form}).encode())
+                    return self.token(sts_token)
                 if grant == "urn:ietf:params:oauth:grant-type:jwt-bearer":
                     problem = endpoints.check_jwt(form["assertion"][0])
                     if problem:
@@ -206,6 +234,71 @@ def test_an_authorized_user_and_the_attached_account_get_tokens(launch_server, e
         assert google.grants == ["refresh_token", "metadata"]
         assert google.refused == 0
     finally:
+        google.close()
+
+
+def external_account(google, credential_source, impersonate):
+    account = {
+        "type": "external_account",
+        "audience": AUDIENCE,
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "token_url": f"{google.origin}/sts",
+        "credential_source": credential_source,
+    }
+    if impersonate:
+        account["service_account_impersonation_url"] = google.origin + IMPERSONATION_PATH
+    return json.dumps(account)
+
+
+def test_an_external_account_token_file_is_exchanged_then_impersonates(launch_server, emulator, bucket, tmp_path):
+    # As on a Kubernetes cluster outside Google Cloud: the projected service
+    # account token, Google's security token service, then the service
+    # account the workload identity pool may impersonate.
+    google = GoogleEndpoints(emulator)
+    try:
+        (tmp_path / "token").write_text(SUBJECT_TOKEN + "\n")
+        credentials = tmp_path / "federation.json"
+        credentials.write_text(external_account(google, {"file": str(tmp_path / "token")}, impersonate=True))
+        env = {"STORAGE_EMULATOR_HOST": google.origin, "GOOGLE_APPLICATION_CREDENTIALS": str(credentials)}
+        server = launch_server(bucket, env=env)
+        infer_simple(server)
+        assert google.grants == ["urn:ietf:params:oauth:grant-type:token-exchange", "impersonate"]
+        assert google.refused == 0
+        assert "as reader@p.iam.gserviceaccount.com" in server.log
+    finally:
+        google.close()
+
+
+class SubjectTokenUrl(StandInHandler):
+    """Another identity provider's token URL, answering JSON to requests
+    with its header."""
+
+    def do_GET(self):
+        if self.path != "/identity" or self.headers.get("Metadata") != "True":
+            return self.reply(400, b"missing Metadata header")
+        self.reply(200, json.dumps({"access_token": SUBJECT_TOKEN, "expires_in": 3600}))
+
+
+def test_an_external_account_token_url_is_exchanged_for_a_direct_token(launch_server, emulator, bucket, tmp_path):
+    # As on Azure: a URL answering JSON, whose access_token is the subject
+    # token; the federated token itself reads the bucket.
+    google = GoogleEndpoints(emulator, sts_token=ACCESS_TOKEN)
+    provider = StandIn(SubjectTokenUrl)
+    try:
+        source = {
+            "url": f"{provider.origin}/identity",
+            "headers": {"Metadata": "True"},
+            "format": {"type": "json", "subject_token_field_name": "access_token"},
+        }
+        credentials = tmp_path / "federation.json"
+        credentials.write_text(external_account(google, source, impersonate=False))
+        env = {"STORAGE_EMULATOR_HOST": google.origin, "GOOGLE_APPLICATION_CREDENTIALS": str(credentials)}
+        server = launch_server(bucket, env=env)
+        infer_simple(server)
+        assert google.grants == ["urn:ietf:params:oauth:grant-type:token-exchange"]
+        assert google.refused == 0
+    finally:
+        provider.close()
         google.close()
 
 
