@@ -78,15 +78,16 @@ impl TraceOutput {
 mod tests {
     use super::*;
 
-    fn scratch(name: &str) -> PathBuf {
-        let directory = std::env::temp_dir().join(format!("tritonrs-trace-output-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&directory).unwrap();
-        directory.join("trace.json")
+    /// A trace file path in a folder removed when the folder is dropped.
+    fn scratch() -> (tempfile::TempDir, PathBuf) {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("trace.json");
+        (folder, path)
     }
 
     #[test]
     fn the_file_is_a_json_array_after_every_trace() {
-        let path = scratch("append");
+        let (_folder, path) = scratch();
         std::fs::write(&path, "left from an earlier run").unwrap();
         let output = TraceOutput::new(&path);
         output.append(r#"{"id":1}"#);
@@ -99,7 +100,7 @@ mod tests {
 
     #[test]
     fn numbered_files_count_up() {
-        let path = scratch("numbered");
+        let (_folder, path) = scratch();
         let output = TraceOutput::new(&path);
         output.write_numbered(&[r#"{"id":1}"#.to_string(), r#"{"id":2}"#.to_string()]);
         output.write_numbered(&[r#"{"id":3}"#.to_string()]);
