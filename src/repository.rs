@@ -64,12 +64,16 @@ pub struct ModelDirectory {
     pub folder_names: BTreeMap<String, String>,
     /// With model namespacing, its repository: the namespace it loads in.
     pub namespace: Option<PathBuf>,
+    /// With model namespacing, the name of a model kept under its
+    /// directory's path because other repositories have models of that
+    /// name too.
+    pub shared_name: Option<String>,
 }
 
 impl ModelDirectory {
     /// A directory of a repository that maps no folder.
     pub fn unmapped(name: impl Into<String>, path: PathBuf) -> Self {
-        Self { name: name.into(), path, folder_names: BTreeMap::new(), namespace: None }
+        Self { name: name.into(), path, folder_names: BTreeMap::new(), namespace: None, shared_name: None }
     }
 
     /// Whether the model serves under a mapped name rather than its
@@ -80,13 +84,10 @@ impl ModelDirectory {
     }
 
     /// The model's name as clients and its configuration know it: the name
-    /// it serves under, except in a namespace, where it is the name its
-    /// repository gives it (the same name as in other namespaces).
+    /// it serves under, or the name it shares with other repositories'
+    /// models.
     pub fn model_name(&self) -> &str {
-        match (&self.namespace, self.folder()) {
-            (Some(_), Some(folder)) if self.name != folder => folder,
-            _ => &self.name,
-        }
+        self.shared_name.as_deref().unwrap_or(&self.name)
     }
 
     fn folder(&self) -> Option<&str> {
@@ -156,8 +157,15 @@ pub fn scan_repositories(repositories: &[ModelRepository], namespacing: bool) ->
             for (path, repository) in places {
                 let mut folder_names = repository.renamed.clone();
                 folder_names.extend(shared.get(repository.path.as_path()).cloned().unwrap_or_default());
-                let name = if several { path.display().to_string() } else { name.clone() };
-                scan.models.push(ModelDirectory { name, path, folder_names, namespace: Some(repository.path.clone()) });
+                let (serving_name, shared_name) =
+                    if several { (path.display().to_string(), Some(name.clone())) } else { (name.clone(), None) };
+                scan.models.push(ModelDirectory {
+                    name: serving_name,
+                    path,
+                    folder_names,
+                    namespace: Some(repository.path.clone()),
+                    shared_name,
+                });
             }
         }
         scan.models.sort_by(|a, b| a.name.cmp(&b.name));
@@ -166,7 +174,8 @@ pub fn scan_repositories(repositories: &[ModelRepository], namespacing: bool) ->
     for (name, mut places) in found {
         if places.len() == 1 {
             let (path, repository) = places.remove(0);
-            scan.models.push(ModelDirectory { name, path, folder_names: repository.renamed.clone(), namespace: None });
+            let folder_names = repository.renamed.clone();
+            scan.models.push(ModelDirectory { name, path, folder_names, namespace: None, shared_name: None });
         } else {
             let paths = places.into_iter().map(|(path, _)| path).collect();
             scan.duplicates.insert(name, paths);
@@ -296,6 +305,20 @@ mod tests {
         assert_eq!(pipeline.model_named("shared"), shared_first);
         assert_eq!(pipeline.model_named("only_first"), "only_first");
         assert_eq!(scan.models.len(), 4);
+    }
+
+    #[test]
+    fn with_namespacing_a_registered_mapping_still_names_its_folders() {
+        let archive = tempfile::tempdir().unwrap();
+        fs::create_dir_all(archive.path().join("model/1")).unwrap();
+        let renamed = BTreeMap::from([("model".to_string(), "resnet.tar.gz".to_string())]);
+        let registered = ModelRepository { path: archive.path().to_path_buf(), renamed };
+        let scan = scan_repositories(&[registered], true).unwrap();
+        let model = &scan.models[0];
+        assert_eq!(
+            (model.name.as_str(), model.model_name(), model.renamed()),
+            ("resnet.tar.gz", "resnet.tar.gz", true)
+        );
     }
 
     #[test]
