@@ -29,6 +29,7 @@ pub mod model_manager;
 pub mod platform;
 pub mod proto;
 pub mod repository;
+pub mod repository_agent;
 pub mod response_cache;
 pub mod restricted_api;
 pub mod scheduler;

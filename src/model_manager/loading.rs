@@ -111,6 +111,9 @@ impl ModelManager {
             Ok(config) => Arc::new(config),
             Err(reason) => return failed(reason),
         };
+        if let Err(reason) = crate::repository_agent::run_before_load(&config, &model.path) {
+            return failed(reason);
+        }
         let available = match available_versions(&model.path) {
             Ok(available) => available,
             Err(reason) => return failed(reason),
