@@ -21,6 +21,9 @@ from onnx import TensorProto, helper
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "model_repository"
 TEST_MODELS = ROOT / "tests" / "model_repository"
+# Beside the custom operator library it needs, out of the repository that
+# the shared test server loads (it cannot load without the library).
+CUSTOM_OP_MODELS = ROOT / "tests" / "custom_op_library"
 
 OPSET = 17
 IR_VERSION = 8
@@ -44,10 +47,10 @@ IDENTITY_TYPES = {
 }
 
 
-def save(graph, path: pathlib.Path) -> None:
+def save(graph, path: pathlib.Path, extra_opsets=()) -> None:
     model = helper.make_model(
         graph,
-        opset_imports=[helper.make_opsetid("", OPSET)],
+        opset_imports=[helper.make_opsetid("", OPSET), *extra_opsets],
         producer_name="tritonrs-generate-models",
     )
     model.ir_version = IR_VERSION
@@ -289,7 +292,21 @@ def ragged_sum(path):
     save(graph, path)
 
 
-def write_all(examples: pathlib.Path, test_models: pathlib.Path) -> None:
+def custom_double(path):
+    """FP32 [batch, n] INPUT -> OUTPUT = 2 * INPUT through `Double` of the
+    domain `tritonrs.test`, an operator ONNX Runtime does not have: only
+    the custom operator library of tests/custom_op_library provides it."""
+    dims = ["batch", "n"]
+    graph = helper.make_graph(
+        [helper.make_node("Double", ["INPUT"], ["OUTPUT"], domain="tritonrs.test")],
+        "custom_double",
+        [tensor("INPUT", TensorProto.FLOAT, dims)],
+        [tensor("OUTPUT", TensorProto.FLOAT, dims)],
+    )
+    save(graph, path, extra_opsets=[helper.make_opsetid("tritonrs.test", 1)])
+
+
+def write_all(examples: pathlib.Path, test_models: pathlib.Path, custom_op_models: pathlib.Path) -> None:
     simple(examples / "simple" / "1" / "model.onnx")
     simple_string(examples / "simple_string" / "1" / "model.onnx")
     scale_fp16(examples / "scale_fp16" / "1" / "model.onnx")
@@ -301,6 +318,7 @@ def write_all(examples: pathlib.Path, test_models: pathlib.Path) -> None:
     batch_busy_loop(test_models / "batch_busy_loop" / "1" / "model.onnx")
     sequence_accumulator(test_models / "sequence_accumulator" / "1" / "model.onnx")
     ragged_sum(test_models / "ragged_sum" / "1" / "model.onnx")
+    custom_double(custom_op_models / "custom_double.onnx")
 
 
 def onnx_files(root: pathlib.Path):
@@ -310,9 +328,10 @@ def onnx_files(root: pathlib.Path):
 def check() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
-        write_all(tmp / "examples", tmp / "tests")
+        write_all(tmp / "examples", tmp / "tests", tmp / "custom_ops")
         stale = []
-        for committed, fresh in ((EXAMPLES, tmp / "examples"), (TEST_MODELS, tmp / "tests")):
+        roots = ((EXAMPLES, tmp / "examples"), (TEST_MODELS, tmp / "tests"), (CUSTOM_OP_MODELS, tmp / "custom_ops"))
+        for committed, fresh in roots:
             if onnx_files(committed) != onnx_files(fresh):
                 stale.append(f"{committed}: the set of .onnx files differs")
                 continue
@@ -332,7 +351,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.check:
         return check()
-    write_all(EXAMPLES, TEST_MODELS)
+    write_all(EXAMPLES, TEST_MODELS, CUSTOM_OP_MODELS)
     return 0
 
 

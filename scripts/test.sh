@@ -43,6 +43,8 @@ step "Rust tests again with the cuda feature (GPU code built, CPU tests run)"
 cargo test --locked --features cuda
 
 step "Python tests (tritonclient, grpcurl, curl, cloud platforms, examples)"
+# The custom operator library that test_custom_operations.py loads.
+cargo build --locked --example custom_op_library
 TRITONRS_BIN=target/debug/tritonrs .venv/bin/python -m pytest tests/python -q
 
 step "deployment files: hadolint, kubernetes-validate, actionlint"

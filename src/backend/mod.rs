@@ -70,8 +70,9 @@ pub trait Backend: Send + Sync {
         0
     }
 
-    /// Reads the inputs and outputs that a model file declares.
-    fn signature(&self, model_path: &std::path::Path) -> Result<ModelSignature>;
+    /// Reads the inputs and outputs that a model file declares, with what
+    /// `config` says about loading it (custom operator libraries) so far.
+    fn signature(&self, model_path: &std::path::Path, config: &ModelConfig) -> Result<ModelSignature>;
 
     /// Loads one execution instance of a model version.
     fn create_instance(&self, settings: &InstanceSettings) -> Result<Box<dyn ModelInstance>>;

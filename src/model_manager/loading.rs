@@ -414,7 +414,7 @@ pub(super) fn prepare_config_from(
             &config.default_model_filename
         };
         let model_file = model_file(&model.path, *latest, filename);
-        Some(backend.signature(&model_file).map_err(|error| error.message().to_string())?)
+        Some(backend.signature(&model_file, &config).map_err(|error| error.message().to_string())?)
     } else {
         None
     };

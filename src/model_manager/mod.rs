@@ -717,7 +717,7 @@ mod tests {
             crate::model_config::ONNX_BACKEND
         }
 
-        fn signature(&self, _: &Path) -> Result<crate::backend::ModelSignature> {
+        fn signature(&self, _: &Path, _: &ModelConfig) -> Result<crate::backend::ModelSignature> {
             Err(Error::internal("the test configuration lists inputs and outputs"))
         }
 
@@ -883,7 +883,7 @@ mod tests {
             crate::model_config::ONNX_BACKEND
         }
 
-        fn signature(&self, _: &Path) -> Result<crate::backend::ModelSignature> {
+        fn signature(&self, _: &Path, _: &ModelConfig) -> Result<crate::backend::ModelSignature> {
             Err(Error::internal("the test configuration lists inputs and outputs"))
         }
 
@@ -935,7 +935,7 @@ mod tests {
             crate::model_config::ONNX_BACKEND
         }
 
-        fn signature(&self, _: &Path) -> Result<crate::backend::ModelSignature> {
+        fn signature(&self, _: &Path, _: &ModelConfig) -> Result<crate::backend::ModelSignature> {
             Err(Error::internal("the test configuration lists inputs and outputs"))
         }
 

@@ -21,7 +21,7 @@ pub use session_options::SessionOptions;
 
 use super::{Backend, Device, InstanceSettings, ModelInstance, ModelSignature, TensorSpec};
 use crate::error::{Error, Result};
-use crate::model_config::{ONNX_BACKEND, check_against_signature};
+use crate::model_config::{ModelConfig, ONNX_BACKEND, check_against_signature};
 use crate::statistics::ExecutionTimes;
 use crate::tensor::Tensor;
 
@@ -66,18 +66,20 @@ impl Backend for OnnxRuntimeBackend {
         cuda::usable_gpu_count()
     }
 
-    fn signature(&self, model_path: &Path) -> Result<ModelSignature> {
+    fn signature(&self, model_path: &Path, config: &ModelConfig) -> Result<ModelSignature> {
         // Only the declared inputs and outputs are needed: skip the graph
-        // optimizations that make a full load slow.
-        let session = self
-            .session_builder()
-            .and_then(|builder| {
-                builder
-                    .with_optimization_level(ort::session::builder::GraphOptimizationLevel::Disable)
-                    .map_err(Into::into)
-            })
-            .and_then(|mut builder| builder.commit_from_file(model_path))
-            .map_err(|error| load_error(model_path, error))?;
+        // optimizations that make a full load slow. A model of custom
+        // operators loads only with their libraries.
+        let load = || -> ort::Result<Session> {
+            let mut builder = self
+                .session_builder()?
+                .with_optimization_level(ort::session::builder::GraphOptimizationLevel::Disable)?;
+            for library in session_options::operator_libraries(config) {
+                builder = builder.with_operator_library(library)?;
+            }
+            builder.commit_from_file(model_path)
+        };
+        let session = load().map_err(|error| load_error(model_path, error))?;
         signature_of(&session).map_err(|message| Error::internal(format!("'{}': {message}", model_path.display())))
     }
 

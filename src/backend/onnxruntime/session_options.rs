@@ -1,6 +1,8 @@
 //! Session settings from a model configuration, with the names and meanings
-//! of Triton's ONNX Runtime backend (`parameters` and
-//! `optimization.graph.level`).
+//! of Triton's ONNX Runtime backend (`parameters`,
+//! `optimization.graph.level` and `model_operations`).
+
+use std::path::PathBuf;
 
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 
@@ -31,6 +33,9 @@ pub struct SessionOptions {
     /// Options for the CUDA execution provider, for a GPU instance (see
     /// [`cuda_provider_options`]); empty on the CPU.
     pub cuda_provider_options: Vec<(String, String)>,
+    /// Libraries of custom operators to register, in order
+    /// (`model_operations { op_library_filename: [...] }`).
+    pub operator_libraries: Vec<PathBuf>,
 }
 
 impl SessionOptions {
@@ -78,6 +83,7 @@ impl SessionOptions {
                 Device::Cpu => Vec::new(),
                 Device::Gpu(_) => cuda_provider_options(config)?,
             },
+            operator_libraries: operator_libraries(config),
         })
     }
 
@@ -96,8 +102,22 @@ impl SessionOptions {
         if let Some(enable) = self.memory_pattern {
             builder = builder.with_memory_pattern(enable)?;
         }
+        for library in &self.operator_libraries {
+            builder = builder.with_operator_library(library)?;
+        }
         Ok(builder)
     }
+}
+
+/// The custom operator libraries a configuration names, as ONNX Runtime
+/// opens them (a bare file name is looked up where the system's loader
+/// looks).
+pub fn operator_libraries(config: &ModelConfig) -> Vec<PathBuf> {
+    config
+        .model_operations
+        .iter()
+        .flat_map(|operations| operations.op_library_filename.iter().map(PathBuf::from))
+        .collect()
 }
 
 #[cfg(test)]
@@ -113,7 +133,8 @@ mod tests {
                parameters { key: "inter_op_thread_count" value { string_value: "2" } }
                parameters { key: "execution_mode" value { string_value: "1" } }
                parameters { key: "enable_mem_pattern" value { string_value: "false" } }
-               parameters { key: "session.intra_op.allow_spinning" value { string_value: "1" } }"#,
+               parameters { key: "session.intra_op.allow_spinning" value { string_value: "1" } }
+               model_operations { op_library_filename: [ "/opt/ops/libcustom.so", "libmore.so" ] }"#,
         )
         .unwrap();
         let options = SessionOptions::from_config(&config, 2, Device::Cpu).unwrap();
@@ -127,6 +148,7 @@ mod tests {
                 memory_pattern: Some(false),
                 intra_op_spinning: true,
                 cuda_provider_options: vec![],
+                operator_libraries: vec![PathBuf::from("/opt/ops/libcustom.so"), PathBuf::from("libmore.so")],
             }
         );
     }
