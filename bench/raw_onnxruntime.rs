@@ -72,7 +72,7 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<(), String> {
-    let backend = Arc::new(OnnxRuntimeBackend::load(args.library.as_deref())?);
+    let backend = Arc::new(OnnxRuntimeBackend::load(args.library.as_deref(), None)?);
 
     // The configuration and instances the server would make of this directory.
     let name = args.model.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();

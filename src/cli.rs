@@ -10,6 +10,7 @@ use clap::builder::BoolishValueParser;
 use clap::parser::ValueSource;
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 
+use crate::backend::onnxruntime::GlobalThreadPool;
 use crate::grpc::{DEFAULT_KEEPALIVE_TIME, DEFAULT_KEEPALIVE_TIMEOUT, GrpcTls, ResponseCompression};
 use crate::logging::LogFormat;
 use crate::model_control::ModelControlMode;
@@ -454,6 +455,10 @@ pub struct BackendConfig {
     /// `default-max-batch-size=N`: max_batch_size for auto-completed models
     /// that can batch.
     pub default_max_batch_size: i32,
+    /// `onnxruntime,enable-global-threadpool=1`, with
+    /// `intra_op_thread_count=N` and `inter_op_thread_count=N`: one thread
+    /// pool that every session shares.
+    pub global_thread_pool: Option<GlobalThreadPool>,
 }
 
 impl Args {
@@ -583,8 +588,10 @@ impl Args {
     /// Interprets `--backend-config` values; settings this server does not
     /// know are returned as warnings.
     pub fn backend_config(&self) -> (BackendConfig, Vec<String>) {
-        let mut config = BackendConfig { onnxruntime_library: None, default_max_batch_size: 4 };
+        let mut config =
+            BackendConfig { onnxruntime_library: None, default_max_batch_size: 4, global_thread_pool: None };
         let mut warnings = Vec::new();
+        let (mut global_pool, mut pool_threads) = (false, GlobalThreadPool::default());
         for setting in &self.backend_config {
             let (backend, assignment) = match setting.split_once(',') {
                 Some((backend, assignment)) => (backend, assignment),
@@ -600,8 +607,28 @@ impl Args {
                     Ok(size) => config.default_max_batch_size = size,
                     Err(_) => warnings.push(format!("ignoring --backend-config={setting}: '{value}' is not a number")),
                 },
+                ("onnxruntime", "enable-global-threadpool") => match crate::backend::onnxruntime::parse_bool(value) {
+                    Some(enable) => global_pool = enable,
+                    None => warnings.push(format!("ignoring --backend-config={setting}: expected 0 or 1")),
+                },
+                ("onnxruntime", "intra_op_thread_count" | "inter_op_thread_count") => match value.parse() {
+                    Ok(threads) if name == "intra_op_thread_count" => pool_threads.intra_op_threads = threads,
+                    Ok(threads) => pool_threads.inter_op_threads = threads,
+                    Err(_) => warnings.push(format!("ignoring --backend-config={setting}: '{value}' is not a number")),
+                },
                 _ => warnings.push(format!("ignoring --backend-config={setting}: not a setting this server uses")),
             }
+        }
+        if global_pool {
+            config.global_thread_pool = Some(pool_threads);
+        } else if pool_threads != GlobalThreadPool::default() {
+            // As in Triton's ONNX Runtime backend, where only the global
+            // pool reads them; a model's own counts are its `parameters`.
+            warnings.push(
+                "ignoring --backend-config=onnxruntime,intra_op_thread_count/inter_op_thread_count: they size the \
+                 global thread pool, which enable-global-threadpool=1 turns on"
+                    .to_string(),
+            );
         }
         (config, warnings)
     }
@@ -1186,8 +1213,29 @@ mod tests {
         let (config, warnings) = args.backend_config();
         assert_eq!(config.onnxruntime_library, Some(PathBuf::from("/opt/libonnxruntime.so.1.31.1")));
         assert_eq!(config.default_max_batch_size, 16);
+        assert_eq!(config.global_thread_pool, None);
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].contains("tensorflow,version=2"));
+    }
+
+    #[test]
+    fn the_global_thread_pool_takes_its_thread_counts_from_the_backend_config() {
+        let config = |flags: &[&str]| {
+            let argv = ["tritonserver", "--model-repository=/m"].iter().chain(flags);
+            parse(argv).unwrap().args.backend_config()
+        };
+        let (pooled, warnings) = config(&[
+            "--backend-config=onnxruntime,enable-global-threadpool=1",
+            "--backend-config=onnxruntime,intra_op_thread_count=4",
+            "--backend-config=onnxruntime,inter_op_thread_count=2",
+        ]);
+        assert_eq!(pooled.global_thread_pool, Some(GlobalThreadPool { intra_op_threads: 4, inter_op_threads: 2 }));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let (default_counts, _) = config(&["--backend-config=onnxruntime,enable-global-threadpool=true"]);
+        assert_eq!(default_counts.global_thread_pool, Some(GlobalThreadPool::default()));
+        let (unpooled, warnings) = config(&["--backend-config=onnxruntime,intra_op_thread_count=4"]);
+        assert_eq!(unpooled.global_thread_pool, None);
+        assert!(warnings[0].contains("enable-global-threadpool=1 turns on"), "{warnings:?}");
     }
 
     #[test]

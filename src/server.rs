@@ -57,17 +57,26 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
         );
     }
     let backend_config = with_warnings_logged(args.backend_config());
-    let backend: Result<Arc<dyn Backend>, String> =
-        match OnnxRuntimeBackend::load(backend_config.onnxruntime_library.as_deref()) {
-            Ok(backend) => {
-                tracing::info!(library = %backend.library().display(), "loaded ONNX Runtime");
-                Ok(Arc::new(backend))
+    let backend: Result<Arc<dyn Backend>, String> = match OnnxRuntimeBackend::load(
+        backend_config.onnxruntime_library.as_deref(),
+        backend_config.global_thread_pool,
+    ) {
+        Ok(backend) => {
+            tracing::info!(library = %backend.library().display(), "loaded ONNX Runtime");
+            if let Some(pool) = backend_config.global_thread_pool {
+                tracing::info!(
+                    intra_op_threads = pool.intra_op_threads,
+                    inter_op_threads = pool.inter_op_threads,
+                    "every session shares ONNX Runtime's global thread pool (0 threads: ONNX Runtime's default)"
+                );
             }
-            Err(reason) => {
-                tracing::error!("{reason}");
-                Err(reason)
-            }
-        };
+            Ok(Arc::new(backend))
+        }
+        Err(reason) => {
+            tracing::error!("{reason}");
+            Err(reason)
+        }
+    };
     let response_cache = match args.response_cache_size().map(with_warnings_logged) {
         Ok(size) => size.map(|bytes| {
             tracing::info!("response cache: {LOCAL_CACHE}, {bytes} bytes, for models that enable response_cache");

@@ -3,6 +3,7 @@
 
 mod accelerators;
 mod cuda;
+mod global_thread_pool;
 mod library;
 mod parameters;
 mod session_options;
@@ -16,7 +17,9 @@ use ort::session::Session;
 use ort::session::builder::SessionBuilder;
 use ort::value::{Outlet, ValueType};
 
+pub use global_thread_pool::GlobalThreadPool;
 pub use library::{LIBRARY_ENV, LIBRARY_FILENAME, locate_library};
+pub use parameters::parse_bool;
 pub use session_options::SessionOptions;
 
 use super::{Backend, Device, InstanceSettings, ModelInstance, ModelSignature, TensorSpec};
@@ -33,17 +36,21 @@ pub struct OnnxRuntimeBackend {
 
 impl OnnxRuntimeBackend {
     /// Loads the ONNX Runtime library (see [`locate_library`]) and creates
-    /// the process's ONNX Runtime environment. Only one backend may exist per
-    /// process.
-    pub fn load(explicit_library: Option<&Path>) -> Result<Self, String> {
+    /// the process's ONNX Runtime environment, with a thread pool that every
+    /// session shares when `global_thread_pool` is given. Only one backend
+    /// may exist per process.
+    pub fn load(explicit_library: Option<&Path>, global_thread_pool: Option<GlobalThreadPool>) -> Result<Self, String> {
         let library = locate_library(explicit_library)?;
         let builder = ort::init_from(&library)
             .map_err(|error| format!("cannot load the ONNX Runtime library '{}': {error}", library.display()))?;
-        let environment = builder
-            .with_name("tritonrs")
-            .with_telemetry(false)
-            .build()
-            .map_err(|error| format!("cannot create the ONNX Runtime environment: {error}"))?;
+        let mut builder = builder.with_name("tritonrs").with_telemetry(false);
+        if let Some(pool) = global_thread_pool {
+            let options =
+                pool.options().map_err(|error| format!("cannot configure the global thread pool: {error}"))?;
+            builder = builder.with_global_thread_pool(options);
+        }
+        let environment =
+            builder.build().map_err(|error| format!("cannot create the ONNX Runtime environment: {error}"))?;
         Ok(Self { environment, library })
     }
 
