@@ -4,7 +4,7 @@
 
 use super::ensembles::ensemble_steps;
 use super::loading::serving_names;
-use super::*;
+use super::{namesakes, *};
 
 impl ModelManager {
     /// Loads or reloads `name` from the repositories, or from the files the
@@ -283,12 +283,8 @@ impl ModelManager {
         tokio::task::spawn_blocking(move || {
             // With namespacing, a name that several repositories use
             // unloads each repository's model of that name.
-            let namesakes: Vec<String> = manager
-                .read_models()
-                .iter()
-                .filter(|(serving_name, record)| record.model_name(serving_name) == name && **serving_name != name)
-                .map(|(serving_name, _)| serving_name.clone())
-                .collect();
+            let namesakes: Vec<String> =
+                namesakes(&manager.read_models(), &name).map(|(serving_name, _)| serving_name.clone()).collect();
             let names = if namesakes.is_empty() { vec![name] } else { namesakes };
             names.iter().try_for_each(|name| manager.unload_on_request(name, options))
         })
@@ -375,7 +371,7 @@ impl ModelManager {
     /// The directory of model `name` in the repositories.
     pub(super) fn find_model_directory(&self, name: &str) -> Result<ModelDirectory> {
         let repositories = self.repositories();
-        let mut scan = self.scan().map_err(Error::internal)?;
+        let mut scan = scan_repositories(&repositories, self.options.namespacing).map_err(Error::internal)?;
         if let Some(paths) = scan.duplicates.get(name) {
             return Err(Error::invalid_argument(format!(
                 "load failed for model '{name}': {}",

@@ -68,6 +68,16 @@ pub use self::loading::{InstancePlacement, instance_placements, prepare_config};
 use self::loading::{duplicate_reason, retire};
 use self::uploaded_model::UploadedModel;
 
+/// With namespacing, the models kept under their directories' paths whose
+/// name is `name` (several repositories have a model of that name), with
+/// the names they are kept under.
+fn namesakes<'a>(
+    models: &'a BTreeMap<String, ModelRecord>,
+    name: &str,
+) -> impl Iterator<Item = (&'a String, &'a ModelRecord)> {
+    models.iter().filter(move |(serving_name, record)| record.model_name(serving_name) == name && *serving_name != name)
+}
+
 /// The lifecycle state of one model version, as the repository index
 /// reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -288,22 +298,16 @@ impl ModelManager {
         if let Some(record) = models.get(name) {
             return Ok(record);
         }
-        let namesakes: Vec<(&Namespace, &ModelRecord)> = models
-            .values()
-            .filter_map(|record| {
-                record
-                    .namespace
-                    .as_ref()
-                    .filter(|namespace| namespace.name == name)
-                    .map(|namespace| (namespace, record))
-            })
-            .collect();
+        let namesakes: Vec<&ModelRecord> = namesakes(models, name).map(|(_, record)| record).collect();
         match namesakes.as_slice() {
             [] => Err(self.unknown_model(name)),
-            [(_, record)] => Ok(record),
+            [record] => Ok(record),
             several => {
-                let places: Vec<String> =
-                    several.iter().map(|(namespace, _)| namespace.repository.display().to_string()).collect();
+                let places: Vec<String> = several
+                    .iter()
+                    .filter_map(|record| record.namespace.as_ref())
+                    .map(|namespace| namespace.repository.display().to_string())
+                    .collect();
                 Err(Error::invalid_argument(format!(
                     "There are {} models named '{name}', one in each of the repositories {}: model namespace must \
                      be provided to resolve ambiguity; only the ensembles of each repository can tell them apart",
