@@ -21,7 +21,7 @@ use ring::rand::SystemRandom;
 use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 
 use super::expiring::Expiring;
-use super::oauth_token::{json_answer, token_answer};
+use super::oauth_token::{json_answer, text_answer, token_answer};
 use super::sigv4::canonical_query;
 use crate::utc_time::{parse_rfc3339_utc, unix_seconds};
 
@@ -316,13 +316,8 @@ impl SubjectToken {
             ),
             Self::Url { url, headers, json_field } => {
                 let request = headers.iter().fold(http.get(url), |request, (name, value)| request.header(name, value));
-                let response =
-                    request.send().map_err(|error| format!("cannot fetch the subject token from {url}: {error}"))?;
-                let status = response.status();
-                let body = response.text().map_err(|error| error.to_string())?;
-                if !status.is_success() {
-                    return Err(format!("the subject token URL {url} answered {}: {}", status.as_u16(), body.trim()));
-                }
+                let body =
+                    text_answer(request).map_err(|why| format!("cannot fetch the subject token from {url}: {why}"))?;
                 (body, json_field)
             }
         };

@@ -20,11 +20,18 @@ pub fn token_answer(request: RequestBuilder, now: u64) -> Result<Expiring<String
 
 /// Sends `request` and reads its successful JSON answer, or says why not.
 pub fn json_answer(request: RequestBuilder) -> Result<serde_json::Value, String> {
+    let body = text_answer(request)?;
+    serde_json::from_str(&body).map_err(|error| format!("unreadable token: {error}"))
+}
+
+/// Sends `request` and reads the body of its successful answer, or says why
+/// not.
+pub fn text_answer(request: RequestBuilder) -> Result<String, String> {
     let response = request.send().map_err(|error| error.to_string())?;
     let status = response.status();
     let body = response.text().map_err(|error| error.to_string())?;
     if !status.is_success() {
         return Err(format!("answered {}: {}", status.as_u16(), body.trim()));
     }
-    serde_json::from_str(&body).map_err(|error| format!("unreadable token: {error}"))
+    Ok(body)
 }
