@@ -172,19 +172,26 @@ def test_a_managed_identity_token_authorizes_the_requests(launch_server, azurite
         identity.close()
 
 
+def default_chain(identity, client_id, **proofs):
+    """The environment of Azure's default credential chain asking the
+    stand-in Entra ID for application `client_id` of tenant-id, with the
+    client secret or federated token file in `proofs`."""
+    return {
+        "AZURE_STORAGE_AUTH_TYPE": "default",
+        "AZURE_CLIENT_ID": client_id,
+        "AZURE_TENANT_ID": "tenant-id",
+        "AZURE_AUTHORITY_HOST": identity.origin,
+        "AZURE_STORAGE_CONNECTION_STRING": connection_string(identity.origin, key=None),
+        **proofs,
+    }
+
+
 def test_an_aks_workload_identity_exchanges_its_federated_token(launch_server, azurite, tmp_path):
     identity = IdentityEndpoint(azurite)
     try:
         token_file = tmp_path / "azure-identity-token"
         token_file.write_text(FEDERATED_TOKEN + "\n")
-        env = {
-            "AZURE_STORAGE_AUTH_TYPE": "default",
-            "AZURE_FEDERATED_TOKEN_FILE": str(token_file),
-            "AZURE_CLIENT_ID": "workload-app-id",
-            "AZURE_TENANT_ID": "tenant-id",
-            "AZURE_AUTHORITY_HOST": identity.origin,
-            "AZURE_STORAGE_CONNECTION_STRING": connection_string(identity.origin, key=None),
-        }
+        env = default_chain(identity, "workload-app-id", AZURE_FEDERATED_TOKEN_FILE=str(token_file))
         server = launch_server(f"as://{ACCOUNT}/{PUBLIC}/{PREFIX}", env=env)
         infer_simple(server)
         assert len(identity.token_requests) == 1 and identity.refused == 0
@@ -200,15 +207,9 @@ def test_a_service_principal_secret_comes_first_in_the_default_chain(launch_serv
         # DefaultAzureCredential (and so Triton) uses the secret.
         token_file = tmp_path / "azure-identity-token"
         token_file.write_text(FEDERATED_TOKEN)
-        env = {
-            "AZURE_STORAGE_AUTH_TYPE": "default",
-            "AZURE_CLIENT_SECRET": CLIENT_SECRET,
-            "AZURE_FEDERATED_TOKEN_FILE": str(token_file),
-            "AZURE_CLIENT_ID": "principal-app-id",
-            "AZURE_TENANT_ID": "tenant-id",
-            "AZURE_AUTHORITY_HOST": identity.origin,
-            "AZURE_STORAGE_CONNECTION_STRING": connection_string(identity.origin, key=None),
-        }
+        env = default_chain(
+            identity, "principal-app-id", AZURE_CLIENT_SECRET=CLIENT_SECRET, AZURE_FEDERATED_TOKEN_FILE=str(token_file)
+        )
         server = launch_server(f"as://{ACCOUNT}/{PUBLIC}/{PREFIX}", env=env)
         infer_simple(server)
         (form,) = identity.token_requests
