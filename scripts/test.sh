@@ -43,8 +43,9 @@ step "Rust tests again with the cuda feature (GPU code built, CPU tests run)"
 cargo test --locked --features cuda
 
 step "Python tests (tritonclient, grpcurl, curl, cloud platforms, examples)"
-# The custom operator library that test_custom_operations.py loads.
-cargo build --locked --example custom_op_library
+# The custom operator library that test_custom_operations.py loads, and the
+# stand-in NVIDIA management library of test_gpu_metrics.py.
+cargo build --locked --example custom_op_library --example fake_nvml
 TRITONRS_BIN=target/debug/tritonrs .venv/bin/python -m pytest tests/python -q
 
 step "deployment files: hadolint, kubernetes-validate, actionlint"

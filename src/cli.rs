@@ -205,13 +205,20 @@ pub struct Args {
           num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub allow_cpu_metrics: bool,
 
+    /// Include the GPU metrics (utilization, memory, power and energy of
+    /// each GPU the server may use, read from the NVIDIA driver) in the
+    /// metrics.
+    #[arg(long, default_value = "true", value_parser = BoolishValueParser::new(), action = ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub allow_gpu_metrics: bool,
+
     /// A metrics setting, as in Triton: `counter_latencies=false`,
     /// `summary_latencies=true`, `summary_quantiles=<q>:<error>,...`,
     /// `histogram_latencies=true`; repeatable.
     #[arg(long, value_name = "SETTING=VALUE")]
     pub metrics_config: Vec<String>,
 
-    /// Milliseconds between two samples of the CPU utilization.
+    /// Milliseconds between two samples of the CPU and GPU figures.
     #[arg(long, default_value_t = 2000, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     pub metrics_interval_ms: u64,
 

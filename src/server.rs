@@ -247,6 +247,7 @@ pub async fn run(args: Args, logging: Arc<LogControl>) -> ExitCode {
         tracing::info!("Started Metrics Service at {}", local_address(&listener));
         let settings = MetricsSettings {
             cpu_interval: args.allow_cpu_metrics.then(|| Duration::from_millis(args.metrics_interval_ms)),
+            gpu_interval: args.allow_gpu_metrics.then(|| Duration::from_millis(args.metrics_interval_ms)),
             latency: latency_metrics,
         };
         let (manager, stopped) = (Arc::clone(&manager), stopped.clone());

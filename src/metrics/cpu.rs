@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use super::polling::spawn_polling;
 use crate::shutdown::ShutdownSignal;
 
 /// The aggregate CPU time of all cores, in clock ticks.
@@ -79,23 +80,14 @@ impl CpuUtilization {
         let mut previous = read_cpu_times()?;
         let sampled = Arc::new(Self::default());
         let updated = Arc::clone(&sampled);
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let stopped = shutdown.fired();
-            tokio::pin!(stopped);
-            loop {
-                tokio::select! {
-                    _ = &mut stopped => return,
-                    _ = ticker.tick() => {}
-                }
-                // /proc/stat stays readable once it was; if it ever is not,
-                // the last figure stands.
-                if let Some(current) = read_cpu_times() {
-                    *updated.latest.lock().unwrap_or_else(PoisonError::into_inner) = utilization(previous, current);
-                    previous = current;
-                }
+        spawn_polling(interval, interval, shutdown, move || {
+            // /proc/stat stays readable once it was; if it ever is not, the
+            // last figure stands.
+            if let Some(current) = read_cpu_times() {
+                *updated.latest.lock().unwrap_or_else(PoisonError::into_inner) = utilization(previous, current);
+                previous = current;
             }
+            std::future::ready(())
         });
         Some(sampled)
     }

@@ -5,6 +5,7 @@
 use std::fmt::Write;
 
 use super::cpu::MemoryUsage;
+use super::gpu::GpuReading;
 use super::latency_config::LatencyMetricsConfig;
 use crate::model_manager::VersionMetrics;
 use crate::statistics::{Duration64, Summaries, SummarySnapshot};
@@ -228,8 +229,14 @@ fn escape(value: &str) -> String {
 
 /// The text exposition of the metrics of `versions`: every family, one
 /// sample per model version (and per failure reason), labelled `model` and
-/// `version` as in Triton; then the CPU metrics, when they are on.
-pub fn render(versions: &[VersionMetrics], cpu: Option<&CpuMetrics>, latency: &LatencyMetricsConfig) -> String {
+/// `version` as in Triton; then the GPU metrics (one sample per GPU,
+/// labelled `gpu_uuid`) and the CPU metrics, when they are on.
+pub fn render(
+    versions: &[VersionMetrics],
+    gpus: &[GpuReading],
+    cpu: Option<&CpuMetrics>,
+    latency: &LatencyMetricsConfig,
+) -> String {
     let mut text = String::new();
     write_header(
         &mut text,
@@ -266,6 +273,7 @@ pub fn render(versions: &[VersionMetrics], cpu: Option<&CpuMetrics>, latency: &L
     if latency.histograms {
         render_first_response_histogram(&mut text, versions);
     }
+    render_gpus(&mut text, gpus);
     if let Some(cpu) = cpu {
         write_header(
             &mut text,
@@ -287,6 +295,70 @@ pub fn render(versions: &[VersionMetrics], cpu: Option<&CpuMetrics>, latency: &L
         }
     }
     text
+}
+
+/// A GPU family: its name, type, help and the figure of a reading.
+struct GpuFamily {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    value: fn(&GpuReading) -> Option<f64>,
+}
+
+/// Triton's GPU families, in its order, with its units.
+const GPU_FAMILIES: [GpuFamily; 6] = [
+    GpuFamily {
+        name: "nv_gpu_utilization",
+        kind: "gauge",
+        help: "GPU utilization rate [0.0 - 1.0)",
+        value: |gpu| gpu.utilization,
+    },
+    GpuFamily {
+        name: "nv_gpu_memory_total_bytes",
+        kind: "gauge",
+        help: "GPU total memory, in bytes",
+        value: |gpu| gpu.memory.map(|memory| memory.total_bytes as f64),
+    },
+    GpuFamily {
+        name: "nv_gpu_memory_used_bytes",
+        kind: "gauge",
+        help: "GPU used memory, in bytes",
+        value: |gpu| gpu.memory.map(|memory| memory.used_bytes as f64),
+    },
+    GpuFamily {
+        name: "nv_gpu_power_usage",
+        kind: "gauge",
+        help: "GPU power usage in watts",
+        value: |gpu| gpu.power_usage_watts,
+    },
+    GpuFamily {
+        name: "nv_gpu_power_limit",
+        kind: "gauge",
+        help: "GPU power management limit in watts",
+        value: |gpu| gpu.power_limit_watts,
+    },
+    GpuFamily {
+        name: "nv_energy_consumption",
+        kind: "counter",
+        help: "GPU energy consumption in joules since the server started",
+        value: |gpu| gpu.energy_joules,
+    },
+];
+
+/// The GPU families that at least one GPU reports, a sample per GPU that
+/// reports it.
+fn render_gpus(text: &mut String, gpus: &[GpuReading]) {
+    for family in &GPU_FAMILIES {
+        let samples: Vec<(&str, f64)> =
+            gpus.iter().filter_map(|gpu| Some((gpu.uuid.as_str(), (family.value)(gpu)?))).collect();
+        if samples.is_empty() {
+            continue;
+        }
+        write_header(text, family.name, family.kind, family.help);
+        for (uuid, value) in samples {
+            let _ = writeln!(text, "{}{{gpu_uuid=\"{}\"}} {value}", family.name, escape(uuid));
+        }
+    }
 }
 
 /// A model version's labels, `model="<name>",version="<version>"` (with
@@ -373,6 +445,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::metrics::gpu::GpuMemory;
     use crate::statistics::{FailureCounts, InferenceStatistics, LatencySnapshot, ModelStatistics};
 
     fn version(name: &str, version: i64) -> VersionMetrics {
@@ -407,7 +480,7 @@ mod tests {
         };
         busy.statistics.failures = FailureCounts { rejected: 1, canceled: 2, backend: 3, other: 4 };
         busy.pending_requests = 5;
-        let text = render(&[version("simple", 1), busy], None, &counters());
+        let text = render(&[version("simple", 1), busy], &[], None, &counters());
         let mlp = r#"{model="mlp",version="2"}"#;
         assert_eq!(sample(&text, &format!("nv_inference_request_success{mlp}")), Some("7"));
         assert_eq!(sample(&text, &format!("nv_inference_count{mlp}")), Some("40"));
@@ -432,12 +505,12 @@ mod tests {
 
     #[test]
     fn cache_metrics_only_for_versions_that_use_the_cache() {
-        assert!(!render(&[version("simple", 1)], None, &counters()).contains("nv_cache"));
+        assert!(!render(&[version("simple", 1)], &[], None, &counters()).contains("nv_cache"));
         let mut cached = version("mlp", 1);
         cached.caches_responses = true;
         cached.statistics.inference_stats.cache_hit = Duration64 { count: 3, ns: 4_500 };
         cached.statistics.inference_stats.cache_miss = Duration64 { count: 2, ns: 12_000 };
-        let text = render(&[version("simple", 1), cached], None, &counters());
+        let text = render(&[version("simple", 1), cached], &[], None, &counters());
         let mlp = r#"{model="mlp",version="1"}"#;
         assert_eq!(sample(&text, &format!("nv_cache_num_hits_per_model{mlp}")), Some("3"));
         assert_eq!(sample(&text, &format!("nv_cache_num_misses_per_model{mlp}")), Some("2"));
@@ -452,7 +525,7 @@ mod tests {
         let config = LatencyMetricsConfig { counters: false, ..counters() };
         let mut cached = version("mlp", 1);
         cached.caches_responses = true;
-        let text = render(&[cached], None, &config);
+        let text = render(&[cached], &[], None, &config);
         assert!(!text.contains("_duration_us") && !text.contains("nv_cache"), "{text}");
         assert!(text.contains("nv_inference_request_success{"), "{text}");
         assert!(text.contains("nv_inference_pending_request_count{"), "{text}");
@@ -477,7 +550,7 @@ mod tests {
     fn summaries_report_quantiles_count_and_sum() {
         let config =
             LatencyMetricsConfig { summaries: true, quantiles: vec![(0.5, 0.05), (0.99, 0.001)], ..counters() };
-        let text = render(&[observed("mlp", false), version("idle", 1)], None, &config);
+        let text = render(&[observed("mlp", false), version("idle", 1)], &[], None, &config);
         let mlp = r#"model="mlp",version="1""#;
         assert_eq!(sample(&text, &format!(r#"nv_inference_request_summary_us{{{mlp},quantile="0.5"}}"#)), Some("100"));
         assert_eq!(sample(&text, &format!(r#"nv_inference_request_summary_us{{{mlp},quantile="0.99"}}"#)), Some("300"));
@@ -488,7 +561,7 @@ mod tests {
         // Nothing observed yet: no quantile to give.
         let nothing_yet = LatencySnapshot { summaries: Some(Summaries::default()), first_response: None };
         let idle = VersionMetrics { latency: Some(nothing_yet), ..version("idle", 1) };
-        let text = render(&[idle], None, &config);
+        let text = render(&[idle], &[], None, &config);
         assert!(
             text.contains(r#"nv_inference_queue_summary_us{model="idle",version="1",quantile="0.5"} NaN"#),
             "{text}"
@@ -502,7 +575,7 @@ mod tests {
     #[test]
     fn versions_that_cache_get_cache_summaries_and_no_request_summary() {
         let config = LatencyMetricsConfig { summaries: true, quantiles: vec![(0.5, 0.05)], ..counters() };
-        let text = render(&[observed("cached", true), observed("plain", false)], None, &config);
+        let text = render(&[observed("cached", true), observed("plain", false)], &[], None, &config);
         assert_eq!(
             sample(&text, r#"nv_cache_hit_summary_per_model{model="cached",version="1",quantile="0.5"}"#),
             Some("8")
@@ -517,7 +590,7 @@ mod tests {
     #[test]
     fn the_first_response_histogram_has_cumulative_buckets() {
         let config = LatencyMetricsConfig { histograms: true, ..counters() };
-        let text = render(&[observed("mlp", false)], None, &config);
+        let text = render(&[observed("mlp", false)], &[], None, &config);
         let family = "nv_inference_first_response_histogram_ms";
         assert!(text.contains(&format!("# TYPE {family} histogram\n")));
         let bucket = |le: &str| sample(&text, &format!(r#"{family}_bucket{{model="mlp",version="1",le="{le}"}}"#));
@@ -529,7 +602,7 @@ mod tests {
 
     #[test]
     fn label_values_are_escaped() {
-        let text = render(&[version("a\"b\\c", 1)], None, &counters());
+        let text = render(&[version("a\"b\\c", 1)], &[], None, &counters());
         assert!(text.contains(r#"nv_inference_count{model="a\"b\\c",version="1"} 0"#), "{text}");
     }
 
@@ -538,7 +611,7 @@ mod tests {
         let mut failed = version("addsub", 1);
         failed.statistics.failures.backend = 2;
         let namespaced = VersionMetrics { namespace: Some("/models/a".to_string()), ..failed };
-        let text = render(&[namespaced], None, &counters());
+        let text = render(&[namespaced], &[], None, &counters());
         let labels = r#"model="addsub",namespace="/models/a""#;
         assert_eq!(sample(&text, &format!(r#"nv_inference_count{{{labels},version="1"}}"#)), Some("0"));
         let failure = format!(r#"nv_inference_request_failure{{{labels},reason="BACKEND",version="1"}}"#);
@@ -547,7 +620,7 @@ mod tests {
 
     #[test]
     fn no_models_gives_the_families_without_samples() {
-        let text = render(&[], None, &counters());
+        let text = render(&[], &[], None, &counters());
         assert!(text.lines().all(|line| line.starts_with('#')), "{text}");
         assert!(text.contains("# TYPE nv_inference_request_success counter\n"));
     }
@@ -555,15 +628,56 @@ mod tests {
     #[test]
     fn cpu_metrics_follow_the_models_when_on() {
         let memory = MemoryUsage { total_bytes: 2048, used_bytes: 1024 };
-        let text =
-            render(&[version("simple", 1)], Some(&CpuMetrics { utilization: 0.25, memory: Some(memory) }), &counters());
+        let text = render(
+            &[version("simple", 1)],
+            &[],
+            Some(&CpuMetrics { utilization: 0.25, memory: Some(memory) }),
+            &counters(),
+        );
         assert_eq!(sample(&text, "nv_cpu_utilization"), Some("0.25"));
         assert_eq!(sample(&text, "nv_cpu_memory_total_bytes"), Some("2048"));
         assert_eq!(sample(&text, "nv_cpu_memory_used_bytes"), Some("1024"));
         assert!(text.contains("# TYPE nv_cpu_utilization gauge\n"));
-        let without_memory = render(&[], Some(&CpuMetrics { utilization: 0.0, memory: None }), &counters());
+        let without_memory = render(&[], &[], Some(&CpuMetrics { utilization: 0.0, memory: None }), &counters());
         assert_eq!(sample(&without_memory, "nv_cpu_utilization"), Some("0"));
         assert!(!without_memory.contains("nv_cpu_memory"));
-        assert!(!render(&[], None, &counters()).contains("nv_cpu"));
+        assert!(!render(&[], &[], None, &counters()).contains("nv_cpu"));
+    }
+
+    #[test]
+    fn gpu_metrics_carry_the_gpu_uuid_and_leave_out_what_a_gpu_cannot_report() {
+        let full = GpuReading {
+            uuid: "GPU-1".to_string(),
+            utilization: Some(0.37),
+            memory: Some(GpuMemory { total_bytes: 4096, used_bytes: 1024 }),
+            power_usage_watts: Some(123.5),
+            power_limit_watts: Some(700.0),
+            energy_joules: Some(2.5),
+        };
+        let partial =
+            GpuReading { uuid: "GPU-2".to_string(), power_usage_watts: None, energy_joules: None, ..full.clone() };
+        let cpu = CpuMetrics { utilization: 0.5, memory: None };
+        let text = render(&[], &[full, partial], Some(&cpu), &counters());
+        let lines: Vec<&str> =
+            text.lines().filter(|line| line.starts_with("nv_gpu") || line.starts_with("nv_energy")).collect();
+        assert_eq!(
+            lines,
+            [
+                "nv_gpu_utilization{gpu_uuid=\"GPU-1\"} 0.37",
+                "nv_gpu_utilization{gpu_uuid=\"GPU-2\"} 0.37",
+                "nv_gpu_memory_total_bytes{gpu_uuid=\"GPU-1\"} 4096",
+                "nv_gpu_memory_total_bytes{gpu_uuid=\"GPU-2\"} 4096",
+                "nv_gpu_memory_used_bytes{gpu_uuid=\"GPU-1\"} 1024",
+                "nv_gpu_memory_used_bytes{gpu_uuid=\"GPU-2\"} 1024",
+                "nv_gpu_power_usage{gpu_uuid=\"GPU-1\"} 123.5",
+                "nv_gpu_power_limit{gpu_uuid=\"GPU-1\"} 700",
+                "nv_gpu_power_limit{gpu_uuid=\"GPU-2\"} 700",
+                "nv_energy_consumption{gpu_uuid=\"GPU-1\"} 2.5",
+            ]
+        );
+        assert!(text.contains("# TYPE nv_energy_consumption counter\n"));
+        // As in Triton, the GPU families come before the CPU ones.
+        assert!(text.find("nv_energy_consumption").unwrap() < text.find("nv_cpu_utilization").unwrap());
+        assert!(!render(&[], &[], None, &counters()).contains("nv_gpu"));
     }
 }

@@ -1,10 +1,12 @@
-//! The metrics frontend: Triton's per-model inference metrics and its CPU
-//! metrics in Prometheus' text format at `GET /metrics`, on their own port
+//! The metrics frontend: Triton's per-model inference metrics and its GPU
+//! and CPU metrics in Prometheus' text format at `GET /metrics`, on their own port
 //! (8002), as Prometheus and Triton's dashboards scrape them.
 
 mod cpu;
 mod exposition;
+mod gpu;
 mod latency_config;
+mod polling;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +20,7 @@ use tokio::net::TcpListener;
 
 pub use cpu::{CpuUtilization, MemoryUsage, memory_usage};
 pub use exposition::{CpuMetrics, render};
+pub use gpu::{GpuMemory, GpuMetrics, GpuReading};
 pub use latency_config::LatencyMetricsConfig;
 
 use crate::model_manager::ModelManager;
@@ -32,6 +35,9 @@ pub struct MetricsSettings {
     /// How often the CPU utilization is sampled (`--metrics-interval-ms`);
     /// `None` turns the CPU metrics off (`--allow-cpu-metrics=false`).
     pub cpu_interval: Option<Duration>,
+    /// How often the GPUs are polled (`--metrics-interval-ms`); `None`
+    /// turns the GPU metrics off (`--allow-gpu-metrics=false`).
+    pub gpu_interval: Option<Duration>,
     /// Which latency metrics to report (`--metrics-config`).
     pub latency: LatencyMetricsConfig,
 }
@@ -40,20 +46,28 @@ pub struct MetricsSettings {
 #[derive(Clone)]
 struct MetricsState {
     manager: Arc<ModelManager>,
+    gpus: Option<Arc<GpuMetrics>>,
     cpu: Option<Arc<CpuUtilization>>,
     latency: Arc<LatencyMetricsConfig>,
 }
 
-/// The routes: `/metrics`, and a plain 404 for anything else.
-/// `cpu` is the sampled utilization when the CPU metrics are on.
-pub fn router(manager: Arc<ModelManager>, cpu: Option<Arc<CpuUtilization>>, latency: LatencyMetricsConfig) -> Router {
-    let state = MetricsState { manager, cpu, latency: Arc::new(latency) };
+/// The routes: `/metrics`, and a plain 404 for anything else. `gpus` and
+/// `cpu` are the polled figures when the GPU and CPU metrics are on.
+pub fn router(
+    manager: Arc<ModelManager>,
+    gpus: Option<Arc<GpuMetrics>>,
+    cpu: Option<Arc<CpuUtilization>>,
+    latency: LatencyMetricsConfig,
+) -> Router {
+    let state = MetricsState { manager, gpus, cpu, latency: Arc::new(latency) };
     Router::new().route("/metrics", get(metrics)).fallback(not_found).with_state(state)
 }
 
 async fn metrics(State(state): State<MetricsState>) -> impl IntoResponse {
     let cpu = state.cpu.as_ref().map(|cpu| CpuMetrics { utilization: cpu.latest(), memory: memory_usage() });
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], render(&state.manager.metrics(), cpu.as_ref(), &state.latency))
+    let gpus = state.gpus.as_ref().map(|gpus| gpus.latest()).unwrap_or_default();
+    let text = render(&state.manager.metrics(), &gpus, cpu.as_ref(), &state.latency);
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], text)
 }
 
 async fn not_found(request: Request) -> impl IntoResponse {
@@ -77,5 +91,11 @@ pub async fn serve(
         }
         sampler
     });
-    axum::serve(listener, router(manager, cpu, settings.latency)).with_graceful_shutdown(shutdown.fired()).await
+    let gpus = match settings.gpu_interval {
+        Some(interval) => {
+            GpuMetrics::start(interval, std::env::var("CUDA_VISIBLE_DEVICES").ok(), shutdown.clone()).await
+        }
+        None => None,
+    };
+    axum::serve(listener, router(manager, gpus, cpu, settings.latency)).with_graceful_shutdown(shutdown.fired()).await
 }
