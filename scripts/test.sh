@@ -44,8 +44,9 @@ cargo test --locked --features cuda
 
 step "Python tests (tritonclient, grpcurl, curl, cloud platforms, examples)"
 # The custom operator library that test_custom_operations.py loads, and the
-# stand-in NVIDIA management library of test_gpu_metrics.py.
-cargo build --locked --example custom_op_library --example fake_nvml
+# stand-ins for NVIDIA's libraries of test_gpu_metrics.py and
+# test_cuda_shared_memory.py.
+cargo build --locked --example custom_op_library --example fake_nvml --example fake_cuda
 TRITONRS_BIN=target/debug/tritonrs .venv/bin/python -m pytest tests/python -q
 
 step "deployment files: hadolint, kubernetes-validate, actionlint"

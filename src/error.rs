@@ -79,3 +79,13 @@ impl std::error::Error for Error {}
 
 /// Result with the core [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The deepest cause of `error`, which says most: libraries often wrap an
+/// operating-system message in a generic one ("dlopen failed").
+pub fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
+}

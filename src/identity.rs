@@ -16,9 +16,10 @@ pub const EXTENSIONS: &[&str] = &[
     "trace",
 ];
 
-/// The system shared-memory extension, listed only when clients may use it
-/// (`--allow-client-shm=true`).
-pub const SYSTEM_SHARED_MEMORY: &str = "system_shared_memory";
+/// The shared-memory extensions, system and CUDA, listed only when clients
+/// may use them (`--allow-client-shm=true`), as Triton's GPU builds list
+/// them.
+pub const SHARED_MEMORY: [&str; 2] = ["system_shared_memory", "cuda_shared_memory"];
 
 /// The server's name, version and extensions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,11 +34,11 @@ pub struct ServerIdentity {
 
 impl ServerIdentity {
     /// The identity of this build under the name `name`; `shared_memory`
-    /// says whether clients may use system shared memory.
+    /// says whether clients may use shared memory.
     pub fn new(name: &str, shared_memory: bool) -> Self {
         let mut extensions: Vec<String> = EXTENSIONS.iter().map(|extension| extension.to_string()).collect();
         if shared_memory {
-            extensions.push(SYSTEM_SHARED_MEMORY.to_string());
+            extensions.extend(SHARED_MEMORY.map(str::to_string));
         }
         Self { name: name.to_string(), version: env!("CARGO_PKG_VERSION").to_string(), extensions }
     }

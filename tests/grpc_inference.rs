@@ -276,13 +276,12 @@ async fn every_invalid_request_is_rejected_and_the_server_keeps_serving() {
 }
 
 #[tokio::test]
-async fn rpcs_of_later_extensions_answer_unimplemented_by_name() {
+async fn shared_memory_rpcs_are_off_unless_clients_are_allowed_shared_memory() {
     let server = TestServer::start_ready(&[]).await;
     let mut client = server.client().await;
     let error = client.cuda_shared_memory_status(CudaSharedMemoryStatusRequest::default()).await.unwrap_err();
-    assert_eq!(error.code(), Code::Unimplemented);
-    assert!(error.message().contains("CudaSharedMemoryStatus"), "{}", error.message());
-    // System shared memory is there, but off unless --allow-client-shm=true.
+    assert_eq!(error.code(), Code::Unavailable);
+    assert!(error.message().contains("--allow-client-shm=true"), "{}", error.message());
     let error = client.system_shared_memory_status(SystemSharedMemoryStatusRequest::default()).await.unwrap_err();
     assert_eq!(error.code(), Code::Unavailable);
     assert!(error.message().contains("--allow-client-shm=true"), "{}", error.message());

@@ -69,8 +69,8 @@ async fn metadata_health_and_config() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(error["error"].as_str().unwrap().contains("no_such_model"), "{error}");
     let (status, error) = get_json(&server, "/v2/cudasharedmemory/status").await;
-    assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
-    assert!(error["error"].as_str().unwrap().contains("/v2/cudasharedmemory/status"), "{error}");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(error["error"].as_str().unwrap().contains("--allow-client-shm=true"), "{error}");
     server.stop().await;
 }
 

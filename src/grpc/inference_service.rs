@@ -22,6 +22,7 @@ use crate::model_manager::{ModelManager, TensorMetadata};
 use crate::proto::inference::grpc_inference_service_server::GrpcInferenceService;
 use crate::proto::inference::model_metadata_response::TensorMetadata as ProtoTensorMetadata;
 use crate::proto::inference::*;
+use crate::shared_memory::MemoryKind;
 use crate::shutdown::ShutdownSignal;
 use crate::trace::{Activity, RequestTrace, SettingsUpdate, TRACEPARENT, TraceSettings, Tracer};
 
@@ -53,10 +54,6 @@ impl InferenceService {
     ) -> Self {
         Self { manager, identity, logging, tracer, shutdown, pacing: AnswerPacing::for_current_runtime() }
     }
-}
-
-fn unimplemented(method: &str) -> Status {
-    Status::unimplemented(format!("inference.GRPCInferenceService/{method} is not implemented by this server"))
 }
 
 fn tensor_metadata(tensors: Vec<TensorMetadata>) -> Vec<ProtoTensorMetadata> {
@@ -303,29 +300,54 @@ impl GrpcInferenceService for InferenceService {
     ) -> Result<Response<SystemSharedMemoryUnregisterResponse>, Status> {
         let name = request.into_inner().name;
         let name = Some(name.as_str()).filter(|name| !name.is_empty());
-        self.manager.shared_memory().unregister(name).map_err(status_of)?;
+        self.manager.shared_memory().unregister(MemoryKind::System, name).map_err(status_of)?;
         Ok(Response::new(SystemSharedMemoryUnregisterResponse {}))
     }
 
     async fn cuda_shared_memory_status(
         &self,
-        _: Request<CudaSharedMemoryStatusRequest>,
+        request: Request<CudaSharedMemoryStatusRequest>,
     ) -> Result<Response<CudaSharedMemoryStatusResponse>, Status> {
-        Err(unimplemented("CudaSharedMemoryStatus"))
+        let name = request.into_inner().name;
+        let name = Some(name.as_str()).filter(|name| !name.is_empty());
+        let regions = self
+            .manager
+            .shared_memory()
+            .cuda_status(name)
+            .map_err(status_of)?
+            .into_iter()
+            .map(|region| {
+                let status = cuda_shared_memory_status_response::RegionStatus {
+                    name: region.name.clone(),
+                    device_id: region.device_id,
+                    byte_size: region.byte_size,
+                };
+                (region.name, status)
+            })
+            .collect();
+        Ok(Response::new(CudaSharedMemoryStatusResponse { regions }))
     }
 
     async fn cuda_shared_memory_register(
         &self,
-        _: Request<CudaSharedMemoryRegisterRequest>,
+        request: Request<CudaSharedMemoryRegisterRequest>,
     ) -> Result<Response<CudaSharedMemoryRegisterResponse>, Status> {
-        Err(unimplemented("CudaSharedMemoryRegister"))
+        let request = request.into_inner();
+        let registry = self.manager.shared_memory();
+        registry
+            .register_cuda(&request.name, &request.raw_handle, request.device_id, request.byte_size)
+            .map_err(status_of)?;
+        Ok(Response::new(CudaSharedMemoryRegisterResponse {}))
     }
 
     async fn cuda_shared_memory_unregister(
         &self,
-        _: Request<CudaSharedMemoryUnregisterRequest>,
+        request: Request<CudaSharedMemoryUnregisterRequest>,
     ) -> Result<Response<CudaSharedMemoryUnregisterResponse>, Status> {
-        Err(unimplemented("CudaSharedMemoryUnregister"))
+        let name = request.into_inner().name;
+        let name = Some(name.as_str()).filter(|name| !name.is_empty());
+        self.manager.shared_memory().unregister(MemoryKind::Cuda, name).map_err(status_of)?;
+        Ok(Response::new(CudaSharedMemoryUnregisterResponse {}))
     }
 
     /// Reads, or changes and reads, the global trace settings or those of

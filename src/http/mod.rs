@@ -143,23 +143,17 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/repository/index", post(repository::index))
         .route("/v2/repository/models/{model}/load", post(repository::load))
         .route("/v2/repository/models/{model}/unload", post(repository::unload));
-    let mut shared_memory = Router::new()
-        .route("/v2/systemsharedmemory/status", get(shared_memory::status_all))
-        .route("/v2/systemsharedmemory/region/{region}/status", get(shared_memory::status_one))
-        .route("/v2/systemsharedmemory/region/{region}/register", post(shared_memory::register))
-        .route("/v2/systemsharedmemory/region/{region}/unregister", post(shared_memory::unregister_one))
-        .route("/v2/systemsharedmemory/unregister", post(shared_memory::unregister_all));
-    // Routes of protocol extensions this server does not offer yet answer
-    // 501 with their name rather than a bare 404.
-    for path in [
-        "/v2/cudasharedmemory/status",
-        "/v2/cudasharedmemory/region/{region}/status",
-        "/v2/cudasharedmemory/region/{region}/register",
-        "/v2/cudasharedmemory/region/{region}/unregister",
-        "/v2/cudasharedmemory/unregister",
-    ] {
-        shared_memory = shared_memory.route(path, axum::routing::any(not_implemented));
-    }
+    let shared_memory = Router::new()
+        .route("/v2/systemsharedmemory/status", get(shared_memory::system_status))
+        .route("/v2/systemsharedmemory/region/{region}/status", get(shared_memory::system_status))
+        .route("/v2/systemsharedmemory/region/{region}/register", post(shared_memory::system_register))
+        .route("/v2/systemsharedmemory/region/{region}/unregister", post(shared_memory::system_unregister))
+        .route("/v2/systemsharedmemory/unregister", post(shared_memory::system_unregister))
+        .route("/v2/cudasharedmemory/status", get(shared_memory::cuda_status))
+        .route("/v2/cudasharedmemory/region/{region}/status", get(shared_memory::cuda_status))
+        .route("/v2/cudasharedmemory/region/{region}/register", post(shared_memory::cuda_register))
+        .route("/v2/cudasharedmemory/region/{region}/unregister", post(shared_memory::cuda_unregister))
+        .route("/v2/cudasharedmemory/unregister", post(shared_memory::cuda_unregister));
     let trace = Router::new()
         .route("/v2/trace/setting", get(trace::global_settings).post(trace::update_global))
         .route("/v2/models/{model}/trace/setting", get(trace::model_settings).post(trace::update_model));
@@ -197,10 +191,6 @@ fn restricted_routes(settings: &HttpSettings, category: ApiCategory, routes: Rou
         }
         None => routes,
     }
-}
-
-async fn not_implemented(request: Request) -> ApiError {
-    ApiError::new(StatusCode::NOT_IMPLEMENTED, format!("{} is not implemented by this server", request.uri().path()))
 }
 
 async fn not_found(request: Request) -> ApiError {

@@ -121,7 +121,10 @@ impl Nvml {
         // SAFETY: loading the NVIDIA driver's own library runs only its
         // initialisers.
         let library = unsafe { libloading::Library::new(LIBRARY) }.map_err(|error| {
-            NoGpuMetrics::NothingToReport(format!("the NVIDIA management library cannot be loaded ({error})"))
+            NoGpuMetrics::NothingToReport(format!(
+                "the NVIDIA management library {LIBRARY} cannot be loaded ({})",
+                crate::error::innermost(&error)
+            ))
         })?;
         // SAFETY: every signature is NVML's own since its v2 API (CUDA 4),
         // which `nvmlInit_v2` asks for.

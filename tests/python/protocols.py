@@ -25,6 +25,7 @@ RPC_TIMEOUT_S = 20
 STATUS = {
     "INVALID_ARGUMENT": {"grpc": "StatusCode.INVALID_ARGUMENT", "http": "400"},
     "NOT_FOUND": {"grpc": "StatusCode.NOT_FOUND", "http": "404"},
+    "ALREADY_EXISTS": {"grpc": "StatusCode.ALREADY_EXISTS", "http": "409"},
     "UNAVAILABLE": {"grpc": "StatusCode.UNAVAILABLE", "http": "503"},
     "UNIMPLEMENTED": {"grpc": "StatusCode.UNIMPLEMENTED", "http": "501"},
     # HTTP only: a restricted API without its header.

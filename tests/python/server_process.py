@@ -26,6 +26,18 @@ TEST_MODELS = REPO_ROOT / "tests" / "model_repository"
 # every server runs, as a launch command in this checkout would spell them.
 SHARED_REPOSITORIES = ("examples/model_repository", "tests/model_repository")
 
+
+
+def stand_in_driver(folder, example, soname):
+    """`folder`, holding the cargo example library `example` (a stand-in for
+    one of NVIDIA's driver libraries, built into target/debug/examples) under
+    the driver's name `soname`, for a server's LD_LIBRARY_PATH."""
+    built = REPO_ROOT / "target" / "debug" / "examples" / f"lib{example}.so"
+    assert built.is_file(), f"build it first: cargo build --example {example} ({built} is missing)"
+    (folder / soname).symlink_to(built)
+    return folder
+
+
 START_TIMEOUT_S = 30
 READY_TIMEOUT_S = 30
 STOP_TIMEOUT_S = 10

@@ -206,17 +206,6 @@ def test_bad_requests_on_other_models_leave_them_serving(client, wire):
     assert_simple_works(client)
 
 
-# What each protocol names in its answer to an extension this server lacks:
-# the gRPC method, or the HTTP route.
-UNIMPLEMENTED_NAMES = {"grpc": "CudaSharedMemoryStatus", "http": "/v2/cudasharedmemory/status"}
-
-
-def test_unimplemented_extensions_say_so(client, protocol):
-    name = UNIMPLEMENTED_NAMES[protocol]
-    expect_error(client, lambda: client.get_cuda_shared_memory_status(), "UNIMPLEMENTED", name)
-    assert_simple_works(client)
-
-
 def simple_raw_request(**parameters):
     """A correct raw request to `simple` carrying request `parameters`."""
     request = raw_request("simple", "INT32", {"INPUT0": bytes(64), "INPUT1": bytes(64)})

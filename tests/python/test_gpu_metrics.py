@@ -11,10 +11,9 @@ import time
 
 import pytest
 
-from server_process import REPO_ROOT
+from server_process import stand_in_driver
 from test_metrics import scrape
 
-FAKE_NVML = REPO_ROOT / "target" / "debug" / "examples" / "libfake_nvml.so"
 H100 = "GPU-f4ke0000-0000-0000-0000-000000000000"
 L4 = "GPU-f4ke1111-1111-1111-1111-111111111111"
 GIB = 1 << 30
@@ -30,11 +29,7 @@ GPU_FAMILIES = {
 
 @pytest.fixture(scope="module")
 def driver_dir(tmp_path_factory):
-    """A folder where the fake library is `libnvidia-ml.so.1`."""
-    assert FAKE_NVML.is_file(), f"build it first: cargo build --example fake_nvml ({FAKE_NVML} is missing)"
-    folder = tmp_path_factory.mktemp("nvidia-driver")
-    (folder / "libnvidia-ml.so.1").symlink_to(FAKE_NVML)
-    return folder
+    return stand_in_driver(tmp_path_factory.mktemp("nvidia-driver"), "fake_nvml", "libnvidia-ml.so.1")
 
 
 def start(launch_server, driver_dir, extra=(), **env):
@@ -114,5 +109,6 @@ def test_a_driver_that_fails_to_start_is_reported_and_the_server_serves_on(launc
 
 def test_without_an_nvidia_driver_there_are_no_gpu_families(launch_server):
     server = launch_server("tests/model_repository", extra=["--metrics-interval-ms=100"])
-    server.wait_for_line(re.escape("no GPU metrics: the NVIDIA management library cannot be loaded"))
+    absent = "no GPU metrics: the NVIDIA management library libnvidia-ml.so.1 cannot be loaded ("
+    server.wait_for_line(re.escape(absent))
     assert not any(name.startswith(("nv_gpu", "nv_energy")) for name in scrape(server.metrics_url))

@@ -80,8 +80,8 @@ def test_server_metadata(client):
     }
     assert expected <= set(extensions)
     # Clients decide what to call from this list, so it must not promise
-    # extensions whose RPCs answer UNIMPLEMENTED, nor system shared memory,
-    # which the shared server leaves off (--allow-client-shm=false).
+    # the shared-memory extensions, which the shared server leaves off
+    # (--allow-client-shm=false).
     not_offered = {"system_shared_memory", "cuda_shared_memory"}
     assert not not_offered & set(extensions), extensions
 

@@ -110,19 +110,6 @@ def test_unknown_route_is_a_json_404(http_url):
     expect_error_response(curl(http_url, "/no/such/route", data="{}"), 404, "POST", "/no/such/route")
 
 
-# Extensions this server does not offer: 501 naming the route, whatever the method.
-NOT_IMPLEMENTED = [
-    ("GET", "/v2/cudasharedmemory/status"),
-    ("POST", "/v2/cudasharedmemory/unregister"),
-]
-
-
-@pytest.mark.parametrize("method, path", NOT_IMPLEMENTED, ids=[path for _, path in NOT_IMPLEMENTED])
-def test_unimplemented_extensions_answer_501(http_url, method, path):
-    response = curl(http_url, path, "-X", method, *(("--data", "{}") if method == "POST" else ()))
-    expect_error_response(response, 501, path, "not implemented")
-
-
 def test_server_metadata_route(http_url):
     response = curl(http_url, "/v2")
     assert response.status == 200

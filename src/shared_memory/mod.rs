@@ -1,25 +1,26 @@
-//! Triton's system shared-memory extension: a client on the same machine
-//! registers a region of a POSIX shared-memory object (`/dev/shm/<key>`),
-//! then names it in a request's input parameters, whose data the server
-//! then reads from there, and in its output parameters, which the server
-//! writes there, so the tensors skip the network and the protocol's
-//! encoding. As in Triton 2.69 and later, clients may only do this when the
-//! server is started with `--allow-client-shm=true`.
+//! Triton's shared-memory extensions. A client on the same machine
+//! registers a region, either of a POSIX shared-memory object (system
+//! shared memory, `/dev/shm/<key>`) or of its GPU memory (CUDA shared
+//! memory, through a CUDA IPC handle), then names it in a request's input
+//! parameters, whose data the server then reads from there, and in its
+//! output parameters, which the server writes there, so the tensors skip
+//! the network and the protocol's encoding. Both kinds share one set of
+//! names, as in Triton. As in Triton 2.69 and later, clients may only do
+//! this when the server is started with `--allow-client-shm=true`.
+
+mod cuda;
+mod system;
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::path::PathBuf;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use memmap2::{MmapOptions, MmapRaw};
 
+use self::cuda::CudaRegion;
+use self::system::SystemRegion;
 use crate::error::{Error, ErrorKind, Result};
 use crate::inference::{ParameterValue, Parameters};
-
-/// Where POSIX shared-memory objects live on Linux: `shm_open(key)` opens
-/// this directory's file of that name.
-const SHM_DIRECTORY: &str = "/dev/shm";
 
 /// The answer to every shared-memory call when clients may not use it.
 pub const CLIENT_SHM_DISABLED: &str =
@@ -74,7 +75,25 @@ impl SharedMemoryRef {
     }
 }
 
-/// A registered region, as the status call reports it.
+/// Which of the two extensions a call belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryKind {
+    /// System shared memory (`/v2/systemsharedmemory`, SystemSharedMemory*).
+    System,
+    /// CUDA shared memory (`/v2/cudasharedmemory`, CudaSharedMemory*).
+    Cuda,
+}
+
+impl MemoryKind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::System => "system",
+            Self::Cuda => "CUDA",
+        }
+    }
+}
+
+/// A registered system region, as the status call reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegionStatus {
     /// The name requests use.
@@ -87,61 +106,66 @@ pub struct RegionStatus {
     pub byte_size: u64,
 }
 
-/// A registered region, mapped into this process.
-struct Region {
-    status: RegionStatus,
-    /// Kept open to see the object's current size before each access: a
-    /// mapping that outlives its object's end faults instead of failing.
-    file: File,
-    map: MmapRaw,
+/// A registered CUDA region, as the status call reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CudaRegionStatus {
+    /// The name requests use.
+    pub name: String,
+    /// The CUDA device its memory is on.
+    pub device_id: u64,
+    /// The region's size.
+    pub byte_size: u64,
+}
+
+/// A registered region of either kind; requests that use it hold it, so
+/// that unregistering it lets go of the memory only after them.
+#[derive(Clone)]
+enum Region {
+    System(Arc<SystemRegion>),
+    Cuda(Arc<CudaRegion>),
 }
 
 impl Region {
-    /// The bytes `place` names, bounds-checked against the region and
-    /// against the object as it is now.
-    fn range(&self, place: &SharedMemoryRef, what: &str) -> Result<std::ops::Range<usize>> {
-        let region = &self.status.name;
-        let end = place.offset.checked_add(place.byte_size).filter(|&end| end <= self.map.len()).ok_or_else(|| {
+    fn kind(&self) -> MemoryKind {
+        match self {
+            Self::System(_) => MemoryKind::System,
+            Self::Cuda(_) => MemoryKind::Cuda,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::System(region) => region.len(),
+            Self::Cuda(region) => region.byte_size,
+        }
+    }
+
+    /// The bytes `place` names, bounds-checked against the region (and a
+    /// system region's object as it is now).
+    fn range(&self, place: &SharedMemoryRef, what: &str) -> Result<Range<usize>> {
+        let region = &place.region;
+        let end = place.offset.checked_add(place.byte_size).filter(|&end| end <= self.len()).ok_or_else(|| {
             Error::invalid_argument(format!(
                 "{what}: {} bytes at offset {} do not fit shared memory region '{region}' of {} bytes",
                 place.byte_size,
                 place.offset,
-                self.map.len()
+                self.len()
             ))
         })?;
-        let object_size = self.file.metadata().map(|metadata| metadata.len()).unwrap_or(0);
-        if self.status.offset + (end as u64) > object_size {
-            return Err(Error::invalid_argument(format!(
-                "{what}: the shared-memory object '{}' of region '{region}' has shrunk to {object_size} bytes",
-                self.status.key
-            )));
+        let range = place.offset..end;
+        if let Self::System(system) = self {
+            system
+                .check_object(&range)
+                .map_err(|reason| Error::invalid_argument(format!("{what}: region '{region}': {reason}")))?;
         }
-        Ok(place.offset..end)
+        Ok(range)
     }
 }
 
-/// A slice of a region handed to a request as its input's data, without a
-/// copy; the region stays mapped while any slice lives, even if it is
-/// unregistered meanwhile.
-struct RegionSlice {
-    region: Arc<Region>,
-    range: std::ops::Range<usize>,
-}
-
-impl AsRef<[u8]> for RegionSlice {
-    fn as_ref(&self) -> &[u8] {
-        // SAFETY: `range` was checked to lie inside the mapping, which lives
-        // as long as `self.region`. The client may write the memory while the
-        // server reads it, as with Triton's shared memory: the protocol
-        // leaves the region to the server from the request until its answer.
-        unsafe { std::slice::from_raw_parts(self.region.map.as_ptr().add(self.range.start), self.range.len()) }
-    }
-}
-
-/// The registered system shared-memory regions, by name.
+/// The registered shared-memory regions, by name.
 pub struct SharedMemoryRegistry {
     allowed: bool,
-    regions: Mutex<BTreeMap<String, Arc<Region>>>,
+    regions: Mutex<BTreeMap<String, Region>>,
 }
 
 impl SharedMemoryRegistry {
@@ -155,7 +179,7 @@ impl SharedMemoryRegistry {
         self.allowed
     }
 
-    fn regions(&self) -> Result<std::sync::MutexGuard<'_, BTreeMap<String, Arc<Region>>>> {
+    fn regions(&self) -> Result<std::sync::MutexGuard<'_, BTreeMap<String, Region>>> {
         if !self.allowed {
             return Err(Error::unavailable(CLIENT_SHM_DISABLED));
         }
@@ -163,13 +187,15 @@ impl SharedMemoryRegistry {
         Ok(self.regions.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
     }
 
-    /// Maps `byte_size` bytes at `offset` of the shared-memory object `key`
-    /// as region `name`.
-    pub fn register(&self, name: &str, key: &str, offset: u64, byte_size: u64) -> Result<()> {
+    /// Registers region `name` with what `open` maps, unless the name is
+    /// taken (by a region of either kind).
+    fn add(
+        &self,
+        kind: MemoryKind,
+        name: &str,
+        open: impl FnOnce() -> std::result::Result<Region, String>,
+    ) -> Result<()> {
         let mut regions = self.regions()?;
-        let failed = |message: String| {
-            Error::invalid_argument(format!("failed to register shared memory region '{name}': {message}"))
-        };
         if name.is_empty() {
             return Err(Error::invalid_argument("a shared memory region needs a name"));
         }
@@ -179,62 +205,103 @@ impl SharedMemoryRegistry {
                 format!("shared memory region '{name}' already in manager"),
             ));
         }
-        let path = object_path(key).map_err(failed)?;
-        let byte_size = usize::try_from(byte_size)
-            .ok()
-            .filter(|&size| size > 0)
-            .ok_or_else(|| failed(format!("byte_size {byte_size} must be at least 1")))?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|error| failed(format!("cannot open shared-memory object '{key}': {error}")))?;
-        let object_size = file
-            .metadata()
-            .map_err(|error| failed(format!("cannot read the size of shared-memory object '{key}': {error}")))?
-            .len();
-        if offset.checked_add(byte_size as u64).is_none_or(|end| end > object_size) {
-            return Err(failed(format!(
-                "{byte_size} bytes at offset {offset} do not fit shared-memory object '{key}' of {object_size} bytes"
-            )));
-        }
-        let map = MmapOptions::new()
-            .offset(offset)
-            .len(byte_size)
-            .map_raw(&file)
-            .map_err(|error| failed(format!("cannot map shared-memory object '{key}': {error}")))?;
-        let status = RegionStatus { name: name.to_string(), key: key.to_string(), offset, byte_size: byte_size as u64 };
-        regions.insert(name.to_string(), Arc::new(Region { status, file, map }));
+        let region = open().map_err(|message| {
+            let kind = match kind {
+                MemoryKind::System => "",
+                MemoryKind::Cuda => "CUDA ",
+            };
+            Error::invalid_argument(format!("failed to register {kind}shared memory region '{name}': {message}"))
+        })?;
+        regions.insert(name.to_string(), region);
         Ok(())
     }
 
-    /// Forgets region `name`, or every region when `None`. Requests that
-    /// already read from a region keep their data; an unknown name is not
-    /// an error, as in Triton.
-    pub fn unregister(&self, name: Option<&str>) -> Result<()> {
+    /// Maps `byte_size` bytes at `offset` of the shared-memory object `key`
+    /// as system region `name`.
+    pub fn register(&self, name: &str, key: &str, offset: u64, byte_size: u64) -> Result<()> {
+        self.add(MemoryKind::System, name, || {
+            SystemRegion::open(key, offset, byte_size).map(|region| Region::System(Arc::new(region)))
+        })
+    }
+
+    /// Opens `byte_size` bytes of GPU memory on CUDA device `device_id`
+    /// behind the CUDA IPC handle `raw_handle` as CUDA region `name`.
+    pub fn register_cuda(&self, name: &str, raw_handle: &[u8], device_id: i64, byte_size: u64) -> Result<()> {
+        self.add(MemoryKind::Cuda, name, || {
+            CudaRegion::open(raw_handle, device_id, byte_size).map(|region| Region::Cuda(Arc::new(region)))
+        })
+    }
+
+    /// Forgets region `name` of `kind`, or every region of that kind when
+    /// `None`. Requests that already use a region keep it until they end;
+    /// an unknown name, or one of the other kind, is not an error, as in
+    /// Triton.
+    pub fn unregister(&self, kind: MemoryKind, name: Option<&str>) -> Result<()> {
         let mut regions = self.regions()?;
         match name {
             Some(name) => {
-                regions.remove(name);
+                if regions.get(name).is_some_and(|region| region.kind() == kind) {
+                    regions.remove(name);
+                }
             }
-            None => regions.clear(),
+            None => regions.retain(|_, region| region.kind() != kind),
         }
         Ok(())
     }
 
-    /// The status of region `name`, or of every region when `None`.
-    pub fn status(&self, name: Option<&str>) -> Result<Vec<RegionStatus>> {
+    /// The regions of `kind`: `name`, or every one when `None`.
+    fn of_kind(&self, kind: MemoryKind, name: Option<&str>) -> Result<Vec<(String, Region)>> {
         let regions = self.regions()?;
-        match name {
-            None => Ok(regions.values().map(|region| region.status.clone()).collect()),
-            Some(name) => regions
-                .get(name)
-                .map(|region| vec![region.status.clone()])
-                .ok_or_else(|| Error::not_found(format!("Unable to find system shared memory region: '{name}'"))),
+        let Some(name) = name else {
+            let listed = regions.iter().filter(|(_, region)| region.kind() == kind);
+            return Ok(listed.map(|(name, region)| (name.clone(), region.clone())).collect());
+        };
+        match regions.get(name) {
+            None => Err(Error::not_found(format!(
+                "Unable to find {} shared memory region: '{name}'",
+                kind.name().to_lowercase()
+            ))),
+            Some(region) if region.kind() != kind => Err(Error::not_found(format!(
+                "The region named '{name}' is registered as {} shared memory, not {} shared memory",
+                region.kind().name(),
+                kind.name()
+            ))),
+            Some(region) => Ok(vec![(name.to_string(), region.clone())]),
         }
     }
 
-    fn region(&self, place: &SharedMemoryRef, what: &str) -> Result<Arc<Region>> {
+    /// The status of system region `name`, or of every one when `None`.
+    pub fn status(&self, name: Option<&str>) -> Result<Vec<RegionStatus>> {
+        let regions = self.of_kind(MemoryKind::System, name)?;
+        Ok(regions
+            .into_iter()
+            .filter_map(|(name, region)| match region {
+                Region::System(system) => Some(RegionStatus {
+                    name,
+                    key: system.key.clone(),
+                    offset: system.offset,
+                    byte_size: system.len() as u64,
+                }),
+                Region::Cuda(_) => None,
+            })
+            .collect())
+    }
+
+    /// The status of CUDA region `name`, or of every one when `None`.
+    pub fn cuda_status(&self, name: Option<&str>) -> Result<Vec<CudaRegionStatus>> {
+        let regions = self.of_kind(MemoryKind::Cuda, name)?;
+        Ok(regions
+            .into_iter()
+            .filter_map(|(name, region)| match region {
+                Region::Cuda(cuda) => {
+                    Some(CudaRegionStatus { name, device_id: cuda.device as u64, byte_size: cuda.byte_size as u64 })
+                }
+                Region::System(_) => None,
+            })
+            .collect())
+    }
+
+    fn region(&self, place: &SharedMemoryRef, what: &str) -> Result<Region> {
         self.regions()?.get(&place.region).cloned().ok_or_else(|| {
             Error::invalid_argument(format!("{what}: no shared memory region '{}' is registered", place.region))
         })
@@ -246,12 +313,18 @@ impl SharedMemoryRegistry {
         self.region(place, what)?.range(place, what).map(|_| ())
     }
 
-    /// The data of an input that lies in shared memory, without a copy.
-    /// `what` names the tensor for errors ("model 'm': input 'x'").
+    /// The data of an input that lies in shared memory: without a copy
+    /// from system shared memory, copied from the GPU from CUDA shared
+    /// memory. `what` names the tensor for errors ("model 'm': input 'x'").
     pub fn read(&self, place: &SharedMemoryRef, what: &str) -> Result<Bytes> {
         let region = self.region(place, what)?;
         let range = region.range(place, what)?;
-        Ok(Bytes::from_owner(RegionSlice { region, range }))
+        match region {
+            Region::System(system) => Ok(system.read(range)),
+            Region::Cuda(cuda) => cuda.read(range).map(Bytes::from).map_err(|reason| {
+                Error::internal(format!("{what}: reading CUDA shared memory region '{}': {reason}", place.region))
+            }),
+        }
     }
 
     /// Writes an output into the shared memory the request named for it.
@@ -266,29 +339,21 @@ impl SharedMemoryRegistry {
         }
         let region = self.region(place, what)?;
         let range = region.range(place, what)?;
-        // SAFETY: `range` lies inside the live mapping and holds at least
-        // `data.len()` bytes; `data` is the server's own buffer, never the
-        // mapping itself, so the two do not overlap.
-        unsafe {
-            std::ptr::copy_nonoverlapping(data.as_ptr(), region.map.as_mut_ptr().add(range.start), data.len());
+        match region {
+            Region::System(system) => {
+                system.write(range, data);
+                Ok(())
+            }
+            Region::Cuda(cuda) => cuda.write(range, data).map_err(|reason| {
+                Error::internal(format!("{what}: writing CUDA shared memory region '{}': {reason}", place.region))
+            }),
         }
-        Ok(())
     }
-}
-
-/// The file of shared-memory object `key` (`/name` or `name`, as
-/// `shm_open` takes it). Keys that would reach outside the shared-memory
-/// directory are refused.
-fn object_path(key: &str) -> std::result::Result<PathBuf, String> {
-    let name = key.strip_prefix('/').unwrap_or(key);
-    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
-        return Err(format!("'{key}' is not a shared-memory key: expected '/name' without further slashes"));
-    }
-    Ok(PathBuf::from(SHM_DIRECTORY).join(name))
 }
 
 #[cfg(test)]
 mod tests {
+    use super::system::object_path;
     use super::*;
 
     /// A shared-memory object of `size` bytes, removed when dropped.
@@ -365,7 +430,7 @@ mod tests {
             registry.register("u", "/tritonrs-no-such-object", 0, 8).unwrap_err().message().contains("cannot open")
         );
 
-        registry.unregister(Some("r")).unwrap();
+        registry.unregister(MemoryKind::System, Some("r")).unwrap();
         // Data already read keeps its mapping.
         assert_eq!(data[..], [1, 2, 3, 4]);
         assert!(
@@ -385,6 +450,7 @@ mod tests {
         let error = registry.status(None).unwrap_err();
         assert_eq!((error.kind(), error.message()), (ErrorKind::Unavailable, CLIENT_SHM_DISABLED));
         assert_eq!(registry.register("r", "/k", 0, 8).unwrap_err().kind(), ErrorKind::Unavailable);
-        assert_eq!(registry.unregister(None).unwrap_err().kind(), ErrorKind::Unavailable);
+        assert_eq!(registry.unregister(MemoryKind::Cuda, None).unwrap_err().kind(), ErrorKind::Unavailable);
+        assert_eq!(registry.cuda_status(None).unwrap_err().kind(), ErrorKind::Unavailable);
     }
 }
