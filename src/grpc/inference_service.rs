@@ -333,9 +333,9 @@ impl GrpcInferenceService for InferenceService {
         request: Request<CudaSharedMemoryRegisterRequest>,
     ) -> Result<Response<CudaSharedMemoryRegisterResponse>, Status> {
         let request = request.into_inner();
-        let registry = self.manager.shared_memory();
-        registry
-            .register_cuda(&request.name, &request.raw_handle, request.device_id, request.byte_size)
+        self.manager
+            .register_cuda_shared_memory(request.name, request.raw_handle, request.device_id, request.byte_size)
+            .await
             .map_err(status_of)?;
         Ok(Response::new(CudaSharedMemoryRegisterResponse {}))
     }

@@ -118,7 +118,7 @@ pub async fn cuda_register(
         }
     };
     let byte_size = request.count("byte_size", None)?;
-    state.manager.shared_memory().register_cuda(&region, &raw_handle, device_id, byte_size)?;
+    state.manager.register_cuda_shared_memory(region, raw_handle, device_id, byte_size).await?;
     Ok(StatusCode::OK)
 }
 

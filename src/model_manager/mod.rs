@@ -549,6 +549,26 @@ impl ModelManager {
         &self.shared_memory
     }
 
+    /// Registers a CUDA shared-memory region (see
+    /// [`SharedMemoryRegistry::register_cuda`]) on a blocking thread: the
+    /// first one loads and initialises the NVIDIA driver, which can take a
+    /// second on a machine with many GPUs, and the frontend's threads must
+    /// not wait on it.
+    pub async fn register_cuda_shared_memory(
+        self: &Arc<Self>,
+        name: String,
+        raw_handle: Vec<u8>,
+        device_id: i64,
+        byte_size: u64,
+    ) -> Result<()> {
+        let manager = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            manager.shared_memory.register_cuda(&name, &raw_handle, device_id, byte_size)
+        })
+        .await
+        .map_err(|error| Error::internal(format!("registering CUDA shared memory region failed: {error}")))?
+    }
+
     /// Runs one inference request. Inputs in shared memory are read from
     /// their regions first, and outputs the request asked for in shared
     /// memory are written there, leaving them empty in the response. A
