@@ -19,7 +19,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::backend::{Backend, Device, InstanceSettings};
@@ -591,7 +590,8 @@ impl ModelManager {
             let input = request.inputs.get_mut(index).ok_or_else(|| {
                 Error::internal(format!("model '{model_name}': shared-memory input {index} is not among the inputs"))
             })?;
-            input.data = self.shared_memory.read(&place, &format!("model '{model_name}': input '{}'", input.name))?;
+            let what = format!("model '{model_name}': input '{}'", input.name);
+            input.data = self.shared_memory.read(&place, &what).await?;
         }
         let mut output_places = Vec::new();
         for output in &request.outputs {
@@ -623,8 +623,7 @@ impl ModelManager {
             }
             if let Some((_, place)) = output_places.iter().find(|(name, _)| *name == output.name) {
                 let what = format!("model '{model_name}': output '{}'", output.name);
-                self.shared_memory.write(place, &what, &output.data)?;
-                output.data = Bytes::new();
+                self.shared_memory.write(place, &what, std::mem::take(&mut output.data)).await?;
                 shared_memory_outputs.push(output.name.clone());
             }
         }

@@ -314,21 +314,30 @@ impl SharedMemoryRegistry {
     }
 
     /// The data of an input that lies in shared memory: without a copy
-    /// from system shared memory, copied from the GPU from CUDA shared
-    /// memory. `what` names the tensor for errors ("model 'm': input 'x'").
-    pub fn read(&self, place: &SharedMemoryRef, what: &str) -> Result<Bytes> {
+    /// from system shared memory; from CUDA shared memory, copied from the
+    /// GPU on a blocking thread, so that a large tensor's copy holds up no
+    /// other request. `what` names the tensor for errors ("model 'm': input
+    /// 'x'").
+    pub async fn read(&self, place: &SharedMemoryRef, what: &str) -> Result<Bytes> {
         let region = self.region(place, what)?;
         let range = region.range(place, what)?;
         match region {
             Region::System(system) => Ok(system.read(range)),
-            Region::Cuda(cuda) => cuda.read(range).map(Bytes::from).map_err(|reason| {
-                Error::internal(format!("{what}: reading CUDA shared memory region '{}': {reason}", place.region))
-            }),
+            Region::Cuda(cuda) => {
+                let copied = tokio::task::spawn_blocking(move || cuda.read(range)).await;
+                let reason = match copied {
+                    Ok(Ok(data)) => return Ok(Bytes::from(data)),
+                    Ok(Err(reason)) => reason,
+                    Err(error) => error.to_string(),
+                };
+                Err(Error::internal(format!("{what}: reading CUDA shared memory region '{}': {reason}", place.region)))
+            }
         }
     }
 
-    /// Writes an output into the shared memory the request named for it.
-    pub fn write(&self, place: &SharedMemoryRef, what: &str, data: &[u8]) -> Result<()> {
+    /// Writes an output into the shared memory the request named for it
+    /// (into CUDA shared memory on a blocking thread, as [`Self::read`]).
+    pub async fn write(&self, place: &SharedMemoryRef, what: &str, data: Bytes) -> Result<()> {
         if data.len() > place.byte_size {
             return Err(Error::invalid_argument(format!(
                 "{what}: shared memory size specified with the request ({} bytes) should be at least {} bytes to \
@@ -341,12 +350,18 @@ impl SharedMemoryRegistry {
         let range = region.range(place, what)?;
         match region {
             Region::System(system) => {
-                system.write(range, data);
+                system.write(range, &data);
                 Ok(())
             }
-            Region::Cuda(cuda) => cuda.write(range, data).map_err(|reason| {
-                Error::internal(format!("{what}: writing CUDA shared memory region '{}': {reason}", place.region))
-            }),
+            Region::Cuda(cuda) => {
+                let copied = tokio::task::spawn_blocking(move || cuda.write(range, &data)).await;
+                let reason = match copied {
+                    Ok(Ok(())) => return Ok(()),
+                    Ok(Err(reason)) => reason,
+                    Err(error) => error.to_string(),
+                };
+                Err(Error::internal(format!("{what}: writing CUDA shared memory region '{}': {reason}", place.region)))
+            }
         }
     }
 }
@@ -398,8 +413,8 @@ mod tests {
         assert!(read(&[region, negative]).unwrap_err().message().contains("must be a byte count, not -1"));
     }
 
-    #[test]
-    fn regions_are_registered_read_written_and_unregistered() {
+    #[tokio::test]
+    async fn regions_are_registered_read_written_and_unregistered() {
         let object = Object::new(64);
         let registry = SharedMemoryRegistry::new(true);
         registry.register("r", &object.0, 16, 32).unwrap();
@@ -408,18 +423,18 @@ mod tests {
         let again = registry.register("r", &object.0, 0, 8).unwrap_err();
         assert_eq!(again.kind(), ErrorKind::AlreadyExists);
 
-        registry.write(&place("r", 4, 8), "output 'y'", &[1, 2, 3, 4]).unwrap();
+        registry.write(&place("r", 4, 8), "output 'y'", Bytes::from_static(&[1, 2, 3, 4])).await.unwrap();
         let file = std::fs::read(object_path(&object.0).unwrap()).unwrap();
         assert_eq!(file[20..24], [1, 2, 3, 4], "region offset 16 + request offset 4");
-        let data = registry.read(&place("r", 4, 4), "input 'x'").unwrap();
+        let data = registry.read(&place("r", 4, 4), "input 'x'").await.unwrap();
         assert_eq!(data[..], [1, 2, 3, 4]);
 
-        let too_far = registry.read(&place("r", 30, 4), "input 'x'").unwrap_err();
+        let too_far = registry.read(&place("r", 30, 4), "input 'x'").await.unwrap_err();
         assert!(
             too_far.message().contains("4 bytes at offset 30 do not fit shared memory region 'r' of 32"),
             "{too_far}"
         );
-        let too_big = registry.write(&place("r", 0, 2), "output 'y'", &[0; 4]).unwrap_err();
+        let too_big = registry.write(&place("r", 0, 2), "output 'y'", Bytes::from_static(&[0; 4])).await.unwrap_err();
         assert!(too_big.message().contains("(2 bytes) should be at least 4 bytes"), "{too_big}");
         let outside = registry.register("s", &object.0, 60, 8).unwrap_err();
         assert!(outside.message().contains("do not fit shared-memory object"), "{outside}");
@@ -436,6 +451,7 @@ mod tests {
         assert!(
             registry
                 .read(&place("r", 0, 4), "input 'x'")
+                .await
                 .unwrap_err()
                 .message()
                 .contains("no shared memory region 'r'")
