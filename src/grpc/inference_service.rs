@@ -56,6 +56,12 @@ impl InferenceService {
     }
 }
 
+/// A name field where Triton's protocol reads empty as "every one" (the
+/// models of ModelStatistics, the regions of the shared-memory calls).
+fn one_or_every(name: &str) -> Option<&str> {
+    Some(name).filter(|name| !name.is_empty())
+}
+
 fn tensor_metadata(tensors: Vec<TensorMetadata>) -> Vec<ProtoTensorMetadata> {
     tensors
         .into_iter()
@@ -216,8 +222,7 @@ impl GrpcInferenceService for InferenceService {
     ) -> Result<Response<ModelStatisticsResponse>, Status> {
         let request = request.into_inner();
         let version = parse_model_version(&request.name, &request.version).map_err(status_of)?;
-        let name = Some(request.name.as_str()).filter(|name| !name.is_empty());
-        let statistics = self.manager.statistics(name, version).map_err(status_of)?;
+        let statistics = self.manager.statistics(one_or_every(&request.name), version).map_err(status_of)?;
         Ok(Response::new(encode_statistics(statistics)))
     }
 
@@ -268,7 +273,7 @@ impl GrpcInferenceService for InferenceService {
         let regions = self
             .manager
             .shared_memory()
-            .status(Some(name.as_str()).filter(|name| !name.is_empty()))
+            .status(one_or_every(&name))
             .map_err(status_of)?
             .into_iter()
             .map(|region| {
@@ -299,8 +304,7 @@ impl GrpcInferenceService for InferenceService {
         request: Request<SystemSharedMemoryUnregisterRequest>,
     ) -> Result<Response<SystemSharedMemoryUnregisterResponse>, Status> {
         let name = request.into_inner().name;
-        let name = Some(name.as_str()).filter(|name| !name.is_empty());
-        self.manager.shared_memory().unregister(MemoryKind::System, name).map_err(status_of)?;
+        self.manager.shared_memory().unregister(MemoryKind::System, one_or_every(&name)).map_err(status_of)?;
         Ok(Response::new(SystemSharedMemoryUnregisterResponse {}))
     }
 
@@ -309,11 +313,10 @@ impl GrpcInferenceService for InferenceService {
         request: Request<CudaSharedMemoryStatusRequest>,
     ) -> Result<Response<CudaSharedMemoryStatusResponse>, Status> {
         let name = request.into_inner().name;
-        let name = Some(name.as_str()).filter(|name| !name.is_empty());
         let regions = self
             .manager
             .shared_memory()
-            .cuda_status(name)
+            .cuda_status(one_or_every(&name))
             .map_err(status_of)?
             .into_iter()
             .map(|region| {
@@ -345,8 +348,7 @@ impl GrpcInferenceService for InferenceService {
         request: Request<CudaSharedMemoryUnregisterRequest>,
     ) -> Result<Response<CudaSharedMemoryUnregisterResponse>, Status> {
         let name = request.into_inner().name;
-        let name = Some(name.as_str()).filter(|name| !name.is_empty());
-        self.manager.shared_memory().unregister(MemoryKind::Cuda, name).map_err(status_of)?;
+        self.manager.shared_memory().unregister(MemoryKind::Cuda, one_or_every(&name)).map_err(status_of)?;
         Ok(Response::new(CudaSharedMemoryUnregisterResponse {}))
     }
 

@@ -401,7 +401,7 @@ impl GpuMetrics {
 /// Opens NVML and picks the visible GPUs.
 fn open_poller(cuda_visible_devices: Option<&str>) -> Result<Poller, NoGpuMetrics> {
     let nvml = Nvml::open()?;
-    let mut devices = nvml.devices().map_err(NoGpuMetrics::DriverFailed)?;
+    let devices = nvml.devices().map_err(NoGpuMetrics::DriverFailed)?;
     let uuids: Vec<String> = devices.iter().map(|device| device.uuid.clone()).collect();
     let visible = visible_devices(cuda_visible_devices, &uuids);
     if visible.is_empty() {
@@ -413,7 +413,7 @@ fn open_poller(cuda_visible_devices: Option<&str>) -> Result<Poller, NoGpuMetric
         };
         return Err(NoGpuMetrics::NothingToReport(reason));
     }
-    let mut slots: Vec<Option<Device>> = devices.drain(..).map(Some).collect();
+    let mut slots: Vec<Option<Device>> = devices.into_iter().map(Some).collect();
     let devices: Vec<Device> = visible.iter().filter_map(|&index| slots[index].take()).collect();
     for (cuda_index, device) in devices.iter().enumerate() {
         tracing::info!("Collecting metrics for GPU {cuda_index}: {} ({})", device.name, device.uuid);

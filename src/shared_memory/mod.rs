@@ -75,6 +75,14 @@ impl SharedMemoryRef {
     }
 }
 
+/// Runs a copy to or from the GPU on a blocking thread; `Err` says why it
+/// failed, or that the thread did.
+async fn on_blocking_thread<T: Send + 'static>(
+    copy: impl FnOnce() -> std::result::Result<T, String> + Send + 'static,
+) -> std::result::Result<T, String> {
+    tokio::task::spawn_blocking(copy).await.unwrap_or_else(|error| Err(error.to_string()))
+}
+
 /// Which of the two extensions a call belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MemoryKind {
@@ -324,13 +332,9 @@ impl SharedMemoryRegistry {
         match region {
             Region::System(system) => Ok(system.read(range)),
             Region::Cuda(cuda) => {
-                let copied = tokio::task::spawn_blocking(move || cuda.read(range)).await;
-                let reason = match copied {
-                    Ok(Ok(data)) => return Ok(Bytes::from(data)),
-                    Ok(Err(reason)) => reason,
-                    Err(error) => error.to_string(),
-                };
-                Err(Error::internal(format!("{what}: reading CUDA shared memory region '{}': {reason}", place.region)))
+                on_blocking_thread(move || cuda.read(range)).await.map(Bytes::from).map_err(|reason| {
+                    Error::internal(format!("{what}: reading CUDA shared memory region '{}': {reason}", place.region))
+                })
             }
         }
     }
@@ -353,15 +357,9 @@ impl SharedMemoryRegistry {
                 system.write(range, &data);
                 Ok(())
             }
-            Region::Cuda(cuda) => {
-                let copied = tokio::task::spawn_blocking(move || cuda.write(range, &data)).await;
-                let reason = match copied {
-                    Ok(Ok(())) => return Ok(()),
-                    Ok(Err(reason)) => reason,
-                    Err(error) => error.to_string(),
-                };
-                Err(Error::internal(format!("{what}: writing CUDA shared memory region '{}': {reason}", place.region)))
-            }
+            Region::Cuda(cuda) => on_blocking_thread(move || cuda.write(range, &data)).await.map_err(|reason| {
+                Error::internal(format!("{what}: writing CUDA shared memory region '{}': {reason}", place.region))
+            }),
         }
     }
 }

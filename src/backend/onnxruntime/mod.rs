@@ -78,13 +78,11 @@ impl Backend for OnnxRuntimeBackend {
         // optimizations that make a full load slow. A model of custom
         // operators loads only with their libraries.
         let load = || -> ort::Result<Session> {
-            let mut builder = self
+            let builder = self
                 .session_builder()?
                 .with_optimization_level(ort::session::builder::GraphOptimizationLevel::Disable)?;
-            for library in session_options::operator_libraries(config) {
-                builder = builder.with_operator_library(library)?;
-            }
-            builder.commit_from_file(model_path)
+            session_options::with_operator_libraries(builder, &session_options::operator_libraries(config))?
+                .commit_from_file(model_path)
         };
         let session = load().map_err(|error| load_error(model_path, error))?;
         signature_of(&session).map_err(|message| Error::internal(format!("'{}': {message}", model_path.display())))

@@ -102,11 +102,16 @@ impl SessionOptions {
         if let Some(enable) = self.memory_pattern {
             builder = builder.with_memory_pattern(enable)?;
         }
-        for library in &self.operator_libraries {
-            builder = builder.with_operator_library(library)?;
-        }
-        Ok(builder)
+        with_operator_libraries(builder, &self.operator_libraries)
     }
+}
+
+/// Registers the custom operator `libraries` with a session, in order.
+pub fn with_operator_libraries(mut builder: SessionBuilder, libraries: &[PathBuf]) -> ort::Result<SessionBuilder> {
+    for library in libraries {
+        builder = builder.with_operator_library(library)?;
+    }
+    Ok(builder)
 }
 
 /// The custom operator libraries a configuration names, as ONNX Runtime
