@@ -162,22 +162,24 @@ fn execute_batch(shared: &Shared, name: &str, instance: &mut dyn ModelInstance, 
             stamp_compute(&live, started, &times, finished);
             shared.recent_execution.record(times.input + times.infer + times.output);
             let answers = live.len();
-            for (index, (pending, outputs)) in live.into_iter().zip(shares).enumerate() {
+            let replies = live.into_iter().zip(shares).enumerate().map(|(index, (pending, outputs))| {
                 let position = BatchPosition { index, answers };
-                shared.responder.respond(pending.sequence, pending.reply, Ok(Executed { outputs, position, times }));
-            }
+                (pending.sequence, pending.reply, Ok(Executed { outputs, position, times }))
+            });
+            shared.responder.respond_batch(replies.collect());
         }
         Err(error) => {
             // Say which model and instance failed, to the clients and in the
             // log: a backend's own message rarely names them.
             let error = Error::new(error.kind(), format!("{} (instance '{name}'): {}", shared.label, error.message()));
             tracing::warn!(instance = name, requests = live.len(), "a batch failed: {}", error.message());
-            for pending in live {
+            let replies = live.into_iter().map(|pending| {
                 shared
                     .statistics
                     .record_failure(finished.saturating_duration_since(pending.arrived), FailureReason::Backend);
-                shared.responder.respond(pending.sequence, pending.reply, Err(error.clone()));
-            }
+                (pending.sequence, pending.reply, Err(error.clone()))
+            });
+            shared.responder.respond_batch(replies.collect());
         }
     }
 }

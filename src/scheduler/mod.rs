@@ -301,6 +301,7 @@ impl Scheduler {
         }
         let deadline = shared.policy.levels.policy(level).timeout_for(options.timeout).map(|timeout| arrived + timeout);
         let (reply, mut answer) = oneshot::channel();
+        shared.responder.note_runtime();
         let first_in_line;
         {
             let mut state = shared.lock();
@@ -379,7 +380,7 @@ impl Scheduler {
     /// cached answers too.
     pub async fn answer_without_running(&self, outputs: Vec<Tensor>) -> Result<Executed> {
         let executed = Executed::without_running(outputs);
-        if matches!(self.shared.responder, Responder::Immediate) {
+        if !self.shared.responder.keeps_order() {
             return Ok(executed);
         }
         let (reply, answer) = oneshot::channel();
