@@ -6,6 +6,10 @@ use std::process::ExitCode;
 use tritonrs::logging::{self, LogSettings};
 use tritonrs::{cli, server};
 
+/// mimalloc rather than glibc's malloc: see its entry in Cargo.toml.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let command_line = match cli::parse(std::env::args_os()) {
         Ok(parsed) => parsed,
