@@ -10,7 +10,7 @@
 //! runtime is woken by a write to its eventfd for every such wake: a
 //! system call per answer on the instance thread, and as many wake-ups
 //! for the frontend. One task spawned for the batch costs one wake-up,
-//! and it wakes the callers from inside (BENCHMARKS.md, "What changed").
+//! and it wakes the callers from inside (BENCHMARKS.md, "Nineteenth run").
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, OnceLock};
