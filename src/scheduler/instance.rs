@@ -37,6 +37,9 @@ pub(super) fn run(shared: &Shared, instance: SchedulerInstance) {
     // the many requests of the next batch, while the poll takes a core from
     // the frontend that is busy answering this one.
     let mut may_spin = true;
+    // Whether the instance has just run a batch of several requests, whose
+    // callers are likely to send their next requests at once.
+    let mut more_expected = false;
     loop {
         let now = Instant::now();
         let late = state.queue.expire(now);
@@ -73,6 +76,7 @@ pub(super) fn run(shared: &Shared, instance: SchedulerInstance) {
                     shared.work.notify_one();
                 }
                 may_spin = batch.len() == 1;
+                more_expected = batch.len() > 1;
                 execute_batch(shared, name, instance.as_mut(), batch);
                 state = shared.lock();
                 if let Some(grant) = grant.take() {
@@ -101,7 +105,22 @@ pub(super) fn run(shared: &Shared, instance: SchedulerInstance) {
             }
             Decision::Idle => {
                 let wait = state.queue.next_deadline().map(|deadline| deadline.saturating_duration_since(now));
-                state = sleep(shared, state, wait);
+                match shared.policy.batching_delay().filter(|_| more_expected && state.idle_alarm.is_none()) {
+                    Some(delay) => {
+                        // Waking by itself within the delay, the instance is
+                        // never later than the batch that the next request
+                        // starts may wait, so the callers need not wake it
+                        // until their batch is complete: one wake-up per
+                        // batch instead of two (the first request's). After
+                        // a lone request it polls instead (above), for a
+                        // latency that a sleep's wake-up would add to.
+                        state.idle_alarm = Some(now + delay);
+                        state = sleep(shared, state, Some(wait.map_or(delay, |wait| wait.min(delay))));
+                        state.idle_alarm = None;
+                    }
+                    None => state = sleep(shared, state, wait),
+                }
+                more_expected = false;
             }
         }
     }

@@ -118,6 +118,10 @@ struct State {
     /// call and a context switch, so callers only signal when one sleeps
     /// and the new request changes what it would decide.
     sleeping_instances: usize,
+    /// When an instance that has just run a batch and found the queue
+    /// empty wakes by itself (see `instance::run`); a request arriving
+    /// before then need not wake it if its batch may wait that long.
+    idle_alarm: Option<Instant>,
 }
 
 /// Everything the callers and the instance threads of one model version
@@ -138,6 +142,12 @@ struct Shared {
 }
 
 impl State {
+    /// Whether an idle instance wakes by itself before a batch started by
+    /// a request arriving at `arrived` has waited as long as it may.
+    fn idle_alarm_within(&self, arrived: Instant, policy: &SchedulingPolicy) -> bool {
+        self.idle_alarm.zip(policy.batching_delay()).is_some_and(|(alarm, delay)| alarm <= arrived + delay)
+    }
+
     /// The next request's place in the arrival order.
     fn take_sequence(&mut self) -> u64 {
         self.next_sequence += 1;
@@ -206,6 +216,7 @@ impl Scheduler {
                 next_sequence: 0,
                 closing: false,
                 sleeping_instances: 0,
+                idle_alarm: None,
             }),
             policy,
             work: Condvar::new(),
@@ -318,8 +329,10 @@ impl Scheduler {
                         // A sleeping instance is either idle (the queue was
                         // empty) or waiting for a batch to fill until a moment
                         // that a later arrival cannot bring forward, unless
-                        // it has its own time-out or completes the batch.
-                        first_in_line
+                        // it has its own time-out or completes the batch. An
+                        // idle one that wakes by itself before this request's
+                        // batch must go needs no signal either.
+                        (first_in_line && !state.idle_alarm_within(arrived, &shared.policy))
                             || deadline.is_some()
                             || matches!(
                                 decide(&state.queue, &shared.policy, arrived, state.closing),
@@ -430,6 +443,7 @@ mod tests {
 
     use bytes::Bytes;
 
+    use super::spin::spin_until;
     use super::*;
     use crate::model_config::parse_text_format;
     use crate::tensor::DataType;
@@ -573,6 +587,51 @@ mod tests {
             }
             assert_eq!(*sizes.lock().unwrap(), vec![1, 1, 1]);
         }
+    }
+
+    #[tokio::test]
+    async fn after_a_batch_the_next_request_goes_on_time_with_or_without_the_idle_alarm() {
+        let delay = Duration::from_millis(100);
+        let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let instance = RecordingInstance(sizes.clone(), Duration::ZERO);
+        let config =
+            format!("max_batch_size: 2 dynamic_batching {{ max_queue_delay_microseconds: {} }}", delay.as_micros());
+        let (scheduler, _) = start(policy(&config), vec![Box::new(instance)]);
+        let options = RequestOptions::default();
+        let scheduler = &scheduler;
+        let lone = |value| async move {
+            let sent = Instant::now();
+            let answer =
+                tokio::time::timeout(Duration::from_secs(10), scheduler.execute(request(value), options, None))
+                    .await
+                    .expect("the lone request never went")
+                    .unwrap();
+            assert_eq!(answer.outputs[0].data[..], [value]);
+            let waited = sent.elapsed();
+            assert!(waited >= delay && waited < delay * 5, "answered after {waited:?} with a {delay:?} delay");
+        };
+        for round in 0..2 {
+            let pair = futures::future::join(
+                scheduler.execute(request(0), options, None),
+                scheduler.execute(request(1), options, None),
+            );
+            let (first, second) =
+                tokio::time::timeout(Duration::from_secs(10), pair).await.expect("the full batch waited");
+            assert_eq!(
+                (&first.unwrap().outputs[0].data[..], &second.unwrap().outputs[0].data[..]),
+                (&[0][..], &[1][..])
+            );
+            // After the batch of two the instance sleeps with an alarm set.
+            let armed = spin_until(Duration::from_secs(5), || scheduler.shared.lock().idle_alarm.is_some());
+            assert!(armed, "no idle alarm after a batch");
+            if round == 1 {
+                // Past the alarm the instance sleeps until signalled.
+                tokio::time::sleep(delay * 2).await;
+                assert!(scheduler.shared.lock().idle_alarm.is_none());
+            }
+            lone(2).await;
+        }
+        assert_eq!(*sizes.lock().unwrap(), vec![2, 1, 2, 1]);
     }
 
     #[tokio::test]

@@ -140,6 +140,13 @@ pub struct SchedulingPolicy {
 }
 
 impl SchedulingPolicy {
+    /// How long a request may wait for its batch to fill: `None` when
+    /// requests go as soon as they come (no dynamic batching, or a delay
+    /// of 0).
+    pub fn batching_delay(&self) -> Option<Duration> {
+        self.dynamic.as_ref().map(|dynamic| dynamic.max_queue_delay).filter(|delay| !delay.is_zero())
+    }
+
     /// The policy a configuration describes. Without `dynamic_batching`,
     /// requests run one by one in arrival order on whichever instance is
     /// free, as with Triton's default scheduler. With `dynamic_batching` on
