@@ -104,7 +104,7 @@ pub(super) fn run(shared: &Shared, instance: SchedulerInstance) {
                 (state, may_spin) = poll(shared, state, INSTANCE_SPIN, |state| !state.queue.is_empty());
             }
             Decision::Idle => {
-                let wait = state.queue.next_deadline().map(|deadline| deadline.saturating_duration_since(now));
+                // Nothing is queued, so no request's timeout bounds the sleep.
                 match shared.policy.batching_delay().filter(|_| more_expected && state.idle_alarm.is_none()) {
                     Some(delay) => {
                         // Waking by itself within the delay, the instance is
@@ -115,10 +115,10 @@ pub(super) fn run(shared: &Shared, instance: SchedulerInstance) {
                         // a lone request it polls instead (above), for a
                         // latency that a sleep's wake-up would add to.
                         state.idle_alarm = Some(now + delay);
-                        state = sleep(shared, state, Some(wait.map_or(delay, |wait| wait.min(delay))));
+                        state = sleep(shared, state, Some(delay));
                         state.idle_alarm = None;
                     }
-                    None => state = sleep(shared, state, wait),
+                    None => state = sleep(shared, state, None),
                 }
                 more_expected = false;
             }
