@@ -256,11 +256,14 @@ def main():
         batched = batched_entry.get("throughput")
         share = batched / raw32 if batched and raw32 else None
         # Each repetition measures the raw limit minutes before the server.
-        by_repetition = [
-            f"{fmt(throughput)} / {fmt(raw.by_repetition[('mlp', 32, repetition)])} = "
-            f"{fmt_down(100 * throughput / raw.by_repetition[('mlp', 32, repetition)], 1)} %"
+        pairs = [
+            (throughput, raw.by_repetition.get(("mlp", 32, repetition)))
             for repetition, throughput in sorted(batched_entry.get("throughput_by_repetition", {}).items())
-            if throughput and raw.by_repetition.get(("mlp", 32, repetition))
+        ]
+        by_repetition = [
+            f"{fmt(throughput)} / {fmt(limit)} = {fmt_down(100 * throughput / limit, 1)} %"
+            for throughput, limit in pairs
+            if throughput and limit
         ]
         spread = f" (repetitions: {'; '.join(by_repetition)})" if len(by_repetition) > 1 else ""
         out(f"| W2, c=32, gRPC, dynamic batching vs raw at batch 32 | ≥ 40 % | {GENERATOR_NAMES[generator]} | "
