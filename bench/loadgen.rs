@@ -20,6 +20,8 @@
 
 #[path = "common.rs"]
 mod common;
+#[path = "corked_socket.rs"]
+mod corked_socket;
 #[path = "unary_grpc.rs"]
 mod unary_grpc;
 

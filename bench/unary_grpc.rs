@@ -7,10 +7,9 @@
 //! cores with the server under test, that CPU is taken from the server.
 //! Here a call queues its HEADERS and DATA frames on the connection from the
 //! caller's own task, and the connection task writes what the callers
-//! queued since it last ran together, as a busy gRPC client does, with one
-//! exception that `h2` makes: a DATA frame of 256 bytes or more leaves
-//! without being copied, in a write of its own. W1's requests (~200 bytes)
-//! share writes (0.4 per request at c=32); each of W2's (1 KiB) takes one.
+//! queued since it last ran together, as a busy gRPC client does, in one
+//! socket write (`corked_socket.rs`, which also covers W2's 1 KiB requests,
+//! whose DATA frames `h2` alone would send one write each).
 //!
 //! The wire format is plain gRPC over HTTP/2 (`application/grpc`, 5-byte
 //! message prefix, `grpc-status` in the trailers or in a trailers-only
@@ -20,6 +19,8 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use h2::client::SendRequest;
 use http::{HeaderMap, Method, Request, Uri};
 use tokio::net::TcpStream;
+
+use crate::corked_socket::CorkedSocket;
 
 /// One HTTP/2 connection to a gRPC server; clones share it.
 #[derive(Clone)]
@@ -45,11 +46,12 @@ impl UnaryClient {
             .await
             .map_err(|error| format!("cannot connect to {url}: {error}"))?;
         socket.set_nodelay(true).map_err(|error| format!("cannot set TCP_NODELAY: {error}"))?;
+        let (socket, outbox) = CorkedSocket::new(socket);
         let (connection, driver) =
             h2::client::handshake(socket).await.map_err(|error| format!("HTTP/2 handshake with {url}: {error}"))?;
         tokio::spawn(async move {
             // The calls see the connection's failure through their streams.
-            let _ = driver.await;
+            let _ = outbox.drive(driver).await;
         });
         Ok(Self { connection, uri })
     }
