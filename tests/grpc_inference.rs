@@ -438,6 +438,68 @@ async fn the_repository_index_lists_the_models_and_mode_none_refuses_loads() {
 
 /// How long an HTTP/2 connection to `address` that opens no stream stays
 /// open, up to `limit` (`None`: still open then).
+/// Sends `body` as the whole request body of a ModelInfer call over a bare
+/// HTTP/2 connection and returns the answer's status, from its trailers or,
+/// for a trailers-only answer, its headers.
+async fn raw_model_infer(address: &str, body: Bytes) -> tonic::Status {
+    let socket = tokio::net::TcpStream::connect(address).await.unwrap();
+    let (sender, connection) = h2::client::handshake(socket).await.unwrap();
+    tokio::spawn(connection);
+    let mut sender = sender.ready().await.unwrap();
+    let request = http::Request::post(format!("http://{address}/inference.GRPCInferenceService/ModelInfer"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let (answer, mut stream) = sender.send_request(request, false).unwrap();
+    stream.send_data(body, true).unwrap();
+    let answer = answer.await.unwrap();
+    let (head, mut body) = answer.into_parts();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+    }
+    let trailers = body.trailers().await.unwrap().unwrap_or(head.headers);
+    tonic::Status::from_header_map(&trailers).expect("the answer carries a grpc-status")
+}
+
+/// A message with gRPC's 5-byte prefix.
+fn framed(flag: u8, message: &[u8]) -> Vec<u8> {
+    let mut framed = vec![flag];
+    framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    framed.extend_from_slice(message);
+    framed
+}
+
+#[tokio::test]
+async fn model_infer_bodies_that_are_not_one_message_are_rejected_and_the_server_keeps_serving() {
+    use prost::Message;
+    let server = TestServer::start_ready(&[]).await;
+    let message = simple_request(1).encode_to_vec();
+
+    let ok = raw_model_infer(&server.grpc_address, Bytes::from(framed(0, &message))).await;
+    assert_eq!(ok.code(), Code::Ok, "a well-framed call succeeds: {ok:?}");
+
+    let mut two = framed(0, &message);
+    two.extend(framed(0, &message));
+    let refusals = [
+        (Vec::new(), "Missing request message."),
+        (framed(1, &message), "compressed-flag but no grpc-encoding"),
+        (two, "carries one message"),
+        (framed(0, &message)[..3].to_vec(), "inside the message prefix"),
+    ];
+    for (body, expected) in refusals {
+        let status = raw_model_infer(&server.grpc_address, Bytes::from(body)).await;
+        assert_eq!(status.code(), Code::Internal, "{status:?}");
+        assert!(status.message().contains(expected), "{status:?} should say {expected:?}");
+    }
+
+    let mut client = server.client().await;
+    let response = client.model_infer(simple_request(2)).await.unwrap().into_inner();
+    assert_simple_response(&response, 2);
+    server.stop().await;
+}
+
 async fn idle_connection_lifetime(address: &str, limit: Duration) -> Option<Duration> {
     let socket = tokio::net::TcpStream::connect(address).await.unwrap();
     // The sender stays alive, so the client does not close the connection.

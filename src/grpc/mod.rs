@@ -3,6 +3,7 @@
 
 mod answer_pacing;
 mod codec;
+mod direct_infer;
 mod health_service;
 mod inference_service;
 mod response_compression;
@@ -109,6 +110,15 @@ pub async fn serve(
     // compression level asks otherwise, as Triton sends them by default,
     // since compressing tensors costs more than it saves on the networks
     // servers run on.
+    let direct_infer = settings.response_compression.encodings().is_empty().then(|| {
+        direct_infer::DirectInferLayer::new(InferenceService::new(
+            Arc::clone(&manager),
+            identity.clone(),
+            Arc::clone(&logging),
+            Arc::clone(&tracer),
+            shutdown.clone(),
+        ))
+    });
     let mut inference = GrpcInferenceServiceServer::new(InferenceService::new(
         Arc::clone(&manager),
         identity,
@@ -179,6 +189,7 @@ pub async fn serve(
     builder
         .layer(trace_timing)
         .layer(restricted::RestrictionLayer::new(settings.restrictions))
+        .layer(tower::util::option_layer(direct_infer))
         .add_service(inference)
         .add_service(health)
         .add_service(reflection)

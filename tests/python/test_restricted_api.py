@@ -59,6 +59,18 @@ def test_restricted_categories_need_their_header(restricted_server, protocol):
         assert client.is_model_ready("simple", headers=probe)
 
 
+def test_restricted_inference_needs_its_header(launch_server, protocol):
+    flags = ["--http-restricted-api=inference:infer-key=go", "--grpc-restricted-protocol=inference:infer-key=go"]
+    server = launch_server(EXAMPLE_MODELS, extra=flags)
+    key = headers_for(protocol, infer_key="go")
+    status = "UNAVAILABLE" if protocol == "grpc" else "FORBIDDEN"
+    with server.client(protocol) as client:
+        wire = default_wire(client)
+        a, b = simple_data(batch=2)
+        expect_error(client, lambda: wire.infer(client, "simple", simple_inputs(a, b, wire)), status, "infer-key")
+        check_simple_result(wire.infer(client, "simple", simple_inputs(a, b, wire), headers=key), a, b)
+
+
 def test_plain_http_gets_403_with_the_header_named(restricted_server):
     url = restricted_server.http_url
     refused = post(url, "/v2/repository/models/simple/load", {})
