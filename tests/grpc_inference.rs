@@ -436,8 +436,6 @@ async fn the_repository_index_lists_the_models_and_mode_none_refuses_loads() {
     server.stop().await;
 }
 
-/// How long an HTTP/2 connection to `address` that opens no stream stays
-/// open, up to `limit` (`None`: still open then).
 /// Sends `body` as the whole request body of a ModelInfer call over a bare
 /// HTTP/2 connection and returns the answer's status, from its trailers or,
 /// for a trailers-only answer, its headers.
@@ -500,6 +498,8 @@ async fn model_infer_bodies_that_are_not_one_message_are_rejected_and_the_server
     server.stop().await;
 }
 
+/// How long an HTTP/2 connection to `address` that opens no stream stays
+/// open, up to `limit` (`None`: still open then).
 async fn idle_connection_lifetime(address: &str, limit: Duration) -> Option<Duration> {
     let socket = tokio::net::TcpStream::connect(address).await.unwrap();
     // The sender stays alive, so the client does not close the connection.

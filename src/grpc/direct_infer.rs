@@ -27,6 +27,7 @@ use std::task::{Context, Poll};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::future::{BoxFuture, Either};
 use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::BodyExt;
 use prost::Message;
 use tonic::Status;
 use tonic::body::Body;
@@ -51,8 +52,8 @@ pub struct DirectInferLayer {
 
 impl DirectInferLayer {
     /// A layer that answers ModelInfer with `service`.
-    pub fn new(service: InferenceService) -> Self {
-        Self { service: Arc::new(service) }
+    pub fn new(service: Arc<InferenceService>) -> Self {
+        Self { service }
     }
 }
 
@@ -121,25 +122,10 @@ async fn answer(service: &InferenceService, request: http::Request<Body>) -> htt
     }
 }
 
-/// The request body's bytes, gathered only when they came in several
-/// frames.
-async fn read_message(mut body: Body) -> Result<Bytes, Status> {
-    let mut first: Option<Bytes> = None;
-    let mut gathered = BytesMut::new();
-    while let Some(frame) = std::future::poll_fn(|context| Pin::new(&mut body).poll_frame(context)).await {
-        // Trailers of a request carry nothing the handler reads.
-        let Ok(chunk) = frame?.into_data() else { continue };
-        match first.take() {
-            None if gathered.is_empty() => first = Some(chunk),
-            earlier => {
-                if let Some(earlier) = earlier {
-                    gathered.extend_from_slice(&earlier);
-                }
-                gathered.extend_from_slice(&chunk);
-            }
-        }
-    }
-    Ok(first.unwrap_or_else(|| gathered.freeze()))
+/// The request body's bytes; `to_bytes` hands over the one frame that a
+/// message usually arrives in without copying it.
+async fn read_message(body: Body) -> Result<Bytes, Status> {
+    Ok(body.collect().await?.to_bytes())
 }
 
 /// The one message of a unary call, with tonic's statuses for what does not

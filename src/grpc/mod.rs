@@ -104,32 +104,26 @@ pub async fn serve(
     settings: GrpcSettings,
     shutdown: ShutdownSignal,
 ) -> Result<(), tonic::transport::Error> {
+    let handler =
+        Arc::new(InferenceService::new(Arc::clone(&manager), identity, logging, Arc::clone(&tracer), shutdown.clone()));
+    // ModelInfer skips tonic's unary path, with the same handler, unless
+    // its answers are to be compressed (`direct_infer`).
+    let direct_infer = settings
+        .response_compression
+        .encodings()
+        .is_empty()
+        .then(|| direct_infer::DirectInferLayer::new(Arc::clone(&handler)));
     // Triton accepts messages of any size; tensors of hundreds of megabytes
     // are normal. Compressed requests are accepted (tritonclient's
     // `compression_algorithm`); responses go uncompressed unless the
     // compression level asks otherwise, as Triton sends them by default,
     // since compressing tensors costs more than it saves on the networks
     // servers run on.
-    let direct_infer = settings.response_compression.encodings().is_empty().then(|| {
-        direct_infer::DirectInferLayer::new(InferenceService::new(
-            Arc::clone(&manager),
-            identity.clone(),
-            Arc::clone(&logging),
-            Arc::clone(&tracer),
-            shutdown.clone(),
-        ))
-    });
-    let mut inference = GrpcInferenceServiceServer::new(InferenceService::new(
-        Arc::clone(&manager),
-        identity,
-        logging,
-        Arc::clone(&tracer),
-        shutdown.clone(),
-    ))
-    .max_decoding_message_size(usize::MAX)
-    .max_encoding_message_size(usize::MAX)
-    .accept_compressed(CompressionEncoding::Gzip)
-    .accept_compressed(CompressionEncoding::Deflate);
+    let mut inference = GrpcInferenceServiceServer::from_arc(handler)
+        .max_decoding_message_size(usize::MAX)
+        .max_encoding_message_size(usize::MAX)
+        .accept_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Deflate);
     for encoding in settings.response_compression.encodings() {
         inference = inference.send_compressed(*encoding);
     }
