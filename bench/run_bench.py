@@ -13,7 +13,9 @@ BENCHMARKS.md); standard library only. For each repetition:
      over HTTP, and bench/loadgen.rs over gRPC, at each concurrency, the two
      models of a workload one right after the other at each point; the
      effective batch of each measurement is the change of inference_count /
-     execution_count in /v2/models/{m}/stats across it;
+     execution_count in /v2/models/{m}/stats across it; the batched W2 point
+     at concurrency 32 is bracketed by two more raw runs at batch 32, one
+     right before it and one right after, for its share of the raw limit;
   3. Seldon MLServer with bench/mlserver/runtime.py and adaptive batching,
      checked against the reference in the same way: bench/loadgen.rs over its
      gRPC port (perf_analyzer cannot drive it: it
@@ -34,6 +36,7 @@ on this 2-core machine they all share the cores.
 import argparse
 import csv
 import datetime
+import functools
 import json
 import os
 import pathlib
@@ -469,6 +472,7 @@ def main():
         "quiet": [],
         "output_checks": [],
         "raw": [],
+        "raw_beside": [],
         "measurements": [],
     }
     started = time.monotonic()
@@ -500,6 +504,23 @@ def main():
                quiet_before)  # fmt: skip
         save()
 
+    def bracket_with_raw(repetition, workload, generator, concurrency, point):
+        """Runs a measurement between two raw runs at batch 32. The share of
+        the raw limit in the summary compares the batched W2 point at c=32
+        with these, because the repetition's own raw limit was measured
+        minutes earlier and this host's speed changes within minutes."""
+        gate()
+        before = raw_limit(args, workload, "32")["results"][0]
+        point()
+        after = raw_limit(args, workload, "32")["results"][0]
+        results["raw_beside"].append({
+            "repetition": repetition, "workload": workload, "batch": 32, "generator": generator,
+            "concurrency": concurrency, "before": before, "after": after,
+        })  # fmt: skip
+        log(f"raw {workload} b32 beside {generator}: {before['inferences_per_s']:.0f}/s before, "
+            f"{after['inferences_per_s']:.0f}/s after")  # fmt: skip
+        save()
+
     for repetition in range(1, args.repetitions + 1):
         log(f"=== repetition {repetition} of {args.repetitions}")
         quiet = wait_until_quiet(args.quiet_threshold, args.quiet_max_wait)
@@ -508,22 +529,8 @@ def main():
         if "raw" in systems:
             for workload in workloads:
                 gate()
-                command = [
-                    args.raw,
-                    "--model", args.models / "triton" / f"{workload}_nobatching",
-                    "--workload", workload,
-                    "--batch", args.raw_batches,
-                    "--duration", str(args.raw_duration),
-                ]  # fmt: skip
-                meter = CpuMeter(os.getpid())
-                output, error, _ = run_command(command, 60 + 10 * args.raw_duration * 6)
-                cpu = meter.stop()
-                if error:
-                    raise RuntimeError(f"raw_onnxruntime failed: {error}")
-                report = json.loads(output.strip().splitlines()[-1])
+                report = raw_limit(args, workload, args.raw_batches)
                 report["repetition"] = repetition
-                report["cpu"] = {"raw_cores": cpu["generator_cores"], "other_cores": cpu["other_cores"]}
-                report["command"] = " ".join(map(str, command))
                 results["raw"].append(report)
                 log(
                     f"raw {workload}: "
@@ -559,8 +566,13 @@ def main():
                         for concurrency in concurrencies:
                             for variant in ("nobatching", "batching"):
                                 model = f"{workload}_{variant}"
-                                measure(repetition, "tritonrs", server, (grpc_port, http_port), workload, model,
-                                        generator, concurrency, lambda: triton_counters(http_port, model))  # fmt: skip
+                                point = functools.partial(
+                                    measure, repetition, "tritonrs", server, (grpc_port, http_port), workload, model,
+                                    generator, concurrency, functools.partial(triton_counters, http_port, model))  # fmt: skip
+                                if "raw" in systems and (workload, variant, concurrency) == ("mlp", "batching", 32):
+                                    bracket_with_raw(repetition, workload, generator, concurrency, point)
+                                else:
+                                    point()
             finally:
                 server.stop()
 
@@ -606,6 +618,27 @@ def main():
     results["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     save()
     log(f"done in {results['elapsed_s']:.0f} s: {out / 'results.json'}")
+
+
+def raw_limit(args, workload, batches):
+    """bench/raw_onnxruntime.rs on the workload's unbatched model at the
+    given batch sizes, with the CPU it and everything else used."""
+    command = [
+        args.raw,
+        "--model", args.models / "triton" / f"{workload}_nobatching",
+        "--workload", workload,
+        "--batch", batches,
+        "--duration", str(args.raw_duration),
+    ]  # fmt: skip
+    meter = CpuMeter(os.getpid())
+    output, error, _ = run_command(command, 60 + 10 * args.raw_duration * 6)
+    cpu = meter.stop()
+    if error:
+        raise RuntimeError(f"raw_onnxruntime failed: {error}")
+    report = json.loads(output.strip().splitlines()[-1])
+    report["cpu"] = {"raw_cores": cpu["generator_cores"], "other_cores": cpu["other_cores"]}
+    report["command"] = " ".join(map(str, command))
+    return report
 
 
 def record(results, repetition, system, workload, model, generator, concurrency, outcome, counters, cpu, quiet):
