@@ -18,6 +18,7 @@ use std::time::Instant;
 use super::policy::SchedulingPolicy;
 use super::queue::RequestQueue;
 use super::ragged::RaggedBatching;
+use super::spin::FILL_AHEAD_ROWS;
 use crate::validation::ValidatedRequest;
 
 /// What the scheduler should do next.
@@ -25,10 +26,28 @@ use crate::validation::ValidatedRequest;
 pub enum Decision {
     /// Send the first `n` waiting requests as one batch.
     Dispatch(usize),
-    /// Wait for more requests until this moment, then decide again.
-    WaitUntil(Instant),
+    /// Wait for more requests until `send_by`, then decide again. The
+    /// batch goes sooner once `missing` more rows (along the batch
+    /// dimension) arrive, when it reaches the next preferred size, or
+    /// max_batch_size without preferred sizes.
+    WaitUntil { send_by: Instant, missing: usize },
     /// Nothing waits.
     Idle,
+}
+
+impl Decision {
+    /// Whether the arrival of a request of `rows` rows, after which the
+    /// batcher decided this, must wake an instance that sleeps waiting for
+    /// the batch to fill: when the batch can go, and when that request
+    /// brought it within [`FILL_AHEAD_ROWS`] rows of going, so that the
+    /// instance polls for the last rows instead of waking after them.
+    pub fn wakes_waiting_instance(self, rows: usize) -> bool {
+        match self {
+            Decision::Dispatch(_) => true,
+            Decision::WaitUntil { missing, .. } => missing <= FILL_AHEAD_ROWS && missing + rows > FILL_AHEAD_ROWS,
+            Decision::Idle => false,
+        }
+    }
 }
 
 /// Whether two requests can share a batch: the same inputs with the same
@@ -86,7 +105,11 @@ pub fn decide(queue: &RequestQueue, policy: &SchedulingPolicy, now: Instant, clo
         _ if closing || !can_grow || size >= largest_preferred || delay_passed || delay.is_zero() => {
             Decision::Dispatch(count)
         }
-        _ => Decision::WaitUntil(send_by),
+        _ => {
+            let next_preferred =
+                dynamic.preferred_batch_sizes.iter().copied().filter(|&preferred| preferred > size).min();
+            Decision::WaitUntil { send_by, missing: next_preferred.unwrap_or(largest_preferred) - size }
+        }
     }
 }
 
@@ -171,7 +194,7 @@ mod tests {
         let alone = queue_of(&[(3, 4)], now);
         assert_eq!(
             decide(&alone, &policy(32, &[4], 1), now, false),
-            Decision::WaitUntil(now + Duration::from_millis(1))
+            Decision::WaitUntil { send_by: now + Duration::from_millis(1), missing: 1 }
         );
     }
 
@@ -193,7 +216,10 @@ mod tests {
         let queue = queue_arriving(&[(1, 4, now), (1, 4, earlier)]);
         assert_eq!(decide(&queue, &policy(8, &[], 2), now, false), Decision::Dispatch(2));
         let queue = queue_arriving(&[(1, 4, now), (1, 4, now - Duration::from_millis(1))]);
-        assert_eq!(decide(&queue, &policy(8, &[], 2), now, false), Decision::WaitUntil(now + Duration::from_millis(1)));
+        assert_eq!(
+            decide(&queue, &policy(8, &[], 2), now, false),
+            Decision::WaitUntil { send_by: now + Duration::from_millis(1), missing: 6 }
+        );
     }
 
     #[test]
@@ -229,10 +255,44 @@ mod tests {
         let now = Instant::now();
         let queue = queue_of(&[(1, 4), (1, 4)], now);
         let waiting = policy(8, &[4], 2);
-        assert_eq!(decide(&queue, &waiting, now, false), Decision::WaitUntil(now + Duration::from_millis(2)));
+        assert_eq!(
+            decide(&queue, &waiting, now, false),
+            Decision::WaitUntil { send_by: now + Duration::from_millis(2), missing: 2 }
+        );
         assert_eq!(decide(&queue, &waiting, now + Duration::from_millis(2), false), Decision::Dispatch(2));
         assert_eq!(decide(&queue, &waiting, now, true), Decision::Dispatch(2));
         assert_eq!(decide(&queue, &policy(8, &[4], 0), now, false), Decision::Dispatch(2));
+    }
+
+    #[test]
+    fn a_waiting_batch_counts_the_rows_to_its_next_preferred_size() {
+        let now = Instant::now();
+        let missing = |rows: &[(usize, i64)], preferred: &[usize]| match decide(
+            &queue_of(rows, now),
+            &policy(16, preferred, 1000),
+            now,
+            false,
+        ) {
+            Decision::WaitUntil { missing, .. } => missing,
+            other => panic!("{rows:?} with preferred sizes {preferred:?}: {other:?}"),
+        };
+        assert_eq!(missing(&[(1, 4), (1, 4)], &[4, 8]), 2);
+        assert_eq!(missing(&[(2, 4), (3, 4)], &[4, 8]), 3);
+        // Without preferred sizes the batch fills up to max_batch_size.
+        assert_eq!(missing(&[(2, 4), (3, 4)], &[]), 11);
+    }
+
+    #[test]
+    fn the_request_that_brings_a_batch_close_to_going_wakes_its_instance_once() {
+        let waiting = |missing| Decision::WaitUntil { send_by: Instant::now(), missing };
+        assert!(Decision::Dispatch(3).wakes_waiting_instance(1));
+        assert!(!Decision::Idle.wakes_waiting_instance(1));
+        // One row at a time: only the row that leaves FILL_AHEAD_ROWS missing.
+        assert!(!waiting(FILL_AHEAD_ROWS + 1).wakes_waiting_instance(1));
+        assert!(waiting(FILL_AHEAD_ROWS).wakes_waiting_instance(1));
+        assert!(!waiting(FILL_AHEAD_ROWS - 1).wakes_waiting_instance(1));
+        // A larger request that jumps into the range wakes it too.
+        assert!(waiting(1).wakes_waiting_instance(FILL_AHEAD_ROWS));
     }
 
     #[test]

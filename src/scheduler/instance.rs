@@ -12,7 +12,7 @@ use super::batcher::{Decision, decide};
 use super::queue::Pending;
 use super::ragged::RaggedBatching;
 use super::rate_limiter::Grant;
-use super::spin::{BATCH_WAIT_SPIN, INSTANCE_SPIN, spin_until};
+use super::spin::{BATCH_WAIT_SPIN, FILL_AHEAD_ROWS, FILL_POLL, INSTANCE_SPIN, spin_until};
 use super::{Executed, SchedulerInstance, Shared, State};
 use crate::backend::ModelInstance;
 use crate::error::{Error, Result};
@@ -35,11 +35,16 @@ pub(super) fn run(shared: &Shared, instance: SchedulerInstance) {
     // fill polls through the last moments of the wait (see `spin`). After a
     // larger batch it does neither: the wake-up it would save is shared by
     // the many requests of the next batch, while the poll takes a core from
-    // the frontend that is busy answering this one.
+    // the frontend that is busy answering this one. Only once the next
+    // batch lacks a few rows (`FILL_AHEAD_ROWS`) does it poll, for the
+    // moments those take to arrive.
     let mut may_spin = true;
     // Whether the instance has just run a batch of several requests, whose
     // callers are likely to send their next requests at once.
     let mut more_expected = false;
+    // Whether a poll for the last rows of an almost full batch saw no
+    // request come; then the instance sleeps until the batch is complete.
+    let mut fill_poll_expired = false;
     loop {
         let now = Instant::now();
         let late = state.queue.expire(now);
@@ -50,6 +55,9 @@ pub(super) fn run(shared: &Shared, instance: SchedulerInstance) {
             continue;
         }
         let decision = decide(&state.queue, &shared.policy, now, state.closing);
+        if decision == Decision::Idle {
+            fill_poll_expired = false;
+        }
         if let (Decision::Dispatch(_), Some(limited), None) = (&decision, &rate_limit, &grant) {
             // Wait for the turn without the queue, then decide again: the
             // batch is what is queued when the turn comes.
@@ -77,16 +85,24 @@ pub(super) fn run(shared: &Shared, instance: SchedulerInstance) {
                 }
                 may_spin = batch.len() == 1;
                 more_expected = batch.len() > 1;
+                fill_poll_expired = false;
                 execute_batch(shared, name, instance.as_mut(), batch);
                 state = shared.lock();
                 if let Some(grant) = grant.take() {
                     grant.finished(!state.queue.is_empty());
                 }
             }
-            Decision::WaitUntil(moment) => {
-                let until = state.queue.next_deadline().map_or(moment, |deadline| deadline.min(moment));
+            Decision::WaitUntil { send_by, missing } => {
+                let until = state.queue.next_deadline().map_or(send_by, |deadline| deadline.min(send_by));
                 let left = until.saturating_duration_since(now);
-                if may_spin && left <= BATCH_WAIT_SPIN && !shared.spinner.swap(true, Ordering::AcqRel) {
+                if missing <= FILL_AHEAD_ROWS && !fill_poll_expired && !shared.spinner.swap(true, Ordering::AcqRel) {
+                    // Almost full, whatever the last batch was: the next
+                    // request may complete it.
+                    let queued = state.queue.len();
+                    let seen;
+                    (state, seen) = poll(shared, state, left.min(FILL_POLL), |state| state.queue.len() != queued);
+                    fill_poll_expired = !seen;
+                } else if may_spin && left <= BATCH_WAIT_SPIN && !shared.spinner.swap(true, Ordering::AcqRel) {
                     // Until the moment comes or a request arrives, which
                     // may complete the batch.
                     let queued = state.queue.len();

@@ -33,7 +33,7 @@ pub use policy::{DynamicBatching, PriorityLevels, QueuePolicy, SchedulingPolicy,
 pub use ragged::RaggedBatching;
 pub use rate_limiter::{LimitedInstance, RateLimiter, ResourceLimit};
 
-use self::batcher::{Decision, decide};
+use self::batcher::decide;
 use self::ordering::Responder;
 use self::queue::{Pending, Removal, RequestQueue};
 use self::spin::{CALLER_SPIN, CALLER_SPIN_BELOW, RecentDuration, poll_briefly};
@@ -322,6 +322,7 @@ impl Scheduler {
             }
             let sequence = state.take_sequence();
             first_in_line = state.queue.is_empty();
+            let rows = request.batch_size;
             let pending = Pending { request, id, sequence, arrived, deadline, reply, trace };
             match state.queue.push(level, pending) {
                 Ok(()) => {
@@ -331,13 +332,13 @@ impl Scheduler {
                         // that a later arrival cannot bring forward, unless
                         // it has its own time-out or completes the batch. An
                         // idle one that wakes by itself before this request's
-                        // batch must go needs no signal either.
+                        // batch must go needs no signal either. The request
+                        // that brings a batch within a few rows of going wakes
+                        // it too, so that it polls for the last ones instead
+                        // of taking a wake-up after them (`spin`).
                         (first_in_line && !state.idle_alarm_within(arrived, &shared.policy))
                             || deadline.is_some()
-                            || matches!(
-                                decide(&state.queue, &shared.policy, arrived, state.closing),
-                                Decision::Dispatch(_)
-                            )
+                            || decide(&state.queue, &shared.policy, arrived, state.closing).wakes_waiting_instance(rows)
                     };
                     drop(state);
                     if wake {
@@ -587,6 +588,47 @@ mod tests {
             }
             assert_eq!(*sizes.lock().unwrap(), vec![1, 1, 1]);
         }
+    }
+
+    #[tokio::test]
+    async fn an_almost_full_batch_is_polled_for_briefly_then_goes_as_soon_as_it_is_full() {
+        let delay = Duration::from_secs(2);
+        let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let instance = RecordingInstance(sizes.clone(), Duration::ZERO);
+        let config =
+            format!("max_batch_size: 8 dynamic_batching {{ max_queue_delay_microseconds: {} }}", delay.as_micros());
+        let (scheduler, _) = start(policy(&config), vec![Box::new(instance)]);
+        let scheduler = Arc::new(scheduler);
+        let send = |value| {
+            let scheduler = Arc::clone(&scheduler);
+            tokio::spawn(async move { scheduler.execute(request(value), RequestOptions::default(), None).await })
+        };
+        // Five rows leave the batch three short of going: the fourth woke the
+        // instance to poll, and with no request coming it sleeps again.
+        let mut answers: Vec<_> = (0..5).map(send).collect();
+        let asleep = async {
+            loop {
+                {
+                    let state = scheduler.shared.lock();
+                    if state.queue.len() == 5 && state.sleeping_instances == 1 {
+                        return;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), asleep)
+            .await
+            .expect("the instance kept polling an incomplete batch");
+        assert!(sizes.lock().unwrap().is_empty(), "an incomplete batch went before its delay");
+        let completed = Instant::now();
+        answers.extend((5..8).map(send));
+        for (value, answer) in (0..8).zip(answers) {
+            let answer = tokio::time::timeout(Duration::from_secs(10), answer).await.expect("the batch never went");
+            assert_eq!(answer.unwrap().unwrap().outputs[0].data[..], [value]);
+        }
+        assert!(completed.elapsed() < delay, "the full batch waited for its delay");
+        assert_eq!(*sizes.lock().unwrap(), vec![8]);
     }
 
     #[tokio::test]

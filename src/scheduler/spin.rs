@@ -23,6 +23,18 @@ pub const INSTANCE_SPIN: Duration = Duration::from_micros(250);
 /// 300 µs (150 µs was not always enough).
 pub const BATCH_WAIT_SPIN: Duration = Duration::from_micros(300);
 
+/// How few rows a waiting batch may lack for the request that brings it
+/// there to wake a sleeping instance, which then polls for the rest. The
+/// last requests of a closed-loop client's batch arrive a few microseconds
+/// apart, closer together than a sleeping instance takes to wake: on the
+/// 2-core benchmark VM a batch went 22–24 µs after its last request when
+/// that request woke the instance (BENCHMARKS.md).
+pub const FILL_AHEAD_ROWS: usize = 4;
+
+/// How long an instance polls for the next request of a batch that is
+/// almost full; if none comes, it sleeps until the batch is complete.
+pub const FILL_POLL: Duration = Duration::from_micros(50);
+
 /// How long a caller polls for its answer before it sleeps.
 pub const CALLER_SPIN: Duration = Duration::from_micros(100);
 
