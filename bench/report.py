@@ -278,7 +278,7 @@ def main():
         if any(limit for _, limit in beside_pairs):
             shares = [throughput / limit for throughput, limit in beside_pairs if throughput and limit]
             share = median(shares)
-            figure = (f"{fmt_down(share * 100, 1)} % against the raw limit beside it "
+            figure = (f"{fmt_down(share * 100 if share else None, 1)} % against the raw limit beside it "
                       f"(repetitions: {share_list(beside_pairs)}); {start_text} against the repetitions' own raw limits "
                       f"({share_list(start_pairs)})")  # fmt: skip
         else:
