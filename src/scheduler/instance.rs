@@ -98,15 +98,13 @@ pub(super) fn run(shared: &Shared, instance: SchedulerInstance) {
                 if missing <= FILL_AHEAD_ROWS && !fill_poll_expired && !shared.spinner.swap(true, Ordering::AcqRel) {
                     // Almost full, whatever the last batch was: the next
                     // request may complete it.
-                    let queued = state.queue.len();
-                    let seen;
-                    (state, seen) = poll(shared, state, left.min(FILL_POLL), |state| state.queue.len() != queued);
-                    fill_poll_expired = !seen;
+                    let arrived;
+                    (state, arrived) = poll_for_arrival(shared, state, left.min(FILL_POLL));
+                    fill_poll_expired = !arrived;
                 } else if may_spin && left <= BATCH_WAIT_SPIN && !shared.spinner.swap(true, Ordering::AcqRel) {
                     // Until the moment comes or a request arrives, which
                     // may complete the batch.
-                    let queued = state.queue.len();
-                    (state, _) = poll(shared, state, left, |state| state.queue.len() != queued);
+                    (state, _) = poll_for_arrival(shared, state, left);
                 } else if may_spin && left > BATCH_WAIT_SPIN {
                     state = sleep(shared, state, Some(left - BATCH_WAIT_SPIN));
                 } else {
@@ -167,6 +165,16 @@ fn poll<'a>(
     let seen = spin_until(limit, || shared.state.try_lock().is_ok_and(|state| changed(&state) || state.closing));
     shared.spinner.store(false, Ordering::Release);
     (shared.lock(), seen)
+}
+
+/// [`poll`]s until a request joins the queue: whether one did.
+fn poll_for_arrival<'a>(
+    shared: &'a Shared,
+    state: MutexGuard<'a, State>,
+    limit: Duration,
+) -> (MutexGuard<'a, State>, bool) {
+    let queued = state.queue.len();
+    poll(shared, state, limit, |state| state.queue.len() != queued)
 }
 
 fn execute_batch(shared: &Shared, name: &str, instance: &mut dyn ModelInstance, batch: Vec<Pending>) {

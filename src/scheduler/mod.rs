@@ -499,6 +499,19 @@ mod tests {
         (Scheduler::start("model 'm' version 1", policy, named, Arc::clone(&statistics)).unwrap(), statistics)
     }
 
+    /// A scheduler with one instance that records the size of each batch,
+    /// batching up to `max_batch_size` with `delay` as its queue delay.
+    fn recording_batcher(max_batch_size: usize, delay: Duration) -> (Scheduler, Arc<std::sync::Mutex<Vec<i64>>>) {
+        let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let instance = RecordingInstance(sizes.clone(), Duration::ZERO);
+        let config = format!(
+            "max_batch_size: {max_batch_size} dynamic_batching {{ max_queue_delay_microseconds: {} }}",
+            delay.as_micros()
+        );
+        let (scheduler, _) = start(policy(&config), vec![Box::new(instance)]);
+        (scheduler, sizes)
+    }
+
     #[tokio::test]
     async fn instances_execute_in_parallel() {
         let barrier = Arc::new(Barrier::new(2));
@@ -569,11 +582,7 @@ mod tests {
         // 200 µs is polled through entirely; of 5 ms the instance sleeps
         // most and polls the end (`spin::BATCH_WAIT_SPIN`).
         for delay in [Duration::from_micros(200), Duration::from_millis(5)] {
-            let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
-            let instance = RecordingInstance(sizes.clone(), Duration::ZERO);
-            let config =
-                format!("max_batch_size: 4 dynamic_batching {{ max_queue_delay_microseconds: {} }}", delay.as_micros());
-            let (scheduler, _) = start(policy(&config), vec![Box::new(instance)]);
+            let (scheduler, sizes) = recording_batcher(4, delay);
             for value in 0..3 {
                 let sent = Instant::now();
                 let answer = tokio::time::timeout(
@@ -593,11 +602,7 @@ mod tests {
     #[tokio::test]
     async fn an_almost_full_batch_is_polled_for_briefly_then_goes_as_soon_as_it_is_full() {
         let delay = Duration::from_secs(2);
-        let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let instance = RecordingInstance(sizes.clone(), Duration::ZERO);
-        let config =
-            format!("max_batch_size: 8 dynamic_batching {{ max_queue_delay_microseconds: {} }}", delay.as_micros());
-        let (scheduler, _) = start(policy(&config), vec![Box::new(instance)]);
+        let (scheduler, sizes) = recording_batcher(8, delay);
         let scheduler = Arc::new(scheduler);
         let send = |value| {
             let scheduler = Arc::clone(&scheduler);
@@ -634,11 +639,7 @@ mod tests {
     #[tokio::test]
     async fn after_a_batch_the_next_request_goes_on_time_with_or_without_the_idle_alarm() {
         let delay = Duration::from_millis(200);
-        let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let instance = RecordingInstance(sizes.clone(), Duration::ZERO);
-        let config =
-            format!("max_batch_size: 2 dynamic_batching {{ max_queue_delay_microseconds: {} }}", delay.as_micros());
-        let (scheduler, _) = start(policy(&config), vec![Box::new(instance)]);
+        let (scheduler, sizes) = recording_batcher(2, delay);
         let options = RequestOptions::default();
         let scheduler = &scheduler;
         let lone = |value| async move {
