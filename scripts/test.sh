@@ -2,19 +2,22 @@
 # Runs every test of the project, the way CI does:
 #   formatting and lints, the committed models against their generator,
 #   Rust unit and integration tests (the real binary over gRPC and HTTP),
-#   the Python tests with Triton's own client, curl and grpcurl, the
-#   deployment files' linters, and the Docker image's build steps.
+#   the Python tests with Triton's own client and load generator, curl and
+#   grpcurl, the deployment files' linters, and the Docker image's build
+#   steps.
 # Installs what it needs into git-ignored folders: .deps/ (ONNX Runtime,
-# grpcurl), .venv/ (Python packages from tests/python/requirements.txt) and
-# tests/azurite/node_modules/ (the Azure Storage emulator, from npm).
+# grpcurl, perf_analyzer), .venv/ (Python packages from
+# tests/python/requirements.txt) and tests/azurite/node_modules/ (the Azure
+# Storage emulator, from npm); and perf_analyzer's libb64 with apt-get.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "fetching ONNX Runtime and grpcurl"
+step "fetching ONNX Runtime, grpcurl and perf_analyzer"
 scripts/fetch-onnxruntime.sh
 scripts/fetch-grpcurl.sh
+scripts/fetch-perf-analyzer.sh
 
 step "preparing the Python environment (.venv)"
 if ! cmp -s tests/python/requirements.txt .venv/installed-requirements.txt; then
@@ -42,7 +45,7 @@ cargo test --locked
 step "Rust tests again with the cuda feature (GPU code built, CPU tests run)"
 cargo test --locked --features cuda
 
-step "Python tests (tritonclient, grpcurl, curl, cloud platforms, examples)"
+step "Python tests (tritonclient, perf_analyzer, grpcurl, curl, cloud platforms, examples)"
 # The custom operator library that test_custom_operations.py loads, and the
 # stand-ins for NVIDIA's libraries of test_gpu_metrics.py and
 # test_cuda_shared_memory.py.
