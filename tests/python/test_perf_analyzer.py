@@ -1,8 +1,8 @@
 """Triton's own load generator, perf_analyzer, runs against the server in
 the ways its users run it: synchronous and asynchronous calls, the gRPC
 stream, system shared memory, request batches, dynamic batching,
-sequences, ensembles, the response cache and server metrics, over gRPC and
-HTTP. It reads the model's configuration, statistics and metrics from the
+sequences, ensembles, the response cache, server metrics and trace
+settings, over gRPC and HTTP. It reads the model's configuration, statistics and metrics from the
 server, and with `--input-data` it checks every answer against expected
 outputs. The binary comes from scripts/fetch-perf-analyzer.sh."""
 
@@ -25,6 +25,7 @@ from server_process import (
 )
 from test_ensembles import TWICE, ensemble_dir
 from test_gpu_metrics import H100, L4
+from test_trace import CORE_MOMENTS, FRONTEND_MOMENTS, read_traces
 
 PERF_ANALYZER_DIR = REPO_ROOT / ".deps" / "perf_analyzer"
 PERF_ANALYZER = PERF_ANALYZER_DIR / "bin" / "perf_analyzer"
@@ -40,6 +41,7 @@ BATCHING_CONFIG = SIMPLE_CONFIG.replace('name: "simple"', 'name: "simple_batchin
     "\ndynamic_batching { max_queue_delay_microseconds: 2000 }\n"
 )
 CACHED_CONFIG = SIMPLE_CONFIG.replace('name: "simple"', 'name: "simple_cached"') + "\nresponse_cache { enable: true }\n"
+TRACED_CONFIG = SIMPLE_CONFIG.replace('name: "simple"', 'name: "simple_traced"')
 
 # The inputs of every request with `--input-data`.
 INPUT0 = list(range(16))
@@ -47,17 +49,26 @@ INPUT1 = [3] * 16
 
 
 @pytest.fixture(scope="module")
-def pa_server(tmp_path_factory):
+def trace_file(tmp_path_factory):
+    """The server's trace file; tracing stays off until a client turns it on."""
+    return tmp_path_factory.mktemp("traces") / "trace.json"
+
+
+@pytest.fixture(scope="module")
+def pa_server(tmp_path_factory, trace_file):
     """A server that lets clients register shared memory (as
-    `--shared-memory` needs), has a response cache, and sees the two GPUs of
-    the stand-in NVIDIA driver (tests/fake_nvml), serving the shared models,
-    `simple_batching`, `simple_cached` and the ensemble `twice`."""
+    `--shared-memory` needs), has a response cache and a trace file, and
+    sees the two GPUs of the stand-in NVIDIA driver (tests/fake_nvml),
+    serving the shared models, `simple_batching`, `simple_cached`,
+    `simple_traced` and the ensemble `twice`."""
     models = tmp_path_factory.mktemp("perf_analyzer_models")
     copy_model(EXAMPLE_MODELS / "simple", models, "simple_batching", config=BATCHING_CONFIG)
     copy_model(EXAMPLE_MODELS / "simple", models, "simple_cached", config=CACHED_CONFIG)
+    copy_model(EXAMPLE_MODELS / "simple", models, "simple_traced", config=TRACED_CONFIG)
     ensemble_dir(models, "twice", TWICE)
     driver = stand_in_driver(tmp_path_factory.mktemp("nvidia-driver"), "fake_nvml", "libnvidia-ml.so.1")
     flags = ["--allow-client-shm=true", "--cache-config=local,size=1048576", "--metrics-interval-ms=100"]
+    flags.append(f"--trace-config=triton,file={trace_file}")
     server = start_server(
         server_args(*SHARED_REPOSITORIES, models, extra=flags), env={"LD_LIBRARY_PATH": str(driver)}
     )
@@ -251,3 +262,24 @@ def test_gpu_metrics_collection(pa_server):
     assert f"{H100} : 37%" in metrics and f"{L4} : 5%" in metrics, finished.stdout
     assert f"{H100} : 123.456 watts" in metrics, finished.stdout
     assert f"{H100} : 85899345920 bytes" in metrics, finished.stdout
+
+
+def test_trace_settings_it_sets(pa_server, trace_file):
+    """`--trace-level`, `--trace-rate`, `--trace-count` and `--log-frequency`
+    set the model's trace settings before it measures: five requests are
+    traced, every moment of each in order, and written to the trace file's
+    first numbered part."""
+    finished = run_perf_analyzer(
+        pa_server,
+        "grpc",
+        "simple_traced",
+        *("--trace-level", "TIMESTAMPS", "--trace-rate", "1", "--trace-count", "5", "--log-frequency", "5"),
+    )
+    assert_server_counted_the_clients_requests(report(finished))
+    traces = read_traces(trace_file.with_name(trace_file.name + ".0"), 5)
+    received, sent = FRONTEND_MOMENTS["grpc"]
+    order = received + CORE_MOMENTS + sent
+    for trace in traces.values():
+        assert trace["header"]["model_name"] == "simple_traced"
+        times = [trace["timestamps"][name] for name in order]
+        assert times == sorted(times), list(zip(order, times))
