@@ -149,6 +149,37 @@ def share_list(pairs):
     )
 
 
+def generator_bound(results, summary, raw32):
+    """What the load generators' own CPU leaves any server at W2 batched
+    c=32: the generator and the server share the machine's cores, so even a
+    server whose frontend cost nothing stops at cores / (generator CPU per
+    request + ONNX Runtime CPU per row). ONNX Runtime is counted at its
+    calling thread's time alone (1 / the raw rate at batch 32), which its
+    other intra-op threads only add to: the bound is never too low. None
+    when the run lacks what it needs."""
+    cores = results.get("meta", {}).get("nproc")
+    if not cores or not raw32:
+        return None
+    runtime_us = 1e6 / raw32
+    parts = []
+    for generator in ("pa_grpc", "loadgen_grpc", "loadgen_grpc_8conn"):
+        entry = summary.get(("mlp", "tritonrs", "mlp_batching", generator, 32), {})
+        throughput, generator_cores = entry.get("throughput"), entry.get("generator_cores")
+        if not throughput or not generator_cores:
+            continue
+        generator_us = 1e6 * generator_cores / throughput
+        bound = cores * 1e6 / (generator_us + runtime_us)
+        parts.append(
+            f"{GENERATOR_NAMES[generator]} {fmt(generator_us, 1)} µs of its own CPU per request, "
+            f"so no server passes {fmt(bound)} inferences/s ({fmt_up(100 * bound / raw32, 1)} % of the raw limit)"
+        )
+    if not parts:
+        return None
+    return (f"What the generators leave any server at W2 batched c=32 on these {cores} cores, counting "
+            f"{fmt(runtime_us, 1)} µs of ONNX Runtime per row (its calling thread at the raw limit of "
+            f"{fmt(raw32)} inferences/s at batch 32): " + "; ".join(parts) + ".")  # fmt: skip
+
+
 def verdict(ok):
     if ok is None:
         return "NOT MEASURED"
@@ -309,6 +340,10 @@ def main():
                 out(f"| {'W1' if workload == 'simple' else 'W2'}, c={concurrency}: tritonrs ({label}) vs MLServer (adaptive batching) | ≥ 5× | "
                     f"{GENERATOR_NAMES[generator]} | {fmt(ours)} / {fmt(theirs)} = {fmt_down(ratio, 1)}× | {verdict(ratio >= 5 if ratio else None)} |")
     out("")
+    bound = generator_bound(results, summary, raw32)
+    if bound:
+        out(bound)
+        out("")
     probes = results.get("mlserver_perf_analyzer_probe", [])
     if probes:
         out("perf_analyzer against MLServer: " + "; ".join(
