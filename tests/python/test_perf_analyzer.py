@@ -184,6 +184,20 @@ def test_a_wrong_answer_would_be_caught(pa_server, tmp_path, protocol):
     assert "Output doesn't match expected output" in finished.stdout + finished.stderr
 
 
+def test_string_answers_match_the_expected_outputs(pa_server, tmp_path, protocol):
+    """`simple_string` takes and gives BYTES tensors of numbers written out:
+    perf_analyzer compares the answers' serialized bytes (each string after
+    its 4-byte length) with the strings it expects."""
+    inputs = {"INPUT0": [str(a) for a in INPUT0], "INPUT1": [str(b) for b in INPUT1]}
+    expected = {
+        "OUTPUT0": [str(a + b) for a, b in zip(INPUT0, INPUT1)],
+        "OUTPUT1": [str(a - b) for a, b in zip(INPUT0, INPUT1)],
+    }
+    data = data_file(tmp_path / "simple_string.json", inputs, expected)
+    finished = run_perf_analyzer(pa_server, protocol, "simple_string", "--input-data", data)
+    assert_server_counted_the_clients_requests(report(finished))
+
+
 def test_system_shared_memory(pa_server, protocol):
     finished = run_perf_analyzer(pa_server, protocol, "simple", "--shared-memory", "system", "-b", "4")
     assert_server_counted_the_clients_requests(report(finished), batch=4)
