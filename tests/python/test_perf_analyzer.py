@@ -25,6 +25,7 @@ from server_process import (
 )
 from test_ensembles import TWICE, ensemble_dir
 from test_gpu_metrics import H100, L4
+from test_model_loading import simple_config
 from test_trace import CORE_MOMENTS, FRONTEND_MOMENTS, read_traces
 
 PERF_ANALYZER_DIR = REPO_ROOT / ".deps" / "perf_analyzer"
@@ -34,14 +35,13 @@ pytestmark = pytest.mark.skipif(
     not PERF_ANALYZER.is_file(), reason=f"{PERF_ANALYZER} is missing; run scripts/fetch-perf-analyzer.sh"
 )
 
-SIMPLE_CONFIG = (EXAMPLE_MODELS / "simple" / "config.pbtxt").read_text()
-# `simple` with Triton's dynamic batcher in front of it, and with its
-# answers kept in the response cache.
-BATCHING_CONFIG = SIMPLE_CONFIG.replace('name: "simple"', 'name: "simple_batching"') + (
-    "\ndynamic_batching { max_queue_delay_microseconds: 2000 }\n"
-)
-CACHED_CONFIG = SIMPLE_CONFIG.replace('name: "simple"', 'name: "simple_cached"') + "\nresponse_cache { enable: true }\n"
-TRACED_CONFIG = SIMPLE_CONFIG.replace('name: "simple"', 'name: "simple_traced"')
+# Copies of `simple`: with Triton's dynamic batcher in front of it, with its
+# answers kept in the response cache, and one for tracing alone.
+SIMPLE_COPIES = {
+    "simple_batching": "\ndynamic_batching { max_queue_delay_microseconds: 2000 }\n",
+    "simple_cached": "\nresponse_cache { enable: true }\n",
+    "simple_traced": "",
+}
 
 # The inputs of every request with `--input-data`.
 INPUT0 = list(range(16))
@@ -62,9 +62,8 @@ def pa_server(tmp_path_factory, trace_file):
     serving the shared models, `simple_batching`, `simple_cached`,
     `simple_traced` and the ensemble `twice`."""
     models = tmp_path_factory.mktemp("perf_analyzer_models")
-    copy_model(EXAMPLE_MODELS / "simple", models, "simple_batching", config=BATCHING_CONFIG)
-    copy_model(EXAMPLE_MODELS / "simple", models, "simple_cached", config=CACHED_CONFIG)
-    copy_model(EXAMPLE_MODELS / "simple", models, "simple_traced", config=TRACED_CONFIG)
+    for name, extra in SIMPLE_COPIES.items():
+        copy_model(EXAMPLE_MODELS / "simple", models, name, config=simple_config(name, extra))
     ensemble_dir(models, "twice", TWICE)
     driver = stand_in_driver(tmp_path_factory.mktemp("nvidia-driver"), "fake_nvml", "libnvidia-ml.so.1")
     flags = ["--allow-client-shm=true", "--cache-config=local,size=1048576", "--metrics-interval-ms=100"]
