@@ -23,6 +23,8 @@ GENERATOR_NAMES = {
     "loadgen_grpc": "loadgen gRPC",
     "loadgen_grpc_8conn": "loadgen gRPC ×8 conn.",
 }
+# The generators of the W2 acceptance figures, all over gRPC.
+GRPC_GENERATORS = ("pa_grpc", "loadgen_grpc", "loadgen_grpc_8conn")
 # Median CPU of other processes during a measurement above which it is marked.
 NOISY = 0.25
 WORKLOAD_NAMES = {"simple": "W1 simple (INT32 add/sub [16])", "mlp": "W2 MLP 256-1024-1024-16 (FP32)"}
@@ -162,7 +164,7 @@ def generator_bound(results, summary, raw32):
         return None
     runtime_us = 1e6 / raw32
     parts = []
-    for generator in ("pa_grpc", "loadgen_grpc", "loadgen_grpc_8conn"):
+    for generator in GRPC_GENERATORS:
         entry = summary.get(("mlp", "tritonrs", "mlp_batching", generator, 32), {})
         throughput, generator_cores = entry.get("throughput"), entry.get("generator_cores")
         if not throughput or not generator_cores:
@@ -280,8 +282,7 @@ def main():
     out("")
     out("| Figure | Target | Generator | Measured | Verdict |")
     out("| --- | --- | --- | --- | --- |")
-    grpc_generators = ("pa_grpc", "loadgen_grpc", "loadgen_grpc_8conn")
-    for generator in grpc_generators:
+    for generator in GRPC_GENERATORS:
         batched_entry = get("mlp", "tritonrs", "mlp_batching", generator, 32)
         single_entry = get("mlp", "tritonrs", "mlp_nobatching", generator, 32)
         batched, single = batched_entry.get("throughput"), single_entry.get("throughput")
@@ -295,7 +296,7 @@ def main():
         out(f"| W2, c=32, gRPC: dynamic batching vs none | ≥ 2.5× | {GENERATOR_NAMES[generator]} | "
             f"{fmt(batched)} / {fmt(single)} = {fmt_down(ratio, 2)}×{spread} | {verdict(ratio >= 2.5 if ratio else None)} |")
     raw32 = raw.entries.get(("mlp", 32), {}).get("inferences_per_s")
-    for generator in grpc_generators:
+    for generator in GRPC_GENERATORS:
         batched_entry = get("mlp", "tritonrs", "mlp_batching", generator, 32)
         batched = batched_entry.get("throughput")
         by_repetition = sorted(batched_entry.get("throughput_by_repetition", {}).items())
